@@ -1,0 +1,119 @@
+/**
+ * The error family every user-reachable failure belongs to. Each class carries a stable
+ * `ZOMG_*` code, a message a user can act on and an optional hint. The HTTP status and the
+ * CLI exit code are chosen by one table each (api/errors.ts, cli/exit-codes.ts) from the
+ * class's `kind`, never at a call site. Programmer errors stay plain `Error`.
+ */
+
+export type ErrorKind =
+  | 'invalid'
+  | 'unauthorized'
+  | 'not_found'
+  | 'conflict'
+  | 'too_large'
+  | 'unprocessable'
+  | 'pool_full'
+  | 'unsupported'
+  | 'tool'
+  | 'internal';
+
+export interface ZomgErrorOptions {
+  hint?: string;
+  cause?: unknown;
+}
+
+export abstract class ZomgError extends Error {
+  abstract readonly kind: ErrorKind;
+  readonly code: string;
+  readonly hint: string | undefined;
+
+  constructor(code: string, message: string, options: ZomgErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = new.target.name;
+    this.code = code;
+    this.hint = options.hint;
+  }
+}
+
+/** Bad input: a name that breaks a rule, a flag combination, a malformed body. HTTP 400. */
+export class InvalidArgumentError extends ZomgError {
+  readonly kind = 'invalid' as const;
+  constructor(message: string, options: ZomgErrorOptions & { code?: string } = {}) {
+    super(options.code ?? 'ZOMG_INVALID_ARGUMENT', message, options);
+  }
+}
+
+/** A CLI usage error (unknown flag, missing argument). Exit 2. */
+export class UsageError extends InvalidArgumentError {
+  constructor(message: string, options: ZomgErrorOptions = {}) {
+    super(message, { ...options, code: 'ZOMG_USAGE' });
+  }
+}
+
+export class UnauthorizedError extends ZomgError {
+  readonly kind = 'unauthorized' as const;
+  constructor(message = 'missing or invalid bearer token', options: ZomgErrorOptions = {}) {
+    super('ZOMG_UNAUTHORIZED', message, options);
+  }
+}
+
+export class NotFoundError extends ZomgError {
+  readonly kind = 'not_found' as const;
+  constructor(code: string, message: string, options: ZomgErrorOptions = {}) {
+    super(code, message, options);
+  }
+}
+
+export class ConflictError extends ZomgError {
+  readonly kind = 'conflict' as const;
+  constructor(code: string, message: string, options: ZomgErrorOptions = {}) {
+    super(code, message, options);
+  }
+}
+
+export class TooLargeError extends ZomgError {
+  readonly kind = 'too_large' as const;
+  constructor(code: string, message: string, options: ZomgErrorOptions = {}) {
+    super(code, message, options);
+  }
+}
+
+/** Input that parses but cannot be used (a rootfs of another architecture, a corrupt archive). HTTP 422. */
+export class UnprocessableError extends ZomgError {
+  readonly kind = 'unprocessable' as const;
+  constructor(code: string, message: string, options: ZomgErrorOptions = {}) {
+    super(code, message, options);
+  }
+}
+
+export class PoolFullError extends ZomgError {
+  readonly kind = 'pool_full' as const;
+  constructor(message = 'the storage pool is full', options: ZomgErrorOptions = {}) {
+    super('ZOMG_POOL_FULL', message, { hint: 'free space by deleting boxes, snapshots or base versions, or grow the pool', ...options });
+  }
+}
+
+export class UnsupportedError extends ZomgError {
+  readonly kind = 'unsupported' as const;
+  constructor(code: string, message: string, options: ZomgErrorOptions = {}) {
+    super(code, message, options);
+  }
+}
+
+/** An external program failed or is missing. HTTP 500 with this message (it names the tool, not host paths). */
+export class ToolError extends ZomgError {
+  readonly kind = 'tool' as const;
+  constructor(code: string, message: string, options: ZomgErrorOptions = {}) {
+    super(code, message, options);
+  }
+}
+
+export const isZomgError = (err: unknown): err is ZomgError => err instanceof ZomgError;
+
+// Frequently thrown errors, named once so their codes and wording stay stable.
+export const boxNotFound = (project: string, name: string): NotFoundError =>
+  new NotFoundError('ZOMG_BOX_NOT_FOUND', `box "${project}:${name}" not found`, { hint: 'run `zomg list` to see your boxes' });
+export const baseNotFound = (ref: string): NotFoundError =>
+  new NotFoundError('ZOMG_BASE_NOT_FOUND', `base "${ref}" not found`, { hint: 'run `zomg base list` to see installed bases, or `zomg base install box-base`' });
+export const snapshotNotFound = (box: string, name: string): NotFoundError =>
+  new NotFoundError('ZOMG_SNAPSHOT_NOT_FOUND', `snapshot "${name}" of box "${box}" not found`, { hint: `run \`zomg snapshot list ${box}\`` });

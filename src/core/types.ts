@@ -1,0 +1,86 @@
+/**
+ * The shapes the engine returns. Field names follow the Zomg API (snake_case) so the HTTP
+ * layer serializes them as they are and the CLI renders the same objects in both modes.
+ */
+
+export type BoxStatus = 'running' | 'stopped' | 'created';
+
+export interface Box {
+  id: string;
+  name: string;
+  project: string;
+  status: BoxStatus;
+  /** The exact base version the box was cloned from. */
+  base: string;
+  tags: Record<string, string>;
+  environment: Record<string, string>;
+  data_mounts: Array<{ volume: string; path: string; mode: 'ro' | 'rw' }>;
+  created_at: string;
+  updated_at: string;
+}
+
+export type BaseKind = 'build' | 'install' | 'save' | 'import';
+
+export interface BaseProvenance {
+  kind: BaseKind;
+  build: {
+    builder: string | null;
+    parent_alias: string | null;
+    parent_version: string | null;
+    script: string | null;
+    script_sha256: string | null;
+  };
+}
+
+export interface BaseVersion {
+  name: string;
+  /** The alias this version was written under. */
+  alias: string;
+  created_at: string;
+  /** Null until computed off the hot path. */
+  size_bytes: number | null;
+  provenance: BaseProvenance;
+  /** Image config kept from a Dockerfile build (ENV, WORKDIR, USER, CMD), when any. */
+  config: BaseConfig | null;
+}
+
+export interface BaseConfig {
+  env: string[];
+  workdir: string | null;
+  user: string | null;
+  cmd: string[] | null;
+}
+
+export interface BaseSummary {
+  name: string;
+  latest_version: string;
+  size_bytes: number | null;
+  created_at: string;
+}
+
+export interface BaseDetails {
+  name: string;
+  latest_version: string | null;
+  versions: BaseVersion[];
+}
+
+export interface Checkpoint {
+  name: string;
+  box: string;
+  project: string;
+  description: string;
+  size_bytes: number | null;
+  created_at: string;
+}
+
+export type InstallOutcome = { status: 'installed'; version: BaseVersion } | { status: 'up_to_date'; version: BaseVersion };
+
+/** Progress of long work, rendered by the CLI as a bar. `total` is undefined when unknown. */
+export interface Progress {
+  phase: string;
+  done?: number;
+  total?: number;
+  /** A line of tool output (build logs), streamed as produced. */
+  line?: string;
+}
+export type ProgressFn = (p: Progress) => void;

@@ -1,0 +1,55 @@
+/**
+ * The storage driver interface: everything zomg asks of the filesystem that holds boxes,
+ * snapshots and bases. Callers branch on `capabilities`, never on a driver's name.
+ * Paths are absolute host paths inside the pool; they never reach the API.
+ */
+import type { Readable } from 'node:stream';
+
+export interface DriverCapabilities {
+  /** Snapshots are copy-on-write clones whose cost does not depend on the tree size. */
+  instantSnapshots: boolean;
+  /** Subvolumes can be flagged read-only. */
+  readOnly: boolean;
+  /** `send` can produce an incremental, data-less change stream between two read-only snapshots. */
+  sendStream: boolean;
+}
+
+export interface SnapshotOptions {
+  readOnly?: boolean;
+}
+
+export interface StorageDriver {
+  readonly name: string;
+  readonly capabilities: DriverCapabilities;
+
+  /** Creates an empty subvolume at `path` (its parent directory must exist). */
+  createSubvolume(path: string): Promise<void>;
+
+  /**
+   * Snapshots `source` to `dest` (which must not exist). Nested subvolumes inside `source`
+   * are snapshotted too and placed at the same paths, so their content is captured; with
+   * `readOnly` every one of them is made read-only.
+   */
+  snapshot(source: string, dest: string, options?: SnapshotOptions): Promise<void>;
+
+  /** Deletes the subvolume at `path` and every subvolume nested inside it. Missing is not an error. */
+  deleteSubvolume(path: string): Promise<void>;
+
+  setReadOnly(path: string, readOnly: boolean): Promise<void>;
+  isReadOnly(path: string): Promise<boolean>;
+
+  /** True when `path` is a subvolume (not merely a directory). */
+  isSubvolume(path: string): Promise<boolean>;
+
+  /** Subvolumes nested anywhere below `path` (absolute paths, parents before children). */
+  listNested(path: string): Promise<string[]>;
+
+  /** Bytes used by the tree at `path`. Costs O(files): call it off the hot path. */
+  sizeBytes(path: string): Promise<number>;
+
+  /**
+   * The binary change stream from `parent` to `child` (both read-only snapshots), without
+   * file data. Only when `capabilities.sendStream`.
+   */
+  sendNoData(parent: string, child: string, options?: { signal?: AbortSignal }): Readable;
+}

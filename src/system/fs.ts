@@ -1,0 +1,22 @@
+/** Small filesystem helpers: errno checks and atomic writes. */
+import { randomBytes } from 'node:crypto';
+import { closeSync, fsyncSync, openSync, renameSync, writeSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+
+export function isErrno(err: unknown, ...codes: string[]): err is NodeJS.ErrnoException {
+  const code = (err as NodeJS.ErrnoException | null | undefined)?.code;
+  return typeof code === 'string' && codes.includes(code);
+}
+
+/** Writes `data` to `path` through a temporary file and a rename, fsynced, with `mode`. */
+export function atomicWriteFile(path: string, data: string | Buffer, mode = 0o644): void {
+  const tmp = join(dirname(path), `.${randomBytes(6).toString('hex')}.tmp`);
+  const fd = openSync(tmp, 'wx', mode);
+  try {
+    writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, path);
+}

@@ -1,0 +1,107 @@
+/**
+ * The one way zomg runs external programs: argv arrays (never a shell string), `LC_ALL=C`,
+ * stderr captured into the error, an AbortSignal and a timeout.
+ */
+import { spawn } from 'node:child_process';
+import type { Readable, Writable } from 'node:stream';
+import { ToolError } from '../core/errors.js';
+
+export interface RunOptions {
+  cwd?: string;
+  env?: NodeJS.ProcessEnv;
+  /** Written to the child's stdin, then stdin is closed. */
+  input?: string | Buffer | Readable;
+  signal?: AbortSignal;
+  timeoutMs?: number;
+  /** Called with each complete line of stdout/stderr as it is produced (build logs, progress). */
+  onLine?: (line: string, stream: 'stdout' | 'stderr') => void;
+  /** Pipe stdout here instead of buffering it. */
+  stdout?: Writable;
+  /** Exit codes that are not failures (default: only 0). */
+  okCodes?: number[];
+}
+
+export interface RunResult {
+  code: number;
+  stdout: Buffer;
+  stderr: string;
+}
+
+/** A program ran and failed. `stderr` holds what it said. */
+export class CommandError extends Error {
+  constructor(
+    readonly command: string,
+    readonly args: readonly string[],
+    readonly code: number | null,
+    readonly stderr: string,
+    readonly signal: NodeJS.Signals | null = null,
+  ) {
+    super(`${command} ${args.join(' ')} failed (${signal ?? `exit ${code}`}): ${stderr.trim().split('\n').slice(-3).join(' | ')}`);
+    this.name = 'CommandError';
+  }
+}
+
+const MAX_STDERR = 64 * 1024;
+
+function lineSplitter(stream: 'stdout' | 'stderr', onLine: NonNullable<RunOptions['onLine']>): (chunk: Buffer) => void {
+  let rest = '';
+  return (chunk) => {
+    rest += chunk.toString('utf8');
+    const lines = rest.split(/\r?\n|\r/);
+    rest = lines.pop() ?? '';
+    for (const line of lines) onLine(line, stream);
+  };
+}
+
+export function run(command: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, {
+      cwd: options.cwd,
+      env: { ...(options.env ?? process.env), LC_ALL: 'C' },
+      stdio: ['pipe', 'pipe', 'pipe'],
+      signal: options.signal,
+      timeout: options.timeoutMs,
+    });
+    const out: Buffer[] = [];
+    let err = '';
+    const outLines = options.onLine ? lineSplitter('stdout', options.onLine) : undefined;
+    const errLines = options.onLine ? lineSplitter('stderr', options.onLine) : undefined;
+    if (options.stdout) child.stdout.pipe(options.stdout);
+    else child.stdout.on('data', (chunk: Buffer) => {
+      out.push(chunk);
+      outLines?.(chunk);
+    });
+    child.stderr.on('data', (chunk: Buffer) => {
+      if (err.length < MAX_STDERR) err += chunk.toString('utf8');
+      errLines?.(chunk);
+    });
+    child.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code === 'ENOENT') {
+        reject(new ToolError('ZOMG_TOOL_MISSING', `${command} is not installed`, { cause: e, hint: `install the package that provides ${command}` }));
+      } else reject(e);
+    });
+    child.stdin.on('error', () => {
+      /* the child may exit before reading all input; its exit status tells what happened */
+    });
+    const input = options.input;
+    if (input === undefined) child.stdin.end();
+    else if (typeof input === 'string' || Buffer.isBuffer(input)) child.stdin.end(input);
+    else input.pipe(child.stdin);
+    child.on('close', (code, signal) => {
+      const result = { code: code ?? -1, stdout: Buffer.concat(out), stderr: err };
+      if (code !== null && (code === 0 || options.okCodes?.includes(code))) resolve(result);
+      else reject(new CommandError(command, args, code, err, signal));
+    });
+  });
+}
+
+/** Runs and returns stdout as text. */
+export async function runText(command: string, args: readonly string[], options: RunOptions = {}): Promise<string> {
+  return (await run(command, args, options)).stdout.toString('utf8');
+}
+
+/** True when a failure was caused by a full filesystem. */
+export function isNoSpace(err: unknown): boolean {
+  if (err instanceof CommandError) return /No space left on device|ENOSPC/i.test(err.stderr);
+  return (err as NodeJS.ErrnoException | undefined)?.code === 'ENOSPC';
+}

@@ -12,7 +12,7 @@ const forbidden = {
   db: ['storage', 'runtime', 'engine', 'api', 'cli'],
   engine: ['api', 'cli'],
   api: ['storage', 'runtime', 'db', 'cli'],
-  cli: ['storage', 'runtime', 'db', 'api'],
+  cli: ['storage', 'runtime', 'db'],
 };
 
 const nodeIo = ['node:fs', 'node:fs/promises', 'node:child_process', 'better-sqlite3', 'fastify'];

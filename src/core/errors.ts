@@ -117,3 +117,36 @@ export const baseNotFound = (ref: string): NotFoundError =>
   new NotFoundError('ZOMG_BASE_NOT_FOUND', `base "${ref}" not found`, { hint: 'run `zomg base list` to see installed bases, or `zomg base install box-base`' });
 export const snapshotNotFound = (box: string, name: string): NotFoundError =>
   new NotFoundError('ZOMG_SNAPSHOT_NOT_FOUND', `snapshot "${name}" of box "${box}" not found`, { hint: `run \`zomg snapshot list ${box}\`` });
+
+/** HTTP status for each error kind — the one table (SPEC §9). */
+export const HTTP_STATUS: Record<ErrorKind, number> = {
+  invalid: 400,
+  unauthorized: 401,
+  not_found: 404,
+  conflict: 409,
+  too_large: 413,
+  unprocessable: 422,
+  pool_full: 507,
+  unsupported: 501,
+  tool: 500,
+  internal: 500,
+};
+
+/** An error received over HTTP, rebuilt so the remote CLI renders and exits exactly like the local one. */
+export class RemoteError extends ZomgError {
+  constructor(
+    readonly kind: ErrorKind,
+    code: string,
+    message: string,
+    options: ZomgErrorOptions = {},
+  ) {
+    super(code, message, options);
+  }
+}
+
+export function errorFromWire(status: number, body: { code?: unknown; message?: unknown; hint?: unknown }): ZomgError {
+  const kind = (Object.entries(HTTP_STATUS).find(([, s]) => s === status)?.[0] ?? 'internal') as ErrorKind;
+  const code = typeof body.code === 'string' ? body.code : 'ZOMG_INTERNAL';
+  const message = typeof body.message === 'string' ? body.message : `the server answered ${status}`;
+  return new RemoteError(kind, code, message, typeof body.hint === 'string' ? { hint: body.hint } : {});
+}

@@ -1,0 +1,42 @@
+/** The shape of a CLI command declared as data in the registry. */
+import type { ProjectName } from '../core/names.js';
+import type { BoxRef } from '../core/refs.js';
+import type { ZomgService } from '../core/service.js';
+import type { ProgressFn } from '../core/types.js';
+import type { GlobalFlags, Target } from './settings.js';
+
+export interface OptionSpec {
+  flags: string;
+  description: string;
+  /** Collect every occurrence into an array. */
+  repeatable?: boolean;
+}
+
+export interface RunContext {
+  flags: GlobalFlags;
+  target(): Target;
+  client(): Promise<ZomgService>;
+  project(): ProjectName;
+  /** Parses a box ref (`name`, `project:name`, `project.name`, `.`). */
+  box(value: string): BoxRef;
+  progress: ProgressFn;
+}
+
+/** What a command returns: the data (printed as JSON with --json) and its human rendering. */
+export interface Output {
+  data: unknown;
+  text: string;
+}
+
+export interface CommandSpec {
+  path: string[];
+  summary: string;
+  args?: string[];
+  options?: OptionSpec[];
+  /** Accepts -p/--project. */
+  project?: boolean;
+  /** Accepts --url/--profile/--state-dir (talks to an engine). Default true. */
+  engine?: boolean;
+  hidden?: boolean;
+  run(ctx: RunContext, args: string[], opts: Record<string, unknown>): Promise<Output | undefined>;
+}

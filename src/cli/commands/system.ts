@@ -1,0 +1,66 @@
+/** zomg serve | pool close | project current | __compute-sizes */
+import type { CommandSpec } from '../command.js';
+import { stateDirOf } from '../settings.js';
+
+export const systemCommands: CommandSpec[] = [
+  {
+    path: ['serve'],
+    summary: 'run the HTTP API over the local engine',
+    options: [
+      { flags: '--listen <host:port>', description: 'listen address (default 127.0.0.1:7070)' },
+      { flags: '--no-auth', description: 'no bearer token (loopback addresses only)' },
+    ],
+    async run(ctx, _args, opts) {
+      const target = ctx.target();
+      const stateDir = target.mode === 'local' ? target.stateDir : stateDirOf(ctx.flags, process.env);
+      const client = await ctx.client();
+      const { serve } = await import('../../api/listen.js');
+      const server = await serve({
+        service: client,
+        stateDir,
+        listen: (opts.listen as string | undefined) ?? '127.0.0.1:7070',
+        noAuth: opts.auth === false,
+        log: (line) => process.stderr.write(`${line}\n`),
+      });
+      await new Promise<void>((resolve) => {
+        const stop = (): void => resolve();
+        process.once('SIGINT', stop);
+        process.once('SIGTERM', stop);
+      });
+      await server.close();
+      return undefined;
+    },
+  },
+  {
+    path: ['pool', 'close'],
+    summary: 'unmount the loopback pool and detach its loop device',
+    engine: false,
+    options: [{ flags: '--state-dir <dir>', description: 'state directory (default $ZOMG_HOME or /var/lib/zomg)' }],
+    async run(ctx) {
+      const stateDir = stateDirOf(ctx.flags, process.env);
+      const { closePool } = await import('../../engine/engine.js');
+      const result = await closePool(stateDir);
+      return { data: result, text: result.message };
+    },
+  },
+  {
+    path: ['project', 'current'],
+    summary: 'print the resolved project',
+    engine: false,
+    project: true,
+    async run(ctx) {
+      const project = ctx.project();
+      return { data: { project }, text: project };
+    },
+  },
+  {
+    path: ['__compute-sizes'],
+    summary: 'compute pending sizes (background job)',
+    hidden: true,
+    async run(ctx) {
+      const client = await ctx.client();
+      await (client as unknown as { computeSizes?: () => Promise<void> }).computeSizes?.();
+      return undefined;
+    },
+  },
+];

@@ -1,0 +1,8 @@
+/** Every CLI command, declared as data. */
+import type { CommandSpec } from './command.js';
+import { baseCommands } from './commands/bases.js';
+import { boxCommands } from './commands/boxes.js';
+import { snapshotCommands } from './commands/snapshots.js';
+import { systemCommands } from './commands/system.js';
+
+export const registry: CommandSpec[] = [...boxCommands, ...snapshotCommands, ...baseCommands, ...systemCommands];

@@ -1,0 +1,73 @@
+/**
+ * What zomg can do, as one interface. The engine implements it in-process; the CLI's
+ * remote client implements it over HTTP; the CLI renders the same results in both modes.
+ */
+import type { Readable } from 'node:stream';
+import type { BoxRef } from './refs.js';
+import type { BaseDetails, BaseSummary, BaseVersion, Box, Checkpoint, InstallOutcome, ProgressFn } from './types.js';
+
+export interface CreateBoxOptions {
+  base?: string;
+  fork?: BoxRef;
+  tags?: Record<string, string>;
+  environment?: Record<string, string>;
+}
+
+export interface ListBoxesOptions {
+  /** Undefined = all projects. */
+  project?: string;
+  prefix?: string;
+  tags?: Record<string, string>;
+  maxResults?: number;
+}
+
+export interface ImportBaseOptions {
+  parent?: string;
+  onProgress?: ProgressFn;
+  signal?: AbortSignal;
+  /** Size of the upload when known, for progress. */
+  totalBytes?: number;
+}
+
+export interface InstallBaseOptions {
+  update?: boolean;
+  onProgress?: ProgressFn;
+  signal?: AbortSignal;
+}
+
+export interface CreateCheckpointOptions {
+  name?: string;
+  description?: string;
+}
+
+export interface PoolInfo {
+  root: string;
+  mounted: 'loop' | 'existing';
+}
+
+export interface ZomgService {
+  // boxes
+  createBox(ref: BoxRef, options?: CreateBoxOptions): Promise<Box>;
+  listBoxes(options?: ListBoxesOptions): Promise<Box[]>;
+  getBox(ref: BoxRef): Promise<Box>;
+  deleteBox(ref: BoxRef): Promise<void>;
+  /** Replaces the tags and/or environment given. */
+  updateBox(ref: BoxRef, fields: { tags?: Record<string, string>; environment?: Record<string, string> }): Promise<Box>;
+
+  // bases
+  listBases(): Promise<BaseSummary[]>;
+  inspectBase(name: string, options?: { tag?: string }): Promise<BaseDetails>;
+  importBase(name: string, source: string | Readable, options?: ImportBaseOptions): Promise<BaseVersion>;
+  installBase(name: string, options?: InstallBaseOptions): Promise<InstallOutcome>;
+  deleteBaseAlias(name: string): Promise<void>;
+  deleteBaseVersion(version: string): Promise<void>;
+
+  // snapshots (checkpoints in the API)
+  createCheckpoint(ref: BoxRef, options?: CreateCheckpointOptions): Promise<Checkpoint>;
+  listCheckpoints(ref: BoxRef): Promise<Checkpoint[]>;
+  getCheckpoint(ref: BoxRef, name: string): Promise<Checkpoint>;
+  restoreCheckpoint(ref: BoxRef, name: string): Promise<Checkpoint>;
+  deleteCheckpoint(ref: BoxRef, name: string): Promise<void>;
+
+  close(): Promise<void>;
+}

@@ -1,0 +1,141 @@
+/** Rows of boxes and checkpoints ↔ core types. A UNIQUE violation becomes a conflict at the engine. */
+import type { Db } from './database.js';
+
+export interface BoxRow {
+  id: string;
+  project: string;
+  name: string;
+  base: string;
+  tags: Record<string, string>;
+  environment: Record<string, string>;
+  data_mounts: Array<{ volume: string; path: string; mode: 'ro' | 'rw' }>;
+  created_at: string;
+  updated_at: string;
+}
+
+interface RawBox {
+  id: string;
+  project: string;
+  name: string;
+  base: string;
+  tags: string;
+  environment: string;
+  data_mounts: string;
+  created_at: string;
+  updated_at: string;
+}
+
+const toBox = (r: RawBox): BoxRow => ({
+  ...r,
+  tags: JSON.parse(r.tags) as BoxRow['tags'],
+  environment: JSON.parse(r.environment) as BoxRow['environment'],
+  data_mounts: JSON.parse(r.data_mounts) as BoxRow['data_mounts'],
+});
+
+export interface CheckpointRow {
+  box_id: string;
+  name: string;
+  description: string;
+  size_bytes: number | null;
+  created_at: string;
+}
+
+export class BoxesRepo {
+  constructor(private readonly db: Db) {}
+
+  get(project: string, name: string): BoxRow | undefined {
+    const row = this.db.prepare('SELECT * FROM boxes WHERE project = ? AND name = ?').get(project, name) as RawBox | undefined;
+    return row && toBox(row);
+  }
+
+  byId(id: string): BoxRow | undefined {
+    const row = this.db.prepare('SELECT * FROM boxes WHERE id = ?').get(id) as RawBox | undefined;
+    return row && toBox(row);
+  }
+
+  list(project?: string): BoxRow[] {
+    const rows =
+      project === undefined
+        ? (this.db.prepare('SELECT * FROM boxes ORDER BY project, name').all() as RawBox[])
+        : (this.db.prepare('SELECT * FROM boxes WHERE project = ? ORDER BY name').all(project) as RawBox[]);
+    return rows.map(toBox);
+  }
+
+  insert(box: BoxRow): void {
+    this.db
+      .prepare(
+        'INSERT INTO boxes (id, project, name, base, tags, environment, data_mounts, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      )
+      .run(
+        box.id,
+        box.project,
+        box.name,
+        box.base,
+        JSON.stringify(box.tags),
+        JSON.stringify(box.environment),
+        JSON.stringify(box.data_mounts),
+        box.created_at,
+        box.updated_at,
+      );
+  }
+
+  update(id: string, fields: { tags?: Record<string, string>; environment?: Record<string, string>; updatedAt: string }): void {
+    const box = this.byId(id);
+    if (!box) return;
+    this.db
+      .prepare('UPDATE boxes SET tags = ?, environment = ?, updated_at = ? WHERE id = ?')
+      .run(JSON.stringify(fields.tags ?? box.tags), JSON.stringify(fields.environment ?? box.environment), fields.updatedAt, id);
+  }
+
+  delete(id: string): void {
+    this.db.prepare('DELETE FROM boxes WHERE id = ?').run(id);
+  }
+
+  ids(): string[] {
+    return (this.db.prepare('SELECT id FROM boxes').all() as Array<{ id: string }>).map((r) => r.id);
+  }
+
+  /** Boxes cloned from `version`. */
+  countUsingBase(version: string): number {
+    return (this.db.prepare('SELECT COUNT(*) AS n FROM boxes WHERE base = ?').get(version) as { n: number }).n;
+  }
+}
+
+export class CheckpointsRepo {
+  constructor(private readonly db: Db) {}
+
+  list(boxId: string): CheckpointRow[] {
+    return this.db
+      .prepare('SELECT box_id, name, description, size_bytes, created_at FROM checkpoints WHERE box_id = ? ORDER BY seq')
+      .all(boxId) as CheckpointRow[];
+  }
+
+  get(boxId: string, name: string): CheckpointRow | undefined {
+    return this.db
+      .prepare('SELECT box_id, name, description, size_bytes, created_at FROM checkpoints WHERE box_id = ? AND name = ?')
+      .get(boxId, name) as CheckpointRow | undefined;
+  }
+
+  insert(row: CheckpointRow): void {
+    const seq = (this.db.prepare('SELECT COALESCE(MAX(seq), 0) + 1 AS n FROM checkpoints WHERE box_id = ?').get(row.box_id) as { n: number }).n;
+    this.db
+      .prepare('INSERT INTO checkpoints (box_id, name, description, size_bytes, created_at, seq) VALUES (?, ?, ?, ?, ?, ?)')
+      .run(row.box_id, row.name, row.description, row.size_bytes, row.created_at, seq);
+  }
+
+  delete(boxId: string, name: string): void {
+    this.db.prepare('DELETE FROM checkpoints WHERE box_id = ? AND name = ?').run(boxId, name);
+  }
+
+  setSize(boxId: string, name: string, sizeBytes: number): void {
+    this.db.prepare('UPDATE checkpoints SET size_bytes = ? WHERE box_id = ? AND name = ?').run(sizeBytes, boxId, name);
+  }
+
+  withoutSize(): Array<{ box_id: string; name: string }> {
+    return this.db.prepare('SELECT box_id, name FROM checkpoints WHERE size_bytes IS NULL').all() as Array<{ box_id: string; name: string }>;
+  }
+
+  all(): Array<{ box_id: string; name: string }> {
+    return this.db.prepare('SELECT box_id, name FROM checkpoints').all() as Array<{ box_id: string; name: string }>;
+  }
+}

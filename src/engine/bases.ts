@@ -1,0 +1,260 @@
+/** Base use cases: resolve refs, list, inspect, import, install, commit versions, delete. */
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { rename } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { ConflictError, InvalidArgumentError, NotFoundError, PoolFullError, ToolError, baseNotFound } from '../core/errors.js';
+import { parseBaseName } from '../core/names.js';
+import { parseBaseRef } from '../core/refs.js';
+import type { ImportBaseOptions, InstallBaseOptions } from '../core/service.js';
+import type { BaseConfig, BaseDetails, BaseKind, BaseSummary, BaseVersion, InstallOutcome } from '../core/types.js';
+import { nextVersionName } from '../core/versions.js';
+import { transaction } from '../db/database.js';
+import { verifyArchitecture } from '../storage/arch.js';
+import { extractRootfs } from '../storage/tar.js';
+import { isErrno } from '../system/fs.js';
+import { Reverter } from '../system/reverter.js';
+import { isNoSpace, run } from '../system/run.js';
+import { type EngineContext, isoNow } from './context.js';
+import { scheduleSizes } from './sizes.js';
+
+/** Resolves an alias (its latest version), an exact version, or `alias:<sha256 prefix>`. */
+export function resolveBase(ctx: EngineContext, value: string): BaseVersion {
+  const ref = parseBaseRef(value);
+  if (ref.kind === 'tag') {
+    const version = ctx.bases.newestWithTag(ref.alias, ref.tagPrefix);
+    if (!version) throw baseNotFound(value);
+    return version;
+  }
+  const target = ctx.bases.aliasTarget(ref.name);
+  const version = ctx.bases.getVersion(target ?? ref.name);
+  if (!version) throw baseNotFound(value);
+  return version;
+}
+
+export const versionPath = (ctx: EngineContext, version: string): string => join(ctx.paths.bases, version);
+
+export function listBases(ctx: EngineContext): BaseSummary[] {
+  return ctx.bases.aliases().flatMap(({ name, version }) => {
+    const v = ctx.bases.getVersion(version);
+    return v ? [{ name, latest_version: v.name, size_bytes: v.size_bytes, created_at: v.created_at }] : [];
+  });
+}
+
+/** Every version written under `name` (or the one version named `name`), filtered by tag prefix. */
+export function inspectBase(ctx: EngineContext, name: string, options: { tag?: string } = {}): BaseDetails {
+  parseBaseName(name);
+  let versions = ctx.bases.versionsOf(name);
+  if (versions.length === 0) {
+    const single = ctx.bases.getVersion(name);
+    if (single) versions = [single];
+  }
+  const latest = ctx.bases.aliasTarget(name) ?? null;
+  if (versions.length === 0 && latest === null) throw baseNotFound(name);
+  if (options.tag !== undefined) {
+    const tag = options.tag.toLowerCase();
+    if (!/^[0-9a-f]{1,64}$/.test(tag)) {
+      throw new InvalidArgumentError(`invalid tag "${options.tag}": a tag is a sha256 (or a prefix) in hex`, { code: 'ZOMG_INVALID_REF' });
+    }
+    versions = versions.filter((v) => v.provenance.build.script_sha256?.startsWith(tag));
+  }
+  return { name, latest_version: latest, versions };
+}
+
+export interface CommitOptions {
+  alias: string;
+  kind: BaseKind;
+  builder?: string | null;
+  parent?: BaseVersion | null;
+  script?: string | null;
+  scriptSha256?: string | null;
+  config?: BaseConfig | null;
+  /** Puts a read-only subvolume at `dest` (which does not exist yet). */
+  place: (dest: string) => Promise<void>;
+}
+
+/**
+ * Names the next version of `alias`, puts its subvolume into `bases/` and commits the row
+ * and the alias in one transaction. Naming, placing and committing hold one lock, so two
+ * writes in the same second get different names.
+ */
+export async function commitVersion(ctx: EngineContext, options: CommitOptions): Promise<BaseVersion> {
+  return ctx.locks.with(
+    'bases',
+    async () => {
+      const now = ctx.now();
+      const name = nextVersionName(options.alias, now, (n) => ctx.bases.versionExists(n) || existsSync(versionPath(ctx, n)));
+      const dest = versionPath(ctx, name);
+      const reverter = new Reverter();
+      return reverter.run(async (r) => {
+        ctx.pending.add(dest, process.pid, isoNow(ctx));
+        r.add('forget pending', () => ctx.pending.remove(dest));
+        await options.place(dest);
+        r.add('delete version subvolume', () => ctx.driver.deleteSubvolume(dest));
+        await ctx.fault('base:placed');
+        const createdAt = isoNow(ctx);
+        transaction(ctx.db, () => {
+          ctx.bases.insertVersion({
+            name,
+            alias: options.alias,
+            kind: options.kind,
+            builder: options.builder ?? null,
+            parentAlias: options.parent?.alias ?? null,
+            parentVersion: options.parent?.name ?? null,
+            script: options.script ?? null,
+            scriptSha256: options.scriptSha256 ?? null,
+            config: options.config ?? null,
+            createdAt,
+          });
+          ctx.bases.setAlias(options.alias, name, createdAt);
+          ctx.pending.remove(dest);
+        });
+        scheduleSizes(ctx);
+        const version = ctx.bases.getVersion(name);
+        if (!version) throw new Error(`version ${name} vanished after commit`);
+        return version;
+      });
+    },
+    { what: 'base storage', timeoutMs: 120_000 },
+  );
+}
+
+/** Moves a finished staging subvolume to `dest` and makes it read-only (a read-only subvolume cannot change directory, so the flag comes after the rename). */
+export const placeStaged = (ctx: EngineContext, staging: string) => async (dest: string): Promise<void> => {
+  await rename(staging, dest);
+  await ctx.driver.setReadOnly(dest, true);
+};
+
+/** A staging subvolume: empty, or a writable snapshot of `parent`. Registered for deletion on failure. */
+export async function makeStaging(ctx: EngineContext, r: Reverter, label: string, parent?: BaseVersion): Promise<string> {
+  const staging = ctx.stagingPath(label);
+  if (parent) await ctx.driver.snapshot(versionPath(ctx, parent.name), staging, { readOnly: false });
+  else await ctx.driver.createSubvolume(staging);
+  r.add('delete staging subvolume', () => ctx.driver.deleteSubvolume(staging));
+  return staging;
+}
+
+function checkImportSource(source: string | Readable): void {
+  if (typeof source !== 'string') return;
+  let st;
+  try {
+    st = statSync(source);
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) throw new InvalidArgumentError(`file "${source}" does not exist`, { code: 'ZOMG_FILE_NOT_FOUND' });
+    throw err;
+  }
+  if (!st.isFile()) throw new InvalidArgumentError(`"${source}" is not a regular file`, { code: 'ZOMG_NOT_A_FILE', hint: 'pass a rootfs tarball (.tar, .tar.gz, .tar.zst or .tar.xz)' });
+}
+
+/** Imports a rootfs tarball as a new version of `name` (on top of `parent` when given). */
+export async function importBase(ctx: EngineContext, name: string, source: string | Readable, options: ImportBaseOptions = {}): Promise<BaseVersion> {
+  parseBaseName(name);
+  checkImportSource(source);
+  const parent = options.parent !== undefined ? resolveBase(ctx, options.parent) : undefined;
+  const totalBytes = options.totalBytes ?? (typeof source === 'string' ? statSync(source).size : undefined);
+  return new Reverter().run(async (r) => {
+    const staging = await makeStaging(ctx, r, 'import', parent);
+    await extractRootfs(source, staging, {
+      ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+      ...(totalBytes !== undefined ? { totalBytes } : {}),
+      ...(options.signal ? { signal: options.signal } : {}),
+      hasParent: parent !== undefined,
+    });
+    await ctx.fault('import:extracted');
+    options.onProgress?.({ phase: 'verify' });
+    await verifyArchitecture(staging);
+    return commitVersion(ctx, { alias: name, kind: 'import', parent: parent ?? null, place: placeStaged(ctx, staging) });
+  });
+}
+
+function maintainedScript(ctx: EngineContext, name: string): { path: string; text: string } {
+  parseBaseName(name);
+  const path = join(ctx.maintainedBasesDir, name, 'build.sh');
+  try {
+    return { path, text: readFileSync(path, 'utf8') };
+  } catch (err) {
+    if (isErrno(err, 'ENOENT', 'ENOTDIR')) {
+      throw new NotFoundError('ZOMG_BASE_NOT_MAINTAINED', `"${name}" is not a maintained base`, { hint: `maintained bases: ${listMaintained(ctx).join(', ')}` });
+    }
+    throw err;
+  }
+}
+
+export function listMaintained(ctx: EngineContext): string[] {
+  try {
+    return readdirNames(ctx.maintainedBasesDir).filter((n) => existsSync(join(ctx.maintainedBasesDir, n, 'build.sh')));
+  } catch {
+    return [];
+  }
+}
+
+const readdirNames = (dir: string): string[] => readdirSync(dir).sort();
+
+/**
+ * Installs a maintained base by running its build script into a staging subvolume. The tag
+ * is the script's sha256: a version with that tag already present means there is nothing to do.
+ */
+export async function installBase(ctx: EngineContext, name: string, options: InstallBaseOptions = {}): Promise<InstallOutcome> {
+  const script = maintainedScript(ctx, name);
+  const sha = createHash('sha256').update(script.text).digest('hex');
+  const existing = ctx.bases.newestWithTag(name, sha);
+  if (existing && !options.update) return { status: 'up_to_date', version: existing };
+  return ctx.locks.with(
+    `install:${name}`,
+    () =>
+      new Reverter().run(async (r) => {
+        const staging = await makeStaging(ctx, r, `install-${name}`);
+        options.onProgress?.({ phase: 'build' });
+        try {
+          await run('bash', [script.path, staging], {
+            env: { ...process.env, ZOMG_CACHE_DIR: join(ctx.stateDir, 'cache') },
+            ...(options.signal ? { signal: options.signal } : {}),
+            onLine: (line) => options.onProgress?.({ phase: 'build', line }),
+          });
+        } catch (err) {
+          if (isNoSpace(err)) throw new PoolFullError(undefined, { cause: err });
+          throw new ToolError('ZOMG_INSTALL_FAILED', `the build script of "${name}" failed`, { cause: err, hint: 'run with a terminal to see its output' });
+        }
+        options.onProgress?.({ phase: 'verify' });
+        await verifyArchitecture(staging);
+        const version = await commitVersion(ctx, {
+          alias: name,
+          kind: 'install',
+          builder: 'script',
+          script: script.text,
+          scriptSha256: sha,
+          place: placeStaged(ctx, staging),
+        });
+        return { status: 'installed' as const, version };
+      }),
+    { what: `the install of ${name}`, timeoutMs: 30 * 60_000 },
+  );
+}
+
+export async function deleteBaseAlias(ctx: EngineContext, name: string): Promise<void> {
+  parseBaseName(name);
+  await ctx.locks.with('bases', async () => {
+    if (!ctx.bases.deleteAlias(name)) {
+      throw new NotFoundError('ZOMG_ALIAS_NOT_FOUND', `base alias "${name}" not found`, { hint: 'run `zomg base list`' });
+    }
+  });
+}
+
+/** Deletes one immutable version; refused while an alias points to it. Boxes cloned from it are independent. */
+export async function deleteBaseVersion(ctx: EngineContext, version: string): Promise<void> {
+  parseBaseName(version);
+  await ctx.locks.with('bases', async () => {
+    if (!ctx.bases.getVersion(version)) {
+      throw new NotFoundError('ZOMG_VERSION_NOT_FOUND', `base version "${version}" not found`, { hint: 'run `zomg base inspect <name>` to see versions' });
+    }
+    const aliases = ctx.bases.aliasesOf(version);
+    if (aliases.length > 0) {
+      throw new ConflictError('ZOMG_VERSION_IN_USE', `base version "${version}" is what alias ${aliases.map((a) => `"${a}"`).join(', ')} points to`, {
+        hint: `delete the alias first (zomg base delete --alias ${aliases[0]}), or write a newer version`,
+      });
+    }
+    ctx.bases.deleteVersion(version);
+    await ctx.driver.deleteSubvolume(versionPath(ctx, version));
+  });
+}

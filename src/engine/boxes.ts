@@ -1,0 +1,129 @@
+/** Box use cases: create (from a base or a fork), list, get, delete. */
+import { randomBytes } from 'node:crypto';
+import { rmdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ConflictError, InvalidArgumentError, boxNotFound } from '../core/errors.js';
+import { parseEnvAssignment, parseTag } from '../core/names.js';
+import type { BoxRef } from '../core/refs.js';
+import type { CreateBoxOptions, ListBoxesOptions } from '../core/service.js';
+import type { Box } from '../core/types.js';
+import type { BoxRow } from '../db/boxes-repo.js';
+import { transaction } from '../db/database.js';
+import { isErrno } from '../system/fs.js';
+import { Reverter } from '../system/reverter.js';
+import { resolveBase, versionPath } from './bases.js';
+import { type EngineContext, isoNow } from './context.js';
+
+export const DEFAULT_BASE = 'box-base';
+
+export const rootPath = (ctx: EngineContext, boxId: string): string => join(ctx.paths.roots, boxId);
+export const boxLockKey = (ref: { project: string; name: string }): string => `box-${ref.project}-${ref.name}`;
+
+export function toBox(row: BoxRow): Box {
+  return { ...row, status: 'stopped' };
+}
+
+export function findBox(ctx: EngineContext, ref: BoxRef): BoxRow {
+  const row = ctx.boxes.get(ref.project, ref.name);
+  if (!row) throw boxNotFound(ref.project, ref.name);
+  return row;
+}
+
+function validateMaps(options: CreateBoxOptions): { tags: Record<string, string>; environment: Record<string, string> } {
+  const tags: Record<string, string> = {};
+  for (const [k, v] of Object.entries(options.tags ?? {})) {
+    const [key, value] = parseTag(`${k}=${v}`);
+    tags[key] = value;
+  }
+  const environment: Record<string, string> = {};
+  for (const [k, v] of Object.entries(options.environment ?? {})) {
+    const [key, value] = parseEnvAssignment(`${k}=${v}`);
+    environment[key] = value;
+  }
+  return { tags, environment };
+}
+
+/** Creates a box whose root is a writable snapshot of a base version (or of another box's root). */
+export async function createBox(ctx: EngineContext, ref: BoxRef, options: CreateBoxOptions = {}): Promise<Box> {
+  if (options.base !== undefined && options.fork !== undefined) {
+    throw new InvalidArgumentError('--base and --fork cannot be used together', { code: 'ZOMG_INVALID_ARGUMENT', hint: 'a fork clones the source box, which already has a base' });
+  }
+  const { tags, environment } = validateMaps(options);
+  return ctx.locks.with(boxLockKey(ref), async () => {
+    if (ctx.boxes.get(ref.project, ref.name)) throw boxExists(ref);
+    let source: string;
+    let base: string;
+    if (options.fork) {
+      const src = findBox(ctx, options.fork);
+      source = rootPath(ctx, src.id);
+      base = src.base;
+    } else {
+      const version = resolveBase(ctx, options.base ?? DEFAULT_BASE);
+      source = versionPath(ctx, version.name);
+      base = version.name;
+    }
+    const id = randomBytes(8).toString('hex');
+    const root = rootPath(ctx, id);
+    const now = isoNow(ctx);
+    const row: BoxRow = { id, project: ref.project, name: ref.name, base, tags, environment, data_mounts: [], created_at: now, updated_at: now };
+    return new Reverter().run(async (r) => {
+      ctx.pending.add(root, process.pid, now);
+      r.add('forget pending', () => ctx.pending.remove(root));
+      await ctx.driver.snapshot(source, root, { readOnly: false });
+      r.add('delete box root', () => ctx.driver.deleteSubvolume(root));
+      await ctx.fault('create:snapshotted');
+      transaction(ctx.db, () => {
+        if (ctx.boxes.get(ref.project, ref.name)) throw boxExists(ref);
+        ctx.boxes.insert(row);
+        ctx.pending.remove(root);
+      });
+      return toBox(row);
+    });
+  }, { what: `box "${ref.project}:${ref.name}"` });
+}
+
+const boxExists = (ref: BoxRef): ConflictError =>
+  new ConflictError('ZOMG_BOX_EXISTS', `box "${ref.project}:${ref.name}" already exists`, { hint: 'pick another name, or delete the existing box' });
+
+export function listBoxes(ctx: EngineContext, options: ListBoxesOptions = {}): Box[] {
+  let rows = ctx.boxes.list(options.project);
+  if (options.prefix) rows = rows.filter((b) => b.name.startsWith(options.prefix as string));
+  for (const [k, v] of Object.entries(options.tags ?? {})) rows = rows.filter((b) => b.tags[k] === v);
+  if (options.maxResults !== undefined) rows = rows.slice(0, options.maxResults);
+  return rows.map(toBox);
+}
+
+export function getBox(ctx: EngineContext, ref: BoxRef): Box {
+  return toBox(findBox(ctx, ref));
+}
+
+/** Deletes a box, its snapshots and its root. Rows go first; the subvolumes (irreversible) last. */
+export async function deleteBox(ctx: EngineContext, ref: BoxRef): Promise<void> {
+  await ctx.locks.with(boxLockKey(ref), async () => {
+    const row = findBox(ctx, ref);
+    const checkpoints = ctx.checkpoints.list(row.id);
+    transaction(ctx.db, () => ctx.boxes.delete(row.id)); // checkpoints cascade
+    for (const cp of checkpoints) await ctx.driver.deleteSubvolume(join(ctx.paths.checkpoints, row.id, cp.name));
+    await rmdir(join(ctx.paths.checkpoints, row.id)).catch((err: unknown) => {
+      if (!isErrno(err, 'ENOENT')) throw err;
+    });
+    await ctx.driver.deleteSubvolume(rootPath(ctx, row.id));
+  }, { what: `box "${ref.project}:${ref.name}"` });
+}
+
+export async function updateBox(
+  ctx: EngineContext,
+  ref: BoxRef,
+  fields: { tags?: Record<string, string>; environment?: Record<string, string> },
+): Promise<Box> {
+  const { tags, environment } = validateMaps(fields);
+  return ctx.locks.with(boxLockKey(ref), async () => {
+    const row = findBox(ctx, ref);
+    ctx.boxes.update(row.id, {
+      ...(fields.tags !== undefined ? { tags } : {}),
+      ...(fields.environment !== undefined ? { environment } : {}),
+      updatedAt: isoNow(ctx),
+    });
+    return toBox(findBox(ctx, ref));
+  }, { what: `box "${ref.project}:${ref.name}"` });
+}

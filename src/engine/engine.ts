@@ -1,0 +1,108 @@
+/**
+ * The composition root: `createEngine()` opens the state directory, the pool and the
+ * database, reconciles them, and returns the one object both faces (CLI and HTTP) drive.
+ */
+import type { Readable } from 'node:stream';
+import type { BoxRef } from '../core/refs.js';
+import type {
+  CreateBoxOptions,
+  CreateCheckpointOptions,
+  ImportBaseOptions,
+  InstallBaseOptions,
+  ListBoxesOptions,
+  PoolInfo,
+  ZomgService,
+} from '../core/service.js';
+import type { BaseDetails, BaseSummary, BaseVersion, Box, Checkpoint, InstallOutcome } from '../core/types.js';
+import * as bases from './bases.js';
+import * as boxes from './boxes.js';
+import { type EngineContext, type EngineOptions, openContext } from './context.js';
+import { type ReconcileReport, reconcile } from './reconcile.js';
+import { computePendingSizes, sizesSettled } from './sizes.js';
+import * as snapshots from './snapshots.js';
+
+export type { EngineOptions } from './context.js';
+
+export class Engine implements ZomgService {
+  constructor(readonly ctx: EngineContext) {}
+
+  get pool(): PoolInfo {
+    return this.ctx.pool;
+  }
+
+  async createBox(ref: BoxRef, options?: CreateBoxOptions): Promise<Box> {
+    return boxes.createBox(this.ctx, ref, options);
+  }
+  async listBoxes(options?: ListBoxesOptions): Promise<Box[]> {
+    return boxes.listBoxes(this.ctx, options);
+  }
+  async getBox(ref: BoxRef): Promise<Box> {
+    return boxes.getBox(this.ctx, ref);
+  }
+  async deleteBox(ref: BoxRef): Promise<void> {
+    return boxes.deleteBox(this.ctx, ref);
+  }
+
+  async updateBox(ref: BoxRef, fields: { tags?: Record<string, string>; environment?: Record<string, string> }): Promise<Box> {
+    return boxes.updateBox(this.ctx, ref, fields);
+  }
+
+  async listBases(): Promise<BaseSummary[]> {
+    return bases.listBases(this.ctx);
+  }
+  async inspectBase(name: string, options?: { tag?: string }): Promise<BaseDetails> {
+    return bases.inspectBase(this.ctx, name, options);
+  }
+  async importBase(name: string, source: string | Readable, options?: ImportBaseOptions): Promise<BaseVersion> {
+    return bases.importBase(this.ctx, name, source, options);
+  }
+  async installBase(name: string, options?: InstallBaseOptions): Promise<InstallOutcome> {
+    return bases.installBase(this.ctx, name, options);
+  }
+  async deleteBaseAlias(name: string): Promise<void> {
+    return bases.deleteBaseAlias(this.ctx, name);
+  }
+  async deleteBaseVersion(version: string): Promise<void> {
+    return bases.deleteBaseVersion(this.ctx, version);
+  }
+
+  async createCheckpoint(ref: BoxRef, options?: CreateCheckpointOptions): Promise<Checkpoint> {
+    return snapshots.createCheckpoint(this.ctx, ref, options);
+  }
+  async listCheckpoints(ref: BoxRef): Promise<Checkpoint[]> {
+    return snapshots.listCheckpoints(this.ctx, ref);
+  }
+  async getCheckpoint(ref: BoxRef, name: string): Promise<Checkpoint> {
+    return snapshots.getCheckpoint(this.ctx, ref, name);
+  }
+  async restoreCheckpoint(ref: BoxRef, name: string): Promise<Checkpoint> {
+    return snapshots.restoreCheckpoint(this.ctx, ref, name);
+  }
+  async deleteCheckpoint(ref: BoxRef, name: string): Promise<void> {
+    return snapshots.deleteCheckpoint(this.ctx, ref, name);
+  }
+
+  /** Computes every size still missing (the background job). */
+  async computeSizes(): Promise<void> {
+    await sizesSettled();
+    await computePendingSizes(this.ctx);
+  }
+
+  async reconcile(): Promise<ReconcileReport> {
+    return this.ctx.locks.with('reconcile', () => reconcile(this.ctx));
+  }
+
+  async close(): Promise<void> {
+    await sizesSettled();
+    this.ctx.db.close();
+  }
+}
+
+/** Opens (and on first use creates) the state directory and pool, then reconciles them. */
+export async function createEngine(options: EngineOptions): Promise<Engine> {
+  const engine = new Engine(await openContext(options));
+  await engine.reconcile();
+  return engine;
+}
+
+export { closePool } from '../storage/pool.js';

@@ -1,0 +1,294 @@
+/**
+ * The btrfs StorageDriver: the only code in zomg that runs the `btrfs` program.
+ *
+ * Facts it relies on (measured on btrfs-progs 6.2, see research/machine.md §4):
+ * - `subvolume snapshot` is not recursive: a nested subvolume shows up in the snapshot as
+ *   an empty placeholder directory, so nested ones are snapshotted one by one into place.
+ * - `subvolume delete` refuses a subvolume that still holds nested ones ("Directory not
+ *   empty"), and unlinking a nested subvolume from a READ-ONLY parent fails with EROFS, so
+ *   deletion clears `ro` on parents and goes deepest first.
+ * - `subvolume list -o P` prints the direct children of the subvolume containing P with
+ *   paths relative to the filesystem's top level (also when a non-top subvolume is the
+ *   mount); /proc/self/mountinfo maps those paths to host paths.
+ */
+import { lstat, readdir, readFile, realpath, rmdir, stat, statfs } from 'node:fs/promises';
+import { join, relative, sep } from 'node:path';
+import { PassThrough, Writable } from 'node:stream';
+import type { Readable } from 'node:stream';
+import { PoolFullError, ToolError, ZomgError } from '../core/errors.js';
+import { isErrno } from '../system/fs.js';
+import { withReverter } from '../system/reverter.js';
+import { CommandError, isNoSpace, run, runText } from '../system/run.js';
+import type { DriverCapabilities, SnapshotOptions, StorageDriver } from './driver.js';
+
+/** statfs f_type of a btrfs filesystem. */
+export const BTRFS_SUPER_MAGIC = 0x9123683e;
+/** The inode number of every subvolume's root directory (BTRFS_FIRST_FREE_OBJECTID). */
+const SUBVOLUME_ROOT_INO = 256;
+
+// Reasons worth showing a user; btrfs's own message names host paths, so it stays in `cause`.
+const REASONS = [
+  'Read-only file system',
+  'Directory not empty',
+  'File exists',
+  'already exists',
+  'No such file or directory',
+  'Not a Btrfs subvolume',
+  'not a btrfs filesystem',
+  'is not read-only',
+  'Permission denied',
+  'Operation not permitted',
+  'Device or resource busy',
+  'Invalid argument',
+];
+
+/** Maps a failure of `btrfs` to the zomg error a caller can act on; `op` says what failed. */
+function driverError(op: string, err: unknown): unknown {
+  if (err instanceof ZomgError) return err; // e.g. ZOMG_TOOL_MISSING from run()
+  if (isNoSpace(err)) return new PoolFullError(undefined, { cause: err });
+  if (err instanceof CommandError) {
+    const reason = REASONS.find((r) => err.stderr.toLowerCase().includes(r.toLowerCase()));
+    return new ToolError('ZOMG_BTRFS_FAILED', `btrfs could not ${op}${reason ? `: ${reason.toLowerCase()}` : ''}`, { cause: err });
+  }
+  return err; // aborts and programmer errors pass through untouched
+}
+
+async function btrfs(op: string, args: readonly string[]): Promise<string> {
+  // No timeout: these are single ioctls that a kill cannot interrupt anyway.
+  try {
+    return await runText('btrfs', args);
+  } catch (err) {
+    throw driverError(op, err);
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await lstat(path);
+    return true;
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) return false;
+    throw err;
+  }
+}
+
+/** True when `child` is strictly below `parent` (both normalized absolute paths). */
+const isBelow = (child: string, parent: string): boolean =>
+  child.startsWith(parent.endsWith(sep) ? parent : parent + sep) && child !== parent;
+
+interface MountEntry {
+  /** Where the filesystem is mounted on the host. */
+  point: string;
+  /** The path inside the filesystem that the mount shows ("/" or e.g. "/@home"). */
+  root: string;
+  fstype: string;
+}
+
+// mountinfo escapes space, tab, newline and backslash as \ooo.
+const unescapeMountinfo = (s: string): string => s.replace(/\\([0-7]{3})/g, (_m, oct: string) => String.fromCharCode(Number.parseInt(oct, 8)));
+
+/** The mount that holds `path` (a realpath): the longest mount point above it, the latest on ties. */
+async function mountOf(path: string): Promise<MountEntry> {
+  const text = await readFile('/proc/self/mountinfo', 'utf8');
+  let best: MountEntry | undefined;
+  for (const line of text.split('\n')) {
+    const [pre, post] = line.split(' - ');
+    if (!pre || !post) continue;
+    const fields = pre.split(' ');
+    const root = fields[3];
+    const point = fields[4];
+    const fstype = post.split(' ')[0];
+    if (root === undefined || point === undefined || fstype === undefined) continue;
+    const entry = { point: unescapeMountinfo(point), root: unescapeMountinfo(root), fstype };
+    if (entry.point !== path && entry.point !== '/' && !isBelow(path, entry.point)) continue;
+    if (!best || entry.point.length >= best.point.length) best = entry;
+  }
+  if (!best) throw new Error(`no mount holds ${path}`);
+  return best;
+}
+
+const LIST_LINE = /^ID \d+ gen \d+ top level \d+ path (.*)$/;
+
+export class BtrfsDriver implements StorageDriver {
+  readonly name = 'btrfs';
+  readonly capabilities: DriverCapabilities = { instantSnapshots: true, readOnly: true, sendStream: true };
+
+  async createSubvolume(path: string): Promise<void> {
+    await btrfs('create a subvolume', ['subvolume', 'create', path]);
+  }
+
+  /**
+   * Snapshots `source` and every subvolume nested in it to `dest`. Each nested subvolume is
+   * its own snapshot, taken just after its parent's: the tree is not one atomic point in
+   * time, so snapshot quiescent (stopped or read-only) sources when that matters. Nested
+   * snapshots are writable unless `readOnly`, whatever the source's flags were.
+   */
+  async snapshot(source: string, dest: string, options: SnapshotOptions = {}): Promise<void> {
+    const readOnly = options.readOnly === true;
+    const nested = await this.listNested(source);
+    if (nested.length === 0) {
+      await btrfs('snapshot a subvolume', ['subvolume', 'snapshot', ...(readOnly ? ['-r'] : []), source, dest]);
+      return;
+    }
+    // Placeholders must be replaced before anything is read-only, so build writable and
+    // flip `ro` at the end (this also covers a read-only source).
+    await withReverter(async (r) => {
+      await btrfs('snapshot a subvolume', ['subvolume', 'snapshot', source, dest]);
+      r.add('delete the partial snapshot', () => this.deleteSubvolume(dest));
+      const placed = [dest];
+      for (const sub of nested) {
+        const target = join(dest, relative(source, sub));
+        try {
+          await rmdir(target); // the empty directory btrfs leaves in place of a nested subvolume
+        } catch (err) {
+          // No placeholder: the subvolume (or its parent) appeared after its parent's
+          // snapshot was taken, so it is not part of this point in time.
+          if (isErrno(err, 'ENOENT')) continue;
+          throw err;
+        }
+        await btrfs('snapshot a nested subvolume', ['subvolume', 'snapshot', sub, target]);
+        placed.push(target);
+      }
+      if (readOnly) for (const p of placed.reverse()) await this.setReadOnly(p, true);
+    });
+  }
+
+  async deleteSubvolume(path: string): Promise<void> {
+    if (!(await exists(path))) return;
+    const nested = await this.listNested(path);
+    if (nested.length > 0) {
+      // A nested subvolume's directory entry lives in its parent subvolume, and btrfs
+      // cannot unlink it while that parent is read-only (EROFS), so make parents writable.
+      const all = [path, ...nested];
+      const parents = new Set(nested.map((n) => all.filter((p) => isBelow(n, p)).reduce((a, b) => (b.length > a.length ? b : a))));
+      for (const p of parents) if (await this.isReadOnly(p)) await this.setReadOnly(p, false);
+    }
+    // listNested is parents-first, so reversed it is children-first; the subvolumes
+    // themselves may stay read-only (btrfs deletes a read-only subvolume as is).
+    await btrfs('delete a subvolume', ['subvolume', 'delete', ...nested.reverse(), path]);
+  }
+
+  async setReadOnly(path: string, readOnly: boolean): Promise<void> {
+    await btrfs(readOnly ? 'make a subvolume read-only' : 'make a subvolume writable', ['property', 'set', '-ts', path, 'ro', String(readOnly)]);
+  }
+
+  async isReadOnly(path: string): Promise<boolean> {
+    const out = await btrfs('read a subvolume flag', ['property', 'get', '-ts', path, 'ro']);
+    return out.trim() === 'ro=true';
+  }
+
+  /** The libbtrfsutil test: a directory on btrfs whose inode is a subvolume root. Missing → false. */
+  async isSubvolume(path: string): Promise<boolean> {
+    try {
+      const [st, fs] = await Promise.all([lstat(path), statfs(path)]);
+      return st.isDirectory() && st.ino === SUBVOLUME_ROOT_INO && fs.type === BTRFS_SUPER_MAGIC;
+    } catch (err) {
+      if (isErrno(err, 'ENOENT', 'ENOTDIR')) return false;
+      throw err;
+    }
+  }
+
+  /**
+   * One `btrfs subvolume list -o` per subvolume found (usually just one call): cost follows
+   * the number of subvolumes, never the number of files. Paths are returned under `path`
+   * as given, parents before children.
+   */
+  async listNested(path: string): Promise<string[]> {
+    const top = await realpath(path);
+    const mount = await mountOf(top);
+    if (mount.fstype !== 'btrfs') throw new Error(`${path} is not on btrfs`);
+    const mountRoot = mount.root.replace(/^\/+/, '');
+    const found: string[] = [];
+    const visit = async (dir: string): Promise<void> => {
+      const out = await btrfs('list subvolumes', ['subvolume', 'list', '-o', dir]);
+      const children: string[] = [];
+      for (const line of out.split('\n')) {
+        const fsPath = LIST_LINE.exec(line)?.[1];
+        if (fsPath === undefined) continue;
+        // Paths are relative to the filesystem's top level; only those inside the mounted
+        // subtree are reachable, and only those below `dir` are wanted.
+        let rel: string;
+        if (mountRoot === '') rel = fsPath;
+        else if (fsPath.startsWith(`${mountRoot}/`)) rel = fsPath.slice(mountRoot.length + 1);
+        else continue;
+        const host = join(mount.point, rel);
+        if (isBelow(host, dir)) children.push(host);
+      }
+      for (const child of children.sort()) {
+        if (!(await this.isSubvolume(child))) throw new Error(`btrfs subvolume list named ${child}, which is not a subvolume`);
+        found.push(child);
+        await visit(child);
+      }
+    };
+    await visit(top);
+    return found.map((p) => join(path, relative(top, p)));
+  }
+
+  /**
+   * The apparent size: the sum of `st_size` over regular files and symlinks, hard links
+   * counted once, nested subvolumes included. Chosen over `btrfs filesystem du` because it
+   * does not depend on whether data has been flushed yet and counts inline (small) files,
+   * which `du`'s FIEMAP totals report as 0; it counts shared extents in full, so it is the
+   * logical size of the tree, not what deleting it would free.
+   */
+  async sizeBytes(path: string): Promise<number> {
+    const seen = new Set<string>();
+    let total = 0;
+    const walk = async (dir: string): Promise<void> => {
+      const entries = await readdir(dir, { withFileTypes: true });
+      const subdirs: string[] = [];
+      await Promise.all(
+        entries.map(async (e) => {
+          const p = join(dir, e.name);
+          if (e.isDirectory()) return void subdirs.push(p);
+          if (!e.isFile() && !e.isSymbolicLink()) return;
+          const st = await lstat(p);
+          if (st.nlink > 1) {
+            const key = `${st.dev}:${st.ino}`;
+            if (seen.has(key)) return;
+            seen.add(key);
+          }
+          total += st.size;
+        }),
+      );
+      for (const d of subdirs) await walk(d);
+    };
+    if (!(await stat(path)).isDirectory()) return (await lstat(path)).size;
+    await walk(path);
+    return total;
+  }
+
+  /**
+   * Streams `btrfs send --no-data -p parent child`. A non-zero exit is emitted as an error
+   * on the stream; destroying the stream early stops btrfs.
+   */
+  sendNoData(parent: string, child: string, options: { signal?: AbortSignal } = {}): Readable {
+    const out = new PassThrough();
+    const stop = new AbortController();
+    const signal = options.signal ? AbortSignal.any([stop.signal, options.signal]) : stop.signal;
+    let settled = false;
+    // run() ends the Writable it pipes into as soon as btrfs closes stdout, before the exit
+    // status is known. This sink forwards chunks (with backpressure) but leaves ending `out`
+    // to the exit status, so a failed send is an error, never a short stream that looks whole.
+    const sink = new Writable({
+      write(chunk: Buffer, _encoding, callback) {
+        if (out.destroyed || out.write(chunk)) callback();
+        else out.once('drain', () => callback());
+      },
+    });
+    out.on('close', () => {
+      if (!settled) stop.abort();
+    });
+    run('btrfs', ['send', '--no-data', '-q', '-p', parent, child], { stdout: sink, signal }).then(
+      () => {
+        settled = true;
+        out.end();
+      },
+      (err: unknown) => {
+        settled = true;
+        out.destroy(driverError('send a change stream', err) as Error);
+      },
+    );
+    return out;
+  }
+}

@@ -1,0 +1,262 @@
+/**
+ * The pool's lifecycle: find or create the btrfs filesystem that holds every subvolume,
+ * and lay out its layer directories (SPEC §3).
+ *
+ * Without a configured pool, `<stateDir>/pool` is used: as a plain directory when the state
+ * directory is already on btrfs, otherwise as the mount point of a sparse loop image
+ * `<stateDir>/pool.img` that is created on first use and mounted again after a reboot. The
+ * one file that runs mount, umount, losetup, mkfs.btrfs and truncate.
+ */
+import { chmod, lstat, mkdir, readFile, realpath, rename, rm, statfs } from 'node:fs/promises';
+import { basename, join, resolve, sep } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ConflictError, InvalidArgumentError, ToolError, UnsupportedError, ZomgError } from '../core/errors.js';
+import { isErrno } from '../system/fs.js';
+import { LockManager } from '../system/lock.js';
+import { CommandError, run, runText } from '../system/run.js';
+import { BTRFS_SUPER_MAGIC } from './btrfs.js';
+
+export const LAYERS = ['bases', 'roots', 'checkpoints', 'volumes', 'volume-checkpoints', 'volume-backups', 'staging'] as const;
+export type Layer = (typeof LAYERS)[number];
+
+export const DEFAULT_IMAGE_SIZE_BYTES = 20 * 1024 ** 3;
+// Below this, separate data and metadata chunks waste much of the image and hit ENOSPC
+// early; mkfs.btrfs recommends mixed block groups for small filesystems.
+const MIXED_BELOW_BYTES = 1024 ** 3;
+
+export interface OpenPoolOptions {
+  stateDir: string;
+  /** An existing btrfs mount or directory on btrfs to use instead of `<stateDir>/pool`. */
+  poolPath?: string;
+  /** Size of the loop image when one has to be created (default 20 GiB, sparse). */
+  imageSizeBytes?: number;
+}
+
+export interface OpenedPool {
+  /** The pool's root directory (holds the layer directories). */
+  root: string;
+  /** 'loop': zomg's own image, mounted on `root`; 'existing': a btrfs zomg did not mount. */
+  mounted: 'loop' | 'existing';
+}
+
+export interface ClosePoolResult {
+  /** 'external': `<stateDir>/pool` is a btrfs mount zomg did not create, so it was left alone. */
+  status: 'unmounted' | 'not-mounted' | 'external';
+  message: string;
+}
+
+/** `<root>/<layer>/<parts…>`; throws (a programmer error) if `parts` would leave the layer. */
+export function layerPath(root: string, layer: Layer, ...parts: string[]): string {
+  const base = join(root, layer);
+  const path = join(base, ...parts);
+  if (path !== base && !path.startsWith(base + sep)) throw new Error(`path escapes the ${layer} layer`);
+  return path;
+}
+
+/** Opens (creating and mounting on first use) the pool and ensures its layer directories exist. */
+export async function openPool(opts: OpenPoolOptions): Promise<OpenedPool> {
+  let pool: OpenedPool;
+  if (opts.poolPath !== undefined) {
+    const root = resolve(opts.poolPath);
+    await requireBtrfs(root);
+    pool = { root, mounted: 'existing' };
+  } else {
+    await mkdir(opts.stateDir, { recursive: true });
+    const stateDir = await realpath(opts.stateDir);
+    const size = opts.imageSizeBytes ?? DEFAULT_IMAGE_SIZE_BYTES;
+    // Serialized across processes, so two first uses never format or mount twice.
+    pool = await lockPool(stateDir, () => openEmbedded(stateDir, size));
+  }
+  await ensureLayers(pool.root);
+  return pool;
+}
+
+/** Unmounts the pool's loop image and detaches its loop device. Idempotent. */
+export async function closePool(stateDir: string): Promise<ClosePoolResult> {
+  let dir: string;
+  try {
+    dir = await realpath(stateDir);
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) return NOT_MOUNTED;
+    throw err;
+  }
+  return lockPool(dir, async () => {
+    const root = join(dir, 'pool');
+    const image = join(dir, 'pool.img');
+    const mount = await mountAt(root);
+    if (mount && !(await backedBy(mount.source, image))) {
+      return { status: 'external', message: 'the pool is a btrfs mount zomg did not create; it was left mounted' };
+    }
+    if (mount) await unmount(root);
+    await detachLoops(image);
+    return mount ? { status: 'unmounted', message: 'the pool was unmounted' } : NOT_MOUNTED;
+  });
+}
+
+const NOT_MOUNTED: ClosePoolResult = { status: 'not-mounted', message: 'the pool is not mounted; nothing to do' };
+
+function lockPool<T>(stateDir: string, fn: () => Promise<T>): Promise<T> {
+  // Formatting a 20 GiB sparse image and mounting it takes well under a second.
+  return new LockManager(join(stateDir, 'locks')).with('pool', fn, { what: 'the storage pool', timeoutMs: 120_000 });
+}
+
+async function openEmbedded(stateDir: string, sizeBytes: number): Promise<OpenedPool> {
+  const root = join(stateDir, 'pool');
+  const image = join(stateDir, 'pool.img');
+  const mount = await mountAt(root);
+  if (mount) {
+    if (mount.fstype !== 'btrfs') throw notBtrfs();
+    return { root, mounted: (await backedBy(mount.source, image)) ? 'loop' : 'existing' };
+  }
+  const haveImage = await exists(image);
+  if (!haveImage && (await statfs(stateDir)).type === BTRFS_SUPER_MAGIC) {
+    await mkdir(root, { recursive: true });
+    return { root, mounted: 'existing' };
+  }
+  if (!haveImage) await createImage(image, sizeBytes);
+  // A loop device left attached (e.g. by a crash) would make mount reuse or refuse it.
+  await detachLoops(image);
+  await mkdir(root, { recursive: true });
+  // noatime: atime updates would turn every read inside a box into metadata copy-on-write
+  // and into spurious `utimes` entries in diffs.
+  await tool('ZOMG_POOL_MOUNT_FAILED', 'could not mount the pool image', 'mount', ['-o', 'loop,noatime', image, root]);
+  return { root, mounted: 'loop' };
+}
+
+async function createImage(image: string, sizeBytes: number): Promise<void> {
+  // Format under a temporary name, so a crash never leaves a half-made pool.img behind.
+  const tmp = `${image}.tmp`;
+  await rm(tmp, { force: true });
+  await tool('ZOMG_POOL_CREATE_FAILED', 'could not create the pool image', 'truncate', ['-s', String(sizeBytes), tmp]);
+  await chmod(tmp, 0o600);
+  const mixed = sizeBytes < MIXED_BELOW_BYTES ? ['--mixed'] : [];
+  await tool('ZOMG_POOL_CREATE_FAILED', 'could not format the pool image', 'mkfs.btrfs', ['-q', ...mixed, tmp]);
+  await rename(tmp, image);
+}
+
+async function ensureLayers(root: string): Promise<void> {
+  for (const layer of LAYERS) await mkdir(join(root, layer), { recursive: true });
+  // Work in progress may hold data of boxes other users must not see half-built.
+  await chmod(join(root, 'staging'), 0o700);
+}
+
+async function requireBtrfs(path: string): Promise<void> {
+  let type: number;
+  try {
+    type = (await statfs(path)).type;
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) {
+      throw new InvalidArgumentError('the configured pool directory does not exist', { code: 'ZOMG_POOL_NOT_FOUND', cause: err });
+    }
+    throw err;
+  }
+  if (type !== BTRFS_SUPER_MAGIC) throw notBtrfs();
+}
+
+const notBtrfs = (): UnsupportedError =>
+  new UnsupportedError('ZOMG_POOL_NOT_BTRFS', 'the pool is not on a btrfs filesystem', {
+    hint: 'configure a btrfs mount or a directory on btrfs as the pool, or leave it unset to use a loop image in the state directory',
+  });
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await lstat(path);
+    return true;
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) return false;
+    throw err;
+  }
+}
+
+/** Runs a program, mapping its failure to a ToolError that names the step, not host paths. */
+async function tool(code: string, message: string, command: string, args: string[]): Promise<string> {
+  try {
+    return await runText(command, args);
+  } catch (err) {
+    if (err instanceof ZomgError) throw err;
+    throw new ToolError(code, message, { cause: err });
+  }
+}
+
+interface Mount {
+  fstype: string;
+  source: string;
+}
+
+const unescapeMountinfo = (s: string): string => s.replace(/\\([0-7]{3})/g, (_m, oct: string) => String.fromCharCode(Number.parseInt(oct, 8)));
+
+/** The filesystem mounted exactly on `point` (the topmost one), if any. */
+async function mountAt(point: string): Promise<Mount | undefined> {
+  const text = await readFile('/proc/self/mountinfo', 'utf8');
+  let found: Mount | undefined;
+  for (const line of text.split('\n')) {
+    const [pre, post] = line.split(' - ');
+    const mp = pre?.split(' ')[4];
+    const [fstype, source] = post?.split(' ') ?? [];
+    if (mp !== undefined && fstype !== undefined && source !== undefined && unescapeMountinfo(mp) === point) {
+      found = { fstype, source: unescapeMountinfo(source) };
+    }
+  }
+  return found;
+}
+
+/** True when the block device `source` is a loop device backed by `image`. */
+async function backedBy(source: string, image: string): Promise<boolean> {
+  if (!/^\/dev\/loop\d+$/.test(source)) return false;
+  try {
+    const file = (await readFile(`/sys/block/${basename(source)}/loop/backing_file`, 'utf8')).trim();
+    return file === image || file === `${image} (deleted)`;
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) return false;
+    throw err;
+  }
+}
+
+async function unmount(root: string): Promise<void> {
+  try {
+    await run('umount', [root]);
+  } catch (err) {
+    if (err instanceof CommandError && /target is busy|Device or resource busy/i.test(err.stderr)) {
+      throw new ConflictError('ZOMG_POOL_BUSY', 'the pool is in use and cannot be unmounted', {
+        hint: 'stop running boxes (and leave any shell inside the pool), then try again',
+        cause: err,
+      });
+    }
+    if (err instanceof ZomgError) throw err;
+    throw new ToolError('ZOMG_POOL_UNMOUNT_FAILED', 'could not unmount the pool', { cause: err });
+  }
+}
+
+async function loopsOf(image: string): Promise<string[]> {
+  if (!(await exists(image))) return [];
+  const out = await tool('ZOMG_POOL_UNMOUNT_FAILED', 'could not list loop devices', 'losetup', ['-j', image]);
+  // "/dev/loop3: [65024]:2149489 (/path/pool.img)"
+  return out
+    .split('\n')
+    .map((l) => /^(\/dev\/loop\d+):/.exec(l)?.[1])
+    .filter((d): d is string => d !== undefined);
+}
+
+/**
+ * Detaches every loop device backed by `image` (only called when it is not mounted). An
+ * unmounted loop mount normally detaches itself (autoclear), but the kernel does that
+ * asynchronously, so wait briefly and detach explicitly what is left.
+ */
+async function detachLoops(image: string): Promise<void> {
+  const deadline = Date.now() + 2000;
+  for (let attempt = 0; ; attempt++) {
+    const devices = await loopsOf(image);
+    if (devices.length === 0) return;
+    if (Date.now() > deadline) {
+      throw new ToolError('ZOMG_POOL_UNMOUNT_FAILED', 'a loop device of the pool image could not be detached', {
+        hint: 'run `losetup -a` to see what holds it',
+      });
+    }
+    // Give autoclear a moment before forcing it.
+    if (attempt > 0) {
+      // A failure here (the device vanished meanwhile, or is busy) is judged by the next listing.
+      for (const dev of devices) await run('losetup', ['-d', dev]).catch(() => undefined);
+    }
+    await sleep(50);
+  }
+}

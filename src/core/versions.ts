@@ -33,3 +33,13 @@ export function nextVersionName(base: string, now: Date, exists: (name: string) 
 }
 
 export const hasVersionSuffix = (name: string): boolean => STAMP.test(name);
+
+/** The next automatic snapshot name: `v<N+1>` where N is the highest existing `vN` (v0 when there is none). */
+export function nextSnapshotName(existing: readonly string[]): string {
+  let max = -1;
+  for (const name of existing) {
+    const m = /^v(0|[1-9]\d*)$/.exec(name);
+    if (m) max = Math.max(max, Number(m[1]));
+  }
+  return `v${max + 1}`;
+}

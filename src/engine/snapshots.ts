@@ -11,6 +11,7 @@ import { parseSnapshotName } from '../core/names.js';
 import type { BoxRef } from '../core/refs.js';
 import type { CreateCheckpointOptions } from '../core/service.js';
 import type { Checkpoint } from '../core/types.js';
+import { nextSnapshotName } from '../core/versions.js';
 import type { BoxRow, CheckpointRow } from '../db/boxes-repo.js';
 import { transaction } from '../db/database.js';
 import { Reverter } from '../system/reverter.js';
@@ -31,16 +32,6 @@ const toCheckpoint = (box: BoxRow, row: CheckpointRow): Checkpoint => ({
   size_bytes: row.size_bytes,
   created_at: row.created_at,
 });
-
-/** `v<N+1>` where N is the highest existing `vN` (v0 when there is none). */
-export function nextSnapshotName(existing: readonly string[]): string {
-  let max = -1;
-  for (const name of existing) {
-    const m = /^v(0|[1-9]\d*)$/.exec(name);
-    if (m) max = Math.max(max, Number(m[1]));
-  }
-  return `v${max + 1}`;
-}
 
 const lockOpts = (ref: BoxRef) => ({ what: `box "${ref.project}:${ref.name}"`, timeoutMs: 120_000 });
 

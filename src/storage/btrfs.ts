@@ -11,7 +11,7 @@
  *   paths relative to the filesystem's top level (also when a non-top subvolume is the
  *   mount); /proc/self/mountinfo maps those paths to host paths.
  */
-import { lstat, readdir, readFile, realpath, rmdir, stat, statfs } from 'node:fs/promises';
+import { lstat, readdir, readFile, realpath, rmdir, statfs } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
 import { PassThrough, Writable } from 'node:stream';
 import type { Readable } from 'node:stream';
@@ -236,13 +236,10 @@ export class BtrfsDriver implements StorageDriver {
     let total = 0;
     const walk = async (dir: string): Promise<void> => {
       const entries = await readdir(dir, { withFileTypes: true });
-      const subdirs: string[] = [];
+      const files = entries.filter((e) => e.isFile() || e.isSymbolicLink());
       await Promise.all(
-        entries.map(async (e) => {
-          const p = join(dir, e.name);
-          if (e.isDirectory()) return void subdirs.push(p);
-          if (!e.isFile() && !e.isSymbolicLink()) return;
-          const st = await lstat(p);
+        files.map(async (e) => {
+          const st = await lstat(join(dir, e.name));
           if (st.nlink > 1) {
             const key = `${st.dev}:${st.ino}`;
             if (seen.has(key)) return;
@@ -251,9 +248,8 @@ export class BtrfsDriver implements StorageDriver {
           total += st.size;
         }),
       );
-      for (const d of subdirs) await walk(d);
+      for (const e of entries) if (e.isDirectory()) await walk(join(dir, e.name));
     };
-    if (!(await stat(path)).isDirectory()) return (await lstat(path)).size;
     await walk(path);
     return total;
   }

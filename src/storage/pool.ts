@@ -229,7 +229,7 @@ async function unmount(root: string): Promise<void> {
 
 async function loopsOf(image: string): Promise<string[]> {
   if (!(await exists(image))) return [];
-  const out = await tool('ZOMG_POOL_UNMOUNT_FAILED', 'could not list loop devices', 'losetup', ['-j', image]);
+  const out = await tool('ZOMG_POOL_LOOP_FAILED', 'could not list loop devices', 'losetup', ['-j', image]);
   // "/dev/loop3: [65024]:2149489 (/path/pool.img)"
   return out
     .split('\n')
@@ -248,7 +248,7 @@ async function detachLoops(image: string): Promise<void> {
     const devices = await loopsOf(image);
     if (devices.length === 0) return;
     if (Date.now() > deadline) {
-      throw new ToolError('ZOMG_POOL_UNMOUNT_FAILED', 'a loop device of the pool image could not be detached', {
+      throw new ToolError('ZOMG_POOL_LOOP_FAILED', 'a loop device of the pool image could not be detached', {
         hint: 'run `losetup -a` to see what holds it',
       });
     }

@@ -193,6 +193,16 @@ describe('BtrfsDriver on a real btrfs', { skip }, () => {
     assert.equal(stream.subarray(0, 13).toString('latin1'), 'btrfs-stream\0');
     assert.ok(stream.length > 17);
 
+    const aborted = new AbortController();
+    aborted.abort();
+    await assert.rejects(collect(driver.sendNoData(join(pool.mnt, 's0'), join(pool.mnt, 's1'), { signal: aborted.signal })), {
+      name: 'AbortError',
+    });
+    // Stopping early (a consumer that got what it needed) ends btrfs without an error.
+    const early = driver.sendNoData(join(pool.mnt, 's0'), join(pool.mnt, 's1'));
+    for await (const _chunk of early) break;
+    assert.equal(early.destroyed, true);
+
     // A writable child cannot be sent: the failure arrives as a stream error.
     await assert.rejects(collect(driver.sendNoData(join(pool.mnt, 's0'), box)), (err: unknown) => {
       assert.ok(err instanceof ToolError);
@@ -217,6 +227,15 @@ describe('BtrfsDriver on a real btrfs', { skip }, () => {
   });
 });
 
+/** fsync that tolerates the pool being full (the data is what filled it). */
+function flush(fd: number): void {
+  try {
+    fsyncSync(fd);
+  } catch (err) {
+    if (!isErrno(err, 'ENOSPC')) throw err;
+  }
+}
+
 describe('BtrfsDriver on a full pool', { skip }, () => {
   let pool: TestPool;
   before(() => {
@@ -228,17 +247,14 @@ describe('BtrfsDriver on a full pool', { skip }, () => {
     const a = join(pool.mnt, 'a');
     await driver.createSubvolume(a);
     const fd = openSync(join(a, 'fill'), 'w');
-    try {
-      const chunk = Buffer.alloc(1024 * 1024, 7);
+    const chunk = Buffer.alloc(1024 * 1024, 7);
+    const fill = (): void => {
       for (;;) writeSync(fd, chunk);
-    } catch (err) {
-      if (!isErrno(err, 'ENOSPC')) throw err;
+    };
+    try {
+      assert.throws(fill, (err: unknown) => isErrno(err, 'ENOSPC'));
+      flush(fd);
     } finally {
-      try {
-        fsyncSync(fd);
-      } catch (err) {
-        if (!isErrno(err, 'ENOSPC')) throw err;
-      }
       closeSync(fd);
     }
     await assert.rejects(driver.snapshot(a, join(pool.mnt, 'b')), (err: unknown) => {

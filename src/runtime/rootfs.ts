@@ -1,0 +1,185 @@
+/**
+ * Touching paths inside a box's root from the host. The root belongs to the box, so its
+ * symlinks must be read the way the box reads them: an absolute link `/etc/x -> /data/x`
+ * means `<root>/data/x`, never the host's `/data/x`, and `..` stops at the root. Plain
+ * `path.join(root, p)` + `fs.*` would follow such links out onto the host, so every host
+ * write into a root goes through `resolveInRoot` first and then touches only the
+ * symlink-free path it returns.
+ *
+ * Races: when the box is stopped (start-up) nothing inside can swap a path between the
+ * check and the use. When it runs (exec), the box's root user already holds every host
+ * capability (boxes are privileged, like the documented "privileged container"), so the
+ * remaining window gives it nothing new; the final component is still opened O_NOFOLLOW.
+ */
+import { chmodSync, closeSync, constants, fchmodSync, fchownSync, lstatSync, mkdirSync, openSync, readFileSync, readlinkSync, type Stats } from 'node:fs';
+import { join } from 'node:path';
+import { InvalidArgumentError, UnprocessableError } from '../core/errors.js';
+import { isErrno } from '../system/fs.js';
+
+const MAX_SYMLINKS = 40;
+
+export interface ResolvedPath {
+  /** The path inside the box with every symlink resolved: absolute, normalized. */
+  boxPath: string;
+  /** `root` + `boxPath`: safe to use on the host (no symlink in any component but maybe the last when `followFinal` is false). */
+  hostPath: string;
+  /** lstat of the final component, undefined when it does not exist. */
+  stat: Stats | undefined;
+}
+
+function components(path: string): string[] {
+  return path.split('/').filter((part) => part !== '' && part !== '.');
+}
+
+function lstatOrUndefined(path: string): Stats | undefined {
+  try {
+    return lstatSync(path);
+  } catch (err) {
+    if (isErrno(err, 'ENOENT', 'ENOTDIR')) return undefined;
+    throw err;
+  }
+}
+
+/**
+ * Resolves `boxPath` inside `root` the way the kernel would after chroot(root). Missing
+ * components are allowed (the result then has `stat` undefined and the rest of the path
+ * is taken literally). With `followFinal` false a symlink in the last component is
+ * returned as is (for replacing it rather than writing through it).
+ */
+export function resolveInRoot(root: string, boxPath: string, options: { followFinal?: boolean } = {}): ResolvedPath {
+  const followFinal = options.followFinal ?? true;
+  const pending = components(boxPath);
+  const done: string[] = [];
+  let links = 0;
+  while (pending.length > 0) {
+    const part = pending.shift() as string;
+    if (part === '..') {
+      done.pop();
+      continue;
+    }
+    const hostPath = join(root, ...done, part);
+    const stat = lstatOrUndefined(hostPath);
+    if (stat === undefined) {
+      // Nothing below a missing directory exists either: the rest is literal.
+      done.push(part);
+      for (const rest of pending) {
+        if (rest === '..') done.pop();
+        else done.push(rest);
+      }
+      return { boxPath: `/${done.join('/')}`, hostPath: join(root, ...done), stat: undefined };
+    }
+    if (stat.isSymbolicLink() && (followFinal || pending.length > 0)) {
+      if (++links > MAX_SYMLINKS) {
+        throw new UnprocessableError('ZOMG_SYMLINK_LOOP', `too many levels of symbolic links resolving ${boxPath} in the box`);
+      }
+      const target = readlinkSync(hostPath);
+      if (target.startsWith('/')) done.length = 0;
+      pending.unshift(...components(target));
+      continue;
+    }
+    done.push(part);
+  }
+  const hostPath = join(root, ...done);
+  return { boxPath: `/${done.join('/')}`, hostPath, stat: lstatOrUndefined(hostPath) };
+}
+
+function notADirectory(boxPath: string, what: string): UnprocessableError {
+  return new UnprocessableError('ZOMG_BAD_MOUNTPOINT', `cannot mount ${what} at ${boxPath} in the box: it exists and is not a directory`, {
+    hint: `remove or rename ${boxPath} inside the box`,
+  });
+}
+
+/**
+ * Makes sure `boxPath` is a directory inside `root`, creating missing components with mode
+ * 0755 (explicitly, whatever the umask). Returns the resolved path (for use as a mount
+ * destination, so bwrap never follows a box symlink itself).
+ */
+export function ensureDirInRoot(root: string, boxPath: string, what = 'a volume'): ResolvedPath {
+  const resolved = resolveInRoot(root, boxPath);
+  if (resolved.stat !== undefined) {
+    if (!resolved.stat.isDirectory()) throw notADirectory(resolved.boxPath, what);
+    return resolved;
+  }
+  // Create the missing tail one component at a time; each parent is already symlink-free.
+  const parts = components(resolved.boxPath);
+  for (let i = 1; i <= parts.length; i++) {
+    const hostPath = join(root, ...parts.slice(0, i));
+    const stat = lstatOrUndefined(hostPath);
+    if (stat === undefined) {
+      mkdirSync(hostPath, { mode: 0o755 });
+      chmodSync(hostPath, 0o755);
+    } else if (!stat.isDirectory()) {
+      throw notADirectory(`/${parts.slice(0, i).join('/')}`, what);
+    }
+  }
+  return { ...resolved, stat: lstatSync(resolved.hostPath) };
+}
+
+/** Makes sure `boxPath` is a regular file inside `root` (an empty one, mode 0644, when missing). */
+export function ensureFileInRoot(root: string, boxPath: string, what: string): ResolvedPath {
+  const resolved = resolveInRoot(root, boxPath);
+  if (resolved.stat !== undefined) {
+    if (!resolved.stat.isFile()) {
+      throw new UnprocessableError('ZOMG_BAD_MOUNTPOINT', `cannot mount ${what} at ${resolved.boxPath} in the box: it exists and is not a regular file`);
+    }
+    return resolved;
+  }
+  const parent = resolved.boxPath.slice(0, resolved.boxPath.lastIndexOf('/')) || '/';
+  ensureDirInRoot(root, parent, what);
+  const fd = openSync(resolved.hostPath, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644);
+  closeSync(fd);
+  chmodSync(resolved.hostPath, 0o644);
+  return { ...resolved, stat: lstatSync(resolved.hostPath) };
+}
+
+export interface BoxUser {
+  name: string;
+  uid: number;
+  gid: number;
+  /** The home directory from /etc/passwd (zomg uses /home/<name> for project users). */
+  passwdHome: string;
+  shell: string;
+}
+
+/** Looks `user` (a name, or a numeric uid) up in the box's /etc/passwd. */
+export function lookupUser(root: string, user: string): BoxUser {
+  const passwd = resolveInRoot(root, '/etc/passwd');
+  let text = '';
+  if (passwd.stat?.isFile()) text = readFileSync(passwd.hostPath, 'utf8');
+  for (const line of text.split('\n')) {
+    const [name, , uid, gid, , home, shell] = line.split(':');
+    if (name === undefined || uid === undefined || gid === undefined) continue;
+    if (name === user || (/^\d+$/.test(user) && uid === user)) {
+      return { name, uid: Number(uid), gid: Number(gid), passwdHome: home || '/', shell: shell || '/bin/sh' };
+    }
+  }
+  throw new InvalidArgumentError(`unknown user "${user}" in the box`, {
+    code: 'ZOMG_UNKNOWN_USER',
+    hint: 'create the user inside the box first (for example `useradd` or `adduser`), or omit --user to run as root',
+  });
+}
+
+/**
+ * Creates `/home/<user>` owned by the user when it is missing (the shared project home that
+ * `--user` promises). The final component is created with mkdir (which never follows a
+ * symlink) and chowned through an O_NOFOLLOW descriptor.
+ */
+export function ensureHome(root: string, user: BoxUser, boxPath: string): void {
+  const resolved = resolveInRoot(root, boxPath);
+  if (resolved.stat !== undefined) return;
+  const parent = resolveInRoot(root, resolved.boxPath.slice(0, resolved.boxPath.lastIndexOf('/')) || '/');
+  if (!parent.stat?.isDirectory()) return;
+  try {
+    mkdirSync(resolved.hostPath, { mode: 0o755 });
+  } catch (err) {
+    if (isErrno(err, 'EEXIST')) return;
+    throw err;
+  }
+  const fd = openSync(resolved.hostPath, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
+  try {
+    fchownSync(fd, user.uid, user.gid);
+    fchmodSync(fd, 0o755);
+  } finally {
+    closeSync(fd);
+  }
+}

@@ -1,0 +1,577 @@
+/**
+ * Dockerfile builds with docker, podman or nerdctl, and the hand-over of the built root
+ * filesystem to the pool: the only code in zomg that runs a container engine.
+ *
+ * Facts it relies on (measured with podman 4.3.1 / runc 1.1.5 on Debian 12, see
+ * research/machine.md §3 and the report of this module):
+ * - crun fails on hybrid cgroups and runc containers survive a killed `podman build`;
+ *   `--isolation chroot` needs no OCI runtime, is as fast (≈1.1 s for a busybox build
+ *   either way) and its RUN processes die with podman.
+ * - `--network host` keeps netavark from adding iptables chains and turning on ip_forward.
+ * - `--pull=missing` never contacts a registry for an image that is present locally (also
+ *   `FROM localhost/...` and short names of imported images), and fails fast offline for
+ *   one that is absent, so builds work offline and still pull when a registry is reachable.
+ * - `--layers=false` commits one image and no intermediate ones, so a failed build leaves
+ *   no dangling images; a killed one leaves a buildah "working-container" (removed here)
+ *   and a bundle directory in $TMPDIR (pointed at a directory removed here).
+ * - an export stream carries no entry for `/` itself, and containers/storage gives layer
+ *   roots mode 0555; both hand-over paths therefore set the new root to 0755.
+ */
+import { randomBytes } from 'node:crypto';
+import { chmod, lstat, mkdtemp, readFile, realpath, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { basename, dirname, join, resolve } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { PassThrough } from 'node:stream';
+import { InvalidArgumentError, ToolError, UnprocessableError, UnsupportedError, ZomgError } from '../core/errors.js';
+import type { BaseConfig } from '../core/types.js';
+import { isErrno } from '../system/fs.js';
+import { withReverter } from '../system/reverter.js';
+import { CommandError, run } from '../system/run.js';
+import type { RunOptions, RunResult } from '../system/run.js';
+import type { StorageDriver } from './driver.js';
+
+export type BuilderName = 'docker' | 'podman' | 'nerdctl';
+
+/** The order in which `detectBuilder` tries the engines. */
+export const BUILDER_NAMES: readonly BuilderName[] = ['docker', 'podman', 'nerdctl'];
+
+/** How a built root filesystem reaches the pool: a btrfs snapshot of podman's layer, or export | tar. */
+export type HandoverMethod = 'snapshot' | 'export';
+
+/** How podman runs RUN steps: buildah's chroot isolation (no OCI runtime) or runc. */
+export type PodmanIsolation = 'chroot' | 'runc';
+
+export interface DetectBuilderOptions {
+  /** podman `--root`: where its images and layers live. Default: podman's own. */
+  podmanRoot?: string;
+  /** podman `--runroot`: its runtime state. Default: podman's own. */
+  podmanRunroot?: string;
+  /** podman `--storage-driver`, e.g. `btrfs` for a root inside the pool (enables the snapshot hand-over). */
+  storageDriver?: string;
+  /** Default `chroot`. */
+  podmanIsolation?: PodmanIsolation;
+  /** How long each engine may take to answer its probe. Default 5000. */
+  probeTimeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+export interface BuildOptions {
+  /** The image is tagged `<name>:latest`, lowercased. */
+  name: string;
+  /** Path of the Dockerfile. */
+  dockerfile: string;
+  /** The build context directory. */
+  context: string;
+  /** Each line of build output, as produced. */
+  onLine?: (line: string) => void;
+  signal?: AbortSignal;
+  /**
+   * `missing` (default) pulls only images absent locally; `never` refuses to. Docker's and
+   * nerdctl's builders always behave like `missing`.
+   */
+  pull?: 'missing' | 'never';
+}
+
+export interface ExportOptions {
+  /** `auto` (default) takes the snapshot when it is possible, else the export. */
+  method?: HandoverMethod | 'auto';
+  signal?: AbortSignal;
+}
+
+export interface ExportResult {
+  method: HandoverMethod;
+  durationMs: number;
+  /** Why `auto` could not take the snapshot, when it could not. */
+  fallbackReason?: string;
+}
+
+export interface Builder {
+  readonly name: BuilderName;
+  /** The engine's version as it reports it. */
+  readonly version: string;
+  /** Builds for linux/amd64. The image stays in the engine's store until `remove()`. */
+  build(options: BuildOptions): Promise<BuiltImage>;
+}
+
+export interface BuiltImage {
+  readonly builder: BuilderName;
+  /** The image ID (hex, without `sha256:`). */
+  readonly id: string;
+  /** `<name>:latest` as requested; engines may show it qualified (`localhost/<name>:latest`). */
+  readonly tag: string;
+  readonly architecture: string;
+  /** ENV, WORKDIR, USER and CMD (ENTRYPOINT prepended), which no root filesystem carries. */
+  readonly config: BaseConfig;
+  /**
+   * Hands the root filesystem over as a NEW writable subvolume at `dest`, which must not
+   * exist and whose parent directory must. The snapshot path needs podman with the btrfs
+   * storage driver on the same btrfs filesystem as `dest` and a driver with
+   * `instantSnapshots`; the export path works everywhere. Either way the result does not
+   * depend on the image afterwards. On failure nothing is left at `dest`.
+   */
+  exportTo(dest: string, driver: StorageDriver, options?: ExportOptions): Promise<ExportResult>;
+  /** Removes the tag and the image, and any container made for the export. Idempotent. */
+  remove(): Promise<void>;
+}
+
+/** The slice of `<engine> image inspect` that zomg reads (docker, podman and nerdctl agree on it). */
+export interface ImageInspect {
+  Id?: string;
+  Architecture?: string;
+  RepoTags?: string[] | null;
+  User?: string;
+  GraphDriver?: { Name?: string };
+  Config?: {
+    Env?: string[] | null;
+    WorkingDir?: string;
+    User?: string;
+    Cmd?: string[] | null;
+    Entrypoint?: string[] | null;
+  } | null;
+}
+
+const OUTPUT_TAIL_LINES = 15;
+const REQUIRED_ARCH = 'amd64';
+/** Stands in for CMD when creating the export container: imported images have none, and it never runs. */
+const PLACEHOLDER_COMMAND = '/zomg-export-placeholder';
+
+const isAbort = (err: unknown): boolean => (err as Error | undefined)?.name === 'AbortError';
+
+/** The last non-empty line a failed probe printed, short enough for a message. */
+function lastLine(text: string): string {
+  const line = text.trim().split('\n').filter((l) => l.trim() !== '').pop() ?? '';
+  return line.length > 160 ? `${line.slice(0, 157)}...` : line;
+}
+
+/** `engine` with its global arguments: every call of a container engine goes through one. */
+class EngineCli {
+  constructor(
+    readonly name: BuilderName,
+    private readonly globalArgs: readonly string[],
+  ) {}
+
+  run(args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
+    return run(this.name, [...this.globalArgs, ...args], options);
+  }
+
+  async text(args: readonly string[], options: RunOptions = {}): Promise<string> {
+    return (await this.run(args, options)).stdout.toString('utf8');
+  }
+}
+
+function podmanGlobalArgs(options: DetectBuilderOptions): string[] {
+  const args: string[] = [];
+  if (options.podmanRoot !== undefined) args.push('--root', options.podmanRoot);
+  if (options.podmanRunroot !== undefined) args.push('--runroot', options.podmanRunroot);
+  if (options.storageDriver !== undefined) args.push('--storage-driver', options.storageDriver);
+  return args;
+}
+
+type Probe = { ok: true; version: string } | { ok: false; reason: string; code?: string };
+
+/** Why a probe failed, in words a user can act on; aborts and programmer errors are rethrown. */
+function probeFailure(err: unknown, timeoutMs: number): string {
+  if (err instanceof ZomgError && err.code === 'ZOMG_TOOL_MISSING') return 'not installed';
+  if (err instanceof CommandError) {
+    if (err.code === null) return `did not answer within ${timeoutMs / 1000} s`;
+    return `not answering (${lastLine(err.stderr) || `exit ${err.code}`})`;
+  }
+  throw err;
+}
+
+const isX86Host = (): boolean => process.arch === 'x64';
+
+async function probe(cli: EngineCli, timeoutMs: number, signal: AbortSignal | undefined): Promise<Probe> {
+  const opts = { timeoutMs, signal };
+  try {
+    // Each asks the part that builds: docker's and nerdctl's daemons, podman itself.
+    const format = cli.name === 'podman' ? '{{.Client.Version}}' : '{{.Server.Version}}';
+    const version = (await cli.text(['version', '--format', format], opts)).trim();
+    if (cli.name === 'docker' && !isX86Host()) {
+      try {
+        await cli.run(['buildx', 'version'], opts);
+      } catch (err) {
+        if (isAbort(err)) throw err;
+        return {
+          ok: false,
+          code: 'ZOMG_NO_BUILDX',
+          reason: `buildx is missing, and this ${process.arch} host needs it to build for linux/amd64`,
+        };
+      }
+    }
+    return { ok: true, version };
+  } catch (err) {
+    return { ok: false, reason: probeFailure(err, timeoutMs) };
+  }
+}
+
+/**
+ * The first container engine that is installed and answering, in the order docker, podman,
+ * nerdctl; or `preferred` only. Throws ToolError `ZOMG_NO_BUILDER` naming each engine tried
+ * and why it cannot be used (`ZOMG_NO_BUILDX` for docker without buildx on a non-x86_64
+ * host when docker was asked for). The podman options only affect podman.
+ */
+export async function detectBuilder(preferred?: BuilderName, options: DetectBuilderOptions = {}): Promise<Builder> {
+  if (preferred !== undefined && !BUILDER_NAMES.includes(preferred)) {
+    throw new InvalidArgumentError(`unknown builder "${String(preferred)}"; use one of ${BUILDER_NAMES.join(', ')}`, { code: 'ZOMG_INVALID_BUILDER' });
+  }
+  const timeoutMs = options.probeTimeoutMs ?? 5000;
+  const failures: string[] = [];
+  for (const name of preferred === undefined ? BUILDER_NAMES : [preferred]) {
+    const cli = new EngineCli(name, name === 'podman' ? podmanGlobalArgs(options) : []);
+    const result = await probe(cli, timeoutMs, options.signal);
+    if (result.ok) return new EngineBuilder(cli, result.version, options.podmanIsolation ?? 'chroot');
+    if (preferred !== undefined && result.code === 'ZOMG_NO_BUILDX') {
+      throw new ToolError('ZOMG_NO_BUILDX', `docker cannot build for linux/amd64 here: ${result.reason}`, {
+        hint: 'install the docker buildx plugin, or use --builder podman',
+      });
+    }
+    failures.push(`${name}: ${result.reason}`);
+  }
+  const what = preferred === undefined ? 'no container engine can build here' : `the builder ${preferred} cannot be used`;
+  throw new ToolError('ZOMG_NO_BUILDER', `${what} (${failures.join('; ')})`, {
+    hint: preferred === undefined ? 'install podman (apt-get install podman), or start the docker daemon' : 'install it or start its daemon, or leave out --builder',
+  });
+}
+
+// Docker's reference grammar for a repository path component, which base names satisfy.
+const IMAGE_NAME = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
+
+async function requireFile(path: string, kind: 'file' | 'directory', code: string, what: string, hint: string): Promise<void> {
+  try {
+    const st = await stat(path);
+    if (kind === 'file' ? st.isFile() : st.isDirectory()) return;
+  } catch (err) {
+    if (!isErrno(err, 'ENOENT', 'ENOTDIR')) throw err;
+  }
+  throw new InvalidArgumentError(`${what} "${basename(path)}" ${kind === 'file' ? 'is not a file' : 'is not a directory'} or does not exist`, { code, hint });
+}
+
+/** Parses `<engine> image inspect` output for one image. Exported for tests. */
+export function parseImageInspect(json: string): { id: string; architecture: string; graphDriver: string | null; repoTags: string[]; config: BaseConfig } {
+  const parsed = JSON.parse(json) as ImageInspect[] | ImageInspect;
+  const image = Array.isArray(parsed) ? parsed[0] : parsed;
+  if (image === undefined || typeof image.Id !== 'string') throw new Error('image inspect returned no image');
+  const c = image.Config ?? {};
+  const entrypoint = c.Entrypoint ?? [];
+  const cmd = c.Cmd ?? [];
+  return {
+    id: image.Id.replace(/^sha256:/, ''),
+    architecture: image.Architecture ?? '',
+    graphDriver: image.GraphDriver?.Name ?? null,
+    repoTags: image.RepoTags ?? [],
+    config: {
+      env: c.Env ?? [],
+      workdir: c.WorkingDir ? c.WorkingDir : null,
+      user: c.User || image.User || null,
+      cmd: entrypoint.length + cmd.length > 0 ? [...entrypoint, ...cmd] : null,
+    },
+  };
+}
+
+/** Throws `ZOMG_WRONG_ARCH` unless the image is for amd64. Exported for tests. */
+export function checkArchitecture(architecture: string): void {
+  if (architecture !== REQUIRED_ARCH) {
+    throw new UnprocessableError('ZOMG_WRONG_ARCH', `the image was built for "${architecture || 'an unknown architecture'}", not ${REQUIRED_ARCH}`, {
+      hint: 'zomg bases are linux/amd64: check the FROM line of the Dockerfile',
+    });
+  }
+}
+
+class EngineBuilder implements Builder {
+  readonly name: BuilderName;
+
+  constructor(
+    private readonly cli: EngineCli,
+    readonly version: string,
+    private readonly isolation: PodmanIsolation,
+  ) {
+    this.name = cli.name;
+  }
+
+  private buildArgs(tag: string, dockerfile: string, context: string, iidfile: string, pull: 'missing' | 'never'): string[] {
+    const common = ['--platform', 'linux/amd64', '--iidfile', iidfile, '-t', tag, '-f', dockerfile];
+    switch (this.name) {
+      case 'podman':
+        return [
+          'build',
+          ...common,
+          ...(this.isolation === 'chroot' ? ['--isolation', 'chroot'] : ['--runtime', 'runc']),
+          '--network', 'host',
+          `--pull=${pull}`,
+          '--layers=false',
+          '--force-rm',
+          context,
+        ];
+      case 'docker':
+        // Only buildx cross-builds; its result must be loaded into the image store.
+        return isX86Host() ? ['build', ...common, '--force-rm', context] : ['buildx', 'build', ...common, '--load', context];
+      case 'nerdctl':
+        return ['build', ...common, context];
+    }
+  }
+
+  /** IDs of buildah's working containers (podman only), to find those a killed build leaves. */
+  private async workingContainers(): Promise<Set<string>> {
+    if (this.name !== 'podman') return new Set();
+    const out = await this.cli.text(['ps', '-a', '--external', '--no-trunc', '--format', '{{.ID}}\t{{.Names}}']);
+    const ids = out
+      .split('\n')
+      .map((l) => l.split('\t'))
+      .filter(([, names]) => names !== undefined && names.includes('working-container'))
+      .map(([id]) => id ?? '');
+    return new Set(ids.filter((id) => id !== ''));
+  }
+
+  async build(options: BuildOptions): Promise<BuiltImage> {
+    const tag = `${options.name.toLowerCase()}:latest`;
+    if (!IMAGE_NAME.test(options.name.toLowerCase())) {
+      throw new InvalidArgumentError(`"${options.name}" cannot name an image`, { code: 'ZOMG_INVALID_NAME' });
+    }
+    const context = resolve(options.context);
+    const dockerfile = resolve(options.dockerfile);
+    await requireFile(context, 'directory', 'ZOMG_NO_BUILD_CONTEXT', 'the build context', 'pass the directory to build from');
+    await requireFile(dockerfile, 'file', 'ZOMG_NO_DOCKERFILE', 'the Dockerfile', 'run in a directory with a Dockerfile, or pass -f <Dockerfile>');
+
+    const tmp = await mkdtemp(join(tmpdir(), 'zomg-build-'));
+    try {
+      const iidfile = join(tmp, 'iid');
+      const before = await this.workingContainers();
+      const tail: string[] = [];
+      try {
+        await this.cli.run(this.buildArgs(tag, dockerfile, context, iidfile, options.pull ?? 'missing'), {
+          cwd: context,
+          // buildah puts each RUN step's bundle under $TMPDIR and leaves it when killed.
+          env: { ...process.env, TMPDIR: tmp },
+          signal: options.signal,
+          onLine: (line) => {
+            tail.push(line);
+            if (tail.length > OUTPUT_TAIL_LINES) tail.shift();
+            options.onLine?.(line);
+          },
+        });
+      } catch (err) {
+        await this.removeStrayWorkingContainers(before);
+        if (err instanceof CommandError) {
+          const shown = tail.filter((l) => l.trim() !== '').join('\n');
+          throw new UnprocessableError('ZOMG_BUILD_FAILED', `the ${this.name} build of ${tag} failed${err.code === null ? ` (${err.signal ?? 'killed'})` : ''}:\n${shown}`, {
+            cause: err,
+            hint: 'fix the Dockerfile step shown above and build again',
+          });
+        }
+        throw err;
+      }
+      const id = (await readFile(iidfile, 'utf8')).trim();
+      const image = new EngineImage(this.cli, id, tag);
+      await image.load();
+      try {
+        checkArchitecture(image.architecture);
+      } catch (err) {
+        await image.remove();
+        throw err;
+      }
+      return image;
+    } finally {
+      await rm(tmp, { recursive: true, force: true });
+    }
+  }
+
+  private async removeStrayWorkingContainers(before: Set<string>): Promise<void> {
+    if (this.name !== 'podman') return;
+    // A concurrent build in the same store would also show up here: zomg serializes builds
+    // per store (the engine's lock), and its store is its own.
+    const stray = [...(await this.workingContainers())].filter((id) => !before.has(id));
+    if (stray.length > 0) await this.cli.run(['rm', '-f', ...stray]);
+  }
+}
+
+interface MountInfo {
+  device: string;
+  fstype: string;
+}
+
+// mountinfo escapes space, tab, newline and backslash as \ooo.
+const unescapeMountinfo = (s: string): string => s.replace(/\\([0-7]{3})/g, (_m, oct: string) => String.fromCharCode(Number.parseInt(oct, 8)));
+
+/**
+ * The filesystem that holds `path`: mountinfo's major:minor is the superblock's device, one
+ * per btrfs filesystem, whereas `st_dev` and statfs's fsid differ between its subvolumes.
+ */
+async function filesystemOf(path: string): Promise<MountInfo> {
+  const real = await realpath(path);
+  const text = await readFile('/proc/self/mountinfo', 'utf8');
+  let best: (MountInfo & { point: string }) | undefined;
+  for (const line of text.split('\n')) {
+    const [pre, post] = line.split(' - ');
+    if (pre === undefined || post === undefined) continue;
+    const fields = pre.split(' ');
+    const device = fields[2];
+    const rawPoint = fields[4];
+    const fstype = post.split(' ')[0];
+    if (device === undefined || rawPoint === undefined || fstype === undefined) continue;
+    const point = unescapeMountinfo(rawPoint);
+    const inside = point === '/' || real === point || real.startsWith(`${point}/`);
+    if (inside && (best === undefined || point.length >= best.point.length)) best = { point, device, fstype };
+  }
+  if (best === undefined) throw new Error(`no mount holds ${path}`);
+  return best;
+}
+
+async function sameBtrfsFilesystem(a: string, b: string): Promise<boolean> {
+  const [fa, fb] = await Promise.all([filesystemOf(a), filesystemOf(b)]);
+  return fa.fstype === 'btrfs' && fb.fstype === 'btrfs' && fa.device === fb.device;
+}
+
+async function ensureAbsent(dest: string): Promise<void> {
+  try {
+    await lstat(dest);
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) return;
+    throw err;
+  }
+  // The engine picks staging paths, so an existing one is a bug, not a user's mistake.
+  throw new Error(`exportTo: ${dest} already exists`);
+}
+
+class EngineImage implements BuiltImage {
+  readonly builder: BuilderName;
+  id = '';
+  architecture = '';
+  config: BaseConfig = { env: [], workdir: null, user: null, cmd: null };
+  private graphDriver: string | null = null;
+  /** The tag as the engine stores it (podman: `localhost/<tag>`), once known. */
+  private storedTag: string | null = null;
+  private readonly containers = new Set<string>();
+
+  constructor(
+    private readonly cli: EngineCli,
+    private readonly ref: string,
+    readonly tag: string,
+  ) {
+    this.builder = cli.name;
+  }
+
+  async load(): Promise<void> {
+    const info = parseImageInspect(await this.cli.text(['image', 'inspect', this.ref]));
+    this.id = info.id;
+    this.architecture = info.architecture;
+    this.config = info.config;
+    this.graphDriver = info.graphDriver;
+    this.storedTag = info.repoTags.find((t) => t === this.tag || t.endsWith(`/${this.tag}`)) ?? null;
+  }
+
+  async exportTo(dest: string, driver: StorageDriver, options: ExportOptions = {}): Promise<ExportResult> {
+    const started = performance.now();
+    const method = options.method ?? 'auto';
+    await ensureAbsent(dest);
+    let fallbackReason: string | undefined;
+    if (method !== 'export') {
+      const done = await this.trySnapshot(dest, driver);
+      if (done === true) return { method: 'snapshot', durationMs: performance.now() - started };
+      if (method === 'snapshot') {
+        throw new UnsupportedError('ZOMG_SNAPSHOT_HANDOVER_UNAVAILABLE', `cannot snapshot the image: ${done}`, {
+          hint: 'use podman with --storage-driver btrfs and a storage root on the pool',
+        });
+      }
+      fallbackReason = done;
+    }
+    await this.exportTar(dest, driver, options.signal);
+    return { method: 'export', durationMs: performance.now() - started, ...(fallbackReason === undefined ? {} : { fallbackReason }) };
+  }
+
+  /** True when `dest` now holds the snapshot, else why it could not be taken. */
+  private async trySnapshot(dest: string, driver: StorageDriver): Promise<true | string> {
+    if (this.builder !== 'podman') return `${this.builder} cannot mount images`;
+    if (this.graphDriver !== 'btrfs') return `podman's storage driver is ${this.graphDriver ?? 'unknown'}, not btrfs`;
+    if (!driver.capabilities.instantSnapshots) return 'the storage driver has no instant snapshots';
+    let layer: string;
+    try {
+      // With the btrfs graph driver this mounts nothing: it names the top layer's subvolume.
+      layer = (await this.cli.text(['image', 'mount', this.id])).trim().split('\n').pop() ?? '';
+    } catch (err) {
+      if (err instanceof CommandError) return `podman could not mount the image (${lastLine(err.stderr)})`;
+      throw err;
+    }
+    try {
+      if (!(await sameBtrfsFilesystem(layer, dirname(dest)))) return "podman's storage is not on the pool's btrfs filesystem";
+      if (!(await driver.isSubvolume(layer))) return "the image's top layer is not a subvolume";
+      await withReverter(async (r) => {
+        await driver.snapshot(layer, dest);
+        r.add('delete the partial root', () => driver.deleteSubvolume(dest));
+        await chmod(dest, 0o755);
+      });
+      return true;
+    } finally {
+      await this.cli.run(['image', 'unmount', this.id]);
+    }
+  }
+
+  /** create → export | tar -x into a new subvolume → rm. */
+  private async exportTar(dest: string, driver: StorageDriver, signal: AbortSignal | undefined): Promise<void> {
+    const name = `zomg-export-${randomBytes(6).toString('hex')}`;
+    await this.cli.run(['create', '--name', name, '--network', 'none', this.id, PLACEHOLDER_COMMAND], { signal });
+    this.containers.add(name);
+    try {
+      await withReverter(async (r) => {
+        await driver.createSubvolume(dest);
+        r.add('delete the partial root', () => driver.deleteSubvolume(dest));
+        await this.pipeExport(name, dest, signal);
+        await chmod(dest, 0o755);
+      });
+    } finally {
+      await this.cli.run(['rm', '-f', name]);
+      this.containers.delete(name);
+    }
+  }
+
+  private async pipeExport(container: string, dest: string, signal: AbortSignal | undefined): Promise<void> {
+    // Either side failing stops the other: a dead tar would otherwise leave the engine
+    // blocked on a full pipe, and a dead engine would hand tar a short archive.
+    const stop = new AbortController();
+    const both = signal ? AbortSignal.any([signal, stop.signal]) : stop.signal;
+    const stream = new PassThrough();
+    const producer = this.cli.run(['export', container], { stdout: stream, signal: both });
+    const consumer = run('tar', ['-x', '-f', '-', '-C', dest, '--numeric-owner', '--same-owner', '--same-permissions', '--xattrs', '--xattrs-include=*'], {
+      input: stream,
+      signal: both,
+    }).finally(() => stream.resume()); // tar may stop at the end-of-archive blocks: drain the padding
+    const results = await Promise.allSettled([
+      producer.catch((err: unknown) => {
+        stop.abort();
+        throw err;
+      }),
+      consumer.catch((err: unknown) => {
+        stop.abort();
+        throw err;
+      }),
+    ]);
+    // Report the first real failure, not the abort it caused in the other side.
+    const failures = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []));
+    const cause = failures.find((e) => !isAbort(e)) ?? failures[0];
+    if (cause !== undefined) {
+      if (cause instanceof CommandError) {
+        throw new ToolError('ZOMG_EXPORT_FAILED', `could not export the image's root filesystem: ${lastLine(cause.stderr) || `${cause.command} failed`}`, { cause });
+      }
+      throw cause;
+    }
+  }
+
+  async remove(): Promise<void> {
+    if (this.containers.size > 0) {
+      await this.cli.run(['rm', '-f', ...this.containers]);
+      this.containers.clear();
+    }
+    let repoTags: string[];
+    try {
+      repoTags = parseImageInspect(await this.cli.text(['image', 'inspect', this.id])).repoTags;
+    } catch (err) {
+      if (err instanceof CommandError && /no such image|image not known|not found/i.test(err.stderr)) return;
+      throw err;
+    }
+    // Removing by tag only untags an image that carries other tags too (someone else's),
+    // and removes a dangling one; an image whose tag has since moved is left to its taggers.
+    if (this.storedTag !== null && repoTags.includes(this.storedTag)) await this.cli.run(['rmi', this.storedTag]);
+    else if (repoTags.length === 0) await this.cli.run(['rmi', this.id]);
+  }
+}

@@ -1,0 +1,283 @@
+/**
+ * Replays an incremental send stream (parent = the old tree) into the set of paths that
+ * may differ between the old and the new tree.
+ *
+ * The stream is a list of operations on the receiver's tree as it evolves, so its paths
+ * name the *current* state: new inodes are born under orphan names (`o<ino>-<gen>-<n>`)
+ * and renamed into place, deleted trees are first renamed to orphan names and emptied
+ * there, a file rename is `link` + `unlink`. We simulate the namespace lazily: a node
+ * exists for each name the stream touched; an untouched name below a node that came
+ * from the old tree is that old tree's entry (`origin`). At the end every touched node
+ * contributes its old path (its origin) and its new path (where it ended up).
+ *
+ * The result is deliberately a superset: verify.ts lstat()s both trees at each candidate
+ * and decides. What the replay must never do is miss a path; anything it cannot make
+ * sense of throws SendStreamError so the caller falls back to the full walk.
+ */
+import { SendStreamError, type SendCommand } from '../sendstream.js';
+
+/** A path that may differ between the trees, with what the stream says about it. */
+export interface Candidate {
+  /** Relative to the tree root, no leading '/'; the root itself is empty. */
+  path: Buffer;
+  /** Something that was not here in the old tree ended here (a new inode, a rename, a link). */
+  maybeAdded: boolean;
+  /** Something that was here in the old tree left (unlinked, removed or renamed away). */
+  maybeDeleted: boolean;
+  /** The inode here had its data changed (write, update_extent, clone, truncate). */
+  content: boolean;
+  /** The inode here had its mode or owner changed. */
+  attrs: boolean;
+  /** The inode here had an xattr set or removed. */
+  xattrs: boolean;
+  /** The inode that ended here was created by the stream (all its names are in the stream). */
+  newInode: boolean;
+}
+
+interface InodeState {
+  content: boolean;
+  attrs: boolean;
+  xattrs: boolean;
+  created: boolean;
+}
+
+class Node {
+  parent: Node | null;
+  name: Buffer;
+  /** Explicit entries below this node; null marks a name that was removed or renamed away. */
+  children: Map<string, Node | null> | undefined;
+  moved = false;
+  removed = false;
+  touched = false;
+
+  constructor(
+    readonly origin: Buffer | null,
+    parent: Node | null,
+    name: Buffer,
+    readonly inode: InodeState,
+  ) {
+    this.parent = parent;
+    this.name = name;
+  }
+}
+
+const SLASH = 0x2f;
+const key = (name: Buffer): string => name.toString('latin1');
+const freshInode = (created: boolean): InodeState => ({ content: false, attrs: false, xattrs: false, created });
+
+function joinRel(dir: Buffer, name: Buffer): Buffer {
+  return dir.length === 0 ? name : Buffer.concat([dir, Buffer.of(SLASH), name]);
+}
+
+function splitRel(path: Buffer): Buffer[] {
+  const parts: Buffer[] = [];
+  let start = 0;
+  for (let i = 0; i <= path.length; i++) {
+    if (i === path.length || path[i] === SLASH) {
+      if (i > start) parts.push(path.subarray(start, i));
+      start = i + 1;
+    }
+  }
+  return parts;
+}
+
+/** Feed `apply` every command of one incremental stream, then call `finish`. */
+export class SendReplay {
+  private readonly root = new Node(Buffer.alloc(0), null, Buffer.alloc(0), freshInode(false));
+  private readonly touched: Node[] = [];
+  private started = false;
+  private ended = false;
+
+  apply(command: SendCommand): void {
+    if (this.ended) throw new SendStreamError(`${command.cmd} after the end command`);
+    if (!this.started) {
+      if (command.cmd === 'snapshot') {
+        this.started = true;
+        return;
+      }
+      if (command.cmd === 'subvol') {
+        throw new SendStreamError('a full stream (no parent) cannot be diffed against the old tree');
+      }
+      throw new SendStreamError(`the stream starts with ${command.cmd}, not snapshot`);
+    }
+    switch (command.cmd) {
+      case 'subvol':
+      case 'snapshot':
+        throw new SendStreamError('more than one subvolume in the stream');
+      case 'mkfile':
+      case 'mkdir':
+      case 'mknod':
+      case 'mkfifo':
+      case 'mksock':
+      case 'symlink':
+        this.create(command.path, freshInode(true));
+        return;
+      case 'link':
+        this.create(command.path, this.lookup(command.target).inode);
+        return;
+      case 'rename': {
+        const node = this.lookup(command.path);
+        this.detach(node);
+        node.moved = true;
+        this.mark(node);
+        const [parent, name] = this.parentOf(command.to);
+        this.attach(parent, name, node);
+        return;
+      }
+      case 'unlink':
+      case 'rmdir': {
+        const node = this.lookup(command.path);
+        this.detach(node);
+        node.removed = true;
+        this.mark(node);
+        return;
+      }
+      case 'set_xattr':
+      case 'remove_xattr':
+        this.inodeOf(command.path).xattrs = true;
+        return;
+      case 'write':
+      case 'clone':
+      case 'truncate':
+      case 'update_extent':
+        this.inodeOf(command.path).content = true;
+        return;
+      case 'chmod':
+      case 'chown':
+        this.inodeOf(command.path).attrs = true;
+        return;
+      case 'utimes':
+        // Timestamps never count as a change.
+        return;
+      case 'end':
+        this.ended = true;
+        return;
+    }
+  }
+
+  /** The candidates, deduplicated by path (flags merged); in no particular order. */
+  finish(): Candidate[] {
+    if (!this.started) throw new SendStreamError('the stream has no snapshot command');
+    const out = new Map<string, Candidate>();
+    const add = (path: Buffer, node: Node, added: boolean, deleted: boolean): void => {
+      const k = key(path);
+      let c = out.get(k);
+      if (!c) {
+        c = { path, maybeAdded: false, maybeDeleted: false, content: false, attrs: false, xattrs: false, newInode: false };
+        out.set(k, c);
+      }
+      c.maybeAdded ||= added;
+      c.maybeDeleted ||= deleted;
+      c.content ||= node.inode.content;
+      c.attrs ||= node.inode.attrs;
+      c.xattrs ||= node.inode.xattrs;
+      c.newInode ||= added && node.inode.created;
+    };
+    for (const node of this.touched) {
+      const now = this.currentPath(node);
+      const stayed = now !== null && node.origin !== null && now.equals(node.origin);
+      if (node.origin !== null) add(node.origin, node, false, !stayed);
+      if (now !== null && !stayed) add(now, node, true, false);
+    }
+    return [...out.values()];
+  }
+
+  private mark(node: Node): void {
+    if (node.touched) return;
+    node.touched = true;
+    this.touched.push(node);
+  }
+
+  private inodeOf(path: Buffer): InodeState {
+    const node = this.lookup(path);
+    this.mark(node);
+    return node.inode;
+  }
+
+  private child(dir: Node, name: Buffer): Node {
+    const k = key(name);
+    const known = dir.children?.get(k);
+    if (known !== undefined) {
+      if (known === null) throw new SendStreamError(`the stream uses ${name.toString('latin1')} after removing it`);
+      return known;
+    }
+    if (dir.origin === null) throw new SendStreamError(`the stream uses an unknown entry ${name.toString('latin1')} of a new directory`);
+    const node = new Node(joinRel(dir.origin, name), dir, name, freshInode(false));
+    (dir.children ??= new Map()).set(k, node);
+    return node;
+  }
+
+  private lookup(path: Buffer): Node {
+    let node = this.root;
+    for (const part of splitRel(path)) node = this.child(node, part);
+    return node;
+  }
+
+  private parentOf(path: Buffer): [Node, Buffer] {
+    const parts = splitRel(path);
+    const name = parts.pop();
+    if (name === undefined) throw new SendStreamError('an operation names the root as its target');
+    let node = this.root;
+    for (const part of parts) node = this.child(node, part);
+    return [node, name];
+  }
+
+  private create(path: Buffer, inode: InodeState): void {
+    const [parent, name] = this.parentOf(path);
+    const node = new Node(null, parent, name, inode);
+    this.mark(node);
+    // create(2) and link(2) fail on an existing name, so nothing of the old tree is replaced.
+    this.attach(parent, name, node, false);
+  }
+
+  /** Puts `node` at `parent/name`; whatever was there (known or only in the old tree) is gone. */
+  private attach(parent: Node, name: Buffer, node: Node, mayReplaceOld = true): void {
+    const k = key(name);
+    const existing = parent.children?.get(k);
+    if (existing) {
+      existing.removed = true;
+      existing.parent = null;
+      this.mark(existing);
+    } else if (existing === undefined && parent.origin !== null && mayReplaceOld) {
+      // The old tree may hold an entry here that this replaces: make it a candidate.
+      const old = new Node(joinRel(parent.origin, name), null, name, freshInode(false));
+      old.removed = true;
+      this.mark(old);
+    }
+    (parent.children ??= new Map()).set(k, node);
+    node.parent = parent;
+    node.name = name;
+  }
+
+  private detach(node: Node): void {
+    const parent = node.parent;
+    if (parent === null) throw new SendStreamError('the stream removes or renames the root');
+    parent.children?.set(key(node.name), null);
+    node.parent = null;
+  }
+
+  /** Where `node` is now, or null when it (or a directory above it) was removed. */
+  private currentPath(node: Node): Buffer | null {
+    const names: Buffer[] = [];
+    let n: Node = node;
+    while (n !== this.root) {
+      if (n.parent === null) return null;
+      names.push(n.name);
+      n = n.parent;
+    }
+    names.reverse();
+    const parts: Buffer[] = [];
+    for (const [i, name] of names.entries()) {
+      if (i > 0) parts.push(Buffer.of(SLASH));
+      parts.push(name);
+    }
+    return Buffer.concat(parts);
+  }
+}
+
+/** Replays a whole command sequence (convenience for tests). */
+export function replayCommands(commands: Iterable<SendCommand>): Candidate[] {
+  const replay = new SendReplay();
+  for (const c of commands) replay.apply(c);
+  return replay.finish();
+}

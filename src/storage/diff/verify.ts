@@ -1,0 +1,370 @@
+/**
+ * Decides what really changed at each candidate path by looking at both trees, and the
+ * comparison rules the full walk (walk.ts) shares, so both paths give the same answers.
+ *
+ * The rules (SPEC §6):
+ * - a path is looked up without following symlinks, in any component, and never across
+ *   a device boundary: an entry whose st_dev differs from its tree root's (a mount, a
+ *   nested subvolume, or the empty placeholder a btrfs snapshot shows for a nested
+ *   subvolume, which has a st_dev of its own) is treated as absent, with all below it;
+ * - only in the new tree → added; only in the old tree → deleted; every path inside an
+ *   added or deleted directory is listed too (also when a type change turned a directory
+ *   into something else or the reverse);
+ * - in both → modified iff the type, the permission bits (07777), uid, gid, the symlink
+ *   target, the device number, the xattrs (names and values) or a regular file's content
+ *   differ. Timestamps and the link count never count, and a directory is never modified
+ *   because of its entries.
+ */
+import { closeSync, constants as fsc, lstatSync, openSync, readSync, readdirSync, readlinkSync, type Stats } from 'node:fs';
+import { setImmediate as yieldToLoop } from 'node:timers/promises';
+import { compareDiffEntries, type ChangeKind, type DiffEntry } from '../../core/diff.js';
+import { isErrno } from '../../system/fs.js';
+import { run } from '../../system/run.js';
+import type { Candidate } from './replay.js';
+
+const SLASH = Buffer.of(0x2f);
+const key = (rel: Buffer): string => rel.toString('latin1');
+
+export function joinRel(dir: Buffer, name: Buffer): Buffer {
+  return dir.length === 0 ? name : Buffer.concat([dir, SLASH, name]);
+}
+
+function parentRel(rel: Buffer): Buffer {
+  const i = rel.lastIndexOf(0x2f);
+  return i < 0 ? Buffer.alloc(0) : rel.subarray(0, i);
+}
+
+/** A relative path as a DiffEntry path: absolute inside the root. */
+export const entryPath = (rel: Buffer): Buffer => Buffer.concat([SLASH, rel]);
+
+/** Yields to the event loop every so often and honours the abort signal. */
+export class Pacer {
+  private count = 0;
+  constructor(
+    private readonly signal: AbortSignal | undefined,
+    private readonly every = 1000,
+  ) {
+    signal?.throwIfAborted();
+  }
+
+  async tick(weight = 1): Promise<void> {
+    this.count += weight;
+    if (this.count < this.every) return;
+    this.count = 0;
+    await yieldToLoop();
+    this.signal?.throwIfAborted();
+  }
+}
+
+/** One side of a diff: a root directory and the device its entries must be on. */
+export class Tree {
+  readonly root: Buffer;
+  readonly dev: number;
+  /** Relative directory → whether it can be descended (a real directory on `dev`). */
+  private readonly dirs = new Map<string, boolean>();
+
+  constructor(root: string) {
+    this.root = Buffer.from(root.length > 1 ? root.replace(/\/+$/, '') : root);
+    const st = lstatSync(this.root);
+    if (!st.isDirectory()) throw new Error(`${root} is not a directory`);
+    this.dev = st.dev;
+    this.dirs.set('', true);
+  }
+
+  abs(rel: Buffer): Buffer {
+    return rel.length === 0 ? this.root : Buffer.concat([this.root, SLASH, rel]);
+  }
+
+  /** lstat of `rel` in this tree, or null when it is absent or excluded (see the module comment). */
+  entry(rel: Buffer): Stats | null {
+    if (rel.length === 0) return lstatSync(this.root);
+    if (!this.traversable(parentRel(rel))) return null;
+    return this.lstatChild(rel);
+  }
+
+  /** lstat of an entry whose parent is known to be traversable. */
+  lstatChild(rel: Buffer): Stats | null {
+    let st: Stats;
+    try {
+      st = lstatSync(this.abs(rel));
+    } catch (err) {
+      if (isErrno(err, 'ENOENT', 'ENOTDIR')) return null;
+      throw err;
+    }
+    return st.dev === this.dev ? st : null;
+  }
+
+  private traversable(rel: Buffer): boolean {
+    const k = key(rel);
+    const known = this.dirs.get(k);
+    if (known !== undefined) return known;
+    const ok = this.traversable(parentRel(rel)) && (this.lstatChild(rel)?.isDirectory() ?? false);
+    this.dirs.set(k, ok);
+    return ok;
+  }
+
+  /** The names in directory `rel` (which must be traversable), as raw bytes. */
+  names(rel: Buffer): Buffer[] {
+    return readdirSync(this.abs(rel), { encoding: 'buffer' });
+  }
+
+  /** Calls `visit` for every entry below directory `rel`, parents first, without crossing devices. */
+  async eachBelow(rel: Buffer, pacer: Pacer, visit: (rel: Buffer, st: Stats) => void): Promise<void> {
+    const stack = [rel];
+    for (let dir = stack.pop(); dir !== undefined; dir = stack.pop()) {
+      for (const name of this.names(dir)) {
+        const child = joinRel(dir, name);
+        const st = this.lstatChild(child);
+        await pacer.tick();
+        if (st === null) continue;
+        visit(child, st);
+        if (st.isDirectory()) stack.push(child);
+      }
+    }
+  }
+}
+
+const TYPE_MASK = fsc.S_IFMT;
+
+/** True when lstat alone shows a difference: type, permission bits, owner, device number. */
+export function statsDiffer(a: Stats, b: Stats): boolean {
+  if ((a.mode & TYPE_MASK) !== (b.mode & TYPE_MASK)) return true;
+  if ((a.mode & 0o7777) !== (b.mode & 0o7777)) return true;
+  if (a.uid !== b.uid || a.gid !== b.gid) return true;
+  if ((a.isCharacterDevice() || a.isBlockDevice()) && a.rdev !== b.rdev) return true;
+  return false;
+}
+
+export function symlinkTargetsDiffer(oldAbs: Buffer, newAbs: Buffer): boolean {
+  return !readlinkSync(oldAbs, { encoding: 'buffer' }).equals(readlinkSync(newAbs, { encoding: 'buffer' }));
+}
+
+const BLOCK = 64 * 1024;
+const blockA = Buffer.alloc(BLOCK);
+const blockB = Buffer.alloc(BLOCK);
+
+/** Byte comparison of two regular files of equal size, streamed in blocks. */
+export async function contentsDiffer(oldAbs: Buffer, newAbs: Buffer, pacer: Pacer): Promise<boolean> {
+  const flags = fsc.O_RDONLY | fsc.O_NOFOLLOW;
+  const fa = openSync(oldAbs, flags);
+  try {
+    const fb = openSync(newAbs, flags);
+    try {
+      for (;;) {
+        const na = readFull(fa, blockA);
+        const nb = readFull(fb, blockB);
+        if (na !== nb) return true;
+        if (na === 0) return false;
+        if (blockA.compare(blockB, 0, nb, 0, na) !== 0) return true;
+        await pacer.tick(Math.ceil(na / 4096));
+      }
+    } finally {
+      closeSync(fb);
+    }
+  } finally {
+    closeSync(fa);
+  }
+}
+
+function readFull(fd: number, buf: Buffer): number {
+  let n = 0;
+  while (n < buf.length) {
+    const r = readSync(fd, buf, n, buf.length - n, null);
+    if (r === 0) break;
+    n += r;
+  }
+  return n;
+}
+
+/** O_PATH: an fd that names an inode (symlinks included) without opening it for I/O. */
+const O_PATH = 0o10000000;
+const XATTR_BATCH = 512;
+
+/**
+ * The xattrs (names and values, in a canonical text form) of each path, in order.
+ *
+ * Node has no xattr API, so this runs `getfattr`. Paths are handed to it as
+ * `/proc/<our pid>/fd/<n>` of O_PATH|O_NOFOLLOW descriptors: argv cannot carry names
+ * that are not UTF-8 through Node, and the magic link names the inode itself, a symlink
+ * included (getfattr then reads the symlink's own xattrs, as `-h` would).
+ */
+export async function readXattrs(paths: readonly Buffer[], options: { signal?: AbortSignal } = {}): Promise<string[]> {
+  const out: string[] = new Array<string>(paths.length).fill('');
+  for (let start = 0; start < paths.length; start += XATTR_BATCH) {
+    const batch = paths.slice(start, start + XATTR_BATCH);
+    const fds: number[] = [];
+    try {
+      for (const p of batch) fds.push(openSync(p, O_PATH | fsc.O_NOFOLLOW));
+      const byFd = new Map(fds.map((fd, i) => [String(fd), start + i]));
+      const args = ['--dump', '--match=-', '--encoding=hex', '--absolute-names', ...fds.map((fd) => `/proc/${process.pid}/fd/${fd}`)];
+      const { stdout } = await run('getfattr', args, { signal: options.signal, timeoutMs: 120_000 });
+      let current: number | undefined;
+      let lines: string[] = [];
+      const flush = (): void => {
+        if (current !== undefined) out[current] = lines.sort().join('\n');
+        lines = [];
+      };
+      for (const line of stdout.toString('latin1').split('\n')) {
+        if (line.startsWith('# file: ')) {
+          flush();
+          const fd = line.slice(line.lastIndexOf('/') + 1);
+          current = byFd.get(fd);
+          if (current === undefined) throw new Error(`getfattr reported an unexpected file: ${line}`);
+        } else if (line !== '') {
+          lines.push(line);
+        }
+      }
+      flush();
+    } finally {
+      for (const fd of fds) closeSync(fd);
+    }
+  }
+  return out;
+}
+
+/** Resolves every path (relative to `root`, no leading '/') of inode `ino` in the tree at `root`. */
+export type InodePathResolver = (root: string, ino: number, options: { signal?: AbortSignal }) => Promise<Buffer[]>;
+
+/** The send path cannot finish the job (e.g. hardlinks it cannot resolve); use the full walk. */
+export class NeedsWalkError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'NeedsWalkError';
+  }
+}
+
+export interface VerifyOptions {
+  signal?: AbortSignal;
+  /**
+   * Finds the other names of a changed inode with several hard links: the stream names
+   * each changed inode by one path only. Without it, such a case throws NeedsWalkError.
+   */
+  inodePaths?: InodePathResolver;
+}
+
+/** Collects entries, one per path, and the pairs whose xattrs still need comparing. */
+export class DiffCollector {
+  private readonly entries = new Map<string, DiffEntry>();
+  private readonly xattrPairs: Buffer[] = [];
+
+  constructor(
+    readonly oldTree: Tree,
+    readonly newTree: Tree,
+    private readonly pacer: Pacer,
+  ) {}
+
+  has(rel: Buffer): boolean {
+    return this.entries.has(key(rel));
+  }
+
+  add(rel: Buffer, kind: ChangeKind): void {
+    const k = key(rel);
+    if (!this.entries.has(k)) this.entries.set(k, { path: entryPath(rel), kind });
+  }
+
+  /** `rel` and everything below it exist only on one side. */
+  async addTree(rel: Buffer, st: Stats, side: 'old' | 'new'): Promise<void> {
+    const kind: ChangeKind = side === 'old' ? 'deleted' : 'added';
+    this.add(rel, kind);
+    if (st.isDirectory()) await this.addBelow(rel, side);
+  }
+
+  /** Everything below directory `rel` exists only on one side. */
+  async addBelow(rel: Buffer, side: 'old' | 'new'): Promise<void> {
+    const kind: ChangeKind = side === 'old' ? 'deleted' : 'added';
+    const tree = side === 'old' ? this.oldTree : this.newTree;
+    await tree.eachBelow(rel, this.pacer, (child) => this.add(child, kind));
+  }
+
+  /**
+   * Compares `rel`, present on both sides. `content`/`xattrs` false means the caller
+   * knows those did not change (the stream said so). Directories below a type change are
+   * listed; directories present on both sides are not descended here.
+   */
+  async compare(rel: Buffer, a: Stats, b: Stats, check: { content: boolean; xattrs: boolean }): Promise<void> {
+    if ((a.mode & TYPE_MASK) !== (b.mode & TYPE_MASK)) {
+      this.add(rel, 'modified');
+      if (a.isDirectory()) await this.addBelow(rel, 'old');
+      if (b.isDirectory()) await this.addBelow(rel, 'new');
+      return;
+    }
+    if (statsDiffer(a, b)) return this.add(rel, 'modified');
+    if (a.isSymbolicLink()) {
+      if (symlinkTargetsDiffer(this.oldTree.abs(rel), this.newTree.abs(rel))) return this.add(rel, 'modified');
+    } else if (a.isFile() && check.content) {
+      if (a.size !== b.size) return this.add(rel, 'modified');
+      if (a.size > 0 && (await contentsDiffer(this.oldTree.abs(rel), this.newTree.abs(rel), this.pacer))) {
+        return this.add(rel, 'modified');
+      }
+    }
+    if (check.xattrs) this.xattrPairs.push(rel);
+  }
+
+  /** Runs the batched xattr comparisons, then returns the sorted entries. */
+  async finish(signal: AbortSignal | undefined): Promise<DiffEntry[]> {
+    const pending = this.xattrPairs.filter((rel) => !this.has(rel));
+    if (pending.length > 0) {
+      const values = await readXattrs(
+        [...pending.map((rel) => this.oldTree.abs(rel)), ...pending.map((rel) => this.newTree.abs(rel))],
+        { signal },
+      );
+      pending.forEach((rel, i) => {
+        if (values[i] !== values[i + pending.length]) this.add(rel, 'modified');
+      });
+    }
+    return [...this.entries.values()].sort(compareDiffEntries);
+  }
+}
+
+/**
+ * Turns the replay's candidates into the final diff. Cost grows with the number of
+ * candidates (plus the size of added or deleted subtrees), never with the tree size.
+ */
+export async function verifyCandidates(
+  candidates: readonly Candidate[],
+  oldRoot: string,
+  newRoot: string,
+  options: VerifyOptions = {},
+): Promise<DiffEntry[]> {
+  const pacer = new Pacer(options.signal);
+  const oldTree = new Tree(oldRoot);
+  const newTree = new Tree(newRoot);
+  const out = new DiffCollector(oldTree, newTree, pacer);
+  const queue = [...candidates];
+  const resolvedInodes = new Set<number>();
+
+  for (let c = queue.pop(); c !== undefined; c = queue.pop()) {
+    await pacer.tick();
+    const a = oldTree.entry(c.path);
+    const b = newTree.entry(c.path);
+    if (a === null && b === null) continue;
+    if (a === null && b !== null) await out.addTree(c.path, b, 'new');
+    else if (b === null && a !== null) await out.addTree(c.path, a, 'old');
+    else if (a !== null && b !== null) {
+      // A new name or a new inode here: nothing from the stream can be trusted about it.
+      const identity = c.maybeAdded || c.maybeDeleted;
+      await out.compare(c.path, a, b, { content: identity || c.content, xattrs: identity || c.xattrs });
+    }
+
+    // The stream names a changed inode by one of its paths only; its other hard links
+    // changed too. Find them unless the inode is new (then all its names are in the stream).
+    const inodeChanged = c.content || c.attrs || c.xattrs;
+    if (b !== null && !b.isDirectory() && b.nlink > 1 && inodeChanged && !c.newInode && !resolvedInodes.has(b.ino)) {
+      resolvedInodes.add(b.ino);
+      if (!options.inodePaths) throw new NeedsWalkError(`a changed inode has ${b.nlink} hard links and no resolver was given`);
+      const found = new Map<string, Buffer>();
+      for (const p of await options.inodePaths(newRoot, b.ino, { signal: options.signal })) {
+        if (newTree.entry(p)?.ino === b.ino) found.set(key(p), p);
+      }
+      if (found.size !== b.nlink) {
+        throw new NeedsWalkError(`resolved ${found.size} of the ${b.nlink} names of inode ${b.ino}`);
+      }
+      // Re-check every other name with this inode's flags, even one already checked: it
+      // may have been checked with fewer flags.
+      for (const p of found.values()) {
+        if (!p.equals(c.path)) queue.push({ ...c, path: p, maybeAdded: false, maybeDeleted: false });
+      }
+    }
+  }
+  return out.finish(options.signal);
+}

@@ -11,6 +11,7 @@ import { errorHandler } from './errors.js';
 import { baseRoutes } from './routes/bases.js';
 import { boxRoutes } from './routes/boxes.js';
 import { checkpointRoutes } from './routes/checkpoints.js';
+import { diffRoutes } from './routes/diffs.js';
 
 export interface ServerOptions {
   service: ZomgService;
@@ -31,7 +32,12 @@ function tokenMatches(header: string | undefined, token: string): boolean {
 }
 
 export async function buildServer(options: ServerOptions): Promise<FastifyInstance> {
-  const app = Fastify({ logger: options.logger ?? false, bodyLimit: options.bodyLimit ?? 1024 * 1024 });
+  const app = Fastify({
+    logger: options.logger ?? false,
+    bodyLimit: options.bodyLimit ?? 1024 * 1024,
+    // Unknown fields are errors, not silently dropped: a typo must not create the wrong thing.
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true } },
+  });
   app.setErrorHandler(errorHandler);
   app.setNotFoundHandler((request, reply) => {
     void reply.status(404).send({ statusCode: 404, code: 'ZOMG_ROUTE_NOT_FOUND', error: 'Not Found', message: `no route ${request.method} ${request.url.split('?')[0]}` });
@@ -68,5 +74,6 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
   await app.register(async (scope) => boxRoutes(scope, service));
   await app.register(async (scope) => checkpointRoutes(scope, service));
   await app.register(async (scope) => baseRoutes(scope, service));
+  await app.register(async (scope) => diffRoutes(scope, service));
   return app;
 }

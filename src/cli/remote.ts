@@ -6,12 +6,13 @@ import type { BoxRef } from '../core/refs.js';
 import type {
   CreateBoxOptions,
   CreateCheckpointOptions,
+  DiffStatusOptions,
   ImportBaseOptions,
   InstallBaseOptions,
   ListBoxesOptions,
   ZomgService,
 } from '../core/service.js';
-import type { BaseDetails, BaseSummary, BaseVersion, Box, Checkpoint, InstallOutcome } from '../core/types.js';
+import type { BaseDetails, BaseSummary, BaseVersion, Box, Checkpoint, DiffStatus, FileDiff, InstallOutcome } from '../core/types.js';
 
 const enc = encodeURIComponent;
 const boxPath = (ref: BoxRef): string => `/v1/projects/${enc(ref.project)}/boxes/${enc(ref.name)}`;
@@ -146,6 +147,19 @@ export class RemoteClient implements ZomgService {
 
   async deleteCheckpoint(ref: BoxRef, name: string): Promise<void> {
     await this.request('DELETE', `${boxPath(ref)}/checkpoints/${enc(name)}`);
+  }
+
+  async diffStatus(ref: BoxRef, options: DiffStatusOptions = {}): Promise<DiffStatus> {
+    const q = new URLSearchParams();
+    if (options.against !== undefined) q.set('against', options.against);
+    if (options.to !== undefined) q.set('to', options.to);
+    return this.request('GET', `${boxPath(ref)}/diff${q.size > 0 ? `?${q}` : ''}`);
+  }
+
+  async diffFile(ref: BoxRef, path: string, options: { against?: string } = {}): Promise<FileDiff> {
+    const q = new URLSearchParams({ path });
+    if (options.against !== undefined) q.set('against', options.against);
+    return this.request('GET', `${boxPath(ref)}/diff/file?${q}`);
   }
 
   async close(): Promise<void> {}

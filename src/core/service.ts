@@ -4,7 +4,7 @@
  */
 import type { Readable } from 'node:stream';
 import type { BoxRef } from './refs.js';
-import type { BaseDetails, BaseSummary, BaseVersion, Box, Checkpoint, InstallOutcome, ProgressFn } from './types.js';
+import type { BaseDetails, BaseSummary, BaseVersion, Box, Checkpoint, DiffStatus, FileDiff, InstallOutcome, ProgressFn } from './types.js';
 
 export interface CreateBoxOptions {
   base?: string;
@@ -40,6 +40,14 @@ export interface CreateCheckpointOptions {
   description?: string;
 }
 
+export interface DiffStatusOptions {
+  /** The snapshot to compare against (default: the most recent). */
+  against?: string;
+  /** Compare against another snapshot instead of the live root. */
+  to?: string;
+  signal?: AbortSignal;
+}
+
 export interface PoolInfo {
   root: string;
   mounted: 'loop' | 'existing';
@@ -68,6 +76,10 @@ export interface ZomgService {
   getCheckpoint(ref: BoxRef, name: string): Promise<Checkpoint>;
   restoreCheckpoint(ref: BoxRef, name: string): Promise<Checkpoint>;
   deleteCheckpoint(ref: BoxRef, name: string): Promise<void>;
+
+  // diffs
+  diffStatus(ref: BoxRef, options?: DiffStatusOptions): Promise<DiffStatus>;
+  diffFile(ref: BoxRef, path: string, options?: { against?: string }): Promise<FileDiff>;
 
   close(): Promise<void>;
 }

@@ -3,6 +3,8 @@
  * layer serializes them as they are and the CLI renders the same objects in both modes.
  */
 
+import type { DiffEntryJson } from './diff.js';
+
 export type BoxStatus = 'running' | 'stopped' | 'created';
 
 export interface Box {
@@ -84,3 +86,39 @@ export interface Progress {
   line?: string;
 }
 export type ProgressFn = (p: Progress) => void;
+
+export interface DiffStatus {
+  box: string;
+  project: string;
+  /** The snapshot compared against. */
+  against: string;
+  /** The snapshot compared to, or null for the live root. */
+  to: string | null;
+  /** 'send': the btrfs change stream; 'walk': the full-walk fallback. */
+  method: 'send' | 'walk';
+  changes: DiffEntryJson[];
+}
+
+export type FileDiffStatus = 'added' | 'deleted' | 'modified' | 'unchanged';
+
+export interface FileSide {
+  type: 'file' | 'symlink';
+  size_bytes: number;
+  /** Permission bits in octal, e.g. "0644". */
+  mode: string;
+  uid: number;
+  gid: number;
+  /** A symlink's target. */
+  target?: string;
+}
+
+export interface FileDiff {
+  path: string;
+  status: FileDiffStatus;
+  current: FileSide | null;
+  previous: FileSide | null;
+  /** A unified diff for modified text files; null otherwise. */
+  diff: string | null;
+  /** True when the content differs and a side is binary (no bytes are shown). */
+  binary: boolean;
+}

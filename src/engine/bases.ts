@@ -11,8 +11,6 @@ import type { ImportBaseOptions, InstallBaseOptions } from '../core/service.js';
 import type { BaseConfig, BaseDetails, BaseKind, BaseSummary, BaseVersion, InstallOutcome } from '../core/types.js';
 import { nextVersionName } from '../core/versions.js';
 import { transaction } from '../db/database.js';
-import { verifyArchitecture } from '../storage/arch.js';
-import { extractRootfs } from '../storage/tar.js';
 import { isErrno } from '../system/fs.js';
 import { Reverter } from '../system/reverter.js';
 import { isNoSpace, run } from '../system/run.js';
@@ -131,7 +129,8 @@ export async function makeStaging(ctx: EngineContext, r: Reverter, label: string
   const staging = ctx.stagingPath(label);
   if (parent) await ctx.driver.snapshot(versionPath(ctx, parent.name), staging, { readOnly: false });
   else await ctx.driver.createSubvolume(staging);
-  r.add('delete staging subvolume', () => ctx.driver.deleteSubvolume(staging));
+  // Failed imports and builds may have filled the pool: wait until the space is back.
+  r.add('delete staging subvolume', () => ctx.driver.deleteSubvolume(staging, { waitForSpace: true }));
   return staging;
 }
 
@@ -155,6 +154,7 @@ export async function importBase(ctx: EngineContext, name: string, source: strin
   const totalBytes = options.totalBytes ?? (typeof source === 'string' ? statSync(source).size : undefined);
   return new Reverter().run(async (r) => {
     const staging = await makeStaging(ctx, r, 'import', parent);
+    const { extractRootfs } = await import('../storage/tar.js');
     await extractRootfs(source, staging, {
       ...(options.onProgress ? { onProgress: options.onProgress } : {}),
       ...(totalBytes !== undefined ? { totalBytes } : {}),
@@ -163,7 +163,7 @@ export async function importBase(ctx: EngineContext, name: string, source: strin
     });
     await ctx.fault('import:extracted');
     options.onProgress?.({ phase: 'verify' });
-    await verifyArchitecture(staging);
+    await (await import('../storage/arch.js')).verifyArchitecture(staging);
     return commitVersion(ctx, { alias: name, kind: 'import', parent: parent ?? null, place: placeStaged(ctx, staging) });
   });
 }
@@ -217,7 +217,7 @@ export async function installBase(ctx: EngineContext, name: string, options: Ins
           throw new ToolError('ZOMG_INSTALL_FAILED', `the build script of "${name}" failed`, { cause: err, hint: 'run with a terminal to see its output' });
         }
         options.onProgress?.({ phase: 'verify' });
-        await verifyArchitecture(staging);
+        await (await import('../storage/arch.js')).verifyArchitecture(staging);
         const version = await commitVersion(ctx, {
           alias: name,
           kind: 'install',

@@ -7,13 +7,14 @@ import type { BoxRef } from '../core/refs.js';
 import type {
   CreateBoxOptions,
   CreateCheckpointOptions,
+  DiffStatusOptions,
   ImportBaseOptions,
   InstallBaseOptions,
   ListBoxesOptions,
   PoolInfo,
   ZomgService,
 } from '../core/service.js';
-import type { BaseDetails, BaseSummary, BaseVersion, Box, Checkpoint, InstallOutcome } from '../core/types.js';
+import type { BaseDetails, BaseSummary, BaseVersion, Box, Checkpoint, DiffStatus, FileDiff, InstallOutcome } from '../core/types.js';
 import * as bases from './bases.js';
 import * as boxes from './boxes.js';
 import { type EngineContext, type EngineOptions, openContext } from './context.js';
@@ -80,6 +81,16 @@ export class Engine implements ZomgService {
   }
   async deleteCheckpoint(ref: BoxRef, name: string): Promise<void> {
     return snapshots.deleteCheckpoint(this.ctx, ref, name);
+  }
+
+  async diffStatus(ref: BoxRef, options?: DiffStatusOptions): Promise<DiffStatus> {
+    // Loaded on first use: the diff machinery is not needed by most commands (CLI start-up time).
+    const diffs = await import('./diffs.js');
+    return diffs.diffStatus(this.ctx, ref, options);
+  }
+  async diffFile(ref: BoxRef, path: string, options?: { against?: string }): Promise<FileDiff> {
+    const diffs = await import('./diffs.js');
+    return diffs.diffFile(this.ctx, ref, path, options);
   }
 
   /** Computes every size still missing (the background job). */

@@ -10,7 +10,7 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { InvalidArgumentError } from '../core/errors.js';
-import { RESERVED_ENV } from '../core/names.js';
+import type { RESERVED_ENV } from '../core/names.js';
 import { atomicWriteFile } from '../system/fs.js';
 import { ensureDirInRoot, resolveInRoot } from './rootfs.js';
 

@@ -12,7 +12,7 @@
  *   mount); /proc/self/mountinfo maps those paths to host paths.
  */
 import { lstat, readdir, readFile, realpath, rmdir, statfs } from 'node:fs/promises';
-import { join, relative, sep } from 'node:path';
+import { dirname, join, relative, sep } from 'node:path';
 import { PassThrough, Writable } from 'node:stream';
 import type { Readable } from 'node:stream';
 import { PoolFullError, ToolError, ZomgError } from '../core/errors.js';
@@ -153,8 +153,11 @@ export class BtrfsDriver implements StorageDriver {
     });
   }
 
-  async deleteSubvolume(path: string): Promise<void> {
+  async deleteSubvolume(path: string, options: { waitForSpace?: boolean } = {}): Promise<void> {
     if (!(await exists(path))) return;
+    // The id, to wait for exactly this subvolume's cleanup (`subvolume sync` without ids would
+    // wait for the next transaction commit).
+    const id = options.waitForSpace ? (await btrfs('read a subvolume id', ['inspect-internal', 'rootid', path])).trim() : undefined;
     const nested = await this.listNested(path);
     if (nested.length > 0) {
       // A nested subvolume's directory entry lives in its parent subvolume, and btrfs
@@ -165,7 +168,8 @@ export class BtrfsDriver implements StorageDriver {
     }
     // listNested is parents-first, so reversed it is children-first; the subvolumes
     // themselves may stay read-only (btrfs deletes a read-only subvolume as is).
-    await btrfs('delete a subvolume', ['subvolume', 'delete', ...nested.reverse(), path]);
+    await btrfs('delete a subvolume', ['subvolume', 'delete', ...(id ? ['--commit-after'] : []), ...nested.reverse(), path]);
+    if (id) await btrfs('wait for a deleted subvolume to be cleaned', ['subvolume', 'sync', dirname(path), id]);
   }
 
   async setReadOnly(path: string, readOnly: boolean): Promise<void> {
@@ -286,5 +290,26 @@ export class BtrfsDriver implements StorageDriver {
       },
     );
     return out;
+  }
+
+  /** `btrfs inspect-internal inode-resolve`: every name of inode `ino` under `root`, relative to it. */
+  async inodePaths(root: string, ino: number, options: { signal?: AbortSignal } = {}): Promise<Buffer[]> {
+    let stdout: Buffer;
+    try {
+      ({ stdout } = await run('btrfs', ['inspect-internal', 'inode-resolve', String(ino), root], options.signal ? { signal: options.signal } : {}));
+    } catch (err) {
+      throw driverError('resolve an inode to its names', err);
+    }
+    const prefix = Buffer.from(root.endsWith('/') ? root : `${root}/`);
+    const paths: Buffer[] = [];
+    let start = 0;
+    for (let i = 0; i <= stdout.length; i++) {
+      if (i < stdout.length && stdout[i] !== 0x0a) continue;
+      const line = stdout.subarray(start, i);
+      start = i + 1;
+      if (line.length === 0) continue;
+      paths.push(Buffer.from(line.subarray(0, prefix.length).equals(prefix) ? line.subarray(prefix.length) : line));
+    }
+    return paths;
   }
 }

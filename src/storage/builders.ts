@@ -18,11 +18,13 @@
  *   roots mode 0555; both hand-over paths therefore set the new root to 0755.
  */
 import { randomBytes } from 'node:crypto';
+import { closeSync, constants, createReadStream, openSync } from 'node:fs';
 import { chmod, lstat, mkdtemp, readFile, realpath, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { PassThrough } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { InvalidArgumentError, ToolError, UnprocessableError, UnsupportedError, ZomgError } from '../core/errors.js';
 import type { BaseConfig } from '../core/types.js';
 import { isErrno } from '../system/fs.js';
@@ -30,6 +32,7 @@ import { withReverter } from '../system/reverter.js';
 import { CommandError, run } from '../system/run.js';
 import type { RunOptions, RunResult } from '../system/run.js';
 import type { StorageDriver } from './driver.js';
+import { extractRootfs } from './tar.js';
 
 export type BuilderName = 'docker' | 'podman' | 'nerdctl';
 
@@ -116,7 +119,7 @@ export interface BuiltImage {
 }
 
 /** The slice of `<engine> image inspect` that zomg reads (docker, podman and nerdctl agree on it). */
-export interface ImageInspect {
+interface ImageInspect {
   Id?: string;
   Architecture?: string;
   RepoTags?: string[] | null;
@@ -137,6 +140,18 @@ const REQUIRED_ARCH = 'amd64';
 const PLACEHOLDER_COMMAND = '/zomg-export-placeholder';
 
 const isAbort = (err: unknown): boolean => (err as Error | undefined)?.name === 'AbortError';
+
+/**
+ * Lets a reader still blocked opening `fifo` (its writer died first) see end-of-file: a
+ * non-blocking writer opens and closes. ENXIO means no reader is left, which is the goal.
+ */
+function releaseFifoReader(fifo: string): void {
+  try {
+    closeSync(openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK));
+  } catch (err) {
+    if (!isErrno(err, 'ENXIO', 'ENOENT')) throw err;
+  }
+}
 
 /** The last non-empty line a failed probe printed, short enough for a message. */
 function lastLine(text: string): string {
@@ -186,8 +201,11 @@ async function probe(cli: EngineCli, timeoutMs: number, signal: AbortSignal | un
   const opts = { timeoutMs, signal };
   try {
     // Each asks the part that builds: docker's and nerdctl's daemons, podman itself.
-    const format = cli.name === 'podman' ? '{{.Client.Version}}' : '{{.Server.Version}}';
-    const version = (await cli.text(['version', '--format', format], opts)).trim();
+    const args =
+      cli.name === 'podman' ? ['version', '--format', '{{.Client.Version}}']
+      : cli.name === 'docker' ? ['version', '--format', '{{.Server.Version}}']
+      : ['info', '--format', '{{.ServerVersion}}'];
+    const version = (await cli.text(args, opts)).trim();
     if (cli.name === 'docker' && !isX86Host()) {
       try {
         await cli.run(['buildx', 'version'], opts);
@@ -312,16 +330,21 @@ class EngineBuilder implements Builder {
     }
   }
 
-  /** IDs of buildah's working containers (podman only), to find those a killed build leaves. */
-  private async workingContainers(): Promise<Set<string>> {
-    if (this.name !== 'podman') return new Set();
-    const out = await this.cli.text(['ps', '-a', '--external', '--no-trunc', '--format', '{{.ID}}\t{{.Names}}']);
-    const ids = out
-      .split('\n')
-      .map((l) => l.split('\t'))
-      .filter(([, names]) => names !== undefined && names.includes('working-container'))
-      .map(([id]) => id ?? '');
-    return new Set(ids.filter((id) => id !== ''));
+  /**
+   * Removes the buildah working containers created since `sinceMs` (podman only): a killed
+   * build leaves its own behind. Dated rather than listed before the build, which would cost
+   * a podman call on every build; a concurrent build in the same store would be caught too,
+   * which is why zomg serializes builds per store (the engine's lock) and keeps its own store.
+   */
+  private async removeStrayWorkingContainers(sinceMs: number): Promise<void> {
+    if (this.name !== 'podman') return;
+    const list = JSON.parse(await this.cli.text(['ps', '-a', '--external', '--format', 'json'])) as Array<{ Id?: string; Names?: string[]; Created?: number }>;
+    const since = Math.floor(sinceMs / 1000);
+    const stray = list
+      .filter((c) => (c.Names ?? []).some((n) => n.endsWith('working-container') || /working-container-\d+$/.test(n)) && (c.Created ?? 0) >= since)
+      .map((c) => c.Id ?? '')
+      .filter((id) => id !== '');
+    if (stray.length > 0) await this.cli.run(['rm', '-f', ...stray]);
   }
 
   async build(options: BuildOptions): Promise<BuiltImage> {
@@ -337,7 +360,7 @@ class EngineBuilder implements Builder {
     const tmp = await mkdtemp(join(tmpdir(), 'zomg-build-'));
     try {
       const iidfile = join(tmp, 'iid');
-      const before = await this.workingContainers();
+      const startedMs = Date.now();
       const tail: string[] = [];
       try {
         await this.cli.run(this.buildArgs(tag, dockerfile, context, iidfile, options.pull ?? 'missing'), {
@@ -352,7 +375,12 @@ class EngineBuilder implements Builder {
           },
         });
       } catch (err) {
-        await this.removeStrayWorkingContainers(before);
+        try {
+          await this.removeStrayWorkingContainers(startedMs);
+        } catch {
+          // The build's own failure is what the user must see; a working container left in
+          // zomg's store holds no lock and costs only its disk space.
+        }
         if (err instanceof CommandError) {
           const shown = tail.filter((l) => l.trim() !== '').join('\n');
           throw new UnprocessableError('ZOMG_BUILD_FAILED', `the ${this.name} build of ${tag} failed${err.code === null ? ` (${err.signal ?? 'killed'})` : ''}:\n${shown}`, {
@@ -377,13 +405,6 @@ class EngineBuilder implements Builder {
     }
   }
 
-  private async removeStrayWorkingContainers(before: Set<string>): Promise<void> {
-    if (this.name !== 'podman') return;
-    // A concurrent build in the same store would also show up here: zomg serializes builds
-    // per store (the engine's lock), and its store is its own.
-    const stray = [...(await this.workingContainers())].filter((id) => !before.has(id));
-    if (stray.length > 0) await this.cli.run(['rm', '-f', ...stray]);
-  }
 }
 
 interface MountInfo {
@@ -507,7 +528,7 @@ class EngineImage implements BuiltImage {
     }
   }
 
-  /** create → export | tar -x into a new subvolume → rm. */
+  /** create → export | extractRootfs into a new subvolume → rm. */
   private async exportTar(dest: string, driver: StorageDriver, signal: AbortSignal | undefined): Promise<void> {
     const name = `zomg-export-${randomBytes(6).toString('hex')}`;
     await this.cli.run(['create', '--name', name, '--network', 'none', this.id, PLACEHOLDER_COMMAND], { signal });
@@ -525,35 +546,49 @@ class EngineImage implements BuiltImage {
     }
   }
 
+  /**
+   * `<engine> export` into extractRootfs. podman writes to a FIFO: given no `-o` it opens
+   * /dev/stdout, which fails (ENXIO) on the socket Node gives a child as its stdout. docker
+   * and nerdctl write to stdout: docker's `-o` writes a temporary file and renames it over
+   * the target, which would replace a FIFO.
+   */
   private async pipeExport(container: string, dest: string, signal: AbortSignal | undefined): Promise<void> {
-    // Either side failing stops the other: a dead tar would otherwise leave the engine
-    // blocked on a full pipe, and a dead engine would hand tar a short archive.
-    const stop = new AbortController();
-    const both = signal ? AbortSignal.any([signal, stop.signal]) : stop.signal;
-    const stream = new PassThrough();
-    const producer = this.cli.run(['export', container], { stdout: stream, signal: both });
-    const consumer = run('tar', ['-x', '-f', '-', '-C', dest, '--numeric-owner', '--same-owner', '--same-permissions', '--xattrs', '--xattrs-include=*'], {
-      input: stream,
-      signal: both,
-    }).finally(() => stream.resume()); // tar may stop at the end-of-archive blocks: drain the padding
-    const results = await Promise.allSettled([
-      producer.catch((err: unknown) => {
-        stop.abort();
-        throw err;
-      }),
-      consumer.catch((err: unknown) => {
-        stop.abort();
-        throw err;
-      }),
-    ]);
-    // Report the first real failure, not the abort it caused in the other side.
-    const failures = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []));
-    const cause = failures.find((e) => !isAbort(e)) ?? failures[0];
-    if (cause !== undefined) {
+    const dir = await mkdtemp(join(tmpdir(), 'zomg-export-'));
+    try {
+      // Either side failing stops the other: each would otherwise wait for the other forever.
+      const stop = new AbortController();
+      const both = signal ? AbortSignal.any([signal, stop.signal]) : stop.signal;
+      let source: Readable;
+      let producer: Promise<unknown>;
+      if (this.builder === 'podman') {
+        const fifo = join(dir, 'rootfs.tar');
+        await run('mkfifo', ['-m', '600', fifo]);
+        source = createReadStream(fifo, { highWaterMark: 1 << 20 });
+        producer = this.cli.run(['export', '-o', fifo, container], { signal: both }).finally(() => releaseFifoReader(fifo));
+      } else {
+        const pipe = new PassThrough({ highWaterMark: 1 << 20 });
+        source = pipe;
+        producer = this.cli.run(['export', container], { stdout: pipe, signal: both });
+      }
+      const consumer = extractRootfs(source, dest, { signal: both });
+      const results = await Promise.allSettled(
+        [producer, consumer].map((p) =>
+          p.catch((err: unknown) => {
+            stop.abort();
+            throw err;
+          }),
+        ),
+      );
+      // Report the first real failure, not the abort it caused in the other side.
+      const failures = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []));
+      const cause = failures.find((e) => !isAbort(e)) ?? failures[0];
+      if (cause === undefined) return;
       if (cause instanceof CommandError) {
-        throw new ToolError('ZOMG_EXPORT_FAILED', `could not export the image's root filesystem: ${lastLine(cause.stderr) || `${cause.command} failed`}`, { cause });
+        throw new ToolError('ZOMG_EXPORT_FAILED', `${this.builder} could not export the image's root filesystem: ${lastLine(cause.stderr) || 'it failed'}`, { cause });
       }
       throw cause;
+    } finally {
+      await rm(dir, { recursive: true, force: true });
     }
   }
 
@@ -562,16 +597,13 @@ class EngineImage implements BuiltImage {
       await this.cli.run(['rm', '-f', ...this.containers]);
       this.containers.clear();
     }
-    let repoTags: string[];
+    // By tag: an image that carries other tags too (someone else's) is only untagged. The
+    // tag cannot have moved meanwhile: builds of one name are serialized by the engine.
     try {
-      repoTags = parseImageInspect(await this.cli.text(['image', 'inspect', this.id])).repoTags;
+      await this.cli.run(['rmi', this.storedTag ?? this.id]);
     } catch (err) {
       if (err instanceof CommandError && /no such image|image not known|not found/i.test(err.stderr)) return;
       throw err;
     }
-    // Removing by tag only untags an image that carries other tags too (someone else's),
-    // and removes a dangling one; an image whose tag has since moved is left to its taggers.
-    if (this.storedTag !== null && repoTags.includes(this.storedTag)) await this.cli.run(['rmi', this.storedTag]);
-    else if (repoTags.length === 0) await this.cli.run(['rmi', this.id]);
   }
 }

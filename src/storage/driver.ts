@@ -32,8 +32,12 @@ export interface StorageDriver {
    */
   snapshot(source: string, dest: string, options?: SnapshotOptions): Promise<void>;
 
-  /** Deletes the subvolume at `path` and every subvolume nested inside it. Missing is not an error. */
-  deleteSubvolume(path: string): Promise<void>;
+  /**
+   * Deletes the subvolume at `path` and every subvolume nested inside it. Missing is not an
+   * error. With `waitForSpace`, returns only once the filesystem has reclaimed its space
+   * (after a failure that filled the pool, so the next operation finds the room).
+   */
+  deleteSubvolume(path: string, options?: { waitForSpace?: boolean }): Promise<void>;
 
   setReadOnly(path: string, readOnly: boolean): Promise<void>;
   isReadOnly(path: string): Promise<boolean>;
@@ -52,4 +56,10 @@ export interface StorageDriver {
    * file data. Only when `capabilities.sendStream`.
    */
   sendNoData(parent: string, child: string, options?: { signal?: AbortSignal }): Readable;
+
+  /**
+   * Every path (relative to `root`, no leading '/') of inode `ino` in the read-only tree at
+   * `root`, when the driver can resolve inode numbers to names without a walk.
+   */
+  inodePaths?(root: string, ino: number, options: { signal?: AbortSignal }): Promise<Buffer[]>;
 }

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { ZomgError } from '../../src/core/errors.js';
@@ -131,6 +131,7 @@ describe('engine: snapshots and restore on real btrfs', { skip: !isRoot() && 'ne
 
   it('copes with nested subvolumes in the box root: snapshot, restore, delete', async () => {
     const nested = join(root, 'var', 'lib', 'inner');
+    mkdirSync(join(root, 'var', 'lib'), { recursive: true });
     execFileSync('btrfs', ['subvolume', 'create', nested], { stdio: 'ignore' });
     writeFileSync(join(nested, 'data'), 'nested content');
     const cp = await t.engine.createCheckpoint(ref('box'), { name: 'with-nested' });

@@ -69,6 +69,9 @@ function joinRel(dir: Buffer, name: Buffer): Buffer {
   return dir.length === 0 ? name : Buffer.concat([dir, Buffer.of(SLASH), name]);
 }
 
+const ORPHAN = /^o\d+-\d+-\d+$/;
+const isOrphanName = (name: Buffer): boolean => name.length < 64 && ORPHAN.test(name.toString('latin1'));
+
 function splitRel(path: Buffer): Buffer[] {
   const parts: Buffer[] = [];
   let start = 0;
@@ -238,8 +241,9 @@ export class SendReplay {
       existing.removed = true;
       existing.parent = null;
       this.mark(existing);
-    } else if (existing === undefined && parent.origin !== null && mayReplaceOld) {
-      // The old tree may hold an entry here that this replaces: make it a candidate.
+    } else if (existing === undefined && parent.origin !== null && mayReplaceOld && !(parent === this.root && isOrphanName(name))) {
+      // The old tree may hold an entry here that this replaces: make it a candidate. (The
+      // kernel picks orphan names that exist in neither tree, so those replace nothing.)
       const old = new Node(joinRel(parent.origin, name), null, name, freshInode(false));
       old.removed = true;
       this.mark(old);

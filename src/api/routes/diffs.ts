@@ -1,0 +1,23 @@
+/** `GET …/boxes/{name}/diff` and `GET …/boxes/{name}/diff/file`. */
+import type { FastifyInstance } from 'fastify';
+import type { ZomgService } from '../../core/service.js';
+import { type BoxParams, boxParams, boxRef, str } from './params.js';
+
+export async function diffRoutes(app: FastifyInstance, service: ZomgService): Promise<void> {
+  app.get<{ Params: BoxParams; Querystring: { against?: string; to?: string } }>(
+    '/v1/projects/:project/boxes/:name/diff',
+    { schema: { params: boxParams, querystring: { type: 'object', additionalProperties: false, properties: { against: str, to: str } } } },
+    async (request) =>
+      service.diffStatus(boxRef(request.params), {
+        ...(request.query.against !== undefined ? { against: request.query.against } : {}),
+        ...(request.query.to !== undefined ? { to: request.query.to } : {}),
+      }),
+  );
+
+  app.get<{ Params: BoxParams; Querystring: { path: string; against?: string } }>(
+    '/v1/projects/:project/boxes/:name/diff/file',
+    { schema: { params: boxParams, querystring: { type: 'object', required: ['path'], additionalProperties: false, properties: { path: str, against: str } } } },
+    async (request) =>
+      service.diffFile(boxRef(request.params), request.query.path, request.query.against !== undefined ? { against: request.query.against } : {}),
+  );
+}

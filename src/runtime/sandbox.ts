@@ -1,0 +1,705 @@
+/**
+ * Running boxes: the sandbox that `exec` enters.
+ *
+ * Mechanism (measured in research/machine.md §2 and bench/exec.ts):
+ *
+ * - **start** runs `bwrap` detached (its own session, stdio to `<runDir>/init.log`, no
+ *   `--die-with-parent`) with new PID, mount, UTS and IPC namespaces. bwrap does the whole
+ *   mount setup in one audited program: the root bind-mounted at `/`, a fresh `/proc` of
+ *   the box's PID namespace, a minimal `/dev` (null, zero, full, random, urandom, tty,
+ *   `/dev/pts` newinstance, fd/stdin/stdout/stderr symlinks) plus a 1777 tmpfs on
+ *   `/dev/shm`, a 1777 tmpfs on `/tmp`, the host's resolv.conf read-only, the volumes; then
+ *   it pivots into the root and detaches the host's tree, so the box's mount namespace
+ *   holds no host mount (nothing pinned, nothing visible) and nothing was ever mounted in
+ *   the host's namespace (bwrap makes propagation private first). PID 1 of the box is
+ *   bwrap's own small reaper (it adopts and reaps orphans, e.g. `--bg` jobs, and is immune
+ *   to signals sent from inside); PID 2 is `sleep infinity` from the rootfs, which keeps
+ *   the box alive (both busybox and coreutils understand `infinity`). The init outlives
+ *   the process that started it, so the CLI can exit and the server can restart.
+ *   bwrap mounts every bind `nosuid`; the root is remounted afterwards without it (with
+ *   util-linux `mount -N`, which enters the namespace itself, so no box binary is needed)
+ *   so that sudo/su work for project users, as in the documented privileged container.
+ *   The argument list goes through `--args <fd>`: the box's `/proc/1/cmdline` then shows
+ *   `bwrap --args 3 --info-fd 4 -- sleep infinity` instead of host paths.
+ *
+ * - **exec** is util-linux `nsenter --target <init> --pid --mount --uts --ipc --root
+ *   --wdns <dir>`: it joins the namespaces, chroots to the init's root and forks the
+ *   command into the box's PID namespace. No setup is repeated, so it costs less than a
+ *   fresh `bwrap … true` (see bench/exec.ts). The network namespace is the host's (as
+ *   documented: boxes share the node's network).
+ *
+ * - **state**: `<runDir>/init.json` records the init's host pid, its start time (clock
+ *   ticks since boot) and the boot id. It is a hint, never the truth: `boxStatus` checks
+ *   that the pid is alive, started at that tick in this boot, and has the box's root as
+ *   its root (same device and inode). A pid file from before a reboot is therefore stale.
+ *
+ * Trust model: processes in a box run as host root with every capability in the host's
+ * user namespace (a privileged container). The sandbox gives a box its own view, not a
+ * security boundary.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { accessSync, closeSync, constants as fsConstants, mkdirSync, openSync, readFileSync, statSync, unlinkSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
+import { delimiter, join, posix } from 'node:path';
+import type { Readable, Stream, Writable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ConflictError, InvalidArgumentError, ToolError, UnprocessableError } from '../core/errors.js';
+import { atomicWriteFile, isErrno } from '../system/fs.js';
+import { LockManager } from '../system/lock.js';
+import { run } from '../system/run.js';
+import { DEFAULT_PATH, checkEnvKeys, execEnvironment, installBoxEnvironment, type ExecIdentity } from './environment.js';
+import { bootId, childPids, readProcStat } from './procfs.js';
+import { ensureDirInRoot, ensureFileInRoot, ensureHome, lookupUser, resolveInRoot } from './rootfs.js';
+
+export interface BoxVolume {
+  /** A directory (or file) on the host. */
+  hostPath: string;
+  /** Absolute path inside the box; created (mode 0755) in the root when missing. */
+  boxPath: string;
+  readOnly: boolean;
+}
+
+export interface BoxSpec {
+  /** The box's id; only recorded, for debugging. */
+  id: string;
+  /** The box's root directory on the host (its writable subvolume). */
+  root: string;
+  /** `<box>.<project>` */
+  hostname: string;
+  /**
+   * The complete injected environment: the reserved variables and the user's (see
+   * `boxEnvironment`). Written to /etc/boxes-env and given to every exec.
+   */
+  env: Record<string, string>;
+  /** System, project and data volumes, bind-mounted in the box's mount namespace only. */
+  volumes: BoxVolume[];
+  /** A host directory private to this box for the runtime's state (created, mode 0700). */
+  runDir: string;
+}
+
+export type BoxRunState = 'running' | 'stopped';
+
+/** What a stdio slot of an exec is connected to, as for `child_process.spawn`. */
+export type ExecStdio = 'pipe' | 'inherit' | 'ignore' | Stream | number;
+
+export interface ExecOptions {
+  /** argv; with `shell` the words are joined by spaces into one `/bin/sh -c` string. */
+  command: string[];
+  /** Per-exec variables, on top of the box's environment. */
+  env?: Record<string, string>;
+  /** Working directory inside the box; must exist. Default: the user's home when it exists, else `/`. */
+  cwd?: string;
+  /** Run the command through `/bin/sh -c` (`--sh`). */
+  shell?: boolean;
+  /** A user of the box's /etc/passwd (name or uid). Default: root. */
+  user?: string;
+  stdin?: ExecStdio;
+  stdout?: ExecStdio;
+  stderr?: ExecStdio;
+  /** Aborting sends SIGKILL to the command. */
+  signal?: AbortSignal;
+}
+
+export interface ExecHandle {
+  /** Host pid of the `nsenter` process that waits for the command. */
+  readonly pid: number;
+  readonly stdin: Writable | null;
+  readonly stdout: Readable | null;
+  readonly stderr: Readable | null;
+  /**
+   * The command's exit code once it has exited and its output streams are closed: its own
+   * code, 127 when the command does not exist, 126 when it cannot be executed, 128+N when
+   * killed by signal N. Rejects only when the exec could not be started at all.
+   */
+  readonly exited: Promise<number>;
+  /** Sends `signal` (default SIGTERM) to the command inside the box. */
+  kill(signal?: NodeJS.Signals): void;
+}
+
+export interface BackgroundExec {
+  /** The job's pid inside the box's PID namespace (what `ps` in the box shows). */
+  pid: number;
+  /** Where its stdout and stderr go, inside the box. */
+  logPath: string;
+}
+
+/** What `init.json` holds (see the file comment: a hint that status re-checks). */
+interface InitRecord {
+  version: 1;
+  id: string;
+  pid: number;
+  startTime: number;
+  bootId: string;
+  rootDev: number;
+  rootIno: number;
+  hostname: string;
+  env: Record<string, string>;
+  /** PATH for execs unless `env` has one. */
+  path: string;
+}
+
+const RECORD = 'init.json';
+const LOG = 'init.log';
+const LOCK = 'sandbox';
+const KEEPER = ['sleep', 'infinity'];
+const BOX_BIN = '/box/bin';
+const BG_LOG_DIR = '/tmp/boxes/exec';
+const START_TIMEOUT_MS = 15_000;
+const STOP_TIMEOUT_MS = 15_000;
+
+// ---------------------------------------------------------------------------------------
+// Tools
+
+const toolPaths = new Map<string, string>();
+
+/** Absolute path of a host tool (execs get the box's PATH, so the tool is resolved here). */
+function tool(name: string, pkg: string): string {
+  const cached = toolPaths.get(name);
+  if (cached !== undefined) return cached;
+  for (const dir of (process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin').split(delimiter)) {
+    if (dir === '') continue;
+    const candidate = join(dir, name);
+    try {
+      accessSync(candidate, fsConstants.X_OK);
+      toolPaths.set(name, candidate);
+      return candidate;
+    } catch {
+      /* not in this directory */
+    }
+  }
+  throw new ToolError('ZOMG_TOOL_MISSING', `${name} is not installed`, { hint: `install the ${pkg} package` });
+}
+
+// ---------------------------------------------------------------------------------------
+// State
+
+function readRecord(runDir: string): InitRecord | undefined {
+  let text: string;
+  try {
+    text = readFileSync(join(runDir, RECORD), 'utf8');
+  } catch (err) {
+    if (isErrno(err, 'ENOENT', 'ENOTDIR')) return undefined;
+    throw err;
+  }
+  try {
+    const record = JSON.parse(text) as InitRecord;
+    return record.version === 1 && Number.isInteger(record.pid) ? record : undefined;
+  } catch {
+    return undefined; // a torn or foreign file names no running box
+  }
+}
+
+function removeRecord(runDir: string): void {
+  try {
+    unlinkSync(join(runDir, RECORD));
+  } catch (err) {
+    if (!isErrno(err, 'ENOENT')) throw err;
+  }
+}
+
+/** True when the recorded init is this very process, alive (a zombie has finished). */
+function initAlive(record: InitRecord): boolean {
+  if (record.bootId !== bootId()) return false;
+  const stat = readProcStat(record.pid);
+  return stat !== undefined && stat.startTime === record.startTime && stat.state !== 'Z' && stat.state !== 'X';
+}
+
+/** Device and inode of the root of process `pid`, or undefined when it is gone. */
+function processRoot(pid: number): { dev: number; ino: number } | undefined {
+  try {
+    const st = statSync(`/proc/${pid}/root/`);
+    return { dev: st.dev, ino: st.ino };
+  } catch (err) {
+    if (isErrno(err, 'ENOENT', 'ESRCH', 'EACCES', 'ENOTDIR')) return undefined;
+    throw err;
+  }
+}
+
+function statRoot(root: string): { dev: number; ino: number } | undefined {
+  try {
+    const st = statSync(root);
+    return st.isDirectory() ? { dev: st.dev, ino: st.ino } : undefined;
+  } catch (err) {
+    if (isErrno(err, 'ENOENT', 'ENOTDIR')) return undefined;
+    throw err;
+  }
+}
+
+function sameFile(a: { dev: number; ino: number } | undefined, b: { dev: number; ino: number } | undefined): boolean {
+  return a !== undefined && b !== undefined && a.dev === b.dev && a.ino === b.ino;
+}
+
+/** The record of a running init whose root is still the recorded root, or undefined. */
+function liveRecord(runDir: string): InitRecord | undefined {
+  const record = readRecord(runDir);
+  if (record === undefined || !initAlive(record)) return undefined;
+  return sameFile(processRoot(record.pid), { dev: record.rootDev, ino: record.rootIno }) ? record : undefined;
+}
+
+/**
+ * Whether the box whose root is `root` is running: its recorded init is alive, is the
+ * process that was recorded (same start time, same boot) and has `root` as its root.
+ */
+export async function boxStatus(runDir: string, root: string): Promise<BoxRunState> {
+  const record = readRecord(runDir);
+  if (record === undefined || !initAlive(record)) return 'stopped';
+  return sameFile(processRoot(record.pid), statRoot(root)) ? 'running' : 'stopped';
+}
+
+// ---------------------------------------------------------------------------------------
+// Start
+
+/** The bwrap arguments for a box, after preparing its root (mountpoints, /etc/boxes-env). */
+function prepareRoot(spec: BoxSpec): { args: string[]; path: string } {
+  checkEnvKeys(spec.env);
+  for (const volume of spec.volumes) {
+    if (!posix.isAbsolute(volume.boxPath)) {
+      throw new InvalidArgumentError(`volume mount path "${volume.boxPath}" must be absolute`, { code: 'ZOMG_INVALID_MOUNT_PATH' });
+    }
+  }
+  installBoxEnvironment(spec.root, spec.env);
+
+  // Every destination is resolved here, the way the box sees its own symlinks, and created
+  // when missing, so bwrap never follows a symlink of the box's making (see rootfs.ts).
+  const dir = (boxPath: string, what: string): string => ensureDirInRoot(spec.root, boxPath, what).boxPath;
+  const proc = dir('/proc', '/proc');
+  const dev = dir('/dev', '/dev');
+  const tmp = dir('/tmp', '/tmp');
+  const args = [
+    '--unshare-pid',
+    '--unshare-uts',
+    '--unshare-ipc',
+    '--hostname',
+    spec.hostname,
+    '--bind',
+    spec.root,
+    '/',
+    '--proc',
+    proc,
+    '--dev',
+    dev,
+    '--perms',
+    '1777',
+    '--tmpfs',
+    posix.join(dev, 'shm'),
+    '--perms',
+    '1777',
+    '--tmpfs',
+    tmp,
+    // Ready for `--bg` logs of any user: sticky and world-writable like /tmp itself.
+    '--perms',
+    '1777',
+    '--dir',
+    posix.join(tmp, 'boxes'),
+    '--perms',
+    '1777',
+    '--dir',
+    posix.join(tmp, 'boxes/exec'),
+  ];
+
+  // The host's DNS configuration, read-only. A bind mount needs an existing file: a rootfs
+  // without /etc/resolv.conf gets an empty one (the only file zomg adds to a root besides
+  // /etc/boxes-env and the mountpoint directories); a symlink (systemd-resolved style) is
+  // followed inside the box and its target is the mountpoint.
+  if (isFile('/etc/resolv.conf')) {
+    const resolv = resolveInRoot(spec.root, '/etc/resolv.conf');
+    if (resolv.stat === undefined || resolv.stat.isFile()) {
+      args.push('--ro-bind', '/etc/resolv.conf', ensureFileInRoot(spec.root, '/etc/resolv.conf', 'the DNS configuration').boxPath);
+    }
+  }
+
+  // Parents before children (/home before /home/alice/data), so no mount hides another.
+  const volumes = [...spec.volumes].sort((a, b) => depth(a.boxPath) - depth(b.boxPath));
+  for (const volume of volumes) {
+    const what = `volume ${volume.boxPath}`;
+    const dest = isDirectory(volume.hostPath) ? dir(volume.boxPath, what) : ensureFileInRoot(spec.root, volume.boxPath, what).boxPath;
+    args.push(volume.readOnly ? '--ro-bind' : '--bind', volume.hostPath, dest);
+  }
+
+  const path = volumes.some((v) => posix.normalize(v.boxPath) === BOX_BIN) ? `${DEFAULT_PATH}:${BOX_BIN}` : DEFAULT_PATH;
+  args.push('--chdir', '/', '--clearenv', '--setenv', 'PATH', path);
+  for (const [key, value] of Object.entries(spec.env)) args.push('--setenv', key, value);
+  return { args, path };
+}
+
+function depth(boxPath: string): number {
+  return posix.normalize(boxPath).split('/').filter(Boolean).length;
+}
+
+function isFile(path: string): boolean {
+  try {
+    return statSync(path).isFile();
+  } catch {
+    return false;
+  }
+}
+
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) {
+      throw new UnprocessableError('ZOMG_VOLUME_MISSING', `the host directory of a volume is missing: ${path}`, { cause: err });
+    }
+    throw err;
+  }
+}
+
+function logTail(runDir: string): string {
+  try {
+    return readFileSync(join(runDir, LOG), 'utf8').trim().split('\n').slice(-5).join(' | ');
+  } catch {
+    return '';
+  }
+}
+
+function startFailed(runDir: string, why: string, cause?: unknown): ToolError {
+  const log = logTail(runDir);
+  return new ToolError('ZOMG_BOX_START_FAILED', `the box could not be started: ${why}${log ? ` (${log})` : ''}`, {
+    cause,
+    hint: `see ${join(runDir, LOG)}`,
+  });
+}
+
+/** Reads `stream` to its end (bwrap closes the info fd once it has written the pid). */
+function readToEnd(stream: Readable, timeoutMs: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let text = '';
+    const timer = setTimeout(() => reject(new Error('timed out waiting for bwrap')), timeoutMs);
+    stream.setEncoding('utf8');
+    stream.on('data', (chunk: string) => (text += chunk));
+    stream.on('end', () => {
+      clearTimeout(timer);
+      resolve(text);
+    });
+    stream.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+  });
+}
+
+function killQuiet(pid: number): void {
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch (err) {
+    if (!isErrno(err, 'ESRCH')) throw err;
+  }
+}
+
+async function launch(spec: BoxSpec, rootId: { dev: number; ino: number }, timeoutMs: number): Promise<InitRecord> {
+  const bwrap = tool('bwrap', 'bubblewrap');
+  const mount = tool('mount', 'mount (util-linux)');
+  const { args, path } = prepareRoot(spec);
+  const deadline = Date.now() + timeoutMs;
+
+  const logFd = openSync(join(spec.runDir, LOG), 'a', 0o600);
+  let child: ChildProcess;
+  try {
+    // fd 3: the argument list (NUL-separated); fd 4: bwrap's info (the init's pid).
+    child = spawn(bwrap, ['--args', '3', '--info-fd', '4', '--', ...KEEPER], {
+      argv0: 'bwrap',
+      detached: true,
+      stdio: ['ignore', logFd, logFd, 'pipe', 'pipe'],
+      env: { PATH: process.env.PATH ?? DEFAULT_PATH },
+    });
+  } finally {
+    closeSync(logFd);
+  }
+  let exited: string | undefined;
+  let spawnError: unknown;
+  child.on('error', (err) => (spawnError = err));
+  child.on('exit', (code, signal) => (exited = signal ?? `exit ${code}`));
+  const argsPipe = child.stdio[3] as Writable;
+  const infoPipe = child.stdio[4] as Readable;
+  argsPipe.on('error', () => {
+    /* bwrap failed before reading its arguments; its exit says why */
+  });
+  argsPipe.end(Buffer.from(args.map((a) => `${a}\0`).join('')));
+
+  let pid: number | undefined;
+  try {
+    const info = await readToEnd(infoPipe, timeoutMs);
+    if (spawnError !== undefined) throw spawnError;
+    try {
+      pid = (JSON.parse(info) as { 'child-pid'?: number })['child-pid'];
+    } catch {
+      pid = undefined;
+    }
+    if (pid === undefined || !Number.isInteger(pid)) throw startFailed(spec.runDir, 'bwrap did not report the init process');
+    const stat = readProcStat(pid);
+    if (stat === undefined) throw startFailed(spec.runDir, 'the init process exited at once');
+
+    // Record the init before anything else can fail, so an interrupted start leaves a box
+    // that `stopBox` can find rather than an orphan nobody knows about.
+    const record: InitRecord = {
+      version: 1,
+      id: spec.id,
+      pid,
+      startTime: stat.startTime,
+      bootId: bootId(),
+      rootDev: rootId.dev,
+      rootIno: rootId.ino,
+      hostname: spec.hostname,
+      env: spec.env,
+      path,
+    };
+    atomicWriteFile(join(spec.runDir, RECORD), JSON.stringify(record, null, 2), 0o600);
+
+    // Ready when the init has pivoted into the root (all mounts are done by then) and the
+    // keeper, PID 2 in the box, has been exec'd (its name is no longer bwrap's).
+    for (;;) {
+      if (exited !== undefined) throw startFailed(spec.runDir, `bwrap ended (${exited})`);
+      if (Date.now() > deadline) throw startFailed(spec.runDir, `not ready after ${timeoutMs} ms`);
+      if (sameFile(processRoot(pid), rootId) && readKeeperName(pid) === KEEPER[0]) break;
+      await sleep(5);
+    }
+
+    try {
+      await run(mount, ['-N', String(pid), '-o', 'remount,bind,nodev', '/'], { timeoutMs: 10_000 });
+    } catch (err) {
+      throw startFailed(spec.runDir, 'could not remount the root without nosuid', err);
+    }
+    return record;
+  } catch (err) {
+    if (pid !== undefined) {
+      killQuiet(pid);
+      await waitGone(pid, readProcStat(pid)?.startTime, 5000).catch(() => undefined);
+    }
+    removeRecord(spec.runDir);
+    throw err instanceof ToolError ? err : startFailed(spec.runDir, (err as Error).message, err);
+  } finally {
+    infoPipe.destroy();
+    argsPipe.destroy();
+    child.unref();
+  }
+}
+
+function readKeeperName(pid: number): string | undefined {
+  try {
+    return readFileSync(`/proc/${pid}/root/proc/2/comm`, 'utf8').trim();
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Starts the box: an init process in new PID, mount, UTS and IPC namespaces with `root`
+ * as its root, detached so it outlives the caller. Idempotent: when the box already runs
+ * on this root, returns its init. Throws `ZOMG_BOX_RUNNING` when an init of this box
+ * still runs on another root (stop it first). Modifies the root only to write
+ * /etc/boxes-env (+ shell hooks), mountpoints and an empty /etc/resolv.conf when missing.
+ *
+ * @returns the init's pid on the host (PID 1 of the box's namespace).
+ */
+export async function startBox(spec: BoxSpec, options: { timeoutMs?: number } = {}): Promise<{ pid: number }> {
+  mkdirSync(spec.runDir, { recursive: true, mode: 0o700 });
+  return new LockManager(spec.runDir).with(
+    LOCK,
+    async () => {
+      const rootId = statRoot(spec.root);
+      if (rootId === undefined) {
+        throw new UnprocessableError('ZOMG_BOX_ROOT_MISSING', `the root directory of the box is missing: ${spec.root}`);
+      }
+      const record = liveRecord(spec.runDir);
+      if (record !== undefined) {
+        if (sameFile(processRoot(record.pid), rootId)) return { pid: record.pid };
+        throw new ConflictError('ZOMG_BOX_RUNNING', 'the box is running on another root directory', { hint: 'stop the box first' });
+      }
+      removeRecord(spec.runDir);
+      const started = await launch(spec, rootId, options.timeoutMs ?? START_TIMEOUT_MS);
+      return { pid: started.pid };
+    },
+    { what: 'the box' },
+  );
+}
+
+// ---------------------------------------------------------------------------------------
+// Stop
+
+async function waitGone(pid: number, startTime: number | undefined, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const stat = readProcStat(pid);
+    // A zombie init means the kernel has already killed and reaped everything in its
+    // PID namespace (the namespace's init exits last).
+    if (stat === undefined || stat.startTime !== startTime || stat.state === 'Z' || stat.state === 'X') return;
+    if (Date.now() > deadline) throw new ToolError('ZOMG_BOX_STOP_TIMEOUT', `the box's processes did not exit within ${timeoutMs} ms`);
+    await sleep(5);
+  }
+}
+
+/**
+ * Stops the box: SIGKILL to its init (PID 1 of the box's PID namespace), which makes the
+ * kernel kill every process in the box; returns once they are all gone. Nothing is
+ * unmounted on the host because nothing was mounted there; the box's mounts vanish with
+ * its mount namespace.
+ */
+export async function stopBox(runDir: string, options: { timeoutMs?: number } = {}): Promise<'stopped' | 'not_running'> {
+  const record = readRecord(runDir);
+  if (record === undefined) return 'not_running';
+  return new LockManager(runDir).with(
+    LOCK,
+    async () => {
+      // Only a verified init is killed: a stale record may name a pid reused by anything.
+      const current = liveRecord(runDir);
+      if (current === undefined) {
+        removeRecord(runDir);
+        return 'not_running';
+      }
+      killQuiet(current.pid);
+      await waitGone(current.pid, current.startTime, options.timeoutMs ?? STOP_TIMEOUT_MS);
+      removeRecord(runDir);
+      return 'stopped';
+    },
+    { what: 'the box' },
+  );
+}
+
+// ---------------------------------------------------------------------------------------
+// Exec
+
+function notRunning(): ConflictError {
+  return new ConflictError('ZOMG_BOX_NOT_RUNNING', 'the box is not running', { hint: 'start it with `zomg resume <box>`' });
+}
+
+/** The nsenter argv and environment for one exec (all checks done before anything runs). */
+function prepareExec(runDir: string, opts: ExecOptions, argvOf: (command: string[]) => string[]): { args: string[]; env: Record<string, string> } {
+  if (opts.command.length === 0) {
+    throw new InvalidArgumentError('no command given', { code: 'ZOMG_NO_COMMAND', hint: 'put the command after `--`' });
+  }
+  const record = liveRecord(runDir);
+  if (record === undefined) throw notRunning();
+  // The box as its processes see it, mounts included: /proc/<init>/root.
+  const boxRoot = `/proc/${record.pid}/root`;
+
+  let identity: ExecIdentity = { home: '/root', user: 'root', shell: '/bin/sh' };
+  const credentials: string[] = [];
+  if (opts.user !== undefined && opts.user !== 'root') {
+    const user = lookupUser(boxRoot, opts.user);
+    // Project users share /home/<user> (the /home volume), whatever passwd says.
+    const home = user.uid === 0 ? user.passwdHome : `/home/${user.name}`;
+    if (user.uid !== 0) ensureHome(boxRoot, user, home);
+    identity = { home, user: user.name, shell: user.shell };
+    credentials.push('--setuid', String(user.uid), '--setgid', String(user.gid));
+  }
+
+  let cwd: string;
+  if (opts.cwd !== undefined) {
+    cwd = posix.isAbsolute(opts.cwd) ? opts.cwd : posix.join(identity.home, opts.cwd);
+    if (!resolveInRoot(boxRoot, cwd).stat?.isDirectory()) {
+      throw new InvalidArgumentError(`no such directory in the box: ${opts.cwd}`, { code: 'ZOMG_NO_SUCH_DIRECTORY' });
+    }
+  } else {
+    cwd = resolveInRoot(boxRoot, identity.home).stat?.isDirectory() ? identity.home : '/';
+  }
+
+  const command = opts.shell ? ['/bin/sh', '-c', opts.command.join(' ')] : opts.command;
+  const args = [
+    '--target',
+    String(record.pid),
+    '--pid',
+    '--mount',
+    '--uts',
+    '--ipc',
+    '--root',
+    `--wdns=${cwd}`,
+    ...credentials,
+    '--',
+    ...argvOf(command),
+  ];
+  return { args, env: execEnvironment(record.env, identity, opts.env, record.path) };
+}
+
+function exitCode(code: number | null, signal: NodeJS.Signals | null): number {
+  if (code !== null) return code;
+  return 128 + (signal ? (osConstants.signals[signal] ?? 0) : 0);
+}
+
+function signalQuiet(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(pid, signal);
+  } catch (err) {
+    if (!isErrno(err, 'ESRCH')) throw err;
+  }
+}
+
+/**
+ * Runs a command in the running box and returns at once with a handle. Its stdin, stdout
+ * and stderr are whatever `opts` says ('pipe' by default): data flows as produced. Throws
+ * (synchronously) `ZOMG_BOX_NOT_RUNNING`, `ZOMG_UNKNOWN_USER`, `ZOMG_NO_SUCH_DIRECTORY`.
+ */
+export function execInBox(runDir: string, opts: ExecOptions): ExecHandle {
+  const nsenter = tool('nsenter', 'util-linux');
+  const { args, env } = prepareExec(runDir, opts, (command) => command);
+  // Not `system/run`: an exec is a live handle with streams handed to the caller, and its
+  // environment is the box's (no LC_ALL=C).
+  const child = spawn(nsenter, args, {
+    env,
+    stdio: [opts.stdin ?? 'pipe', opts.stdout ?? 'pipe', opts.stderr ?? 'pipe'],
+  });
+  const kill = (signal: NodeJS.Signals = 'SIGTERM'): void => {
+    if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
+    // nsenter forwards no signal: send it to the command, nsenter's only child.
+    const inBox = childPids(child.pid);
+    for (const pid of inBox) signalQuiet(pid, signal);
+    if (inBox.length === 0) child.kill(signal);
+  };
+  const exited = new Promise<number>((resolve, reject) => {
+    child.on('error', (err) => {
+      reject(isErrno(err, 'ENOENT') ? new ToolError('ZOMG_TOOL_MISSING', 'nsenter is not installed', { cause: err, hint: 'install util-linux' }) : err);
+    });
+    child.on('close', (code, signal) => resolve(exitCode(code, signal)));
+  });
+  if (opts.signal) {
+    const onAbort = (): void => kill('SIGKILL');
+    if (opts.signal.aborted) onAbort();
+    else {
+      opts.signal.addEventListener('abort', onAbort, { once: true });
+      void exited.finally(() => opts.signal?.removeEventListener('abort', onAbort)).catch(() => undefined);
+    }
+  }
+  child.stdin?.on('error', () => {
+    /* the command may exit without reading its input; its exit code says what happened */
+  });
+  return { pid: child.pid ?? -1, stdin: child.stdin, stdout: child.stdout, stderr: child.stderr, exited, kill };
+}
+
+/*
+ * `--bg`: the job is the grandchild of the shell nsenter starts. That shell exits at once,
+ * so nsenter returns and the job is adopted (and later reaped) by the box's PID 1; it lives
+ * wholly inside the box and dies with it. The job's shell prints its own pid, which stays
+ * the job's pid across `exec`, then redirects into /tmp/boxes/exec/<pid>.log. Needs
+ * /bin/sh in the rootfs (any base has one).
+ */
+const BG_SCRIPT = [
+  `mkdir -p -m 1777 /tmp/boxes ${BG_LOG_DIR} 2>/dev/null`,
+  `/bin/sh -c 'echo $$; exec "$@" </dev/null >"${BG_LOG_DIR}/$$.log" 2>&1' zomg-bg "$@" &`,
+].join('\n');
+
+/**
+ * Starts a command detached inside the running box (`--bg`) and returns its pid inside
+ * the box's PID namespace once it runs. Its output goes to `/tmp/boxes/exec/<pid>.log` in
+ * the box; a command that cannot be run leaves its error there (the pid is still
+ * returned, as with any detached job).
+ */
+export async function execBackground(runDir: string, opts: Omit<ExecOptions, 'stdin' | 'stdout' | 'stderr' | 'signal'>): Promise<BackgroundExec> {
+  const nsenter = tool('nsenter', 'util-linux');
+  const { args, env } = prepareExec(runDir, opts, (command) => ['/bin/sh', '-c', BG_SCRIPT, 'zomg-bg', ...command]);
+  // Not `system/run`: the job must get the box's environment untouched (run adds LC_ALL=C),
+  // and `detached` puts it in a session of its own, away from the caller's terminal signals.
+  const child = spawn(nsenter, args, { env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  const { code, stdout, stderr } = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve, reject) => {
+    let out = '';
+    let err = '';
+    child.stdout?.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
+    child.stderr?.setEncoding('utf8').on('data', (chunk: string) => (err += chunk));
+    child.on('error', reject);
+    child.on('close', (c, signal) => resolve({ code: exitCode(c, signal), stdout: out, stderr: err }));
+  });
+  const pid = Number.parseInt(stdout, 10);
+  if (code !== 0 || !Number.isInteger(pid) || pid <= 0) {
+    throw new ToolError('ZOMG_EXEC_FAILED', `could not start the background command in the box (exit ${code}): ${stderr.trim()}`);
+  }
+  return { pid, logPath: `${BG_LOG_DIR}/${pid}.log` };
+}

@@ -1,0 +1,106 @@
+/**
+ * The tree diff: what changed between an old tree (a read-only snapshot) and a new tree
+ * (a temporary read-only snapshot of the live root), by the rules of SPEC §6.
+ *
+ * Fast path (snapper's method, research/anchors.md §3, §9): parse the data-less send
+ * stream from old to new, replay it into candidate paths, verify each against both
+ * trees. Its cost grows with the changes, not the tree. Any failure of the stream (the
+ * program failed, garbage, truncation, a stream we cannot replay, hard links we cannot
+ * resolve) falls back to the full walk, which gives the same answer in O(tree). An abort
+ * is never turned into a fallback.
+ */
+import type { Readable } from 'node:stream';
+import type { DiffEntry } from '../../core/diff.js';
+import { SendStreamParser } from '../sendstream.js';
+import { SendReplay, type Candidate } from './replay.js';
+import { NeedsWalkError, verifyCandidates, type InodePathResolver } from './verify.js';
+import { walkDiff } from './walk.js';
+
+export type { InodePathResolver } from './verify.js';
+export { walkDiff } from './walk.js';
+
+export interface DiffTreesOptions {
+  /** The old tree: a read-only snapshot. */
+  oldRoot: string;
+  /** The new tree: a read-only snapshot (a temporary one of a live root). */
+  newRoot: string;
+  /**
+   * Starts `btrfs send --no-data -p oldRoot newRoot` (or equivalent) and returns its
+   * stdout. The stream must error if the sender fails. Without it, the walk is used.
+   */
+  sendStream?: () => Readable;
+  /**
+   * Lists every name of an inode in `newRoot` (btrfs: `inspect-internal inode-resolve`).
+   * Needed only when a changed file has several hard links; without it that case walks.
+   */
+  inodePaths?: InodePathResolver;
+  signal?: AbortSignal;
+  /** Told why the fast path was abandoned, before the walk starts (for logs). */
+  onFallback?: (reason: unknown) => void;
+}
+
+export interface DiffTreesResult {
+  /** Sorted bytewise by path. */
+  entries: DiffEntry[];
+  method: 'send' | 'walk';
+}
+
+/** The diff between `oldRoot` and `newRoot`; see the module comment. */
+export async function diffTrees(opts: DiffTreesOptions): Promise<DiffTreesResult> {
+  const { signal } = opts;
+  signal?.throwIfAborted();
+  if (opts.sendStream) {
+    try {
+      const candidates = await replayStream(opts.sendStream, signal);
+      const entries = await verifyCandidates(candidates, opts.oldRoot, opts.newRoot, { signal, inodePaths: opts.inodePaths });
+      return { entries, method: 'send' };
+    } catch (err) {
+      if (signal?.aborted) throw signal.reason;
+      if (!isFallbackReason(err)) throw err;
+      opts.onFallback?.(err);
+    }
+  }
+  return { entries: await walkDiff(opts.oldRoot, opts.newRoot, { signal }), method: 'walk' };
+}
+
+/**
+ * Errors of the verification itself (I/O errors in the trees, a missing getfattr) would
+ * fail the walk the same way, so only stream-side failures fall back. The stream side
+ * is everything before verification plus NeedsWalkError.
+ */
+function isFallbackReason(err: unknown): boolean {
+  return err instanceof StreamSideError || err instanceof NeedsWalkError;
+}
+
+class StreamSideError extends Error {
+  constructor(cause: unknown) {
+    super(`send stream failed: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+    this.name = 'StreamSideError';
+  }
+}
+
+/** Reads, parses and replays the whole stream; every failure is a StreamSideError. */
+async function replayStream(open: () => Readable, signal: AbortSignal | undefined): Promise<Candidate[]> {
+  let stream: Readable | undefined;
+  const onAbort = (): void => {
+    stream?.destroy(signal?.reason instanceof Error ? signal.reason : new Error('aborted'));
+  };
+  signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    stream = open();
+    const parser = new SendStreamParser();
+    const replay = new SendReplay();
+    for await (const chunk of stream as AsyncIterable<Buffer | string>) {
+      if (typeof chunk === 'string') throw new Error('the send stream yields text, not bytes');
+      for (const command of parser.push(chunk)) replay.apply(command);
+    }
+    parser.finish();
+    return replay.finish();
+  } catch (err) {
+    if (signal?.aborted) throw signal.reason;
+    throw new StreamSideError(err);
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
+    stream?.destroy();
+  }
+}

@@ -1,0 +1,652 @@
+/**
+ * The send-stream diff checked against its slow twin (the full walk) and against an
+ * in-memory model of the tree, on a real btrfs filesystem: random trees, random change
+ * sets (fast-check), plus explicit scenarios (research/machine.md §4's change list,
+ * nested subvolumes, fallbacks).
+ */
+import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import {
+  closeSync,
+  constants as fsc,
+  linkSync,
+  lchownSync,
+  lstatSync,
+  lutimesSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  renameSync,
+  rmdirSync,
+  symlinkSync,
+  chmodSync,
+  truncateSync,
+  unlinkSync,
+  utimesSync,
+  writeFileSync,
+  appendFileSync,
+  writeSync,
+} from 'node:fs';
+import { isUtf8 } from 'node:buffer';
+import { PassThrough, Readable } from 'node:stream';
+import { after, before, test } from 'node:test';
+import fc from 'fast-check';
+import { renderDiffText, type ChangeKind, type DiffEntry } from '../../src/core/diff.js';
+import { diffTrees, walkDiff, type InodePathResolver } from '../../src/storage/diff/index.js';
+import { isRoot, makeTestPool, type TestPool } from '../helpers/pool.js';
+
+const skip = isRoot() ? false : 'needs root (btrfs)';
+let pool: TestPool;
+let counter = 0;
+
+before(() => {
+  if (!skip) pool = makeTestPool(1024);
+});
+after(() => pool?.cleanup());
+
+// ---------------------------------------------------------------------------------------
+// btrfs helpers (tests call btrfs directly; the driver is someone else's)
+
+function btrfs(...args: string[]): void {
+  execFileSync('btrfs', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+}
+
+/** `btrfs send --no-data -p parent child` as a Readable that errors when send fails. */
+function sendStream(parent: string, child: string): () => Readable {
+  return () => {
+    const proc = spawn('btrfs', ['send', '-q', '--no-data', '-p', parent, child], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const out = new PassThrough();
+    let stderr = '';
+    proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    proc.stdout.pipe(out, { end: false });
+    proc.on('error', (e) => out.destroy(e));
+    proc.on('close', (code) => {
+      if (code === 0) out.end();
+      else out.destroy(new Error(`btrfs send failed (${code}): ${stderr.trim()}`));
+    });
+    out.on('close', () => {
+      if (proc.exitCode === null) proc.kill();
+    });
+    return out;
+  };
+}
+
+/** `btrfs inspect-internal inode-resolve`: one path per line, raw bytes (a name with '\n' spans lines). */
+const inodePaths: InodePathResolver = async (root, ino) => {
+  const stdout = execFileSync('btrfs', ['inspect-internal', 'inode-resolve', String(ino), root]);
+  const prefix = Buffer.from(`${root}/`);
+  const lines: Buffer[] = [];
+  let start = 0;
+  for (let i = stdout.indexOf(0x0a); i >= 0; start = i + 1, i = stdout.indexOf(0x0a, start)) lines.push(stdout.subarray(start, i));
+  const out: Buffer[] = [];
+  const exists = (p: Buffer): boolean => lstatSync(Buffer.concat([prefix, p]), { throwIfNoEntry: false }) !== undefined;
+  for (let i = 0; i < lines.length; i++) {
+    let p = (lines[i] ?? Buffer.alloc(0)).subarray(prefix.length);
+    while (!exists(p) && i + 1 < lines.length) p = Buffer.concat([p, Buffer.of(0x0a), lines[++i] ?? Buffer.alloc(0)]);
+    out.push(p);
+  }
+  return out;
+};
+
+function freshName(prefix: string): string {
+  counter += 1;
+  return `${pool.mnt}/${prefix}-${process.pid}-${counter}`;
+}
+
+/** Diffs old → new both ways, asserts they agree, returns the rendered text. */
+async function diffBoth(oldSnap: string, newSnap: string, expectMethod: 'send' | 'walk' = 'send'): Promise<string> {
+  const fast = await diffTrees({ oldRoot: oldSnap, newRoot: newSnap, sendStream: sendStream(oldSnap, newSnap), inodePaths, onFallback: (e) => console.log('fallback:', e) });
+  const slow = await walkDiff(oldSnap, newSnap);
+  assert.equal(fast.method, expectMethod);
+  assert.equal(renderDiffText(fast.entries), renderDiffText(slow), 'send path and walk disagree');
+  assert.deepEqual(fast.entries, slow);
+  return renderDiffText(slow);
+}
+
+// ---------------------------------------------------------------------------------------
+// File helpers with raw-byte paths
+
+const abs = (root: string, rel: string): Buffer => Buffer.concat([Buffer.from(`${root}/`), Buffer.from(rel, 'latin1')]);
+
+/** rm -rf that keeps names as bytes (fs.rmSync turns Buffer paths into strings). */
+function rmTree(path: Buffer): void {
+  const st = lstatSync(path);
+  if (st.isDirectory()) {
+    for (const name of readdirSync(path, { encoding: 'buffer' })) rmTree(Buffer.concat([path, Buffer.from('/'), name]));
+    rmdirSync(path);
+  } else unlinkSync(path);
+}
+
+/** setfattr/-x through /proc/<pid>/fd/<n>: argv cannot carry names that are not UTF-8. */
+function setXattr(path: Buffer, name: string, value: string | null): void {
+  const fd = openSync(path, 0o10000000 | fsc.O_NOFOLLOW);
+  try {
+    const args = value === null ? ['-x', name] : ['-n', name, '-v', value];
+    execFileSync('setfattr', [...args, `/proc/${process.pid}/fd/${fd}`]);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function mkfifoAt(root: string, path: Buffer, mode: number): void {
+  const tmp = `${root}/.tmp-fifo`;
+  execFileSync('mkfifo', ['-m', mode.toString(8), tmp]);
+  renameSync(tmp, path);
+}
+
+// ---------------------------------------------------------------------------------------
+// The model: what each path holds; hard links share one Inode object.
+
+type Kind = 'file' | 'dir' | 'symlink' | 'fifo';
+interface Inode {
+  kind: Kind;
+  mode: number;
+  uid: number;
+  gid: number;
+  content: Buffer;
+  target: Buffer;
+  xattr: string | null;
+}
+type Model = Map<string, Inode>; // latin1 of the relative path's bytes → inode
+
+function cloneModel(m: Model): Model {
+  const copies = new Map<Inode, Inode>();
+  return new Map(
+    [...m].map(([k, ino]) => {
+      let c = copies.get(ino);
+      if (!c) copies.set(ino, (c = { ...ino }));
+      return [k, c];
+    }),
+  );
+}
+
+function modelDiff(before: Model, afterM: Model): DiffEntry[] {
+  const out: DiffEntry[] = [];
+  const push = (k: string, kind: ChangeKind): void => {
+    out.push({ path: Buffer.from(`/${k}`, 'latin1'), kind });
+  };
+  for (const [k, o] of before) {
+    const n = afterM.get(k);
+    if (!n) push(k, 'deleted');
+    else if (
+      o.kind !== n.kind ||
+      o.mode !== n.mode ||
+      o.uid !== n.uid ||
+      o.gid !== n.gid ||
+      o.xattr !== n.xattr ||
+      (o.kind === 'symlink' && !o.target.equals(n.target)) ||
+      (o.kind === 'file' && !o.content.equals(n.content))
+    ) {
+      push(k, 'modified');
+    }
+  }
+  for (const k of afterM.keys()) if (!before.has(k)) push(k, 'added');
+  return out;
+}
+
+const L = (s: string | number[]): string => (typeof s === 'string' ? Buffer.from(s, 'utf8') : Buffer.from(s)).toString('latin1');
+const NAMES = [L('a'), L('b'), L('c.txt'), L('sp ace'), L('é'), L([0xff, 0xfe]), L('x\\y'), L('nl\nx'), L([0x66, 0x80]), L('o12-3-0'), L('deep')];
+const CONTENTS = ['', 'hello', 'hellO', 'x'.repeat(5000), 'y'.repeat(5000), 'z'.repeat(70_000)].map((s) => Buffer.from(s));
+const FILE_MODES = [0o644, 0o600, 0o755, 0o4755, 0o2644];
+const DIR_MODES = [0o755, 0o700, 0o1777];
+const OWNERS: [number, number][] = [
+  [0, 0],
+  [1000, 1000],
+  [0, 1234],
+];
+const XATTRS = [null, 'v1', 'v2'];
+const TARGETS = ['/etc/hosts', 'a', '../b', 'nl\nt'].map((s) => Buffer.from(s));
+
+const CREATE_OPS = ['mkfile', 'mkfile', 'mkdir', 'mkdir', 'mkdir', 'symlink', 'fifo', 'link', 'chmod', 'chown', 'xattr'] as const;
+const CHANGE_OPS = [
+  'mkfile', 'mkdir', 'symlink', 'fifo', 'link', 'write', 'rewriteSame', 'replaceSame', 'truncate', 'chmod', 'chown',
+  'xattr', 'retarget', 'typeChange', 'rename', 'remove', 'touch',
+] as const;
+type OpName = (typeof CREATE_OPS)[number] | (typeof CHANGE_OPS)[number];
+interface Op {
+  t: OpName;
+  a: number;
+  b: number;
+  c: number;
+}
+
+const pick = <T>(list: readonly T[], n: number): T | undefined => (list.length === 0 ? undefined : list[n % list.length]);
+const join = (dir: string, name: string): string => (dir === '' ? name : `${dir}/${name}`);
+const inSubtree = (k: string, top: string): boolean => k === top || k.startsWith(`${top}/`);
+
+class World {
+  readonly model: Model = new Map();
+  constructor(readonly root: string) {}
+
+  private keys(kind?: Kind): string[] {
+    return [...this.model].filter(([, i]) => kind === undefined || i.kind === kind).map(([k]) => k);
+  }
+  private dirs(): string[] {
+    return ['', ...this.keys('dir')];
+  }
+  private p(k: string): Buffer {
+    return abs(this.root, k);
+  }
+
+  private create(k: string, kind: Kind, n: number): void {
+    const path = this.p(k);
+    const inode: Inode = { kind, mode: 0, uid: 0, gid: 0, content: Buffer.alloc(0), target: Buffer.alloc(0), xattr: null };
+    if (kind === 'file') {
+      inode.content = pick(CONTENTS, n) ?? Buffer.alloc(0);
+      inode.mode = 0o644;
+      writeFileSync(path, inode.content);
+      chmodSync(path, inode.mode);
+    } else if (kind === 'dir') {
+      inode.mode = 0o755;
+      mkdirSync(path);
+      chmodSync(path, inode.mode);
+    } else if (kind === 'symlink') {
+      inode.target = pick(TARGETS, n) ?? Buffer.from('x');
+      inode.mode = 0o777;
+      symlinkSync(inode.target, path);
+    } else {
+      inode.mode = 0o644;
+      mkfifoAt(this.root, path, inode.mode);
+    }
+    this.model.set(k, inode);
+  }
+
+  private removeKey(k: string): void {
+    rmTree(this.p(k));
+    for (const key of [...this.model.keys()]) if (inSubtree(key, k)) this.model.delete(key);
+  }
+
+  /** Applies one op to the filesystem and the model; ops that do not apply are skipped. */
+  apply(op: Op): void {
+    const { a, b, c } = op;
+    const newKey = (): string | undefined => {
+      const dir = pick(this.dirs(), a);
+      const name = pick(NAMES, b);
+      if (dir === undefined || name === undefined) return undefined;
+      const k = join(dir, name);
+      return this.model.has(k) ? undefined : k;
+    };
+    switch (op.t) {
+      case 'mkfile':
+      case 'mkdir':
+      case 'symlink':
+      case 'fifo': {
+        const k = newKey();
+        if (k !== undefined) this.create(k, op.t === 'mkfile' ? 'file' : op.t === 'mkdir' ? 'dir' : op.t, c);
+        return;
+      }
+      case 'link': {
+        const src = pick(this.keys('file'), c);
+        const k = newKey();
+        if (src === undefined || k === undefined) return;
+        linkSync(this.p(src), this.p(k));
+        this.model.set(k, this.model.get(src) as Inode);
+        return;
+      }
+      case 'write':
+      case 'rewriteSame': {
+        const k = pick(this.keys('file'), a);
+        if (k === undefined) return;
+        const inode = this.model.get(k) as Inode;
+        if (op.t === 'write') inode.content = pick(CONTENTS, b) ?? Buffer.alloc(0);
+        writeFileSync(this.p(k), inode.content);
+        return;
+      }
+      case 'replaceSame': {
+        // A new inode with the same content, mode and owner (its xattrs are gone).
+        const k = pick(this.keys('file'), a);
+        if (k === undefined) return;
+        const old = this.model.get(k) as Inode;
+        const path = this.p(k);
+        unlinkSync(path);
+        writeFileSync(path, old.content);
+        lchownSync(path, old.uid, old.gid);
+        chmodSync(path, old.mode);
+        this.model.set(k, { ...old, xattr: null });
+        return;
+      }
+      case 'truncate': {
+        const k = pick(this.keys('file'), a);
+        if (k === undefined) return;
+        const size = pick([0, 3, 100], b) ?? 0;
+        truncateSync(this.p(k), size);
+        const inode = this.model.get(k) as Inode;
+        const content = Buffer.alloc(size);
+        inode.content.copy(content, 0, 0, Math.min(size, inode.content.length));
+        inode.content = content;
+        return;
+      }
+      case 'chmod': {
+        const k = pick([...this.keys('file'), ...this.keys('dir'), ...this.keys('fifo')], a);
+        if (k === undefined) return;
+        const inode = this.model.get(k) as Inode;
+        inode.mode = pick(inode.kind === 'dir' ? DIR_MODES : FILE_MODES, b) ?? 0o644;
+        chmodSync(this.p(k), inode.mode);
+        return;
+      }
+      case 'chown': {
+        const k = pick(this.keys(), a);
+        if (k === undefined) return;
+        const inode = this.model.get(k) as Inode;
+        [inode.uid, inode.gid] = pick(OWNERS, b) ?? [0, 0];
+        lchownSync(this.p(k), inode.uid, inode.gid);
+        // chown clears setuid (and setgid with group-exec) on non-directories.
+        inode.mode = lstatSync(this.p(k)).mode & 0o7777;
+        return;
+      }
+      case 'xattr': {
+        const k = pick([...this.keys('file'), ...this.keys('dir')], a);
+        if (k === undefined) return;
+        const inode = this.model.get(k) as Inode;
+        const value = pick(XATTRS, b) ?? null;
+        if (value === null && inode.xattr === null) return;
+        setXattr(this.p(k), 'user.x', value);
+        inode.xattr = value;
+        return;
+      }
+      case 'retarget': {
+        const k = pick(this.keys('symlink'), a);
+        if (k === undefined) return;
+        const target = pick(TARGETS, b) ?? Buffer.from('x');
+        unlinkSync(this.p(k));
+        symlinkSync(target, this.p(k));
+        this.model.set(k, { kind: 'symlink', mode: 0o777, uid: 0, gid: 0, content: Buffer.alloc(0), target, xattr: null });
+        return;
+      }
+      case 'typeChange': {
+        const k = pick(this.keys(), a);
+        if (k === undefined) return;
+        const from = (this.model.get(k) as Inode).kind;
+        const to = pick((['file', 'dir', 'symlink'] as const).filter((x) => x !== from), b) ?? 'file';
+        this.removeKey(k);
+        this.create(k, to, c);
+        return;
+      }
+      case 'rename': {
+        const src = pick(this.keys(), c);
+        const dst = newKey();
+        if (src === undefined || dst === undefined || inSubtree(dst, src)) return;
+        renameSync(this.p(src), this.p(dst));
+        for (const [key, inode] of [...this.model]) {
+          if (!inSubtree(key, src)) continue;
+          this.model.delete(key);
+          this.model.set(dst + key.slice(src.length), inode);
+        }
+        return;
+      }
+      case 'remove': {
+        const k = pick(this.keys(), a);
+        if (k !== undefined) this.removeKey(k);
+        return;
+      }
+      case 'touch': {
+        const k = pick(this.keys(), a);
+        if (k === undefined) return;
+        const when = new Date(Date.UTC(2001, 0, 1 + (b % 300)));
+        if (this.model.get(k)?.kind === 'symlink') lutimesSync(this.p(k), when, when);
+        else utimesSync(this.p(k), when, when);
+        return;
+      }
+    }
+  }
+
+  /** A nested subvolume with a file in it, in an existing directory; it never shows in a diff. */
+  nestedSubvolume(n: number): string | undefined {
+    const dir = pick(this.dirs(), n);
+    if (dir === undefined) return undefined;
+    const k = join(dir, `nested-${n}`);
+    const path = this.p(k);
+    if (this.model.has(k) || !isUtf8(path)) return undefined;
+    btrfs('subvolume', 'create', path.toString());
+    writeFileSync(Buffer.concat([path, Buffer.from('/inside')]), 'x');
+    return path.toString();
+  }
+}
+
+const opArb = (names: readonly OpName[]): fc.Arbitrary<Op> =>
+  fc.record({ t: fc.constantFrom(...names), a: fc.nat(1000), b: fc.nat(1000), c: fc.nat(1000) });
+
+test('send path == walk == model on random trees and random changes', { skip, timeout: 120_000 }, async () => {
+  const started = Date.now();
+  await fc.assert(
+    fc.asyncProperty(
+      fc.array(opArb(CREATE_OPS), { minLength: 5, maxLength: 40 }),
+      fc.array(opArb(CHANGE_OPS), { minLength: 1, maxLength: 25 }),
+      fc.option(fc.nat(1000), { freq: 3 }),
+      async (initial, changes, nested) => {
+        const box = freshName('box');
+        const oldSnap = `${box}.old`;
+        const newSnap = `${box}.new`;
+        const nestedPaths: string[] = [];
+        btrfs('subvolume', 'create', box);
+        try {
+          const world = new World(box);
+          for (const op of initial) world.apply(op);
+          btrfs('subvolume', 'snapshot', '-r', box, oldSnap);
+          const before = cloneModel(world.model);
+          for (const op of changes) world.apply(op);
+          if (nested !== null) {
+            const p = world.nestedSubvolume(nested);
+            if (p) nestedPaths.push(p);
+          }
+          btrfs('subvolume', 'snapshot', '-r', box, newSnap);
+          const got = await diffBoth(oldSnap, newSnap);
+          assert.equal(got, renderDiffText(modelDiff(before, world.model)), 'diff differs from the model');
+        } finally {
+          for (const p of nestedPaths) btrfs('subvolume', 'delete', p);
+          for (const p of [newSnap, oldSnap, box]) {
+            if (lstatSync(p, { throwIfNoEntry: false })) btrfs('subvolume', 'delete', p);
+          }
+        }
+      },
+    ),
+    { numRuns: 35 },
+  );
+  console.log(`35 random runs in ${Date.now() - started} ms`);
+});
+
+// ---------------------------------------------------------------------------------------
+// research/machine.md §4's change list, on a small stand-in rootfs
+
+function writeTree(root: string, files: Record<string, string>): void {
+  for (const [rel, content] of Object.entries(files)) {
+    const path = `${root}/${rel}`;
+    mkdirSync(path.slice(0, path.lastIndexOf('/')), { recursive: true });
+    if (rel.endsWith('/')) continue;
+    writeFileSync(path, content);
+  }
+}
+
+test('the machine.md §4 change list, two rounds', { skip }, async () => {
+  const box = freshName('box1');
+  const snaps = [0, 1, 2].map((i) => `${box}@${i}`);
+  btrfs('subvolume', 'create', box);
+  try {
+    const man: Record<string, string> = {};
+    for (let s = 1; s <= 8; s++) for (let f = 0; f < 5; f++) man[`usr/share/man/man${s}/page${f}.${s}.gz`] = `page ${s} ${f}`;
+    writeTree(box, {
+      'etc/hostname': 'box1\n',
+      'etc/motd': 'welcome\n'.repeat(40),
+      'etc/issue.net': 'Debian\n',
+      'etc/debian_version': '12.5\n',
+      'etc/shells': '/bin/sh\n',
+      'etc/host.conf': 'multi on\n',
+      'etc/hosts': '127.0.0.1 localhost\n',
+      'etc/passwd': 'root:x:0:0::/root:/bin/sh\n',
+      'srv/': '',
+      'root/': '',
+      'opt/': '',
+      'usr/share/doc/bash/README': 'bash',
+      'usr/share/doc/bash/copyright': 'GPL',
+      'usr/share/doc/coreutils/copyright': 'GPL',
+      ...man,
+    });
+    btrfs('subvolume', 'snapshot', '-r', box, snaps[0] as string);
+
+    const at = (rel: string): string => `${box}/${rel}`;
+    writeFileSync(at('root/newfile.txt'), 'new\n');
+    appendFileSync(at('etc/hostname'), 'more\n');
+    writeFileSync(at('root/big.bin'), Buffer.alloc(3 * 1024 * 1024, 7));
+    truncateSync(at('etc/motd'), 100);
+    renameSync(at('etc/issue.net'), at('etc/issue.net.renamed'));
+    unlinkSync(at('etc/debian_version'));
+    rmdirSync(at('srv'));
+    mkdirSync(at('opt/newdir/sub'), { recursive: true });
+    chmodSync(at('etc/shells'), 0o600);
+    lchownSync(at('root/newfile.txt'), 1000, 1000);
+    utimesSync(at('etc/host.conf'), new Date('2001-01-01'), new Date('2001-01-01'));
+    symlinkSync('/etc/hosts', at('root/link-to-hosts'));
+    linkSync(at('etc/passwd'), at('root/passwd.hardlink'));
+    execFileSync('mkfifo', [at('root/fifo')]);
+    renameSync(at('usr/share/doc'), at('usr/share/doc-moved'));
+    rmTree(Buffer.from(at('usr/share/man')));
+    btrfs('subvolume', 'snapshot', '-r', box, snaps[1] as string);
+
+    const round1 = await diffBoth(snaps[0] as string, snaps[1] as string);
+    const docs = ['', '/bash', '/bash/README', '/bash/copyright', '/coreutils', '/coreutils/copyright'];
+    const manLines = ['- /usr/share/man', ...Object.keys(man).flatMap((p) => [`- /${p}`, `- /${p.slice(0, p.lastIndexOf('/'))}`])];
+    const expected1 = [
+      '- /etc/debian_version',
+      '~ /etc/hostname',
+      '- /etc/issue.net',
+      '+ /etc/issue.net.renamed',
+      '~ /etc/motd',
+      '~ /etc/shells',
+      '+ /opt/newdir',
+      '+ /opt/newdir/sub',
+      '+ /root/big.bin',
+      '+ /root/fifo',
+      '+ /root/link-to-hosts',
+      '+ /root/newfile.txt',
+      '+ /root/passwd.hardlink',
+      '- /srv',
+      ...docs.map((d) => `- /usr/share/doc${d}`),
+      ...docs.map((d) => `+ /usr/share/doc-moved${d}`),
+      ...manLines,
+    ];
+    const sortLines = (lines: string[]): string[] => [...new Set(lines)].sort((x, y) => Buffer.compare(Buffer.from(x.slice(2)), Buffer.from(y.slice(2))));
+    assert.equal(round1, sortLines(expected1).join('\n'));
+    assert.ok(!round1.includes('host.conf'), 'a touch alone is not a change');
+    assert.ok(!round1.includes('/etc/passwd'), 'a new hard link does not modify the other name');
+
+    // Round 2: xattr, append, a 1-byte write in the middle of big.bin, rm fifo; plus a
+    // content change of a file with two hard links (both names must show).
+    setXattr(Buffer.from(at('etc/hostname')), 'user.box', 'hello');
+    appendFileSync(at('root/newfile.txt'), 'more\n');
+    const fd = openSync(at('root/big.bin'), 'r+');
+    writeSync(fd, Buffer.from([9]), 0, 1, 1_000_000);
+    closeSync(fd);
+    unlinkSync(at('root/fifo'));
+    appendFileSync(at('etc/passwd'), 'bob:x:1000:1000::/home/bob:/bin/sh\n');
+    btrfs('subvolume', 'snapshot', '-r', box, snaps[2] as string);
+    const round2 = await diffBoth(snaps[1] as string, snaps[2] as string);
+    assert.equal(
+      round2,
+      ['~ /etc/hostname', '~ /etc/passwd', '~ /root/big.bin', '- /root/fifo', '~ /root/newfile.txt', '~ /root/passwd.hardlink'].join('\n'),
+    );
+
+    // Without a way to resolve hard links, the same diff is done by the walk.
+    const noResolver = await diffTrees({ oldRoot: snaps[1] as string, newRoot: snaps[2] as string, sendStream: sendStream(snaps[1] as string, snaps[2] as string) });
+    assert.equal(noResolver.method, 'walk');
+    assert.equal(renderDiffText(noResolver.entries), round2);
+  } finally {
+    for (const p of [...snaps, box]) if (lstatSync(p, { throwIfNoEntry: false })) btrfs('subvolume', 'delete', p);
+  }
+});
+
+test('a new inode at an old path is compared in full, whatever the stream says', { skip }, async () => {
+  const box = freshName('ident');
+  const [oldSnap, newSnap] = [`${box}.old`, `${box}.new`];
+  btrfs('subvolume', 'create', box);
+  try {
+    writeTree(box, { emptied: 'hello', xattr: 'same', same: 'same', over: 'old', mover: 'new', d: 'x', mode: 'm' });
+    setXattr(Buffer.from(`${box}/xattr`), 'user.x', 'v');
+    btrfs('subvolume', 'snapshot', '-r', box, oldSnap);
+    const replace = (rel: string, content: string): void => {
+      unlinkSync(`${box}/${rel}`);
+      writeFileSync(`${box}/${rel}`, content);
+    };
+    replace('emptied', ''); // a new empty inode: no data commands in the stream
+    replace('xattr', 'same'); // same bytes, but the new inode has no user.x (no remove_xattr sent)
+    replace('same', 'same'); // identical in every way: not a change
+    renameSync(`${box}/mover`, `${box}/over`); // rename over an existing file
+    unlinkSync(`${box}/d`);
+    mkdirSync(`${box}/d`); // file → dir
+    replace('mode', 'm');
+    chmodSync(`${box}/mode`, 0o600); // new inode, same bytes, other mode
+    btrfs('subvolume', 'snapshot', '-r', box, newSnap);
+    const got = await diffBoth(oldSnap, newSnap);
+    assert.equal(got, ['~ /d', '~ /emptied', '~ /mode', '- /mover', '~ /over', '~ /xattr'].join('\n'));
+  } finally {
+    for (const p of [newSnap, oldSnap, box]) if (lstatSync(p, { throwIfNoEntry: false })) btrfs('subvolume', 'delete', p);
+  }
+});
+
+test('nested subvolumes are excluded the same way by both paths', { skip }, async () => {
+  const box = freshName('nest');
+  const [oldSnap, newSnap] = [`${box}.old`, `${box}.new`];
+  btrfs('subvolume', 'create', box);
+  try {
+    writeTree(box, { 'keep/a': 'a', 'keep/b/c': 'c', 'f': 'f' });
+    btrfs('subvolume', 'create', `${box}/sub1`);
+    writeFileSync(`${box}/sub1/inside`, 'x');
+    btrfs('subvolume', 'snapshot', '-r', box, oldSnap);
+
+    // A new nested subvolume; the old one replaced by a plain directory; a plain
+    // directory replaced by a nested subvolume.
+    btrfs('subvolume', 'create', `${box}/sub2`);
+    writeFileSync(`${box}/sub2/inside`, 'x');
+    btrfs('subvolume', 'delete', `${box}/sub1`);
+    writeTree(box, { 'sub1/file': 'now a plain dir' });
+    rmTree(Buffer.from(`${box}/keep`));
+    btrfs('subvolume', 'create', `${box}/keep`);
+    writeFileSync(`${box}/keep/a`, 'a');
+    btrfs('subvolume', 'snapshot', '-r', box, newSnap);
+
+    const got = await diffBoth(oldSnap, newSnap);
+    assert.equal(got, ['- /keep', '- /keep/a', '- /keep/b', '- /keep/b/c', '+ /sub1', '+ /sub1/file'].join('\n'));
+  } finally {
+    for (const p of [newSnap, oldSnap, `${box}/sub2`, `${box}/keep`, box]) {
+      if (lstatSync(p, { throwIfNoEntry: false })) btrfs('subvolume', 'delete', p);
+    }
+  }
+});
+
+test('a broken or missing stream falls back to the walk; an abort does not', { skip }, async () => {
+  const box = freshName('fb');
+  const [oldSnap, newSnap] = [`${box}.old`, `${box}.new`];
+  btrfs('subvolume', 'create', box);
+  try {
+    writeTree(box, { 'a/b': 'b', 'ÿ/x': 'x' });
+    btrfs('subvolume', 'snapshot', '-r', box, oldSnap);
+    writeFileSync(`${box}/a/b`, 'B');
+    writeFileSync(`${box}/new`, 'n');
+    btrfs('subvolume', 'snapshot', '-r', box, newSnap);
+    const expected = '~ /a/b\n+ /new';
+    const cases: (() => Readable)[] = [
+      () => Readable.from([Buffer.from('this is not a send stream')]),
+      () => sendStream(oldSnap, box)(), // send refuses a writable subvolume
+      () => {
+        throw new Error('cannot start send');
+      },
+    ];
+    for (const open of cases) {
+      const reasons: unknown[] = [];
+      const res = await diffTrees({ oldRoot: oldSnap, newRoot: newSnap, sendStream: open, onFallback: (e) => reasons.push(e) });
+      assert.equal(res.method, 'walk');
+      assert.equal(reasons.length, 1);
+      assert.equal(renderDiffText(res.entries), expected);
+    }
+    assert.equal(renderDiffText((await diffTrees({ oldRoot: oldSnap, newRoot: newSnap })).entries), expected);
+
+    const ac = new AbortController();
+    ac.abort();
+    await assert.rejects(diffTrees({ oldRoot: oldSnap, newRoot: newSnap, sendStream: sendStream(oldSnap, newSnap), signal: ac.signal }), { name: 'AbortError' });
+    const ac2 = new AbortController();
+    const slow = new PassThrough();
+    setTimeout(() => ac2.abort(), 20);
+    await assert.rejects(diffTrees({ oldRoot: oldSnap, newRoot: newSnap, sendStream: () => slow, signal: ac2.signal }), { name: 'AbortError' });
+  } finally {
+    for (const p of [newSnap, oldSnap, box]) if (lstatSync(p, { throwIfNoEntry: false })) btrfs('subvolume', 'delete', p);
+  }
+});

@@ -4,6 +4,7 @@
  */
 import { timingSafeEqual } from 'node:crypto';
 import swagger from '@fastify/swagger';
+import websocket from '@fastify/websocket';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { UnauthorizedError } from '../core/errors.js';
 import type { ZomgService } from '../core/service.js';
@@ -12,6 +13,7 @@ import { baseRoutes } from './routes/bases.js';
 import { boxRoutes } from './routes/boxes.js';
 import { checkpointRoutes } from './routes/checkpoints.js';
 import { diffRoutes } from './routes/diffs.js';
+import { runningRoutes } from './routes/running.js';
 
 export interface ServerOptions {
   service: ZomgService;
@@ -49,6 +51,7 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
       security: [{ bearer: [] }],
     },
   });
+  await app.register(websocket);
   const token = options.token;
   if (token !== null) {
     app.addHook('onRequest', async (request) => {
@@ -75,5 +78,6 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
   await app.register(async (scope) => checkpointRoutes(scope, service));
   await app.register(async (scope) => baseRoutes(scope, service));
   await app.register(async (scope) => diffRoutes(scope, service));
+  await app.register(async (scope) => runningRoutes(scope, service));
   return app;
 }

@@ -26,6 +26,10 @@ export interface RunContext {
 export interface Output {
   data: unknown;
   text: string;
+  /** The process exit code when it is not 0 on success (exec passes the command's through). */
+  exitCode?: number;
+  /** Nothing to print (the command already streamed its output). */
+  silent?: boolean;
 }
 
 export interface CommandSpec {

@@ -151,8 +151,8 @@ export async function main(argv: string[]): Promise<number> {
   try {
     await program.parseAsync(argv, { from: 'user' });
     const result = state.result;
-    if (result) process.stdout.write(`${state.flags?.json ? json(result.data) : result.text}\n`);
-    return 0;
+    if (result && !result.silent) process.stdout.write(`${state.flags?.json ? json(result.data) : result.text}\n`);
+    return result?.exitCode ?? 0;
   } catch (err) {
     if (err instanceof CommanderError) {
       if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return 0;

@@ -2,11 +2,15 @@
 import { createReadStream, statSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import { InvalidArgumentError, ToolError, errorFromWire } from '../core/errors.js';
+import { CHANNEL_STDERR, type ServerMessage } from '../core/exec-protocol.js';
 import type { BoxRef } from '../core/refs.js';
 import type {
   CreateBoxOptions,
   CreateCheckpointOptions,
   DiffStatusOptions,
+  ExecIO,
+  ExecRequest,
+  LifecycleResult,
   ImportBaseOptions,
   InstallBaseOptions,
   ListBoxesOptions,
@@ -76,6 +80,66 @@ export class RemoteClient implements ZomgService {
 
   async updateBox(ref: BoxRef, fields: { tags?: Record<string, string>; environment?: Record<string, string> }): Promise<Box> {
     return this.request('PUT', boxPath(ref), { json: fields });
+  }
+
+  async stopBox(ref: BoxRef): Promise<LifecycleResult> {
+    return this.request('POST', `${boxPath(ref)}/stop`);
+  }
+
+  async resumeBox(ref: BoxRef): Promise<LifecycleResult> {
+    return this.request('POST', `${boxPath(ref)}/resume`);
+  }
+
+  async execBackground(ref: BoxRef, request: ExecRequest): Promise<{ pid: number; log_path: string }> {
+    return this.request('POST', `${boxPath(ref)}/exec`, { json: { ...request, background: true } });
+  }
+
+  /** Streams over the WebSocket exec route (see core/exec-protocol.ts), so stdin and output flow as produced. */
+  async exec(ref: BoxRef, request: ExecRequest, io: ExecIO): Promise<{ exit_code: number }> {
+    const { WebSocket } = await import('ws');
+    const url = `${this.url.replace(/^http/, 'ws')}${boxPath(ref)}/exec/ws`;
+    const socket = new WebSocket(url, { headers: this.token ? { authorization: `Bearer ${this.token}` } : {} });
+    return new Promise((resolve, reject) => {
+      let settled = false;
+      const finish = (fn: () => void): void => {
+        if (settled) return;
+        settled = true;
+        io.stdin?.unpipe();
+        io.stdin?.pause();
+        fn();
+      };
+      socket.on('unexpected-response', (_req, res) => {
+        let text = '';
+        res.on('data', (c: Buffer) => (text += c.toString()));
+        res.on('end', () => {
+          let body: Record<string, unknown> = {};
+          try {
+            body = JSON.parse(text) as Record<string, unknown>;
+          } catch {
+            /* not JSON */
+          }
+          finish(() => reject(errorFromWire(res.statusCode ?? 500, body)));
+        });
+      });
+      socket.on('error', (err) => finish(() => reject(new ToolError('ZOMG_UNREACHABLE', `cannot reach the zomg API at ${this.url}`, { cause: err }))));
+      socket.on('open', () => {
+        socket.send(JSON.stringify(request));
+        if (io.stdin) {
+          io.stdin.on('data', (chunk: Buffer) => socket.send(chunk, { binary: true }));
+          io.stdin.on('end', () => socket.send(JSON.stringify({ type: 'stdin_end' })));
+        } else socket.send(JSON.stringify({ type: 'stdin_end' }));
+      });
+      socket.on('message', (data: Buffer, isBinary: boolean) => {
+        if (isBinary) {
+          (data[0] === CHANNEL_STDERR ? io.stderr : io.stdout).write(data.subarray(1));
+          return;
+        }
+        const msg = JSON.parse(data.toString('utf8')) as ServerMessage;
+        if (msg.type === 'exit') finish(() => resolve({ exit_code: msg.exit_code }));
+        else finish(() => reject(errorFromWire(msg.statusCode, msg)));
+      });
+      socket.on('close', () => finish(() => reject(new ToolError('ZOMG_EXEC_INTERRUPTED', 'the connection closed before the command finished'))));
+    });
   }
 
   async listBases(): Promise<BaseSummary[]> {

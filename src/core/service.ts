@@ -2,11 +2,13 @@
  * What zomg can do, as one interface. The engine implements it in-process; the CLI's
  * remote client implements it over HTTP; the CLI renders the same results in both modes.
  */
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import type { BoxRef } from './refs.js';
 import type { BaseDetails, BaseSummary, BaseVersion, Box, Checkpoint, DiffStatus, FileDiff, InstallOutcome, ProgressFn } from './types.js';
 
 export interface CreateBoxOptions {
+  /** Start the box after creating it (default true). */
+  start?: boolean;
   base?: string;
   fork?: BoxRef;
   tags?: Record<string, string>;
@@ -48,6 +50,28 @@ export interface DiffStatusOptions {
   signal?: AbortSignal;
 }
 
+export interface ExecRequest {
+  command: string[];
+  env?: Record<string, string>;
+  cwd?: string;
+  /** Run through `/bin/sh -c`. */
+  shell?: boolean;
+  user?: string;
+}
+
+export interface ExecIO {
+  stdin?: Readable;
+  stdout: Writable;
+  stderr: Writable;
+  signal?: AbortSignal;
+}
+
+export interface LifecycleResult {
+  box: Box;
+  /** False when the box already was in the requested state. */
+  changed: boolean;
+}
+
 export interface PoolInfo {
   root: string;
   mounted: 'loop' | 'existing';
@@ -61,6 +85,13 @@ export interface ZomgService {
   deleteBox(ref: BoxRef): Promise<void>;
   /** Replaces the tags and/or environment given. */
   updateBox(ref: BoxRef, fields: { tags?: Record<string, string>; environment?: Record<string, string> }): Promise<Box>;
+
+  stopBox(ref: BoxRef): Promise<LifecycleResult>;
+  resumeBox(ref: BoxRef): Promise<LifecycleResult>;
+  /** Runs a command in a running box, streaming its input and output; resolves with its exit code. */
+  exec(ref: BoxRef, request: ExecRequest, io: ExecIO): Promise<{ exit_code: number }>;
+  /** Runs a command detached; its output goes to /tmp/boxes/exec/<pid>.log in the box. */
+  execBackground(ref: BoxRef, request: ExecRequest): Promise<{ pid: number; log_path: string }>;
 
   // bases
   listBases(): Promise<BaseSummary[]>;

@@ -13,15 +13,13 @@ import { isErrno } from '../system/fs.js';
 import { Reverter } from '../system/reverter.js';
 import { resolveBase, versionPath } from './bases.js';
 import { type EngineContext, isoNow } from './context.js';
+import { startRow, stopRow, withStatus } from './running.js';
 
 export const DEFAULT_BASE = 'box-base';
 
 export const rootPath = (ctx: EngineContext, boxId: string): string => join(ctx.paths.roots, boxId);
 export const boxLockKey = (ref: { project: string; name: string }): string => `box-${ref.project}-${ref.name}`;
 
-export function toBox(row: BoxRow): Box {
-  return { ...row, status: 'stopped' };
-}
 
 export function findBox(ctx: EngineContext, ref: BoxRef): BoxRow {
   const row = ctx.boxes.get(ref.project, ref.name);
@@ -77,7 +75,12 @@ export async function createBox(ctx: EngineContext, ref: BoxRef, options: Create
         ctx.boxes.insert(row);
         ctx.pending.remove(root);
       });
-      return toBox(row);
+      r.add('forget the box', () => transaction(ctx.db, () => ctx.boxes.delete(id)));
+      if (options.start !== false) {
+        await startRow(ctx, row);
+        r.add('stop the box', () => stopRow(ctx, row));
+      }
+      return withStatus(ctx, row);
     });
   }, { what: `box "${ref.project}:${ref.name}"` });
 }
@@ -85,22 +88,23 @@ export async function createBox(ctx: EngineContext, ref: BoxRef, options: Create
 const boxExists = (ref: BoxRef): ConflictError =>
   new ConflictError('ZOMG_BOX_EXISTS', `box "${ref.project}:${ref.name}" already exists`, { hint: 'pick another name, or delete the existing box' });
 
-export function listBoxes(ctx: EngineContext, options: ListBoxesOptions = {}): Box[] {
+export async function listBoxes(ctx: EngineContext, options: ListBoxesOptions = {}): Promise<Box[]> {
   let rows = ctx.boxes.list(options.project);
   if (options.prefix) rows = rows.filter((b) => b.name.startsWith(options.prefix as string));
   for (const [k, v] of Object.entries(options.tags ?? {})) rows = rows.filter((b) => b.tags[k] === v);
   if (options.maxResults !== undefined) rows = rows.slice(0, options.maxResults);
-  return rows.map(toBox);
+  return Promise.all(rows.map((row) => withStatus(ctx, row)));
 }
 
-export function getBox(ctx: EngineContext, ref: BoxRef): Box {
-  return toBox(findBox(ctx, ref));
+export async function getBox(ctx: EngineContext, ref: BoxRef): Promise<Box> {
+  return withStatus(ctx, findBox(ctx, ref));
 }
 
-/** Deletes a box, its snapshots and its root. Rows go first; the subvolumes (irreversible) last. */
+/** Deletes a box (stopping it first), its snapshots and its root. Rows go first; the subvolumes (irreversible) last. */
 export async function deleteBox(ctx: EngineContext, ref: BoxRef): Promise<void> {
   await ctx.locks.with(boxLockKey(ref), async () => {
     const row = findBox(ctx, ref);
+    await stopRow(ctx, row);
     const checkpoints = ctx.checkpoints.list(row.id);
     transaction(ctx.db, () => ctx.boxes.delete(row.id)); // checkpoints cascade
     for (const cp of checkpoints) await ctx.driver.deleteSubvolume(join(ctx.paths.checkpoints, row.id, cp.name));
@@ -124,6 +128,6 @@ export async function updateBox(
       ...(fields.environment !== undefined ? { environment } : {}),
       updatedAt: isoNow(ctx),
     });
-    return toBox(findBox(ctx, ref));
+    return withStatus(ctx, findBox(ctx, ref));
   }, { what: `box "${ref.project}:${ref.name}"` });
 }

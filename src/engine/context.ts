@@ -29,6 +29,8 @@ export interface EngineOptions {
    * the background; a short-lived CLI process hands the work to a detached process instead.
    */
   onSizesPending?: () => void;
+  /** The API URL injected into boxes as ZOMG_API_URL. */
+  apiUrl?: string;
   /** Test hook: called between the steps of multi-step mutations, to inject failures. */
   faultPoint?: (step: string) => void | Promise<void>;
   now?: () => Date;

@@ -8,8 +8,11 @@ import type {
   CreateBoxOptions,
   CreateCheckpointOptions,
   DiffStatusOptions,
+  ExecIO,
+  ExecRequest,
   ImportBaseOptions,
   InstallBaseOptions,
+  LifecycleResult,
   ListBoxesOptions,
   PoolInfo,
   ZomgService,
@@ -17,6 +20,7 @@ import type {
 import type { BaseDetails, BaseSummary, BaseVersion, Box, Checkpoint, DiffStatus, FileDiff, InstallOutcome } from '../core/types.js';
 import * as bases from './bases.js';
 import * as boxes from './boxes.js';
+import * as running from './running.js';
 import { type EngineContext, type EngineOptions, openContext } from './context.js';
 import { type ReconcileReport, reconcile } from './reconcile.js';
 import { computePendingSizes, sizesSettled } from './sizes.js';
@@ -46,6 +50,19 @@ export class Engine implements ZomgService {
 
   async updateBox(ref: BoxRef, fields: { tags?: Record<string, string>; environment?: Record<string, string> }): Promise<Box> {
     return boxes.updateBox(this.ctx, ref, fields);
+  }
+
+  async stopBox(ref: BoxRef): Promise<LifecycleResult> {
+    return running.stop(this.ctx, ref);
+  }
+  async resumeBox(ref: BoxRef): Promise<LifecycleResult> {
+    return running.resume(this.ctx, ref);
+  }
+  async exec(ref: BoxRef, request: ExecRequest, io: ExecIO): Promise<{ exit_code: number }> {
+    return { exit_code: await running.exec(this.ctx, ref, request, io) };
+  }
+  async execBackground(ref: BoxRef, request: ExecRequest): Promise<{ pid: number; log_path: string }> {
+    return running.execDetached(this.ctx, ref, request);
   }
 
   async listBases(): Promise<BaseSummary[]> {

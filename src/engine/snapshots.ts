@@ -17,6 +17,7 @@ import { transaction } from '../db/database.js';
 import { Reverter } from '../system/reverter.js';
 import { boxLockKey, findBox, rootPath } from './boxes.js';
 import { type EngineContext, isoNow } from './context.js';
+import { startRow, stopRow } from './running.js';
 import { scheduleSizes } from './sizes.js';
 
 export const checkpointPath = (ctx: EngineContext, boxId: string, name: string): string => join(ctx.paths.checkpoints, boxId, name);
@@ -92,6 +93,21 @@ export async function restoreCheckpoint(ctx: EngineContext, ref: BoxRef, name: s
     const cp = findCheckpoint(ctx, box, name);
     const root = rootPath(ctx, box.id);
     const aside = `${root}${ASIDE_MARK}${process.pid}`;
+    // A running box is stopped for the swap (its processes hold the old tree) and resumed
+    // afterwards — on the new root, or on the old one when the restore failed.
+    const wasRunning = await stopRow(ctx, box);
+    try {
+      await swapRoot(ctx, box, cp, root, aside);
+    } finally {
+      if (wasRunning) await startRow(ctx, box);
+    }
+    // Irreversible, and after the commit: a failure here leaves only garbage the reconciler removes.
+    await ctx.driver.deleteSubvolume(aside).catch(() => undefined);
+    return toCheckpoint(box, cp);
+  }, lockOpts(ref));
+}
+
+async function swapRoot(ctx: EngineContext, box: BoxRow, cp: CheckpointRow, root: string, aside: string): Promise<void> {
     await new Reverter().run(async (r) => {
       await rename(root, aside);
       r.add('put the old root back', () => rename(aside, root));
@@ -102,10 +118,6 @@ export async function restoreCheckpoint(ctx: EngineContext, ref: BoxRef, name: s
       transaction(ctx.db, () => ctx.boxes.update(box.id, { updatedAt: isoNow(ctx) }));
       await ctx.fault('restore:committed');
     });
-    // Irreversible, and after the commit: a failure here leaves only garbage the reconciler removes.
-    await ctx.driver.deleteSubvolume(aside).catch(() => undefined);
-    return toCheckpoint(box, cp);
-  }, lockOpts(ref));
 }
 
 export async function deleteCheckpoint(ctx: EngineContext, ref: BoxRef, name: string): Promise<void> {

@@ -3,19 +3,25 @@
  * filesystem to the pool: the only code in zomg that runs a container engine.
  *
  * Facts it relies on (measured with podman 4.3.1 / runc 1.1.5 on Debian 12, see
- * research/machine.md §3 and the report of this module):
- * - crun fails on hybrid cgroups and runc containers survive a killed `podman build`;
- *   `--isolation chroot` needs no OCI runtime, is as fast (≈1.1 s for a busybox build
- *   either way) and its RUN processes die with podman.
+ * research/machine.md §3):
+ * - crun fails on hybrid cgroups, and a runc RUN step outlives a killed `podman build` (an
+ *   orphan container under /run/runc). `--isolation chroot` needs no OCI runtime, builds as
+ *   fast, and its RUN processes die with podman, so it is the default.
  * - `--network host` keeps netavark from adding iptables chains and turning on ip_forward.
- * - `--pull=missing` never contacts a registry for an image that is present locally (also
- *   `FROM localhost/...` and short names of imported images), and fails fast offline for
- *   one that is absent, so builds work offline and still pull when a registry is reachable.
- * - `--layers=false` commits one image and no intermediate ones, so a failed build leaves
- *   no dangling images; a killed one leaves a buildah "working-container" (removed here)
- *   and a bundle directory in $TMPDIR (pointed at a directory removed here).
- * - an export stream carries no entry for `/` itself, and containers/storage gives layer
- *   roots mode 0555; both hand-over paths therefore set the new root to 0755.
+ * - `--pull=missing` never contacts a registry for an image present locally (`FROM
+ *   localhost/x`, or the short name of an imported image) and fails fast offline for one
+ *   that is absent, so builds work offline and still pull where a registry is reachable.
+ * - `--layers=false` commits the image and nothing else, so a failed build leaves no
+ *   dangling images; a killed one leaves a buildah "working-container" (removed here) and a
+ *   bundle directory in $TMPDIR (pointed at a directory removed here).
+ * - podman stamps `--platform` on the image whatever its content: a `FROM --platform=arm64`
+ *   stage yields an "amd64" image of arm64 binaries. The architecture check here reads the
+ *   metadata only; checking the binaries of the handed-over root is the importer's job.
+ * - With the btrfs graph driver, `podman image mount` names the top layer's subvolume, a
+ *   complete tree: snapshotting it takes ~15 ms plus two podman calls (~50 ms each), where
+ *   export | tar costs seconds for a Debian-sized root.
+ * - An export stream has no entry for `/` itself and containers/storage gives layer roots
+ *   mode 0555; both hand-over paths set the new root to 0755, so they give identical trees.
  */
 import { randomBytes } from 'node:crypto';
 import { closeSync, constants, createReadStream, openSync } from 'node:fs';
@@ -531,7 +537,14 @@ class EngineImage implements BuiltImage {
   /** create → export | extractRootfs into a new subvolume → rm. */
   private async exportTar(dest: string, driver: StorageDriver, signal: AbortSignal | undefined): Promise<void> {
     const name = `zomg-export-${randomBytes(6).toString('hex')}`;
-    await this.cli.run(['create', '--name', name, '--network', 'none', this.id, PLACEHOLDER_COMMAND], { signal });
+    try {
+      await this.cli.run(['create', '--name', name, '--network', 'none', this.id, PLACEHOLDER_COMMAND], { signal });
+    } catch (err) {
+      if (err instanceof CommandError) {
+        throw new ToolError('ZOMG_EXPORT_FAILED', `${this.builder} could not create a container to export the image from: ${lastLine(err.stderr)}`, { cause: err });
+      }
+      throw err;
+    }
     this.containers.add(name);
     try {
       await withReverter(async (r) => {

@@ -40,7 +40,7 @@ export interface ExtractOptions {
   hasParent?: boolean;
 }
 
-type Compression = 'none' | 'gzip' | 'zstd' | 'xz';
+type Compression = 'none' | 'gzip' | 'zstd' | 'xz' | 'bzip2';
 
 const UNSAFE = 'ZOMG_UNSAFE_ARCHIVE';
 const INVALID = 'ZOMG_INVALID_ARCHIVE';
@@ -117,6 +117,7 @@ export async function extractRootfs(source: string | Readable, dest: string, opt
 
   const jobs: Array<Promise<unknown>> = [];
   const kind = await counter.compression;
+  if (kind === 'bzip2') fail('source', new UnprocessableError(INVALID, 'bzip2-compressed archives are not supported', { hint: 'recompress it with zstd, gzip or xz' }));
   if (!ac.signal.aborted) {
     let decompressed: Readable;
     if (kind === 'none') {
@@ -144,7 +145,7 @@ export async function extractRootfs(source: string | Readable, dest: string, opt
     opts.signal?.removeEventListener('abort', onUserAbort);
   }
   if (opts.signal?.aborted) throw opts.signal.reason;
-  const err = pickFailure(failures);
+  const err = pickFailure(failures, gate.truncated);
   if (err) throw err;
   counter.finish();
 }
@@ -161,16 +162,20 @@ function openableFileSize(path: string): number {
   }
 }
 
-/** Chooses the error the user should see when several parts of the pipeline failed. */
-function pickFailure(failures: Array<{ from: string; err: unknown }>): Error | undefined {
+/**
+ * The error the user should see. Only the first failure is recorded (the abort it causes
+ * explains the rest), except a truncated tar stream: the gate ends it softly so that a
+ * decompressor can still say why its output stopped (corrupt data), which is more useful.
+ */
+function pickFailure(failures: Array<{ from: string; err: unknown }>, truncated: boolean): Error | undefined {
   const first = failures[0];
-  if (!first) return undefined;
+  if (!first) return truncated ? truncatedError() : undefined;
   const { from, err } = first;
   if (err instanceof ZomgError) return err;
   if (from === 'decompress' && err instanceof CommandError) {
-    const what = err.command === 'gzip' ? 'gzip' : err.command;
-    return new UnprocessableError(INVALID, `the archive is not valid ${what} data (corrupt or truncated): ${err.stderr.trim().split('\n').slice(-1)[0] ?? ''}`.trimEnd(), { cause: err });
+    return new UnprocessableError(INVALID, `the archive is not valid ${err.command} data (corrupt or truncated): ${lastLine(err.stderr)}`.trimEnd(), { cause: err });
   }
+  if (truncated) return truncatedError();
   if (from === 'tar' && err instanceof CommandError) {
     if (isNoSpace(err)) return new PoolFullError('the storage pool filled up while extracting the archive', { cause: err });
     if (/does not look like a tar archive|Unexpected EOF|Skipping to next header|Damaged tar archive/i.test(err.stderr)) {
@@ -183,8 +188,10 @@ function pickFailure(failures: Array<{ from: string; err: unknown }>): Error | u
   return err instanceof Error ? err : new Error(String(err));
 }
 
+const truncatedError = (): UnprocessableError => new UnprocessableError(INVALID, 'the archive is truncated (it ends in the middle of a member)');
+
 function lastLine(text: string): string {
-  const lines = text.trim().split('\n').filter((l) => !/^tar: Exiting with failure/.test(l));
+  const lines = text.trim().split('\n').filter((l) => !/^tar: Exiting with failure|^tar: Child returned status/.test(l));
   return lines[lines.length - 1] ?? '';
 }
 
@@ -259,6 +266,7 @@ function sniff(b: Buffer): Compression {
   if (b.length >= 2 && b[0] === 0x1f && b[1] === 0x8b) return 'gzip';
   if (b.length >= 4 && b.readUInt32LE(0) === 0xfd2fb528) return 'zstd';
   if (b.length >= 6 && b.subarray(0, 6).equals(Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]))) return 'xz';
+  if (b.length >= 3 && b.toString('latin1', 0, 3) === 'BZh') return 'bzip2';
   // Anything else must be a plain tar; the gate says so if the first header is not one.
   return 'none';
 }
@@ -289,6 +297,8 @@ export class TarGate extends Transform {
   private metaSize = 0;
   private offset = 0;
   private headers = 0;
+  /** The stream ended inside a member. */
+  truncated = false;
 
   private longName: string | undefined;
   private longLink: string | undefined;
@@ -375,7 +385,11 @@ export class TarGate extends Transform {
   override _flush(cb: TransformCallback): void {
     if (this.headers === 0 && this.state !== 'end') cb(new UnprocessableError(INVALID, 'the archive is not a tar archive (it is too short)'));
     else if (this.state === 'end' || (this.state === 'header' && this.blockLen === 0 && this.meta === null)) cb();
-    else cb(new UnprocessableError(INVALID, 'the archive is truncated (it ends in the middle of a member)'));
+    else {
+      // tar fails on the same early end; see pickFailure for why this is not an error here.
+      this.truncated = true;
+      cb();
+    }
   }
 
   private onHeader(h: Buffer, at: number): 'end' | undefined {

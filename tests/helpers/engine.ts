@@ -31,6 +31,10 @@ export async function makeTestEngine(extra: Partial<EngineOptions> = {}, poolSiz
       stateDir,
       reopen: open,
       async cleanup() {
+        // Running boxes hold the pool's mount in their namespaces: stop them before unmounting.
+        for (const box of await engine.listBoxes().catch(() => [])) {
+          if (box.status === 'running') await engine.stopBox({ project: box.project, name: box.name } as never).catch(() => undefined);
+        }
         for (const e of opened) await e.close().catch(() => undefined);
         pool.cleanup();
         rmSync(stateDir, { recursive: true, force: true });

@@ -171,6 +171,9 @@ describe('container builds (podman)', { skip, concurrency: false }, () => {
     }
     await image.remove(); // idempotent
     assert.deepEqual(leftovers(), { images: '', containers: '' });
+    const gone = join(pool.mnt, 'staging', 'gone');
+    await rejectsWith(image.exportTo(gone, driver), ToolError, 'ZOMG_EXPORT_FAILED');
+    assert.equal(existsSync(gone), false);
     // The handed-over roots do not depend on the image.
     assert.equal(readFileSync(join(pool.mnt, 'staging', 'fast', 'built'), 'utf8'), 'hi\n');
     await driver.deleteSubvolume(join(pool.mnt, 'staging', 'fast'));

@@ -1,0 +1,82 @@
+/** zomg stop | resume | exec */
+import { UsageError } from '../../core/errors.js';
+import { parseEnvAssignment } from '../../core/names.js';
+import type { ExecRequest, ZomgService } from '../../core/service.js';
+import type { CommandSpec, RunContext } from '../command.js';
+
+async function execIn(ctx: RunContext, client: ZomgService, boxArg: string, req: ExecRequest, background: boolean): Promise<{ code: number; text?: string; data?: unknown }> {
+  const ref = ctx.box(boxArg);
+  if (background) {
+    const bg = await client.execBackground(ref, req);
+    return { code: 0, text: String(bg.pid), data: bg };
+  }
+  // Stdin is passed through only when it is not a terminal left attached to nothing.
+  const stdin = process.stdin.isTTY ? undefined : process.stdin;
+  const { exit_code } = await client.exec(ref, req, { ...(stdin ? { stdin } : {}), stdout: process.stdout, stderr: process.stderr });
+  return { code: exit_code };
+}
+
+export const runningCommands: CommandSpec[] = [
+  {
+    path: ['stop'],
+    summary: 'stop every process in a box (its root is kept)',
+    args: ['<box>'],
+    project: true,
+    async run(ctx, [box]) {
+      const r = await (await ctx.client()).stopBox(ctx.box(box as string));
+      const name = `${r.box.project}:${r.box.name}`;
+      return { data: r, text: r.changed ? `Stopped ${name}` : `${name} was already stopped` };
+    },
+  },
+  {
+    path: ['resume'],
+    summary: 'start a stopped box again',
+    args: ['<box>'],
+    project: true,
+    async run(ctx, [box]) {
+      const r = await (await ctx.client()).resumeBox(ctx.box(box as string));
+      const name = `${r.box.project}:${r.box.name}`;
+      return { data: r, text: r.changed ? `Resumed ${name}` : `${name} is already running` };
+    },
+  },
+  {
+    path: ['exec'],
+    summary: 'run a command in a box (`-` for an ephemeral box): stdin piped through, exit code preserved',
+    args: ['<box>', '<command...>'],
+    project: true,
+    options: [
+      { flags: '--env <KEY=VALUE>', description: 'environment variable for this command (repeatable)', repeatable: true },
+      { flags: '--wd <dir>', description: 'working directory inside the box' },
+      { flags: '--sh', description: 'run the command through /bin/sh -c' },
+      { flags: '--user <user>', description: 'run as this user of the box (HOME=/home/<user>)' },
+      { flags: '--bg', description: 'detach; print the pid; output goes to /tmp/boxes/exec/<pid>.log in the box' },
+      { flags: '-b, --base <ref>', description: 'base of the ephemeral box (with `-`)' },
+    ],
+    async run(ctx, [box, ...rest], opts) {
+      const command = (rest[0] as unknown as string[] | undefined) ?? [];
+      if (command.length === 0) throw new UsageError('no command: zomg exec <box> -- CMD...');
+      const env = Object.fromEntries(((opts.env as string[] | undefined) ?? []).map(parseEnvAssignment));
+      const req: ExecRequest = {
+        command,
+        ...(Object.keys(env).length > 0 ? { env } : {}),
+        ...(opts.wd !== undefined ? { cwd: opts.wd as string } : {}),
+        ...(opts.sh === true ? { shell: true } : {}),
+        ...(opts.user !== undefined ? { user: opts.user as string } : {}),
+      };
+      const client = await ctx.client();
+      let result;
+      if (box === '-') {
+        const { randomBytes } = await import('node:crypto');
+        const name = `${ctx.project()}:ephemeral-${randomBytes(4).toString('hex')}`;
+        const ref = ctx.box(name);
+        await client.createBox(ref, opts.base !== undefined ? { base: opts.base as string } : {});
+        try {
+          result = await execIn(ctx, client, name, req, opts.bg === true);
+        } finally {
+          await client.deleteBox(ref);
+        }
+      } else result = await execIn(ctx, client, box as string, req, opts.bg === true);
+      return result.text !== undefined ? { data: result.data, text: result.text } : { data: null, text: '', silent: true, exitCode: result.code };
+    },
+  },
+];

@@ -8,18 +8,17 @@
  * snapshot path does not).
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { BtrfsDriver } from '../src/storage/btrfs.js';
 import { detectBuilder } from '../src/storage/builders.js';
 import type { DetectBuilderOptions, HandoverMethod, PodmanIsolation } from '../src/storage/builders.js';
+import { busyboxRootfsTar } from '../tests/helpers/fixtures.js';
 import { makeTestPool } from '../tests/helpers/pool.js';
 
 const RUNS = Number(process.argv[2] ?? 7);
-const CACHE = '/var/tmp/zomg-bench';
-const TARBALL = join(CACHE, 'busybox-rootfs.tar');
 const ROOTFS = process.argv[3];
 
 const median = (xs: number[]): number => {
@@ -29,30 +28,6 @@ const median = (xs: number[]): number => {
 };
 const ms = (v: number): string => `${v.toFixed(1)} ms`;
 const row = (k: string, v: string): void => console.log(`  ${k.padEnd(62)} ${v}`);
-
-/** A busybox rootfs tarball (research/machine.md §1), cached. */
-function busyboxTar(): string {
-  if (existsSync(TARBALL)) return TARBALL;
-  mkdirSync(CACHE, { recursive: true });
-  const dir = mkdtempSync(join(tmpdir(), 'zomg-bench-bb-'));
-  try {
-    execFileSync('apt-get', ['download', '-q', 'busybox-static'], { cwd: dir, stdio: 'ignore' });
-    const deb = readdirSync(dir).find((f) => f.endsWith('.deb'));
-    if (!deb) throw new Error('apt-get download busybox-static gave no .deb');
-    execFileSync('dpkg', ['-x', join(dir, deb), join(dir, 'x')]);
-    const root = join(dir, 'rootfs');
-    for (const d of ['bin', 'etc', 'dev', 'proc', 'sys', 'tmp', 'root', 'var', 'run']) mkdirSync(join(root, d), { recursive: true });
-    execFileSync('cp', [join(dir, 'x/bin/busybox'), join(root, 'bin/busybox')]);
-    const applets = execFileSync(join(root, 'bin/busybox'), ['--list'], { encoding: 'utf8' }).split('\n').filter((a) => a !== '' && a !== 'busybox');
-    for (const a of applets) execFileSync('ln', ['-s', 'busybox', join(root, 'bin', a)]);
-    writeFileSync(join(root, 'etc/passwd'), 'root:x:0:0:root:/root:/bin/sh\n');
-    execFileSync('tar', ['--numeric-owner', '-C', root, '-cf', `${TARBALL}.tmp`, '.']);
-    execFileSync('mv', [`${TARBALL}.tmp`, TARBALL]);
-    return TARBALL;
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
 
 const pool = makeTestPool(2048);
 const work = mkdtempSync(join(tmpdir(), 'zomg-bench-build-'));
@@ -70,7 +45,7 @@ const podman = (...args: string[]): string =>
 try {
   const ctx = join(work, 'ctx');
   mkdirSync(ctx);
-  execFileSync('cp', [ROOTFS ?? busyboxTar(), join(ctx, 'rootfs.tar')]);
+  execFileSync('cp', [ROOTFS ?? busyboxRootfsTar(), join(ctx, 'rootfs.tar')]);
   const sizeMb = (statSync(join(ctx, 'rootfs.tar')).size / 2 ** 20).toFixed(0);
   writeFileSync(join(ctx, 'Dockerfile'), 'FROM scratch\nADD rootfs.tar /\nRUN echo built > /built\nENV FOO=bar\nWORKDIR /work\nCMD ["/bin/sh"]\n');
   const dockerfile = join(ctx, 'Dockerfile');

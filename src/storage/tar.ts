@@ -21,7 +21,7 @@
  * invalid archive rather than guessed at.
  */
 import { createReadStream, lstatSync, readlinkSync, statSync } from 'node:fs';
-import { PassThrough, type Readable, Transform, type TransformCallback } from 'node:stream';
+import { type Readable, Transform, type TransformCallback } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { InvalidArgumentError, PoolFullError, ToolError, UnprocessableError, ZomgError } from '../core/errors.js';
 import type { ProgressFn } from '../core/types.js';
@@ -75,9 +75,11 @@ export async function extractRootfs(source: string | Readable, dest: string, opt
   let input: Readable;
   let total = opts.totalBytes;
   if (typeof source === 'string') {
-    total ??= openableFileSize(source);
+    const size = openableFileSize(source);
+    total ??= size;
     input = createReadStream(source, { highWaterMark: 1 << 20 });
   } else {
+    if (source.readableEnded || source.destroyed) throw new Error('extractRootfs: the source stream was already consumed');
     input = source;
   }
 
@@ -119,7 +121,7 @@ export async function extractRootfs(source: string | Readable, dest: string, opt
   const kind = await counter.compression;
   if (kind === 'bzip2') fail('source', new UnprocessableError(INVALID, 'bzip2-compressed archives are not supported', { hint: 'recompress it with zstd, gzip or xz' }));
   if (!ac.signal.aborted) {
-    let decompressed: Readable;
+    let decompressed: Readable | undefined;
     if (kind === 'none') {
       decompressed = counter;
     } else if (kind === 'gzip') {
@@ -130,12 +132,14 @@ export async function extractRootfs(source: string | Readable, dest: string, opt
       decompressed = gunzip;
     } else {
       const [cmd, args] = kind === 'zstd' ? ['zstd', ['-d', '-c', '-q']] : ['xz', ['-d', '-c', '-q', '-T0']];
-      const out = new PassThrough({ highWaterMark: 1 << 20 });
-      jobs.push(run(cmd, args, { input: counter, stdout: out, signal: ac.signal }).catch((err: unknown) => fail('decompress', err)));
-      decompressed = out;
+      // The decompressor writes straight into the gate.
+      jobs.push(run(cmd, args, { input: counter, stdout: gate, signal: ac.signal }).catch((err: unknown) => fail('decompress', err)));
+      decompressed = undefined;
     }
-    streams.push(decompressed);
-    decompressed.pipe(gate);
+    if (decompressed) {
+      streams.push(decompressed);
+      decompressed.pipe(gate);
+    }
     jobs.push(run('tar', tarArgs, { input: gate, signal: ac.signal }).catch((err: unknown) => fail('tar', err)));
   }
 
@@ -688,6 +692,8 @@ function parseNumber(b: Buffer, start: number, len: number, at: number): number 
   return v;
 }
 
+const PAX_KEYS = new Set(['path', 'linkpath', 'size', 'GNU.sparse.name']);
+
 /** Pax records: "<len> <key>=<value>\n", len counting the whole record. */
 function parsePax(data: Buffer): Map<string, string> {
   const out = new Map<string, string>();
@@ -701,7 +707,13 @@ function parsePax(data: Buffer): Map<string, string> {
     if (len === 0 || end > data.length || data[end - 1] !== 0x0a) throw new UnprocessableError(INVALID, 'the archive has a malformed pax extended header');
     const eq = data.indexOf(0x3d, sp + 1);
     if (eq === -1 || eq >= end) throw new UnprocessableError(INVALID, 'the archive has a malformed pax extended header');
-    out.set(data.toString('latin1', sp + 1, eq), data.toString('latin1', eq + 1, end - 1));
+    // Only the keys that move a member or its data matter here; skip decoding the rest
+    // (mtime, atime, ctime and xattrs make up most records).
+    const keyLen = eq - sp - 1;
+    if (keyLen === 4 || keyLen === 8 || keyLen === 15) {
+      const key = data.toString('latin1', sp + 1, eq);
+      if (PAX_KEYS.has(key)) out.set(key, data.toString('latin1', eq + 1, end - 1));
+    }
     pos = end;
   }
   return out;

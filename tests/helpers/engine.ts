@@ -2,6 +2,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { parseBoxName, parseProjectName } from '../../src/core/names.js';
 import { type Engine, type EngineOptions, createEngine } from '../../src/engine/engine.js';
 import { type TestPool, makeTestPool } from './pool.js';
 
@@ -33,7 +34,7 @@ export async function makeTestEngine(extra: Partial<EngineOptions> = {}, poolSiz
       async cleanup() {
         // Running boxes hold the pool's mount in their namespaces: stop them before unmounting.
         for (const box of await engine.listBoxes().catch(() => [])) {
-          if (box.status === 'running') await engine.stopBox({ project: box.project, name: box.name } as never).catch(() => undefined);
+          if (box.status === 'running') await engine.stopBox({ project: parseProjectName(box.project), name: parseBoxName(box.name) }).catch(() => undefined);
         }
         for (const e of opened) await e.close().catch(() => undefined);
         pool.cleanup();

@@ -3,7 +3,7 @@
  * detaches the loop device) by `cleanup`, even after a failed test.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -36,6 +36,7 @@ export function makeTestPool(sizeMb = 512): TestPool {
     cleanup() {
       if (done) return;
       done = true;
+      killBoxesUnder(mnt);
       try {
         execFileSync('umount', ['-l', mnt], { stdio: 'ignore' });
       } catch {
@@ -44,4 +45,41 @@ export function makeTestPool(sizeMb = 512): TestPool {
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * A safety net for tests that failed before stopping their boxes: box processes started on
+ * this test's pool (their root is a mount of this pool's loop device) are killed, so the
+ * unmount can detach the loop device. Only processes rooted in this test's own pool are
+ * touched.
+ */
+function killBoxesUnder(mnt: string): void {
+  const source = mountSource(readFileSync('/proc/self/mountinfo', 'utf8'), mnt);
+  if (!source) return;
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    let info: string;
+    try {
+      info = readFileSync(`/proc/${entry}/mountinfo`, 'utf8');
+    } catch {
+      continue;
+    }
+    if (mountSource(info, '/') !== source) continue;
+    try {
+      process.kill(Number(entry), 'SIGKILL');
+    } catch {
+      /* already gone */
+    }
+  }
+}
+
+/** The source device of the mount at `point` in a mountinfo text. */
+function mountSource(mountinfo: string, point: string): string | undefined {
+  for (const line of mountinfo.split('\n')) {
+    const fields = line.split(' ');
+    if (fields[4] !== point) continue;
+    const dash = fields.indexOf('-');
+    if (dash > 0 && fields[dash + 1] === 'btrfs') return fields[dash + 2];
+  }
+  return undefined;
 }

@@ -15,6 +15,7 @@ import type { ZomgError } from '../../src/core/errors.js';
 import { BtrfsDriver } from '../../src/storage/btrfs.js';
 import { checkArchitecture, detectBuilder, parseImageInspect } from '../../src/storage/builders.js';
 import type { DetectBuilderOptions } from '../../src/storage/builders.js';
+import { busyboxRootfsTar } from '../helpers/fixtures.js';
 import { isRoot, makeTestPool } from '../helpers/pool.js';
 import type { TestPool } from '../helpers/pool.js';
 
@@ -28,28 +29,6 @@ function has(command: string): boolean {
 }
 
 const skip = !isRoot() ? 'needs root (btrfs loop mounts)' : !has('podman') ? 'podman is not installed (apt-get install podman)' : false;
-
-/** A busybox root filesystem tarball, about 2 MB (research/machine.md §1). */
-function busyboxRootfsTar(dir: string): string {
-  const deb = join(dir, 'deb');
-  mkdirSync(deb);
-  execFileSync('apt-get', ['download', '-q', 'busybox-static'], { cwd: deb, stdio: 'ignore' });
-  const [file] = readdirSync(deb).filter((f) => f.endsWith('.deb'));
-  assert.ok(file, 'apt-get download busybox-static gave no .deb');
-  execFileSync('dpkg', ['-x', join(deb, file), join(deb, 'x')]);
-  const root = join(dir, 'rootfs');
-  for (const d of ['bin', 'sbin', 'etc', 'dev', 'proc', 'sys', 'tmp', 'root', 'usr/bin', 'usr/sbin', 'var', 'run']) mkdirSync(join(root, d), { recursive: true });
-  execFileSync('chmod', ['1777', join(root, 'tmp')]);
-  execFileSync('cp', [join(deb, 'x/bin/busybox'), join(root, 'bin/busybox')]);
-  // `busybox --list` names busybox itself: linking it would replace the binary by a loop.
-  const applets = execFileSync(join(root, 'bin/busybox'), ['--list'], { encoding: 'utf8' }).split('\n').filter((a) => a !== '' && a !== 'busybox');
-  for (const a of applets) execFileSync('ln', ['-s', 'busybox', join(root, 'bin', a)]);
-  writeFileSync(join(root, 'etc/passwd'), 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n');
-  writeFileSync(join(root, 'etc/group'), 'root:x:0:\nnogroup:x:65534:\n');
-  const tar = join(dir, 'busybox-rootfs.tar');
-  execFileSync('tar', ['--numeric-owner', '-C', root, '-cf', tar, '.']);
-  return tar;
-}
 
 /** Every entry's type, mode, owner, size, link target and content hash, by path. */
 function treeListing(root: string): string[] {
@@ -106,7 +85,7 @@ describe('container builds (podman)', { skip, concurrency: false }, () => {
   before(() => {
     pool = makeTestPool(1024);
     work = mkdtempSync(join(tmpdir(), 'zomg-build-test-'));
-    tarball = busyboxRootfsTar(work);
+    tarball = busyboxRootfsTar();
     mkdirSync(join(pool.mnt, 'staging'));
     opts = { podmanRoot: join(pool.mnt, 'staging', 'podman'), podmanRunroot: join(work, 'podman-run'), storageDriver: 'btrfs' };
   });

@@ -331,6 +331,16 @@ describe('verifyArchitecture', { skip }, () => {
       symlinkSync('../../../../../../bin/bash', join(root, 'usr/env-escape'));
       symlinkSync('usr', join(root, 'loop'));
       await assert.rejects(verifyArchitecture(root), errorCode('ZOMG_WRONG_ARCH', /no x86-64/));
+
+      // Debian's merged /usr: bin -> usr/bin, usr/bin/sh -> an absolute link to the real binary.
+      const merged = subvol('merged');
+      const bb = subvol('bb');
+      await extractRootfs(busyboxRootfsTar(), bb, {});
+      mkdirSync(join(merged, 'usr/bin'), { recursive: true });
+      writeFileSync(join(merged, 'usr/bin/busybox'), readFileSync(join(bb, 'bin/busybox')), { mode: 0o755 });
+      symlinkSync('/usr/bin/busybox', join(merged, 'usr/bin/sh'));
+      symlinkSync('usr/bin', join(merged, 'bin'));
+      await verifyArchitecture(merged);
     });
   });
 });

@@ -205,10 +205,13 @@ export class SendStreamParser {
 
 const ZERO4 = Buffer.alloc(4);
 
+/** Attribute offsets of the command being decoded: [start, length] per type; start -1 = absent. */
+const attrAt = new Int32Array((MAX_ATTR + 1) * 2);
+
 function decodeCommand(id: number, buf: Buffer, start: number, end: number, at: number): SendCommand {
   const name = CMD_NAMES[id];
   if (name === undefined) throw new SendStreamError(`unknown command id ${id} at offset ${at}`);
-  const attrs: (Buffer | undefined)[] = [];
+  attrAt.fill(-1);
   let p = start;
   while (p < end) {
     if (end - p < 4) throw new SendStreamError(`truncated attribute in ${name} at offset ${at}`);
@@ -216,25 +219,33 @@ function decodeCommand(id: number, buf: Buffer, start: number, end: number, at: 
     const len = buf.readUInt16LE(p + 2);
     if (type === 0 || type > MAX_ATTR) throw new SendStreamError(`unknown attribute type ${type} in ${name} at offset ${at}`);
     if (p + 4 + len > end) throw new SendStreamError(`attribute ${type} overruns ${name} at offset ${at}`);
-    attrs[type] = buf.subarray(p + 4, p + 4 + len);
+    attrAt[type * 2] = p + 4;
+    attrAt[type * 2 + 1] = len;
     p += 4 + len;
   }
+  /** Offset of attribute `type`, checking it is present (and `size` bytes long when given). */
+  const offset = (type: number, size?: number): number => {
+    const o = attrAt[type * 2] ?? -1;
+    if (o < 0) throw new SendStreamError(`${name} at offset ${at} lacks attribute ${type}`);
+    const len = attrAt[type * 2 + 1] ?? 0;
+    if (size !== undefined && len !== size) {
+      throw new SendStreamError(`attribute ${type} of ${name} at offset ${at} is ${len} bytes, not ${size}`);
+    }
+    return o;
+  };
   const get = (type: number): Buffer => {
-    const v = attrs[type];
-    if (v === undefined) throw new SendStreamError(`${name} at offset ${at} lacks attribute ${type}`);
-    return v;
+    const o = offset(type);
+    return buf.subarray(o, o + (attrAt[type * 2 + 1] ?? 0));
   };
   const u64 = (type: number): number => {
-    const v = get(type);
-    if (v.length !== 8) throw new SendStreamError(`attribute ${type} of ${name} at offset ${at} is ${v.length} bytes, not 8`);
-    const n = v.readBigUInt64LE(0);
-    if (n > BigInt(Number.MAX_SAFE_INTEGER)) throw new SendStreamError(`attribute ${type} of ${name} at offset ${at} is too large`);
-    return Number(n);
+    const o = offset(type, 8);
+    const hi = buf.readUInt32LE(o + 4);
+    if (hi > 0x1fffff) throw new SendStreamError(`attribute ${type} of ${name} at offset ${at} is too large`);
+    return hi * 0x1_0000_0000 + buf.readUInt32LE(o);
   };
   const time = (type: number): Timespec => {
-    const v = get(type);
-    if (v.length !== 12) throw new SendStreamError(`timestamp ${type} of ${name} at offset ${at} is ${v.length} bytes`);
-    return { sec: Number(v.readBigInt64LE(0)), nsec: v.readUInt32LE(8) };
+    const o = offset(type, 12);
+    return { sec: buf.readInt32LE(o + 4) * 0x1_0000_0000 + buf.readUInt32LE(o), nsec: buf.readUInt32LE(o + 8) };
   };
   const path = (): Buffer => get(A.PATH);
   switch (name) {

@@ -143,6 +143,36 @@ describe('zomg CLI (local and remote)', { skip: !isRoot() && 'needs root for btr
     assert.match(unauth.stderr, /missing bearer token/);
   });
 
+  it('execs in both modes: stdin through, output streamed, exit code kept', () => {
+    for (const mode of [zomg, remote]) {
+      const r = spawnSync(process.execPath, [MAIN, 'exec', 'proj:one', '--', 'sh', '-c', 'cat; echo oops >&2; exit 4'], {
+        env: { ...env, ...(mode === remote ? { ZOMG_URL: url } : {}) },
+        input: 'fed through stdin\n',
+        encoding: 'utf8',
+      });
+      assert.equal(r.status, 4, r.stderr);
+      assert.equal(r.stdout, 'fed through stdin\n');
+      assert.equal(r.stderr, 'oops\n');
+      assert.equal(mode(['exec', 'proj:one', '--', 'no-such-command']).code, 127);
+      assert.equal(mode(['exec', 'proj:one', '--sh', '--', 'echo $BOX_NAME.$ZOMG_PROJECT']).stdout, 'one.proj\n');
+      assert.match(mode(['exec', 'proj:one', '--bg', '--', 'sleep', '1']).stdout, /^\d+\n$/);
+      assert.equal(mode(['exec', '-', '-b', 'bb', '-p', 'proj', '--', 'hostname']).code, 0);
+    }
+    assert.equal(zomg(['list', '-p', 'proj', '-q']).stdout, 'one\n', 'ephemeral boxes are deleted afterwards');
+  });
+
+  it('stops and resumes with clear messages; a stopped box refuses exec with a hint', () => {
+    assert.equal(zomg(['stop', 'proj:one']).stdout, 'Stopped proj:one\n');
+    assert.equal(remote(['stop', 'proj:one']).stdout, 'proj:one was already stopped\n');
+    const refused = remote(['exec', 'proj:one', '--', 'true']);
+    assert.equal(refused.code, 1);
+    assert.equal(refused.stderr, 'error: box "proj:one" is stopped\nhint: start it with `zomg resume proj:one`\n');
+    assert.match(zomg(['list', '-p', 'proj']).stdout, /one\s+stopped/);
+    assert.equal(remote(['resume', 'proj:one']).stdout, 'Resumed proj:one\n');
+    assert.equal(zomg(['resume', 'proj:one']).stdout, 'proj:one is already running\n');
+    assert.equal(zomg(['create', 'x', '-e', 'BOX_NAME=y', '-p', 'proj']).stderr, 'error: BOX_NAME: environment variable is reserved\n');
+  });
+
   it('prints the resolved project', () => {
     assert.equal(zomg(['project', 'current'], { ZOMG_PROJECT: 'from-env' }).stdout, 'from-env\n');
   });

@@ -16,6 +16,7 @@
  *   because of its entries.
  */
 import { closeSync, constants as fsc, lstatSync, openSync, readSync, readdirSync, readlinkSync, type Stats } from 'node:fs';
+import { isUtf8 } from 'node:buffer';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { compareDiffEntries, type ChangeKind, type DiffEntry } from '../../core/diff.js';
 import { isErrno } from '../../system/fs.js';
@@ -84,14 +85,14 @@ export class Tree {
 
   /** lstat of an entry whose parent is known to be traversable. */
   lstatChild(rel: Buffer): Stats | null {
-    let st: Stats;
+    let st: Stats | undefined;
     try {
-      st = lstatSync(this.abs(rel));
+      st = lstatSync(this.abs(rel), { throwIfNoEntry: false });
     } catch (err) {
-      if (isErrno(err, 'ENOENT', 'ENOTDIR')) return null;
+      if (isErrno(err, 'ENOTDIR')) return null;
       throw err;
     }
-    return st.dev === this.dev ? st : null;
+    return st !== undefined && st.dev === this.dev ? st : null;
   }
 
   private traversable(rel: Buffer): boolean {
@@ -140,24 +141,28 @@ export function symlinkTargetsDiffer(oldAbs: Buffer, newAbs: Buffer): boolean {
 }
 
 const BLOCK = 64 * 1024;
+// Shared by all comparisons: each block pair is filled and compared with no await in
+// between, so concurrent diffs cannot see each other's bytes.
 const blockA = Buffer.alloc(BLOCK);
 const blockB = Buffer.alloc(BLOCK);
 
-/** Byte comparison of two regular files of equal size, streamed in blocks. */
-export async function contentsDiffer(oldAbs: Buffer, newAbs: Buffer, pacer: Pacer): Promise<boolean> {
+/** Byte comparison of two regular files of `size` bytes each, streamed in blocks. */
+export async function contentsDiffer(oldAbs: Buffer, newAbs: Buffer, size: number, pacer: Pacer): Promise<boolean> {
   const flags = fsc.O_RDONLY | fsc.O_NOFOLLOW;
   const fa = openSync(oldAbs, flags);
   try {
     const fb = openSync(newAbs, flags);
     try {
-      for (;;) {
-        const na = readFull(fa, blockA);
-        const nb = readFull(fb, blockB);
-        if (na !== nb) return true;
-        if (na === 0) return false;
-        if (blockA.compare(blockB, 0, nb, 0, na) !== 0) return true;
-        await pacer.tick(Math.ceil(na / 4096));
+      // The sizes are known (and the trees read-only), so no read is spent finding EOF.
+      for (let pos = 0; pos < size; pos += BLOCK) {
+        const want = Math.min(BLOCK, size - pos);
+        const na = readFull(fa, blockA, want, pos);
+        const nb = readFull(fb, blockB, want, pos);
+        if (na !== want || nb !== want) return true;
+        if (blockA.compare(blockB, 0, want, 0, want) !== 0) return true;
+        if (size > BLOCK) await pacer.tick(Math.ceil(want / 4096));
       }
+      return false;
     } finally {
       closeSync(fb);
     }
@@ -166,10 +171,10 @@ export async function contentsDiffer(oldAbs: Buffer, newAbs: Buffer, pacer: Pace
   }
 }
 
-function readFull(fd: number, buf: Buffer): number {
+function readFull(fd: number, buf: Buffer, want: number, pos: number): number {
   let n = 0;
-  while (n < buf.length) {
-    const r = readSync(fd, buf, n, buf.length - n, null);
+  while (n < want) {
+    const r = readSync(fd, buf, n, want - n, pos + n);
     if (r === 0) break;
     n += r;
   }
@@ -178,48 +183,88 @@ function readFull(fd: number, buf: Buffer): number {
 
 /** O_PATH: an fd that names an inode (symlinks included) without opening it for I/O. */
 const O_PATH = 0o10000000;
-const XATTR_BATCH = 512;
+/** Bytes of argv per getfattr run (ARG_MAX is usually 2 MiB, shared with the environment). */
+const ARGV_BYTES = 512 * 1024;
+const FD_BATCH = 256;
+const GETFATTR_ARGS = ['--dump', '--match=-', '--encoding=hex', '--absolute-names'];
+
+/** How getfattr prints a path: only '\\', '\n' and '\r' are escaped, as \ooo octal. */
+function getfattrQuoted(path: Buffer): string {
+  return path.toString('latin1').replace(/[\\\n\r]/g, (c) => `\\${c.charCodeAt(0).toString(8).padStart(3, '0')}`);
+}
 
 /**
- * The xattrs (names and values, in a canonical text form) of each path, in order.
+ * The xattrs (names and values, in a canonical text form; '' for none) of each path, in
+ * order, read by `getfattr` since Node has no xattr API.
  *
- * Node has no xattr API, so this runs `getfattr`. Paths are handed to it as
- * `/proc/<our pid>/fd/<n>` of O_PATH|O_NOFOLLOW descriptors: argv cannot carry names
- * that are not UTF-8 through Node, and the magic link names the inode itself, a symlink
- * included (getfattr then reads the symlink's own xattrs, as `-h` would).
+ * UTF-8 paths go on the command line, many per run, with `-h` (a symlink's own xattrs).
+ * Other paths cannot: Node passes argv as UTF-8 strings. Those are opened O_PATH|O_NOFOLLOW
+ * and handed over as `/proc/<our pid>/fd/<n>`, a magic link that names the inode itself,
+ * a symlink included (so without `-h`).
  */
 export async function readXattrs(paths: readonly Buffer[], options: { signal?: AbortSignal } = {}): Promise<string[]> {
   const out: string[] = new Array<string>(paths.length).fill('');
-  for (let start = 0; start < paths.length; start += XATTR_BATCH) {
-    const batch = paths.slice(start, start + XATTR_BATCH);
+  const plain: number[] = [];
+  const odd: number[] = [];
+  paths.forEach((p, i) => (isUtf8(p) ? plain : odd).push(i));
+
+  let batch: number[] = [];
+  let bytes = 0;
+  const flushPlain = async (): Promise<void> => {
+    if (batch.length === 0) return;
+    const idx = batch;
+    batch = [];
+    bytes = 0;
+    const byName = new Map(idx.map((i) => [getfattrQuoted(paths[i] as Buffer), i]));
+    const args = [...GETFATTR_ARGS, '--no-dereference', ...idx.map((i) => (paths[i] as Buffer).toString('utf8'))];
+    parseGetfattr(await getfattr(args, options.signal), (name) => byName.get(name), out);
+  };
+  for (const i of plain) {
+    const size = (paths[i] as Buffer).length + 1 + 8;
+    if (bytes + size > ARGV_BYTES) await flushPlain();
+    batch.push(i);
+    bytes += size;
+  }
+  await flushPlain();
+
+  for (let start = 0; start < odd.length; start += FD_BATCH) {
+    const idx = odd.slice(start, start + FD_BATCH);
     const fds: number[] = [];
     try {
-      for (const p of batch) fds.push(openSync(p, O_PATH | fsc.O_NOFOLLOW));
-      const byFd = new Map(fds.map((fd, i) => [String(fd), start + i]));
-      const args = ['--dump', '--match=-', '--encoding=hex', '--absolute-names', ...fds.map((fd) => `/proc/${process.pid}/fd/${fd}`)];
-      const { stdout } = await run('getfattr', args, { signal: options.signal, timeoutMs: 120_000 });
-      let current: number | undefined;
-      let lines: string[] = [];
-      const flush = (): void => {
-        if (current !== undefined) out[current] = lines.sort().join('\n');
-        lines = [];
-      };
-      for (const line of stdout.toString('latin1').split('\n')) {
-        if (line.startsWith('# file: ')) {
-          flush();
-          const fd = line.slice(line.lastIndexOf('/') + 1);
-          current = byFd.get(fd);
-          if (current === undefined) throw new Error(`getfattr reported an unexpected file: ${line}`);
-        } else if (line !== '') {
-          lines.push(line);
-        }
-      }
-      flush();
+      for (const i of idx) fds.push(openSync(paths[i] as Buffer, O_PATH | fsc.O_NOFOLLOW));
+      const prefix = `/proc/${process.pid}/fd/`;
+      const byName = new Map(fds.map((fd, k) => [`${prefix}${fd}`, idx[k] as number]));
+      const stdout = await getfattr([...GETFATTR_ARGS, ...byName.keys()], options.signal);
+      parseGetfattr(stdout, (name) => byName.get(name), out);
     } finally {
       for (const fd of fds) closeSync(fd);
     }
   }
   return out;
+}
+
+async function getfattr(args: string[], signal: AbortSignal | undefined): Promise<Buffer> {
+  return (await run('getfattr', args, { signal, timeoutMs: 300_000 })).stdout;
+}
+
+/** Parses `getfattr --dump --encoding=hex` output: "# file: NAME", then "name=0x…" lines. */
+function parseGetfattr(stdout: Buffer, indexOf: (name: string) => number | undefined, out: string[]): void {
+  let current: number | undefined;
+  let lines: string[] = [];
+  const flush = (): void => {
+    if (current !== undefined) out[current] = lines.sort().join('\n');
+    lines = [];
+  };
+  for (const line of stdout.toString('latin1').split('\n')) {
+    if (line.startsWith('# file: ')) {
+      flush();
+      current = indexOf(line.slice('# file: '.length));
+      if (current === undefined) throw new Error(`getfattr reported a file it was not asked about: ${line}`);
+    } else if (line !== '') {
+      lines.push(line);
+    }
+  }
+  flush();
 }
 
 /** Resolves every path (relative to `root`, no leading '/') of inode `ino` in the tree at `root`. */
@@ -242,15 +287,25 @@ export interface VerifyOptions {
   inodePaths?: InodePathResolver;
 }
 
-/** Collects entries, one per path, and the pairs whose xattrs still need comparing. */
+/** Pairs per getfattr round; rounds run in the background, at most two at a time. */
+const XATTR_PAIRS_PER_ROUND = 4096;
+const XATTR_ROUNDS_IN_FLIGHT = 2;
+
+/**
+ * Collects entries, one per path. Xattr comparisons are queued and run by getfattr in
+ * the background while the caller goes on comparing (a separate process: it overlaps).
+ */
 export class DiffCollector {
   private readonly entries = new Map<string, DiffEntry>();
-  private readonly xattrPairs: Buffer[] = [];
+  private xattrPending: Buffer[] = [];
+  private readonly xattrRounds: Promise<void>[] = [];
+  private xattrFailure: { err: unknown } | undefined;
 
   constructor(
     readonly oldTree: Tree,
     readonly newTree: Tree,
     private readonly pacer: Pacer,
+    private readonly signal: AbortSignal | undefined,
   ) {}
 
   has(rel: Buffer): boolean {
@@ -293,25 +348,49 @@ export class DiffCollector {
       if (symlinkTargetsDiffer(this.oldTree.abs(rel), this.newTree.abs(rel))) return this.add(rel, 'modified');
     } else if (a.isFile() && check.content) {
       if (a.size !== b.size) return this.add(rel, 'modified');
-      if (a.size > 0 && (await contentsDiffer(this.oldTree.abs(rel), this.newTree.abs(rel), this.pacer))) {
+      if (a.size > 0 && (await contentsDiffer(this.oldTree.abs(rel), this.newTree.abs(rel), a.size, this.pacer))) {
         return this.add(rel, 'modified');
       }
     }
-    if (check.xattrs) this.xattrPairs.push(rel);
+    if (check.xattrs) {
+      this.xattrPending.push(rel);
+      if (this.xattrPending.length >= XATTR_PAIRS_PER_ROUND) await this.startXattrRound();
+    }
   }
 
-  /** Runs the batched xattr comparisons, then returns the sorted entries. */
-  async finish(signal: AbortSignal | undefined): Promise<DiffEntry[]> {
-    const pending = this.xattrPairs.filter((rel) => !this.has(rel));
-    if (pending.length > 0) {
-      const values = await readXattrs(
-        [...pending.map((rel) => this.oldTree.abs(rel)), ...pending.map((rel) => this.newTree.abs(rel))],
-        { signal },
-      );
-      pending.forEach((rel, i) => {
-        if (values[i] !== values[i + pending.length]) this.add(rel, 'modified');
-      });
-    }
+  private async startXattrRound(): Promise<void> {
+    const seen = new Set<string>();
+    const rels = this.xattrPending.filter((rel) => {
+      const k = key(rel);
+      if (seen.has(k) || this.entries.has(k)) return false;
+      seen.add(k);
+      return true;
+    });
+    this.xattrPending = [];
+    while (this.xattrRounds.length >= XATTR_ROUNDS_IN_FLIGHT) await this.xattrRounds.shift();
+    if (this.xattrFailure) throw this.xattrFailure.err;
+    if (rels.length === 0) return;
+    const paths = [...rels.map((rel) => this.oldTree.abs(rel)), ...rels.map((rel) => this.newTree.abs(rel))];
+    // Handled at once (a rejection must not go unhandled while the walk goes on); the
+    // failure is rethrown by the next round or by finish().
+    const round = readXattrs(paths, { signal: this.signal }).then(
+      (values) => {
+        rels.forEach((rel, i) => {
+          if (values[i] !== values[i + rels.length]) this.add(rel, 'modified');
+        });
+      },
+      (err: unknown) => {
+        this.xattrFailure ??= { err };
+      },
+    );
+    this.xattrRounds.push(round);
+  }
+
+  /** Waits for the xattr comparisons, then returns the sorted entries. */
+  async finish(): Promise<DiffEntry[]> {
+    await this.startXattrRound();
+    await Promise.all(this.xattrRounds);
+    if (this.xattrFailure) throw this.xattrFailure.err;
     return [...this.entries.values()].sort(compareDiffEntries);
   }
 }
@@ -329,7 +408,7 @@ export async function verifyCandidates(
   const pacer = new Pacer(options.signal);
   const oldTree = new Tree(oldRoot);
   const newTree = new Tree(newRoot);
-  const out = new DiffCollector(oldTree, newTree, pacer);
+  const out = new DiffCollector(oldTree, newTree, pacer, options.signal);
   const queue = [...candidates];
   const resolvedInodes = new Set<number>();
 
@@ -366,5 +445,5 @@ export async function verifyCandidates(
       }
     }
   }
-  return out.finish(options.signal);
+  return out.finish();
 }

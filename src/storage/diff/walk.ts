@@ -3,7 +3,8 @@
  * rules), computed by a merge walk of both trees. It is the fallback when no send stream
  * can be had (not btrfs, unrelated snapshots, a stream we do not understand) and the
  * oracle the fast path is tested against. Cost: O(entries in both trees), plus reading
- * every regular file whose size did not change, plus one `getfattr` per 512 entries.
+ * every regular file whose size did not change, plus a few `getfattr` runs (in the
+ * background, overlapping the walk) for the xattrs.
  *
  * No shortcut on "same inode number + same ctime + same size": btrfs snapshots keep inode
  * numbers and a write always moves ctime, but ctime comes from a coarse clock, the wall
@@ -26,7 +27,7 @@ export async function walkDiff(oldRoot: string, newRoot: string, options: WalkOp
   const pacer = new Pacer(options.signal);
   const oldTree = new Tree(oldRoot);
   const newTree = new Tree(newRoot);
-  const out = new DiffCollector(oldTree, newTree, pacer);
+  const out = new DiffCollector(oldTree, newTree, pacer, options.signal);
   const all = { content: true, xattrs: true };
 
   const root = Buffer.alloc(0);
@@ -55,5 +56,5 @@ export async function walkDiff(oldRoot: string, newRoot: string, options: WalkOp
       if (b) await out.addTree(rel, b, 'new');
     }
   }
-  return out.finish(options.signal);
+  return out.finish();
 }

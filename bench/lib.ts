@@ -4,6 +4,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { parseBoxName, parseProjectName } from '../src/core/names.js';
 import { commitVersion, placeStaged } from '../src/engine/bases.js';
 import { type Engine, createEngine } from '../src/engine/engine.js';
 import { makeTestPool, type TestPool } from '../tests/helpers/pool.js';
@@ -54,6 +55,9 @@ export async function benchEngine(poolSizeMb = 4096): Promise<BenchEnv> {
     stateDir,
     engine,
     async cleanup() {
+      for (const box of await engine.listBoxes()) {
+        if (box.status === 'running') await engine.stopBox({ project: parseProjectName(box.project), name: parseBoxName(box.name) });
+      }
       await engine.close();
       pool.cleanup();
       rmSync(stateDir, { recursive: true, force: true });

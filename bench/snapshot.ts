@@ -17,8 +17,8 @@ try {
   await syntheticBase(env, 'small', 1_000);
   await syntheticBase(env, 'big', 100_000);
   const ref = (n: string) => ({ project: 'bench' as ProjectName, name: n as BoxName });
-  const smallBox = await env.engine.createBox(ref('small'), { base: 'small' });
-  const bigBox = await env.engine.createBox(ref('big'), { base: 'big' });
+  const smallBox = await env.engine.createBox(ref('small'), { base: 'small', start: false });
+  const bigBox = await env.engine.createBox(ref('big'), { base: 'big', start: false });
   void smallBox;
   const snapSmall = await timeMs(RUNS, () => env.engine.createCheckpoint(ref('small')));
   const snapBig = await timeMs(RUNS, () => env.engine.createCheckpoint(ref('big')));

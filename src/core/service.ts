@@ -4,7 +4,7 @@
  */
 import type { Readable, Writable } from 'node:stream';
 import type { BoxRef } from './refs.js';
-import type { BaseDetails, BaseSummary, BaseVersion, Box, Checkpoint, DiffStatus, FileDiff, InstallOutcome, ProgressFn } from './types.js';
+import type { BaseDetails, BaseSummary, BaseVersion, Box, BuilderName, Checkpoint, DiffStatus, FileDiff, InstallOutcome, ProgressFn } from './types.js';
 
 export interface CreateBoxOptions {
   /** Start the box after creating it (default true). */
@@ -33,6 +33,24 @@ export interface ImportBaseOptions {
 
 export interface InstallBaseOptions {
   update?: boolean;
+  onProgress?: ProgressFn;
+  signal?: AbortSignal;
+}
+
+export interface BuildBaseOptions {
+  /**
+   * The build context: a directory (default: the current directory), or a tar stream of one
+   * (what the HTTP API receives from a remote CLI).
+   */
+  context?: string | Readable;
+  /**
+   * The Dockerfile. With a directory context: a path (default `<context>/Dockerfile`). With a
+   * tar context: a relative path inside it (default `Dockerfile`).
+   */
+  dockerfile?: string;
+  /** Default: the first of docker, podman, nerdctl that is installed and answering. */
+  builder?: BuilderName;
+  /** Build output arrives as `{phase: 'build', line}`, as produced. */
   onProgress?: ProgressFn;
   signal?: AbortSignal;
 }
@@ -98,6 +116,10 @@ export interface ZomgService {
   inspectBase(name: string, options?: { tag?: string }): Promise<BaseDetails>;
   importBase(name: string, source: string | Readable, options?: ImportBaseOptions): Promise<BaseVersion>;
   installBase(name: string, options?: InstallBaseOptions): Promise<InstallOutcome>;
+  /** Builds a Dockerfile with a container engine into a new version of `name` (kind `build`). */
+  buildBase(name: string, options?: BuildBaseOptions): Promise<BaseVersion>;
+  /** Saves the box's current root as a new version of `name` (kind `save`): a read-only snapshot, O(1). */
+  saveBase(name: string, box: BoxRef): Promise<BaseVersion>;
   deleteBaseAlias(name: string): Promise<void>;
   deleteBaseVersion(version: string): Promise<void>;
 

@@ -53,6 +53,9 @@ export interface BaseConfig {
   cmd: string[] | null;
 }
 
+/** The container engines `zomg base build` can drive. */
+export type BuilderName = 'docker' | 'podman' | 'nerdctl';
+
 export interface BaseSummary {
   name: string;
   latest_version: string;

@@ -413,6 +413,32 @@ class EngineBuilder implements Builder {
 
 }
 
+/**
+ * Removes what a zomg build whose process died may have left in an engine's store: the
+ * image tagged `tag` and, for podman, buildah working containers and zomg's export
+ * containers created since `sinceMs`. The caller must hold the lock that serializes builds
+ * in that store (a live build's containers would match too). Quiet when they are gone.
+ */
+export async function removeBuildLeftovers(builder: BuilderName, options: DetectBuilderOptions, leftover: { tag: string; sinceMs: number }): Promise<void> {
+  if (!BUILDER_NAMES.includes(builder)) throw new Error(`unknown builder ${builder}`);
+  const cli = new EngineCli(builder, builder === 'podman' ? podmanGlobalArgs(options) : []);
+  if (builder === 'podman') {
+    const list = JSON.parse(await cli.text(['ps', '-a', '--external', '--format', 'json'])) as Array<{ Id?: string; Names?: string[]; Created?: number }>;
+    const since = Math.floor(leftover.sinceMs / 1000);
+    const stray = list
+      .filter((c) => (c.Created ?? 0) >= since && (c.Names ?? []).some((n) => /working-container(-\d+)?$/.test(n) || n.startsWith('zomg-export-')))
+      .map((c) => c.Id ?? '')
+      .filter((id) => id !== '');
+    if (stray.length > 0) await cli.run(['rm', '-f', ...stray]);
+  }
+  try {
+    await cli.run(['rmi', '-f', leftover.tag]);
+  } catch (err) {
+    if (err instanceof CommandError && /no such image|image not known|not found/i.test(err.stderr)) return;
+    throw err;
+  }
+}
+
 interface MountInfo {
   device: string;
   fstype: string;

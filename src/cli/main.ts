@@ -123,6 +123,15 @@ function addCommand(program: Command, spec: CommandSpec, state: { result?: Outpu
       ...(opts.project !== undefined ? { project: opts.project as string } : {}),
       json: opts.json === true,
     };
+    if (spec.engine !== false && flags.profile === undefined && !process.env.ZOMG_PROFILE) {
+      const { configPath, readConfig } = await import('./config.js');
+      const { existsSync } = await import('node:fs');
+      const path = configPath(process.env);
+      if (existsSync(path)) {
+        const profile = (await readConfig(path)).profile;
+        if (profile) flags.configProfile = profile;
+      }
+    }
     state.flags = flags;
     const progress = progressRenderer(!flags.json && process.stderr.isTTY === true);
     const opened: ZomgService[] = [];

@@ -1,5 +1,10 @@
 /** The one renderer: aligned tables with human sizes for people, JSON (bytes, RFC 3339) for programs. */
-import Table from 'cli-table3';
+import { createRequire } from 'node:module';
+import type CliTable3 from 'cli-table3';
+
+// Loaded on first use: most commands print no table (CLI start-up time).
+let TableClass: typeof CliTable3 | undefined;
+const loadTable = (): typeof CliTable3 => (TableClass ??= createRequire(import.meta.url)('cli-table3') as typeof CliTable3);
 
 export function humanBytes(bytes: number | null | undefined): string {
   if (bytes === null || bytes === undefined) return '-';
@@ -21,6 +26,7 @@ const PLAIN = {
 
 /** An aligned, borderless table with a header row. */
 export function table(head: string[], rows: Array<Array<string | number>>): string {
+  const Table = loadTable();
   const t = new Table({ head, chars: PLAIN, style: { head: [], border: [], 'padding-left': 0, 'padding-right': 0 } });
   for (const row of rows) t.push(row.map(String));
   return t

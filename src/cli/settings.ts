@@ -16,6 +16,8 @@ export interface GlobalFlags {
   stateDir?: string;
   project?: string;
   json?: boolean;
+  /** The `profile` key of the local setup config, used when no profile is selected otherwise. */
+  configProfile?: string;
 }
 
 export type Target = { mode: 'local'; stateDir: string } | { mode: 'remote'; url: string; token: string | undefined };
@@ -46,7 +48,7 @@ export function resolveTarget(flags: GlobalFlags, env: NodeJS.ProcessEnv): Targe
     return { mode: 'remote', url: url.replace(/\/+$/, ''), token: token ?? explicitToken ?? localToken(stateDir) };
   };
   if (flags.url) return remote(flags.url, undefined);
-  const profile = flags.profile ?? env.ZOMG_PROFILE;
+  const profile = flags.profile ?? env.ZOMG_PROFILE ?? flags.configProfile;
   if (profile) {
     const urlVar = profileVar(profile, 'URL');
     const url = env[urlVar];

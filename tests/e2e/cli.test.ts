@@ -173,6 +173,27 @@ describe('zomg CLI (local and remote)', { skip: !isRoot() && 'needs root for btr
     assert.equal(zomg(['create', 'x', '-e', 'BOX_NAME=y', '-p', 'proj']).stderr, 'error: BOX_NAME: environment variable is reserved\n');
   });
 
+  it('reads and writes the setup config; its profile selects the target', () => {
+    const setup = mkdtempSync(join(tmpdir(), 'zomg-setup-'));
+    const c = (...args: string[]) => zomg(['config', ...args], { ZOMG_SETUP_DIR: setup });
+    try {
+      assert.equal(c('path').stdout, `${join(setup, 'config.yaml')}\n`);
+      assert.equal(c('list').stdout, 'No configuration\n');
+      assert.equal(c('set', 'ssh_host', 'ssh.example.test').code, 0);
+      assert.equal(c('get', 'ssh_host').stdout, 'ssh.example.test\n');
+      assert.equal(c('get', 'nope').code, 1);
+      assert.equal(c('set', 'profile', 'staging').code, 0);
+      assert.match(c('list').stdout, /^KEY\s+VALUE\nprofile\s+staging\nssh_host\s+ssh\.example\.test\n$/);
+      const listed = zomg(['list'], { ZOMG_SETUP_DIR: setup });
+      assert.equal(listed.stderr, 'error: profile "staging" is selected but ZOMG_PROFILE_STAGING_URL is not set\n');
+      assert.equal(zomg(['list', '-p', 'proj', '-q'], { ZOMG_SETUP_DIR: setup, ZOMG_PROFILE_STAGING_URL: url }).stdout, 'one\n');
+      assert.equal(c('unset', 'profile').code, 0);
+      assert.equal(zomg(['list', '-p', 'proj', '-q'], { ZOMG_SETUP_DIR: setup }).stdout, 'one\n');
+    } finally {
+      rmSync(setup, { recursive: true, force: true });
+    }
+  });
+
   it('prints the resolved project', () => {
     assert.equal(zomg(['project', 'current'], { ZOMG_PROJECT: 'from-env' }).stdout, 'from-env\n');
   });

@@ -122,6 +122,17 @@ describe('engine: snapshots and restore on real btrfs', { skip: !isRoot() && 'ne
     assert.deepEqual([...names].sort((a, b) => Number(a.slice(1)) - Number(b.slice(1))), Array.from({ length: 12 }, (_, i) => `v${i + 2}`));
   });
 
+  it('serializes concurrent restores of one box: one applies after the other, never both half-way', async () => {
+    const other: Engine = await t.reopen();
+    const [a, b] = await Promise.all([t.engine.restoreCheckpoint(ref('box'), 'v1'), other.restoreCheckpoint(ref('box'), 'before-upgrade')]);
+    assert.deepEqual([a.name, b.name], ['v1', 'before-upgrade']);
+    const state = readFileSync(join(root, 'state'), 'utf8');
+    assert.ok(state === 'one' || state === 'named', state);
+    assert.ok(treesEqual(root, join(t.pool.mnt, 'checkpoints', boxId, state === 'one' ? 'v1' : 'before-upgrade')));
+    assert.deepEqual(readdirSync(join(t.pool.mnt, 'roots')).filter((n) => n.startsWith(boxId)), [boxId]);
+    await t.engine.restoreCheckpoint(ref('box'), 'v0');
+  });
+
   it('namespaces snapshots per box: no cross-box restore', async () => {
     await t.engine.createBox(ref('second'), { base: 'bb' });
     await assert.rejects(t.engine.restoreCheckpoint(ref('second'), 'v0'), code('ZOMG_SNAPSHOT_NOT_FOUND'));

@@ -20,9 +20,7 @@ try {
   const big = await timeMs(RUNS, createFrom('big'));
   const src = join(env.pool.mnt, 'bases', 'big');
   const raw = await timeMs(RUNS, (i) => execFileSync('btrfs', ['subvolume', 'snapshot', src, join(env.pool.mnt, 'staging', `raw-${i + 1}`)], { stdio: 'ignore' }));
-  const started = await timeMs(5, (i) => env.engine.createBox(ref(`started-${i + 1}`), { base: 'big' }));
   report('zomg create (engine call, median of 15)', [
-    ['create + start the box, 100k-file base (5 runs)', started],
     ['create from a 1k-file base', small],
     ['create from a 100k-file base', big],
     ['raw `btrfs subvolume snapshot` of the 100k-file base', raw],

@@ -146,13 +146,23 @@ function addCommand(program: Command, spec: CommandSpec, state: { result?: Outpu
   });
 }
 
+/**
+ * The commands to declare to the parser: only those the first words can name (building all
+ * of them is a measurable part of start-up), or all when the words name none (help, typos).
+ */
+function relevantSpecs(argv: string[]): CommandSpec[] {
+  const words = argv.filter((a) => !a.startsWith('-')).slice(0, 2);
+  const matching = registry.filter((spec) => spec.path.every((w, i) => words[i] === w));
+  return matching.length > 0 ? matching : registry;
+}
+
 export async function main(argv: string[]): Promise<number> {
   const program = new Command('zomg')
     .description('Linux boxes on btrfs: writable clones of read-only bases, O(1) snapshots and restores, fast diffs')
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s), writeOut: (s) => process.stdout.write(s) });
   const state: { result?: Output; flags?: GlobalFlags } = {};
-  for (const spec of registry) addCommand(program, spec, state);
+  for (const spec of relevantSpecs(argv)) addCommand(program, spec, state);
   program.commands.forEach(function exit(c: Command): void {
     c.exitOverride();
     c.commands.forEach(exit);

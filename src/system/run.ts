@@ -58,20 +58,23 @@ export function run(command: string, args: readonly string[], options: RunOption
     const child = spawn(command, args, {
       cwd: options.cwd,
       env: { ...(options.env ?? process.env), LC_ALL: 'C' },
-      stdio: ['pipe', 'pipe', 'pipe'],
+      // No stdin pipe unless there is input: one fewer pipe to set up and tear down per call.
+      stdio: [options.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
       signal: options.signal,
       timeout: options.timeoutMs,
     });
+    const stdout = child.stdout as Readable;
+    const stderr = child.stderr as Readable;
     const out: Buffer[] = [];
     let err = '';
     const outLines = options.onLine ? lineSplitter('stdout', options.onLine) : undefined;
     const errLines = options.onLine ? lineSplitter('stderr', options.onLine) : undefined;
-    if (options.stdout) child.stdout.pipe(options.stdout);
-    else child.stdout.on('data', (chunk: Buffer) => {
+    if (options.stdout) stdout.pipe(options.stdout);
+    else stdout.on('data', (chunk: Buffer) => {
       out.push(chunk);
       outLines?.(chunk);
     });
-    child.stderr.on('data', (chunk: Buffer) => {
+    stderr.on('data', (chunk: Buffer) => {
       if (err.length < MAX_STDERR) err += chunk.toString('utf8');
       errLines?.(chunk);
     });
@@ -80,13 +83,14 @@ export function run(command: string, args: readonly string[], options: RunOption
         reject(new ToolError('ZOMG_TOOL_MISSING', `${command} is not installed`, { cause: e, hint: `install the package that provides ${command}` }));
       } else reject(e);
     });
-    child.stdin.on('error', () => {
-      /* the child may exit before reading all input; its exit status tells what happened */
-    });
     const input = options.input;
-    if (input === undefined) child.stdin.end();
-    else if (typeof input === 'string' || Buffer.isBuffer(input)) child.stdin.end(input);
-    else input.pipe(child.stdin);
+    if (input !== undefined && child.stdin) {
+      child.stdin.on('error', () => {
+        /* the child may exit before reading all input; its exit status tells what happened */
+      });
+      if (typeof input === 'string' || Buffer.isBuffer(input)) child.stdin.end(input);
+      else input.pipe(child.stdin);
+    }
     child.on('close', (code, signal) => {
       const result = { code: code ?? -1, stdout: Buffer.concat(out), stderr: err };
       if (code !== null && (code === 0 || options.okCodes?.includes(code))) resolve(result);

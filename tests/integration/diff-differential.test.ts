@@ -33,6 +33,7 @@ import { after, before, test } from 'node:test';
 import fc from 'fast-check';
 import { renderDiffText, type ChangeKind, type DiffEntry } from '../../src/core/diff.js';
 import { diffTrees, walkDiff, type InodePathResolver } from '../../src/storage/diff/index.js';
+import { readXattrs } from '../../src/storage/diff/verify.js';
 import { isRoot, makeTestPool, type TestPool } from '../helpers/pool.js';
 
 const skip = isRoot() ? false : 'needs root (btrfs)';
@@ -406,7 +407,10 @@ class World {
 const opArb = (names: readonly OpName[]): fc.Arbitrary<Op> =>
   fc.record({ t: fc.constantFrom(...names), a: fc.nat(1000), b: fc.nat(1000), c: fc.nat(1000) });
 
-test('send path == walk == model on random trees and random changes', { skip, timeout: 120_000 }, async () => {
+/** DIFF_RUNS=500 for a longer soak; the default keeps the file well under a minute. */
+const RUNS = Number(process.env.DIFF_RUNS ?? 35);
+
+test('send path == walk == model on random trees and random changes', { skip, timeout: 600_000 }, async () => {
   const started = Date.now();
   await fc.assert(
     fc.asyncProperty(
@@ -440,9 +444,9 @@ test('send path == walk == model on random trees and random changes', { skip, ti
         }
       },
     ),
-    { numRuns: 35 },
+    { numRuns: RUNS },
   );
-  console.log(`35 random runs in ${Date.now() - started} ms`);
+  console.log(`${RUNS} random runs in ${Date.now() - started} ms`);
 });
 
 // ---------------------------------------------------------------------------------------
@@ -561,6 +565,8 @@ test('a new inode at an old path is compared in full, whatever the stream says',
   try {
     writeTree(box, { emptied: 'hello', xattr: 'same', same: 'same', over: 'old', mover: 'new', d: 'x', mode: 'm' });
     setXattr(Buffer.from(`${box}/xattr`), 'user.x', 'v');
+    execFileSync('mknod', [`${box}/chr`, 'c', '1', '3']);
+    execFileSync('mknod', [`${box}/chr-same`, 'c', '1', '3']);
     btrfs('subvolume', 'snapshot', '-r', box, oldSnap);
     const replace = (rel: string, content: string): void => {
       unlinkSync(`${box}/${rel}`);
@@ -574,11 +580,45 @@ test('a new inode at an old path is compared in full, whatever the stream says',
     mkdirSync(`${box}/d`); // file → dir
     replace('mode', 'm');
     chmodSync(`${box}/mode`, 0o600); // new inode, same bytes, other mode
+    unlinkSync(`${box}/chr`);
+    execFileSync('mknod', [`${box}/chr`, 'c', '1', '5']); // other device number
+    unlinkSync(`${box}/chr-same`);
+    execFileSync('mknod', [`${box}/chr-same`, 'c', '1', '3']); // the same device again
     btrfs('subvolume', 'snapshot', '-r', box, newSnap);
     const got = await diffBoth(oldSnap, newSnap);
-    assert.equal(got, ['~ /d', '~ /emptied', '~ /mode', '- /mover', '~ /over', '~ /xattr'].join('\n'));
+    assert.equal(got, ['~ /chr', '~ /d', '~ /emptied', '~ /mode', '- /mover', '~ /over', '~ /xattr'].join('\n'));
   } finally {
     for (const p of [newSnap, oldSnap, box]) if (lstatSync(p, { throwIfNoEntry: false })) btrfs('subvolume', 'delete', p);
+  }
+});
+
+test('readXattrs reads each path, whatever its name, without following symlinks', { skip }, async () => {
+  const box = freshName('xattr');
+  btrfs('subvolume', 'create', box);
+  try {
+    const names = ['plain', 'nl\nx', 'back\\slash\\012', 'cr\rx', 'tab\tx', 'é'].map((n) => Buffer.from(n));
+    names.push(Buffer.from([0x66, 0xff, 0x0a]), Buffer.from('dir'), Buffer.from('link'), Buffer.from('bare'));
+    const paths = names.map((n) => Buffer.concat([Buffer.from(`${box}/`), n]));
+    paths.forEach((p, i) => {
+      const n = names[i]?.toString() ?? '';
+      if (n === 'dir') mkdirSync(p);
+      else if (n === 'link') symlinkSync('plain', p);
+      else writeFileSync(p, 'x');
+      if (n === 'link') setXattr(p, 'trusted.t', 'on-the-link');
+      else if (n !== 'bare') setXattr(p, 'user.k', `v${i}`);
+    });
+    const got = await readXattrs(paths);
+    assert.deepEqual(
+      got,
+      names.map((n, i) => {
+        const s = n.toString();
+        if (s === 'bare') return '';
+        if (s === 'link') return `trusted.t=0x${Buffer.from('on-the-link').toString('hex')}`;
+        return `user.k=0x${Buffer.from(`v${i}`).toString('hex')}`;
+      }),
+    );
+  } finally {
+    btrfs('subvolume', 'delete', box);
   }
 });
 

@@ -272,8 +272,8 @@ export type InodePathResolver = (root: string, ino: number, options: { signal?: 
 
 /** The send path cannot finish the job (e.g. hardlinks it cannot resolve); use the full walk. */
 export class NeedsWalkError extends Error {
-  constructor(message: string) {
-    super(message);
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
     this.name = 'NeedsWalkError';
   }
 }
@@ -431,8 +431,15 @@ export async function verifyCandidates(
     if (b !== null && !b.isDirectory() && b.nlink > 1 && inodeChanged && !c.newInode && !resolvedInodes.has(b.ino)) {
       resolvedInodes.add(b.ino);
       if (!options.inodePaths) throw new NeedsWalkError(`a changed inode has ${b.nlink} hard links and no resolver was given`);
+      let names: Buffer[];
+      try {
+        names = await options.inodePaths(newRoot, b.ino, { signal: options.signal });
+      } catch (err) {
+        if (options.signal?.aborted) throw err;
+        throw new NeedsWalkError(`cannot resolve the names of inode ${b.ino}`, { cause: err });
+      }
       const found = new Map<string, Buffer>();
-      for (const p of await options.inodePaths(newRoot, b.ino, { signal: options.signal })) {
+      for (const p of names) {
         if (newTree.entry(p)?.ino === b.ino) found.set(key(p), p);
       }
       if (found.size !== b.nlink) {

@@ -1,29 +1,12 @@
 /** Rows of boxes and checkpoints ↔ core types. A UNIQUE violation becomes a conflict at the engine. */
+import type { Box } from '../core/types.js';
 import type { Db } from './database.js';
 
-export interface BoxRow {
-  id: string;
-  project: string;
-  name: string;
-  base: string;
-  tags: Record<string, string>;
-  environment: Record<string, string>;
-  data_mounts: Array<{ volume: string; path: string; mode: 'ro' | 'rw' }>;
-  created_at: string;
-  updated_at: string;
-}
+/** A box as stored: everything but its status, which is checked live. */
+export type BoxRow = Omit<Box, 'status'>;
 
-interface RawBox {
-  id: string;
-  project: string;
-  name: string;
-  base: string;
-  tags: string;
-  environment: string;
-  data_mounts: string;
-  created_at: string;
-  updated_at: string;
-}
+/** The row as SQLite returns it: the maps are JSON text. */
+type RawBox = Omit<BoxRow, 'tags' | 'environment' | 'data_mounts'> & { tags: string; environment: string; data_mounts: string };
 
 const toBox = (r: RawBox): BoxRow => ({
   ...r,

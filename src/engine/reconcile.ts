@@ -8,7 +8,8 @@ import { existsSync, readdirSync } from 'node:fs';
 import { rename, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { transaction } from '../db/database.js';
-import { isErrno } from '../system/fs.js';
+import { isErrno, pidAlive } from '../system/fs.js';
+import { pruneStaleBuilds } from './builds.js';
 import type { EngineContext } from './context.js';
 import { ASIDE_MARK } from './snapshots.js';
 
@@ -21,23 +22,16 @@ function entries(dir: string): string[] {
   }
 }
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return !isErrno(err, 'ESRCH');
-  }
-}
-
 export interface ReconcileReport {
   removedStaging: number;
   removedRows: number;
   removedSubvolumes: number;
+  /** Builds killed mid-way whose images and containers were removed from the engine's store. */
+  removedBuilds: number;
 }
 
 export async function reconcile(ctx: EngineContext): Promise<ReconcileReport> {
-  const report: ReconcileReport = { removedStaging: 0, removedRows: 0, removedSubvolumes: 0 };
+  const report: ReconcileReport = { removedStaging: 0, removedRows: 0, removedSubvolumes: 0, removedBuilds: 0 };
   const { paths, driver } = ctx;
 
   for (const name of entries(paths.staging)) {
@@ -106,5 +100,6 @@ export async function reconcile(ctx: EngineContext): Promise<ReconcileReport> {
     }
     if (!known) await rmdir(join(paths.checkpoints, boxId)).catch(() => undefined);
   }
+  report.removedBuilds = await pruneStaleBuilds(ctx);
   return report;
 }

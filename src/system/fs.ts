@@ -20,3 +20,13 @@ export function atomicWriteFile(path: string, data: string | Buffer, mode = 0o64
   }
   renameSync(tmp, path);
 }
+
+/** True while a process with this pid exists (EPERM means it exists but is not ours). */
+export function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return !isErrno(err, 'ESRCH');
+  }
+}

@@ -8,7 +8,7 @@ import { closeSync, mkdirSync, openSync, readFileSync, statSync, unlinkSync, wri
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ConflictError } from '../core/errors.js';
-import { isErrno } from './fs.js';
+import { isErrno, pidAlive } from './fs.js';
 
 export interface LockOptions {
   /** How long to wait for a held lock before giving up with a busy error. */
@@ -23,15 +23,6 @@ export interface Lock {
 }
 
 const FRESH_MS = 5000;
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return !isErrno(err, 'ESRCH');
-  }
-}
 
 function tryCreate(path: string): boolean {
   try {

@@ -11,6 +11,7 @@ import type { ZomgService } from '../core/service.js';
 import { errorHandler } from './errors.js';
 import { baseRoutes } from './routes/bases.js';
 import { boxRoutes } from './routes/boxes.js';
+import { buildRoutes } from './routes/builds.js';
 import { checkpointRoutes } from './routes/checkpoints.js';
 import { diffRoutes } from './routes/diffs.js';
 import { runningRoutes } from './routes/running.js';
@@ -77,6 +78,7 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
   await app.register(async (scope) => boxRoutes(scope, service));
   await app.register(async (scope) => checkpointRoutes(scope, service));
   await app.register(async (scope) => baseRoutes(scope, service));
+  await app.register(async (scope) => buildRoutes(scope, service));
   await app.register(async (scope) => diffRoutes(scope, service));
   await app.register(async (scope) => runningRoutes(scope, service));
   return app;

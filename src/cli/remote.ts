@@ -1,10 +1,18 @@
 /** The remote client: the same ZomgService, over the HTTP API. */
+import { randomBytes } from 'node:crypto';
 import { createReadStream, statSync } from 'node:fs';
-import { Readable } from 'node:stream';
-import { InvalidArgumentError, ToolError, errorFromWire } from '../core/errors.js';
+import { copyFile, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { isAbsolute, join, relative, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import { PassThrough, Readable } from 'node:stream';
+import { setImmediate as nextTurn } from 'node:timers/promises';
+import { InvalidArgumentError, ToolError, ZomgError, errorFromWire } from '../core/errors.js';
+import { parseBaseName } from '../core/names.js';
 import { CHANNEL_STDERR, type ServerMessage } from '../core/exec-protocol.js';
 import type { BoxRef } from '../core/refs.js';
 import type {
+  BuildBaseOptions,
   CreateBoxOptions,
   CreateCheckpointOptions,
   DiffStatusOptions,
@@ -17,8 +25,80 @@ import type {
   ZomgService,
 } from '../core/service.js';
 import type { BaseDetails, BaseSummary, BaseVersion, Box, Checkpoint, DiffStatus, FileDiff, InstallOutcome } from '../core/types.js';
+import { CommandError, run } from '../system/run.js';
 
 const enc = encodeURIComponent;
+
+function isFile(path: string, kind: 'file' | 'directory'): boolean {
+  try {
+    const st = statSync(path);
+    return kind === 'file' ? st.isFile() : st.isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+interface PackedContext {
+  stream: Readable;
+  /** The Dockerfile's path inside the tar. */
+  dockerfile: string;
+  /** Settles when tar has written everything (rejects when it failed). */
+  done: Promise<unknown>;
+  cleanup(): Promise<void>;
+}
+
+/**
+ * The build context as a tar stream for the server, with the same checks and messages as a
+ * local build. A Dockerfile outside the context travels inside it under a reserved name,
+ * which the server takes out again (docker's client does the same).
+ */
+async function packContext(contextArg: string, dockerfileArg: string | undefined, signal: AbortSignal): Promise<PackedContext> {
+  const shown = dockerfileArg ?? join(contextArg, 'Dockerfile');
+  const context = resolve(contextArg);
+  const dockerfile = resolve(shown);
+  if (!isFile(dockerfile, 'file')) {
+    throw new InvalidArgumentError(`no Dockerfile: "${shown}" does not exist or is not a file`, {
+      code: 'ZOMG_NO_DOCKERFILE',
+      hint: 'run in a directory with a Dockerfile, or pass -f <Dockerfile>',
+    });
+  }
+  if (!isFile(context, 'directory')) {
+    throw new InvalidArgumentError(`the build context "${contextArg}" is not a directory or does not exist`, {
+      code: 'ZOMG_NO_BUILD_CONTEXT',
+      hint: 'pass the directory to build from (default: the current directory)',
+    });
+  }
+  const rel = relative(context, dockerfile);
+  const inside = rel !== '' && !rel.startsWith('..') && !isAbsolute(rel);
+  let aside: string | undefined;
+  const args = ['-c', '-f', '-', '-C', context, '.'];
+  let name = rel;
+  if (!inside) {
+    name = `.zomg-dockerfile-${randomBytes(8).toString('hex')}`;
+    aside = await mkdtemp(join(tmpdir(), 'zomg-context-'));
+    await copyFile(dockerfile, join(aside, name));
+    args.push('-C', aside, name);
+  }
+  const stream = new PassThrough({ highWaterMark: 1 << 20 });
+  const done = run('tar', args, { stdout: stream, signal }).then(
+    () => undefined,
+    (err: unknown) => {
+      stream.destroy();
+      if (err instanceof CommandError && err.signal === null) {
+        throw new ToolError('ZOMG_CONTEXT_UNREADABLE', `could not pack the build context: ${err.stderr.trim().split('\n').slice(-2).join(' ')}`, { cause: err });
+      }
+      throw err;
+    },
+  );
+  return {
+    stream,
+    dockerfile: name,
+    done,
+    cleanup: async () => {
+      if (aside !== undefined) await rm(aside, { recursive: true, force: true });
+    },
+  };
+}
 const boxPath = (ref: BoxRef): string => `/v1/projects/${enc(ref.project)}/boxes/${enc(ref.name)}`;
 
 export class RemoteClient implements ZomgService {
@@ -182,6 +262,81 @@ export class RemoteClient implements ZomgService {
   async installBase(name: string, options: InstallBaseOptions = {}): Promise<InstallOutcome> {
     options.onProgress?.({ phase: 'build (on the server)' });
     return this.request('POST', `/v1/bases/${enc(name)}/install`, { json: { update: options.update ?? false } });
+  }
+
+  /**
+   * Uploads the context (tar) and builds on the server, rendering its output as it streams
+   * back (NDJSON): the server's engine and its podman store on the pool do the work.
+   */
+  async buildBase(name: string, options: BuildBaseOptions = {}): Promise<BaseVersion> {
+    parseBaseName(name);
+    const q = new URLSearchParams();
+    if (options.builder !== undefined) q.set('builder', options.builder);
+    const stopTar = new AbortController();
+    let body: Readable;
+    let packed: PackedContext | undefined;
+    if (options.context !== undefined && typeof options.context !== 'string') {
+      body = options.context;
+      if (options.dockerfile !== undefined) q.set('dockerfile', options.dockerfile);
+    } else {
+      packed = await packContext(options.context ?? '.', options.dockerfile, stopTar.signal);
+      body = packed.stream;
+      q.set('dockerfile', packed.dockerfile);
+    }
+    const stopFetch = new AbortController();
+    const signal = options.signal ? AbortSignal.any([options.signal, stopFetch.signal]) : stopFetch.signal;
+    // tar failing must end the upload (the server would see a truncated archive otherwise).
+    let tarError: unknown;
+    const tarFailure = packed?.done.catch((err: unknown) => {
+      tarError = err;
+      stopFetch.abort();
+    });
+    const headers: Record<string, string> = { 'content-type': 'application/x-tar', accept: 'application/x-ndjson, application/json' };
+    if (this.token) headers.authorization = `Bearer ${this.token}`;
+    try {
+      options.onProgress?.({ phase: 'upload' });
+      let res: Response;
+      try {
+        res = await fetch(`${this.url}/v1/bases/${enc(name)}/build?${q}`, {
+          method: 'POST',
+          headers,
+          body: Readable.toWeb(body) as unknown as RequestInit['body'],
+          duplex: 'half',
+          signal,
+        } as RequestInit);
+      } catch (err) {
+        // A failed tar is why the upload broke: it is settled by now (it ended the stream).
+        await nextTurn();
+        if (tarError instanceof ZomgError) throw tarError;
+        if (options.signal?.aborted) throw err;
+        throw new ToolError('ZOMG_UNREACHABLE', `cannot reach the zomg API at ${this.url}`, { cause: err, hint: 'is `zomg serve` running there?' });
+      }
+      if (!(res.headers.get('content-type') ?? '').includes('application/x-ndjson')) {
+        const text = await res.text();
+        const data: unknown = text.length > 0 ? JSON.parse(text) : undefined;
+        if (!res.ok) throw errorFromWire(res.status, (data ?? {}) as Record<string, unknown>);
+        return data as BaseVersion;
+      }
+      if (!res.body) throw new ToolError('ZOMG_BUILD_INTERRUPTED', 'the server sent no build output');
+      const lines = createInterface({ input: Readable.fromWeb(res.body as Parameters<typeof Readable.fromWeb>[0]), crlfDelay: Infinity });
+      for await (const line of lines) {
+        if (line.trim() === '') continue;
+        const event = JSON.parse(line) as { type: string; line?: string; phase?: string; version?: BaseVersion; statusCode?: number; code?: string; message?: string; hint?: string };
+        if (event.type === 'line') options.onProgress?.({ phase: 'build', line: event.line ?? '' });
+        else if (event.type === 'phase') options.onProgress?.({ phase: event.phase ?? '' });
+        else if (event.type === 'result' && event.version) return event.version;
+        else if (event.type === 'error') throw errorFromWire(event.statusCode ?? 500, event);
+      }
+      throw new ToolError('ZOMG_BUILD_INTERRUPTED', 'the connection closed before the build finished', { hint: 'run `zomg base inspect` to see whether it was recorded' });
+    } finally {
+      stopTar.abort();
+      await tarFailure;
+      await packed?.cleanup();
+    }
+  }
+
+  async saveBase(name: string, box: BoxRef): Promise<BaseVersion> {
+    return this.request('POST', `/v1/projects/${enc(box.project)}/bases`, { json: { box: box.name, name } });
   }
 
   async deleteBaseAlias(name: string): Promise<void> {

@@ -64,7 +64,8 @@ export interface CommitOptions {
   alias: string;
   kind: BaseKind;
   builder?: string | null;
-  parent?: BaseVersion | null;
+  /** Only its name and alias are recorded (a saved box's base version may have been deleted since). */
+  parent?: Pick<BaseVersion, 'name' | 'alias'> | null;
   script?: string | null;
   scriptSha256?: string | null;
   config?: BaseConfig | null;

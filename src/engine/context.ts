@@ -31,6 +31,13 @@ export interface EngineOptions {
   onSizesPending?: () => void;
   /** The API URL injected into boxes as ZOMG_API_URL. */
   apiUrl?: string;
+  /**
+   * How `base build` hands the built root filesystem over: `auto` (default) snapshots
+   * podman's layer when it can, else exports; the others force one path (benchmarks, tests).
+   */
+  buildHandover?: 'auto' | 'snapshot' | 'export';
+  /** podman's `--runroot` for zomg's build store (default: under /run/zomg, keyed by the pool). */
+  podmanRunroot?: string;
   /** Test hook: called between the steps of multi-step mutations, to inject failures. */
   faultPoint?: (step: string) => void | Promise<void>;
   now?: () => Date;

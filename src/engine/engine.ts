@@ -2,9 +2,14 @@
  * The composition root: `createEngine()` opens the state directory, the pool and the
  * database, reconciles them, and returns the one object both faces (CLI and HTTP) drive.
  */
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Readable } from 'node:stream';
+import { ConflictError } from '../core/errors.js';
+import { type ClosePoolResult, closePool as closeStoragePool } from '../storage/pool.js';
 import type { BoxRef } from '../core/refs.js';
 import type {
+  BuildBaseOptions,
   CreateBoxOptions,
   CreateCheckpointOptions,
   DiffStatusOptions,
@@ -20,6 +25,7 @@ import type {
 import type { BaseDetails, BaseSummary, BaseVersion, Box, Checkpoint, DiffStatus, FileDiff, InstallOutcome } from '../core/types.js';
 import * as bases from './bases.js';
 import * as boxes from './boxes.js';
+import * as builds from './builds.js';
 import * as running from './running.js';
 import { type EngineContext, type EngineOptions, openContext } from './context.js';
 import { type ReconcileReport, reconcile } from './reconcile.js';
@@ -77,6 +83,12 @@ export class Engine implements ZomgService {
   async installBase(name: string, options?: InstallBaseOptions): Promise<InstallOutcome> {
     return bases.installBase(this.ctx, name, options);
   }
+  async buildBase(name: string, options?: BuildBaseOptions): Promise<BaseVersion> {
+    return builds.buildBase(this.ctx, name, options);
+  }
+  async saveBase(name: string, box: BoxRef): Promise<BaseVersion> {
+    return builds.saveBase(this.ctx, name, box);
+  }
   async deleteBaseAlias(name: string): Promise<void> {
     return bases.deleteBaseAlias(this.ctx, name);
   }
@@ -133,4 +145,27 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
   return engine;
 }
 
-export { closePool } from '../storage/pool.js';
+/**
+ * Unmounts the loopback pool and detaches its loop device — refused while boxes run, since
+ * their mount namespaces hold the filesystem (the loop device could not be detached).
+ */
+export async function closePool(stateDir: string): Promise<ClosePoolResult> {
+  const runDir = join(stateDir, 'run', 'boxes');
+  const running = existsSync(runDir) ? readdirSync(runDir).filter((id) => liveInit(join(runDir, id))) : [];
+  if (running.length > 0) {
+    throw new ConflictError('ZOMG_POOL_BUSY', `${running.length} box${running.length === 1 ? ' is' : 'es are'} running on this pool`, {
+      hint: 'stop them first (zomg list -a shows which)',
+    });
+  }
+  return closeStoragePool(stateDir);
+}
+
+function liveInit(dir: string): boolean {
+  try {
+    const { pid } = JSON.parse(readFileSync(join(dir, 'init.json'), 'utf8')) as { pid: number };
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -18,6 +18,7 @@ import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { boxLockKey, findBox, rootPath } from './boxes.js';
 import type { EngineContext } from './context.js';
+import { imageEnvironment, imageWorkdir } from './image-config.js';
 
 export const runDirOf = (ctx: EngineContext, boxId: string): string => join(ctx.stateDir, 'run', 'boxes', boxId);
 
@@ -54,13 +55,18 @@ export async function withStatus(ctx: EngineContext, row: BoxRow): Promise<Box> 
   return { ...row, status: await statusOf(ctx, row) };
 }
 
+/** The image config (ENV, WORKDIR…) of the base version the box was cloned from, when it has one. */
+const baseConfigOf = (ctx: EngineContext, row: BoxRow) => ctx.bases.getVersion(row.base)?.config ?? null;
+
 /** Starts the box's init (idempotent). The caller holds the box lock. */
 export async function startRow(ctx: EngineContext, row: BoxRow): Promise<void> {
+  // The image's ENV sits under the box's own variables (and the injected ones win over both).
+  const user = { ...imageEnvironment(baseConfigOf(ctx, row)), ...row.environment };
   await startBox({
     id: row.id,
     root: rootPath(ctx, row.id),
     hostname: `${row.name}.${row.project}`,
-    env: boxEnvironment({ project: row.project, box: row.name, apiUrl: ctx.options.apiUrl ?? 'http://127.0.0.1:7070', user: row.environment }),
+    env: boxEnvironment({ project: row.project, box: row.name, apiUrl: ctx.options.apiUrl ?? 'http://127.0.0.1:7070', user }),
     volumes: await systemVolumes(ctx, row.project),
     runDir: runDirOf(ctx, row.id),
   });
@@ -113,10 +119,11 @@ export interface ExecStreams {
 export async function exec(ctx: EngineContext, ref: BoxRef, req: ExecRequest, streams: ExecStreams): Promise<number> {
   checkRequest(req);
   const row = await runningRow(ctx, ref);
+  const cwd = req.cwd ?? imageWorkdir(baseConfigOf(ctx, row), rootPath(ctx, row.id));
   const handle = execInBox(runDirOf(ctx, row.id), {
     command: req.command,
     ...(req.env ? { env: req.env } : {}),
-    ...(req.cwd !== undefined ? { cwd: req.cwd } : {}),
+    ...(cwd !== undefined ? { cwd } : {}),
     ...(req.shell ? { shell: true } : {}),
     ...(req.user !== undefined ? { user: req.user } : {}),
     stdin: streams.stdin ? 'pipe' : 'ignore',
@@ -134,10 +141,11 @@ export async function exec(ctx: EngineContext, ref: BoxRef, req: ExecRequest, st
 export async function execDetached(ctx: EngineContext, ref: BoxRef, req: ExecRequest): Promise<{ pid: number; log_path: string }> {
   checkRequest(req);
   const row = await runningRow(ctx, ref);
+  const cwd = req.cwd ?? imageWorkdir(baseConfigOf(ctx, row), rootPath(ctx, row.id));
   const bg = await execBackground(runDirOf(ctx, row.id), {
     command: req.command,
     ...(req.env ? { env: req.env } : {}),
-    ...(req.cwd !== undefined ? { cwd: req.cwd } : {}),
+    ...(cwd !== undefined ? { cwd } : {}),
     ...(req.shell ? { shell: true } : {}),
     ...(req.user !== undefined ? { user: req.user } : {}),
   });

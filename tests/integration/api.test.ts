@@ -121,6 +121,23 @@ describe('HTTP API over a real engine', { skip: !isRoot() && 'needs root for btr
     assert.equal((await app.inject({ method: 'DELETE', url: '/v1/bases/bb/versions/bb', headers: auth })).statusCode, 409);
   });
 
+  it('runs commands buffered: argv, a shell string, stdin, background', async () => {
+    await app.inject({ method: 'POST', url: '/v1/projects/demo/boxes', headers: auth, payload: { name: 'runner', base: 'bb' } });
+    const url = '/v1/projects/demo/boxes/runner/exec';
+    const argv = await app.inject({ method: 'POST', url, headers: auth, payload: { command: ['sh', '-c', 'cat; echo e >&2; exit 3'], stdin: 'in' } });
+    assert.deepEqual(argv.json(), { exit_code: 3, stdout: 'in', stderr: 'e\n' });
+    const shell = await app.inject({ method: 'POST', url, headers: auth, payload: { command: 'echo $BOX_NAME $((2+3))' } });
+    assert.deepEqual(shell.json(), { exit_code: 0, stdout: 'runner 5\n', stderr: '' });
+    const bg = await app.inject({ method: 'POST', url, headers: auth, payload: { command: ['sleep', '1'], background: true } });
+    assert.match(bg.json().log_path, /^\/tmp\/boxes\/exec\/\d+\.log$/);
+    assert.equal((await app.inject({ method: 'POST', url: '/v1/projects/demo/boxes/runner/stop', headers: auth })).json().changed, true);
+    const stopped = await app.inject({ method: 'POST', url, headers: auth, payload: { command: ['true'] } });
+    assert.equal(stopped.statusCode, 409);
+    assert.equal(stopped.json().code, 'ZOMG_BOX_STOPPED');
+    assert.equal((await app.inject({ method: 'POST', url: '/v1/projects/demo/boxes/runner/resume', headers: auth })).json().box.status, 'running');
+    assert.equal((await app.inject({ method: 'DELETE', url: '/v1/projects/demo/boxes/runner', headers: auth })).statusCode, 204);
+  });
+
   it('deletes boxes and base aliases', async () => {
     assert.equal((await app.inject({ method: 'DELETE', url: '/v1/projects/demo/boxes/web', headers: auth })).statusCode, 204);
     assert.equal((await app.inject({ method: 'DELETE', url: '/v1/bases/bb', headers: auth })).statusCode, 204);

@@ -13,7 +13,8 @@ const execSchema = {
   required: ['command'],
   additionalProperties: false,
   properties: {
-    command: { anyOf: [{ type: 'array', items: str, minItems: 1 }, { type: 'string', minLength: 1 }] },
+    // The string form first: with type coercion on, an array schema tried first would swallow a string.
+    command: { anyOf: [{ type: 'string', minLength: 1 }, { type: 'array', items: str, minItems: 1 }] },
     cwd: str,
     env: { type: 'object', additionalProperties: str },
     shell: { type: 'boolean' },

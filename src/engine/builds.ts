@@ -1,0 +1,345 @@
+/**
+ * Bases from Dockerfiles (`base build`) and from boxes (`base save`).
+ *
+ * A build runs a container engine (storage/builders.ts) and turns the image's root
+ * filesystem into a new base version: build → hand the root over into a staging subvolume
+ * (a btrfs snapshot of podman's layer when podman keeps its store on the pool, else export
+ * | tar) → check the binaries' architecture → commit (kind `build`, the Dockerfile as script,
+ * its sha256 as tag, the image's ENV/WORKDIR/USER/CMD as config) → remove the image. A
+ * failure anywhere records nothing and removes the image.
+ *
+ * zomg's podman store is `<pool>/staging/podman` with the btrfs storage driver, so the
+ * hand-over is a snapshot on the same filesystem; images pulled for `FROM` stay there as a
+ * cache. Builds are serialized (one lock for every zomg process of the state directory): the
+ * builder's clean-up of a failed build removes working containers by creation time, which
+ * a concurrent build in the same store would lose. A marker file per running build lets the
+ * next engine start remove what a build killed mid-way left in the store.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtemp, readFile, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, posix, resolve } from 'node:path';
+import type { Readable } from 'node:stream';
+import { ConflictError, InvalidArgumentError, PoolFullError, ZomgError } from '../core/errors.js';
+import { parseBaseName } from '../core/names.js';
+import type { BoxRef } from '../core/refs.js';
+import type { BuildBaseOptions } from '../core/service.js';
+import type { BaseVersion, BuilderName } from '../core/types.js';
+import { atomicWriteFile, isErrno } from '../system/fs.js';
+import { resolveInRoot } from '../runtime/rootfs.js';
+import { Reverter } from '../system/reverter.js';
+import { CommandError } from '../system/run.js';
+import type { DetectBuilderOptions } from '../storage/builders.js';
+import { commitVersion, placeStaged } from './bases.js';
+import { boxLockKey, findBox, rootPath } from './boxes.js';
+import type { EngineContext } from './context.js';
+
+/** The lock every build takes (builds are serialized per state directory, hence per store). */
+export const BUILD_LOCK = 'builds';
+const BUILD_LOCK_TIMEOUT_MS = 60 * 60_000;
+
+/**
+ * The name a remote CLI gives a Dockerfile from outside its context when it adds it to the
+ * uploaded context (docker's client does the same); the server takes it out again before
+ * building, so the context is what it is locally.
+ */
+export const DETACHED_DOCKERFILE = /^\.zomg-dockerfile-[0-9a-f]{8,32}$/;
+
+/** zomg's own podman store for the pool at `poolRoot`: on the pool, never the host's. */
+export function podmanStoreFor(poolRoot: string, runroot?: string): DetectBuilderOptions {
+  const key = createHash('sha256').update(poolRoot).digest('hex').slice(0, 12);
+  return {
+    podmanRoot: join(poolRoot, 'staging', 'podman'),
+    // tmpfs, so podman notices a reboot; keyed by pool, so two pools never share it.
+    podmanRunroot: runroot ?? join('/run/zomg', `podman-${key}`),
+    // The btrfs driver on the pool's filesystem: the snapshot hand-over applies.
+    storageDriver: 'btrfs',
+  };
+}
+
+export const podmanStore = (ctx: EngineContext): DetectBuilderOptions => podmanStoreFor(ctx.paths.pool, ctx.options.podmanRunroot);
+
+// --- build markers --------------------------------------------------------------------
+
+interface BuildMarker {
+  pid: number;
+  builder: BuilderName;
+  tag: string;
+  since_ms: number;
+}
+
+const markersDir = (ctx: EngineContext): string => join(ctx.stateDir, 'builds');
+
+function writeMarker(ctx: EngineContext, marker: BuildMarker): string {
+  mkdirSync(markersDir(ctx), { recursive: true, mode: 0o700 });
+  const path = join(markersDir(ctx), `${marker.pid}-${randomBytes(4).toString('hex')}.json`);
+  atomicWriteFile(path, JSON.stringify(marker), 0o600);
+  return path;
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return !isErrno(err, 'ESRCH');
+  }
+}
+
+/**
+ * Removes what builds whose process died left in the engine's store (their image, buildah
+ * working containers, export containers). Cheap when there is nothing to do (one readdir);
+ * skipped when a build is running now (its lock is held), to be retried at the next start.
+ * Returns how many dead builds were cleaned up.
+ */
+export async function pruneStaleBuilds(ctx: EngineContext): Promise<number> {
+  let names: string[];
+  try {
+    names = readdirSync(markersDir(ctx)).filter((n) => n.endsWith('.json'));
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) return 0;
+    throw err;
+  }
+  const stale: Array<{ path: string; marker: BuildMarker | null }> = [];
+  for (const name of names) {
+    const path = join(markersDir(ctx), name);
+    let marker: BuildMarker | null = null;
+    try {
+      marker = JSON.parse(readFileSync(path, 'utf8')) as BuildMarker;
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) continue;
+      // A marker cut short by a crash is not parseable; there is nothing to clean for it.
+    }
+    if (marker !== null && pidAlive(marker.pid)) continue;
+    stale.push({ path, marker });
+  }
+  if (stale.length === 0) return 0;
+  let lock;
+  try {
+    lock = await ctx.locks.acquire(BUILD_LOCK, { timeoutMs: 0, what: 'the container build' });
+  } catch (err) {
+    if (err instanceof ConflictError) return 0;
+    throw err;
+  }
+  try {
+    const { removeBuildLeftovers } = await import('../storage/builders.js');
+    let cleaned = 0;
+    for (const { path, marker } of stale) {
+      if (marker !== null) {
+        try {
+          await removeBuildLeftovers(marker.builder, podmanStore(ctx), { tag: marker.tag, sinceMs: marker.since_ms });
+        } catch (err) {
+          // The engine is gone or not answering: nothing of it can be removed now, and an
+          // engine that stays away must not slow every later start down. Programmer errors
+          // still surface.
+          if (!(err instanceof ZomgError) && !(err instanceof CommandError)) throw err;
+        }
+      }
+      rmSync(path, { force: true });
+      cleaned++;
+    }
+    return cleaned;
+  } finally {
+    lock.release();
+  }
+}
+
+// --- build ----------------------------------------------------------------------------
+
+const noDockerfile = (shown: string): InvalidArgumentError =>
+  new InvalidArgumentError(`no Dockerfile: "${shown}" does not exist or is not a file`, {
+    code: 'ZOMG_NO_DOCKERFILE',
+    hint: 'run in a directory with a Dockerfile, or pass -f <Dockerfile>',
+  });
+
+async function readDockerfile(path: string, shown: string): Promise<string> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (err) {
+    if (isErrno(err, 'ENOENT', 'ENOTDIR', 'EISDIR')) throw noDockerfile(shown);
+    throw err;
+  }
+}
+
+async function requireContext(path: string, shown: string): Promise<void> {
+  try {
+    if ((await stat(path)).isDirectory()) return;
+  } catch (err) {
+    if (!isErrno(err, 'ENOENT', 'ENOTDIR')) throw err;
+  }
+  throw new InvalidArgumentError(`the build context "${shown}" is not a directory or does not exist`, {
+    code: 'ZOMG_NO_BUILD_CONTEXT',
+    hint: 'pass the directory to build from (default: the current directory)',
+  });
+}
+
+/** A relative path inside an uploaded context: no absolute path, no `..`. */
+function contextRelative(value: string): string {
+  const normalized = posix.normalize(value);
+  if (value === '' || posix.isAbsolute(value) || normalized === '..' || normalized.startsWith('../')) {
+    throw new InvalidArgumentError(`the Dockerfile "${value}" must be a relative path inside the uploaded context`, { code: 'ZOMG_INVALID_ARGUMENT' });
+  }
+  return normalized;
+}
+
+interface Located {
+  context: string;
+  dockerfile: string;
+  /** The Dockerfile as the user named it (never a host path of the server). */
+  shown: string;
+}
+
+/**
+ * Builds the Dockerfile into a new version of `name` (see the file comment). The context is
+ * a local directory or an uploaded tar stream, extracted into a staging subvolume first.
+ */
+export async function buildBase(ctx: EngineContext, name: string, options: BuildBaseOptions = {}): Promise<BaseVersion> {
+  parseBaseName(name);
+  options.signal?.throwIfAborted();
+  const source = options.context;
+  if (source !== undefined && typeof source !== 'string') return buildUploaded(ctx, name, source, options);
+  const contextArg = source ?? '.';
+  const located: Located = {
+    context: resolve(contextArg),
+    dockerfile: resolve(options.dockerfile ?? join(contextArg, 'Dockerfile')),
+    shown: options.dockerfile ?? join(contextArg, 'Dockerfile'),
+  };
+  // The Dockerfile first: its absence is the likeliest mistake and needs no engine to report.
+  const script = await readDockerfile(located.dockerfile, located.shown);
+  await requireContext(located.context, contextArg);
+  return buildLocated(ctx, name, located, script, options);
+}
+
+async function buildUploaded(ctx: EngineContext, name: string, upload: Readable, options: BuildBaseOptions): Promise<BaseVersion> {
+  const rel = contextRelative(options.dockerfile ?? 'Dockerfile');
+  // A staging subvolume, so a crash leaves nothing the reconciler does not remove.
+  const context = ctx.stagingPath('context');
+  await ctx.driver.createSubvolume(context);
+  let aside: string | undefined;
+  let failed = true;
+  try {
+    const { extractRootfs } = await import('../storage/tar.js');
+    await extractRootfs(upload, context, options.signal ? { signal: options.signal } : {});
+    // Resolved as if the context were `/`: an uploaded `Dockerfile -> /etc/shadow` must
+    // never read (and record, and return) a file of the server.
+    const resolved = resolveInRoot(context, rel);
+    if (!resolved.stat?.isFile()) throw noDockerfile(rel);
+    let dockerfile = resolved.hostPath;
+    const script = await readDockerfile(dockerfile, rel);
+    if (DETACHED_DOCKERFILE.test(rel)) {
+      aside = await mkdtemp(join(tmpdir(), 'zomg-dockerfile-'));
+      dockerfile = join(aside, 'Dockerfile');
+      await writeFile(dockerfile, script);
+      await unlink(join(context, rel)); // the name itself (a top-level entry), never a link's target
+    }
+    const version = await buildLocated(ctx, name, { context, dockerfile, shown: rel }, script, options);
+    failed = false;
+    return version;
+  } finally {
+    if (aside !== undefined) await rm(aside, { recursive: true, force: true });
+    try {
+      await ctx.driver.deleteSubvolume(context, { waitForSpace: failed });
+    } catch {
+      // After a recorded build the context is garbage the reconciler removes (its pid is
+      // then dead); after a failure the build's own error is what the user must see.
+    }
+  }
+}
+
+async function buildLocated(ctx: EngineContext, name: string, at: Located, script: string, options: BuildBaseOptions): Promise<BaseVersion> {
+  const sha = createHash('sha256').update(script).digest('hex');
+  const progress = options.onProgress;
+  const signal = options.signal;
+  const { detectBuilder } = await import('../storage/builders.js');
+  return ctx.locks.with(
+    BUILD_LOCK,
+    async () => {
+      const store = podmanStore(ctx);
+      const builder = await detectBuilder(options.builder, { ...store, ...(signal ? { signal } : {}) });
+      progress?.({ phase: `build (${builder.name})` });
+      const marker = writeMarker(ctx, { pid: process.pid, builder: builder.name, tag: `${name.toLowerCase()}:latest`, since_ms: Date.now() });
+      let leftBehind = false;
+      try {
+        let image;
+        try {
+          image = await builder.build({
+            name,
+            dockerfile: at.dockerfile,
+            context: at.context,
+            onLine: (line) => progress?.({ phase: 'build', line }),
+            ...(signal ? { signal } : {}),
+          });
+        } catch (err) {
+          if (err instanceof ZomgError && err.code === 'ZOMG_BUILD_FAILED' && /no space left on device/i.test(err.message)) {
+            throw new PoolFullError('the storage pool filled up during the build', { cause: err });
+          }
+          throw err;
+        }
+        try {
+          return await new Reverter().run(async (r) => {
+            const staging = ctx.stagingPath('build');
+            progress?.({ phase: 'hand-over' });
+            const handover = await image.exportTo(staging, ctx.driver, { method: ctx.options.buildHandover ?? 'auto', ...(signal ? { signal } : {}) });
+            r.add('delete staging subvolume', () => ctx.driver.deleteSubvolume(staging, { waitForSpace: true }));
+            progress?.({ phase: `handed over by ${handover.method} in ${Math.round(handover.durationMs)} ms` });
+            await ctx.fault('build:handed-over');
+            // podman stamps the requested platform on any image: the binaries decide.
+            progress?.({ phase: 'verify' });
+            await (await import('../storage/arch.js')).verifyArchitecture(staging);
+            return commitVersion(ctx, {
+              alias: name,
+              kind: 'build',
+              builder: builder.name,
+              script,
+              scriptSha256: sha,
+              config: image.config,
+              place: placeStaged(ctx, staging),
+            });
+          });
+        } finally {
+          try {
+            await image.remove();
+          } catch {
+            // The outcome stands either way; the marker stays, so the next engine start
+            // removes the image.
+            leftBehind = true;
+          }
+        }
+      } finally {
+        if (!leftBehind) rmSync(marker, { force: true });
+      }
+    },
+    { what: 'the container build', timeoutMs: BUILD_LOCK_TIMEOUT_MS, ...(signal ? { signal } : {}) },
+  );
+}
+
+// --- save -----------------------------------------------------------------------------
+
+/** The alias a version name was written under (`<alias>` or `<alias>-vYYYYMMDDHHMMSS`). */
+const aliasOfVersion = (version: string): string => version.replace(/-v\d{14}$/, '');
+
+/**
+ * Saves the box's current root as a new version of `name`: a read-only snapshot straight
+ * into `bases/`, O(1) in the size of the tree, taken under the box lock so no restore or
+ * delete swaps the root meanwhile. Kind `save`; the parent is the base version the box was
+ * cloned from, whose image config the new version keeps.
+ */
+export async function saveBase(ctx: EngineContext, name: string, ref: BoxRef): Promise<BaseVersion> {
+  parseBaseName(name);
+  return ctx.locks.with(
+    boxLockKey(ref),
+    async () => {
+      const row = findBox(ctx, ref);
+      const parent = ctx.bases.getVersion(row.base);
+      return commitVersion(ctx, {
+        alias: name,
+        kind: 'save',
+        parent: parent ?? { name: row.base, alias: aliasOfVersion(row.base) },
+        config: parent?.config ?? null,
+        place: (dest) => ctx.driver.snapshot(rootPath(ctx, row.id), dest, { readOnly: true }),
+      });
+    },
+    { what: `box "${ref.project}:${ref.name}"`, timeoutMs: 120_000 },
+  );
+}

@@ -27,8 +27,11 @@ try {
 
   const engineExec = await timeMs(RUNS, () => env.engine.exec(ref('box'), { command: ['true'] }, { stdout: sink(), stderr: sink() }));
   const bwrap = await timeMs(RUNS, () => execFileSync('bwrap', ['--bind', root, '/', '--proc', '/proc', '--dev', '/dev', '--unshare-pid', 'true']));
-  const childEnv = { ...process.env, ZOMG_HOME: env.stateDir, ZOMG_POOL_PATH: env.pool.mnt, ZOMG_NO_SIZE_WORKER: '1' };
+  const childEnv: NodeJS.ProcessEnv = { ...process.env, ZOMG_HOME: env.stateDir, ZOMG_POOL_PATH: env.pool.mnt, ZOMG_NO_SIZE_WORKER: '1' };
+  // Without NODE_EXTRA_CA_CERTS (which makes every Node start parse a CA bundle), as in base-list.ts.
+  delete childEnv.NODE_EXTRA_CA_CERTS;
   const cli = await timeMs(RUNS, () => execFileSync(process.execPath, [MAIN, 'exec', 'bench:box', '--', 'true'], { env: childEnv }));
+  const nodeFloor = await timeMs(RUNS, () => execFileSync(process.execPath, ['-e', '0'], { env: childEnv }));
 
   const createExec = await timeMs(7, async (i) => {
     await env.engine.createBox(ref(`c${i + 1}`), { base: 'bb' });
@@ -46,6 +49,7 @@ try {
     ['raw bwrap --bind ROOT / … true', bwrap],
     ['ratio engine / bwrap (target <= 2)', ratio(engineExec, bwrap)],
     ['whole process: zomg exec box -- true (local mode)', cli],
+    ['node -e 0 (the floor)', nodeFloor],
     ['target', cli <= 200 ? 'met (<= 200 ms)' : 'MISSED (> 200 ms)'],
     ['zomg create + first exec (engine, 7 runs)', createExec],
     ['podman run --rm --rootfs <same tree> true (runc, 7 runs)', podmanOk ? podmanRun : 'podman run failed here'],

@@ -13,7 +13,7 @@ import { nextVersionName } from '../core/versions.js';
 import { transaction } from '../db/database.js';
 import { isErrno } from '../system/fs.js';
 import { Reverter } from '../system/reverter.js';
-import { isNoSpace, run } from '../system/run.js';
+import { CommandError, isNoSpace, run } from '../system/run.js';
 import { type EngineContext, isoNow } from './context.js';
 import { scheduleSizes } from './sizes.js';
 
@@ -215,7 +215,9 @@ export async function installBase(ctx: EngineContext, name: string, options: Ins
           });
         } catch (err) {
           if (isNoSpace(err)) throw new PoolFullError(undefined, { cause: err });
-          throw new ToolError('ZOMG_INSTALL_FAILED', `the build script of "${name}" failed`, { cause: err, hint: 'run with a terminal to see its output' });
+          // The script's last words, without host paths (the API never shows them).
+          const said = (err instanceof CommandError ? err.stderr.trim().split('\n').slice(-3).join(' | ') : 'it could not run').split(staging).join('<rootfs>');
+          throw new ToolError('ZOMG_INSTALL_FAILED', `the build script of "${name}" failed: ${said}`, { cause: err, hint: 'run `zomg base install` on a terminal to see the whole build output' });
         }
         options.onProgress?.({ phase: 'verify' });
         await (await import('../storage/arch.js')).verifyArchitecture(staging);

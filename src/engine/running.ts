@@ -4,6 +4,8 @@
  * every box reads `stopped` until resumed.
  */
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { ConflictError } from '../core/errors.js';
@@ -14,8 +16,6 @@ import type { Box } from '../core/types.js';
 import type { BoxRow } from '../db/boxes-repo.js';
 import { boxEnvironment } from '../runtime/environment.js';
 import { type BoxVolume, boxStatus, execBackground, execInBox, startBox, stopBox } from '../runtime/sandbox.js';
-import { existsSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
 import { boxLockKey, findBox, rootPath } from './boxes.js';
 import type { EngineContext } from './context.js';
 import { imageEnvironment, imageWorkdir } from './image-config.js';

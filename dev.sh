@@ -66,7 +66,6 @@ case "${1:-}" in
     ;;
   test)
     setup
-    install_apt "${BENCH_PACKAGES[@]}"
     echo "==> lint + typecheck"
     npx eslint .
     npx tsc -p tsconfig.json --noEmit

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -136,6 +136,23 @@ describe('engine: bases and boxes on real btrfs', { skip: !isRoot() && 'needs ro
     for (const bad of ['', 'UPPER', 'a--b', '-lead', 'trail-', 'x'.repeat(64), 'sp ace', 'dot.ted']) {
       await assert.rejects(t.engine.importBase(bad, tar), (err: unknown) => code('ZOMG_INVALID_NAME')(err) && /1-63 characters/.test((err as Error).message), bad);
     }
+  });
+
+  it('refuses bad archives and foreign rootfs with stable codes, recording nothing and leaving no staging', async () => {
+    const { arm64RootfsTar, noElfRootfsTar, notATar, truncatedZst } = await import('../helpers/fixtures.js');
+    const cases: Array<[string, string]> = [
+      [arm64RootfsTar(), 'ZOMG_WRONG_ARCH'],
+      [noElfRootfsTar(), 'ZOMG_WRONG_ARCH'],
+      [notATar(), 'ZOMG_INVALID_ARCHIVE'],
+      [truncatedZst(), 'ZOMG_INVALID_ARCHIVE'],
+      ['/no/such/file.tar', 'ZOMG_FILE_NOT_FOUND'],
+      [tmpdir(), 'ZOMG_NOT_A_FILE'],
+    ];
+    for (const [file, c] of cases) {
+      await assert.rejects(t.engine.importBase('refused', file), code(c), file);
+    }
+    await assert.rejects(t.engine.inspectBase('refused'), code('ZOMG_BASE_NOT_FOUND'));
+    assert.deepEqual(readdirSync(join(t.pool.mnt, 'staging')), []);
   });
 
   it('computes sizes off the hot path', async () => {

@@ -92,6 +92,17 @@ describe('engine: diffs on real btrfs', { skip: !isRoot() && 'needs root for btr
     assert.deepEqual(staging(), []);
   });
 
+  it('a snapshot deleted while a diff runs: the two are serialized, both complete cleanly', async () => {
+    await t.engine.createCheckpoint(ref('box'), { name: 'doomed' });
+    writeFileSync(join(root, 'late'), 'x');
+    const running = t.engine.diffStatus(ref('box'), { against: 'doomed' });
+    await new Promise((r) => setTimeout(r, 5)); // the diff holds the box lock now
+    const [diff] = await Promise.all([running, t.engine.deleteCheckpoint(ref('box'), 'doomed')]);
+    assert.ok(diff.changes.some((c) => c.path === '/late'));
+    await assert.rejects(t.engine.diffStatus(ref('box'), { against: 'doomed' }), code('ZOMG_SNAPSHOT_NOT_FOUND'));
+    assert.deepEqual(staging(), []);
+  });
+
   it('refuses paths that are relative, escape the root, are excluded, not files, or too large', async () => {
     const bad = async (path: string, c: string) => assert.rejects(t.engine.diffFile(ref('box'), path), code(c), path);
     await bad('etc/motd', 'ZOMG_INVALID_PATH');

@@ -1,7 +1,7 @@
 /** A pool that fills up: no version recorded, staging cleaned, a clear 507-class error, the pool still usable. */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -45,5 +45,31 @@ describe('a full pool', { skip: !isRoot() && 'needs root for btrfs' }, () => {
     const box = await t.engine.createBox(ref('after'), { base: 'bb' });
     writeFileSync(join(t.pool.mnt, 'roots', box.id, 'ok'), 'still usable');
     assert.equal((await t.engine.createCheckpoint(ref('after'))).name, 'v0');
+  });
+
+  it('a snapshot on a full pool either succeeds whole or fails as pool-full with nothing half-made', async () => {
+    const box = await t.engine.getBox(ref('after'));
+    const filler = join(t.pool.mnt, 'roots', box.id, 'filler');
+    try {
+      execFileSync('dd', ['if=/dev/urandom', `of=${filler}`, 'bs=1M', 'count=400', 'status=none']);
+    } catch {
+      /* ENOSPC: the pool is full now */
+    }
+    let outcome: string;
+    try {
+      outcome = (await t.engine.createCheckpoint(ref('after'), { name: 'when-full' })).name;
+    } catch (err) {
+      assert.equal((err as ZomgError).code, 'ZOMG_POOL_FULL');
+      outcome = 'refused';
+    }
+    const names = (await t.engine.listCheckpoints(ref('after'))).map((c) => c.name);
+    if (outcome === 'refused') {
+      assert.deepEqual(names, ['v0']);
+      assert.ok(!existsSync(join(t.pool.mnt, 'checkpoints', box.id, 'when-full')));
+    } else {
+      assert.deepEqual(names, ['v0', 'when-full']);
+      assert.ok(existsSync(join(t.pool.mnt, 'checkpoints', box.id, 'when-full', 'filler')));
+    }
+    rmSync(filler, { force: true });
   });
 });

@@ -7,29 +7,24 @@
  *
  * Needs root (a loop-mounted btrfs). The pool is always removed at the end.
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { appendFileSync, chmodSync, copyFileSync, existsSync, lstatSync, mkdirSync, readdirSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
-import { PassThrough, type Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { diffTrees, walkDiff, type InodePathResolver } from '../src/storage/diff/index.js';
 import { run } from '../src/system/run.js';
 import { isRoot, makeTestPool, type TestPool } from '../tests/helpers/pool.js';
+import { BtrfsDriver } from '../src/storage/btrfs.js';
+
+const driver = new BtrfsDriver();
 
 const DIRS = Number(process.env.BENCH_DIRS ?? 1000);
 const FILES = 100;
 const RUNS = Number(process.env.BENCH_RUNS ?? 15);
 const WALK_RUNS = Number(process.env.BENCH_WALK_RUNS ?? 3);
 
+/** The driver's `btrfs send --no-data -p parent child`, a Readable that errors when send fails. */
 function sendStream(parent: string, child: string): () => Readable {
-  return () => {
-    const proc = spawn('btrfs', ['send', '-q', '--no-data', '-p', parent, child], { stdio: ['ignore', 'pipe', 'pipe'] });
-    const out = new PassThrough();
-    let stderr = '';
-    proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    proc.stdout.pipe(out, { end: false });
-    proc.on('error', (e) => out.destroy(e));
-    proc.on('close', (code) => (code === 0 ? out.end() : out.destroy(new Error(`btrfs send failed: ${stderr.trim()}`))));
-    return out;
-  };
+  return () => driver.sendNoData(parent, child);
 }
 
 const inodePaths: InodePathResolver = async (root, ino) => {

@@ -16,7 +16,7 @@ import { dirname, join, relative, sep } from 'node:path';
 import { PassThrough, Writable } from 'node:stream';
 import type { Readable } from 'node:stream';
 import { PoolFullError, ToolError, ZomgError } from '../core/errors.js';
-import { isErrno } from '../system/fs.js';
+import { isErrno, pathExists } from '../system/fs.js';
 import { withReverter } from '../system/reverter.js';
 import { CommandError, isNoSpace, run, runText } from '../system/run.js';
 import type { DriverCapabilities, SnapshotOptions, StorageDriver } from './driver.js';
@@ -62,15 +62,6 @@ async function btrfs(op: string, args: readonly string[]): Promise<string> {
   }
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await lstat(path);
-    return true;
-  } catch (err) {
-    if (isErrno(err, 'ENOENT')) return false;
-    throw err;
-  }
-}
 
 /** True when `child` is strictly below `parent` (both normalized absolute paths). */
 const isBelow = (child: string, parent: string): boolean =>
@@ -164,7 +155,7 @@ export class BtrfsDriver implements StorageDriver {
   }
 
   async deleteSubvolume(path: string, options: { waitForSpace?: boolean } = {}): Promise<void> {
-    if (!(await exists(path))) return;
+    if (!(await pathExists(path))) return;
     // The id, to wait for exactly this subvolume's cleanup (`subvolume sync` without ids would
     // wait for the next transaction commit).
     const id = options.waitForSpace ? (await btrfs('read a subvolume id', ['inspect-internal', 'rootid', path])).trim() : undefined;

@@ -7,11 +7,11 @@
  * `<stateDir>/pool.img` that is created on first use and mounted again after a reboot. The
  * one file that runs mount, umount, losetup, mkfs.btrfs and truncate.
  */
-import { chmod, lstat, mkdir, readFile, realpath, rename, rm, statfs } from 'node:fs/promises';
+import { chmod, mkdir, readFile, realpath, rename, rm, statfs } from 'node:fs/promises';
 import { basename, join, resolve, sep } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ConflictError, InvalidArgumentError, ToolError, UnsupportedError, ZomgError } from '../core/errors.js';
-import { isErrno } from '../system/fs.js';
+import { isErrno, pathExists } from '../system/fs.js';
 import { LockManager } from '../system/lock.js';
 import { CommandError, run, runText } from '../system/run.js';
 import { BTRFS_SUPER_MAGIC } from './btrfs.js';
@@ -108,7 +108,7 @@ async function openEmbedded(stateDir: string, sizeBytes: number): Promise<Opened
     if (mount.fstype !== 'btrfs') throw notBtrfs();
     return { root, mounted: (await backedBy(mount.source, image)) ? 'loop' : 'existing' };
   }
-  const haveImage = await exists(image);
+  const haveImage = await pathExists(image);
   if (!haveImage && (await statfs(stateDir)).type === BTRFS_SUPER_MAGIC) {
     await mkdir(root, { recursive: true });
     return { root, mounted: 'existing' };
@@ -158,15 +158,6 @@ const notBtrfs = (): UnsupportedError =>
     hint: 'configure a btrfs mount or a directory on btrfs as the pool, or leave it unset to use a loop image in the state directory',
   });
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await lstat(path);
-    return true;
-  } catch (err) {
-    if (isErrno(err, 'ENOENT')) return false;
-    throw err;
-  }
-}
 
 /** Runs a program, mapping its failure to a ToolError that names the step, not host paths. */
 async function tool(code: string, message: string, command: string, args: string[]): Promise<string> {
@@ -228,7 +219,7 @@ async function unmount(root: string): Promise<void> {
 }
 
 async function loopsOf(image: string): Promise<string[]> {
-  if (!(await exists(image))) return [];
+  if (!(await pathExists(image))) return [];
   const out = await tool('ZOMG_POOL_LOOP_FAILED', 'could not list loop devices', 'losetup', ['-j', image]);
   // "/dev/loop3: [65024]:2149489 (/path/pool.img)"
   return out

@@ -1,6 +1,7 @@
 /** Small filesystem helpers: errno checks and atomic writes. */
 import { randomBytes } from 'node:crypto';
 import { closeSync, fsyncSync, openSync, renameSync, writeSync } from 'node:fs';
+import { lstat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 
 export function isErrno(err: unknown, ...codes: string[]): err is NodeJS.ErrnoException {
@@ -28,5 +29,16 @@ export function pidAlive(pid: number): boolean {
     return true;
   } catch (err) {
     return !isErrno(err, 'ESRCH');
+  }
+}
+
+/** True when something (a symlink included, not followed) is at `path`. */
+export async function pathExists(path: string): Promise<boolean> {
+  try {
+    await lstat(path);
+    return true;
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) return false;
+    throw err;
   }
 }

@@ -4,18 +4,17 @@
  * modes, and a built base boots boxes that start in its WORKDIR.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { busyboxRootfsTar } from '../helpers/fixtures.js';
 import { hasPodman, type TestStore, testStore } from '../helpers/podman.js';
 import { type TestPool, isRoot, makeTestPool } from '../helpers/pool.js';
+import { MAIN, type Served, startServe } from '../helpers/cli.js';
 
-const MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
 interface Result {
   code: number | null;
@@ -30,7 +29,7 @@ describe('zomg base build / save (local and remote)', { skip: !isRoot() ? 'needs
   let store: TestStore;
   let stateDir: string;
   let work: string;
-  let server: ChildProcess | undefined;
+  let server: Served | undefined;
   let url = '';
   let env: NodeJS.ProcessEnv;
 
@@ -59,24 +58,12 @@ describe('zomg base build / save (local and remote)', { skip: !isRoot() ? 'needs
     work = mkdtempSync(join(tmpdir(), 'zomg-e2e-ctx-'));
     env = { ...process.env, ZOMG_HOME: stateDir, ZOMG_POOL_PATH: pool.mnt, ZOMG_NO_SIZE_WORKER: '1' };
     for (const k of ['ZOMG_PROJECT', 'ZOMG_URL', 'ZOMG_API_URL', 'ZOMG_PROFILE']) delete env[k];
-    server = spawn(process.execPath, [MAIN, 'serve', '--listen', '127.0.0.1:0'], { env, stdio: ['ignore', 'ignore', 'pipe'] });
-    url = await new Promise<string>((resolve, reject) => {
-      let text = '';
-      server?.stderr?.on('data', (chunk: Buffer) => {
-        text += chunk.toString();
-        const m = /listening on (http:\/\/\S+)/.exec(text);
-        if (m) resolve(m[1] as string);
-      });
-      server?.on('exit', (code) => reject(new Error(`serve exited ${code}: ${text}`)));
-    });
+    server = await startServe(env);
+    url = server.url;
   });
 
   after(async () => {
-    if (server?.pid) {
-      const exited = new Promise((resolve) => server?.once('exit', resolve));
-      process.kill(server.pid, 'SIGTERM');
-      await exited;
-    }
+    await server?.stop();
     try {
       store?.wipe();
     } finally {

@@ -3,16 +3,15 @@
  * on a test pool: identical output in both modes, exit codes, JSON errors.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { busyboxRootfsTar } from '../helpers/fixtures.js';
 import { type TestPool, isRoot, makeTestPool } from '../helpers/pool.js';
+import { MAIN, type Served, startServe } from '../helpers/cli.js';
 
-const MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
 interface Result {
   code: number | null;
@@ -23,7 +22,7 @@ interface Result {
 describe('zomg CLI (local and remote)', { skip: !isRoot() && 'needs root for btrfs' }, () => {
   let pool: TestPool;
   let stateDir: string;
-  let server: ChildProcess | undefined;
+  let server: Served | undefined;
   let url = '';
   let env: NodeJS.ProcessEnv;
 
@@ -41,20 +40,12 @@ describe('zomg CLI (local and remote)', { skip: !isRoot() && 'needs root for btr
     delete env.ZOMG_URL;
     delete env.ZOMG_API_URL;
     delete env.ZOMG_PROFILE;
-    server = spawn(process.execPath, [MAIN, 'serve', '--listen', '127.0.0.1:0'], { env, stdio: ['ignore', 'ignore', 'pipe'] });
-    url = await new Promise<string>((resolve, reject) => {
-      let text = '';
-      server?.stderr?.on('data', (chunk: Buffer) => {
-        text += chunk.toString();
-        const m = /listening on (http:\/\/\S+)/.exec(text);
-        if (m) resolve(m[1] as string);
-      });
-      server?.on('exit', (code) => reject(new Error(`serve exited ${code}: ${text}`)));
-    });
+    server = await startServe(env);
+    url = server.url;
   });
 
-  after(() => {
-    if (server?.pid) process.kill(server.pid, 'SIGTERM');
+  after(async () => {
+    await server?.stop();
     pool?.cleanup();
     if (stateDir) rmSync(stateDir, { recursive: true, force: true });
   });

@@ -5,7 +5,7 @@
  * nested subvolumes, fallbacks).
  */
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import {
   closeSync,
   constants as fsc,
@@ -35,6 +35,9 @@ import { renderDiffText, type ChangeKind, type DiffEntry } from '../../src/core/
 import { diffTrees, walkDiff, type InodePathResolver } from '../../src/storage/diff/index.js';
 import { readXattrs } from '../../src/storage/diff/verify.js';
 import { isRoot, makeTestPool, type TestPool } from '../helpers/pool.js';
+import { BtrfsDriver } from '../../src/storage/btrfs.js';
+
+const driver = new BtrfsDriver();
 
 const skip = isRoot() ? false : 'needs root (btrfs)';
 let pool: TestPool;
@@ -52,24 +55,9 @@ function btrfs(...args: string[]): void {
   execFileSync('btrfs', args, { stdio: ['ignore', 'ignore', 'pipe'] });
 }
 
-/** `btrfs send --no-data -p parent child` as a Readable that errors when send fails. */
+/** The driver's `btrfs send --no-data -p parent child`, a Readable that errors when send fails. */
 function sendStream(parent: string, child: string): () => Readable {
-  return () => {
-    const proc = spawn('btrfs', ['send', '-q', '--no-data', '-p', parent, child], { stdio: ['ignore', 'pipe', 'pipe'] });
-    const out = new PassThrough();
-    let stderr = '';
-    proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    proc.stdout.pipe(out, { end: false });
-    proc.on('error', (e) => out.destroy(e));
-    proc.on('close', (code) => {
-      if (code === 0) out.end();
-      else out.destroy(new Error(`btrfs send failed (${code}): ${stderr.trim()}`));
-    });
-    out.on('close', () => {
-      if (proc.exitCode === null) proc.kill();
-    });
-    return out;
-  };
+  return () => driver.sendNoData(parent, child);
 }
 
 /** `btrfs inspect-internal inode-resolve`: one path per line, raw bytes (a name with '\n' spans lines). */

@@ -85,15 +85,15 @@ export async function closePool(stateDir: string): Promise<ClosePoolResult> {
     const image = join(dir, 'pool.img');
     const mount = await mountAt(root);
     if (mount && !(await backedBy(mount.source, image))) {
-      return { status: 'external', message: 'the pool is a btrfs mount zomg did not create; it was left mounted' };
+      return { status: 'external', message: 'The pool is a btrfs mount zomg did not create: left mounted' };
     }
     if (mount) await unmount(root);
     await detachLoops(image);
-    return mount ? { status: 'unmounted', message: 'the pool was unmounted' } : NOT_MOUNTED;
+    return mount ? { status: 'unmounted', message: 'Unmounted the pool and detached its loop device' } : NOT_MOUNTED;
   });
 }
 
-const NOT_MOUNTED: ClosePoolResult = { status: 'not-mounted', message: 'the pool is not mounted; nothing to do' };
+const NOT_MOUNTED: ClosePoolResult = { status: 'not-mounted', message: 'The pool is not mounted: nothing to do' };
 
 function lockPool<T>(stateDir: string, fn: () => Promise<T>): Promise<T> {
   // Formatting a 20 GiB sparse image and mounting it takes well under a second.

@@ -8,11 +8,10 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
+import { MAIN } from '../helpers/cli.js';
 import { type TestPool, isRoot, makeTestPool } from '../helpers/pool.js';
 
-const MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
 describe('box-base end to end: apt-get in a box, diff, restore', { skip: !isRoot() && 'needs root for btrfs' }, () => {
   let pool: TestPool;

@@ -13,12 +13,15 @@ export const systemCommands: CommandSpec[] = [
     async run(ctx, _args, opts) {
       const target = ctx.target();
       const stateDir = target.mode === 'local' ? target.stateDir : stateDirOf(ctx.flags, process.env);
+      const listen = (opts.listen as string | undefined) ?? '127.0.0.1:7070';
+      const { serve, parseListen } = await import('../../api/listen.js');
+      const addr = parseListen(listen);
+      if (addr.port !== 0) process.env.ZOMG_BOX_API_URL ??= `http://${addr.host.includes(':') ? `[${addr.host}]` : addr.host}:${addr.port}`;
       const client = await ctx.client();
-      const { serve } = await import('../../api/listen.js');
       const server = await serve({
         service: client,
         stateDir,
-        listen: (opts.listen as string | undefined) ?? '127.0.0.1:7070',
+        listen,
         noAuth: opts.auth === false,
         log: (line) => process.stderr.write(`${line}\n`),
       });

@@ -25,7 +25,9 @@ export const isLoopback = (host: string): boolean => host === 'localhost' || hos
 export function loadOrCreateToken(stateDir: string): { token: string; created: boolean } {
   const path = join(stateDir, 'token');
   try {
-    return { token: readFileSync(path, 'utf8').trim(), created: false };
+    const token = readFileSync(path, 'utf8').trim();
+    // An empty file would mean "any empty bearer matches": treat it as no token and make one.
+    if (token.length >= 16) return { token, created: false };
   } catch (err) {
     if (!isErrno(err, 'ENOENT')) throw err;
   }

@@ -31,7 +31,7 @@ function tokenMatches(header: string | undefined, token: string): boolean {
   if (!header?.startsWith('Bearer ')) return false;
   const given = Buffer.from(header.slice('Bearer '.length).trim());
   const want = Buffer.from(token);
-  return given.length === want.length && timingSafeEqual(given, want);
+  return want.length > 0 && given.length === want.length && timingSafeEqual(given, want);
 }
 
 export async function buildServer(options: ServerOptions): Promise<FastifyInstance> {

@@ -219,6 +219,10 @@ export class RemoteClient implements ZomgService {
         else finish(() => reject(errorFromWire(msg.statusCode, msg)));
       });
       socket.on('close', () => finish(() => reject(new ToolError('ZOMG_EXEC_INTERRUPTED', 'the connection closed before the command finished'))));
+      // Aborting closes the socket; the server then kills the command in the box.
+      const onAbort = (): void => socket.close();
+      if (io.signal?.aborted) onAbort();
+      else io.signal?.addEventListener('abort', onAbort, { once: true });
     });
   }
 

@@ -39,24 +39,27 @@ function localToken(stateDir: string): string | undefined {
 export function resolveTarget(flags: GlobalFlags, env: NodeJS.ProcessEnv): Target {
   const stateDir = stateDirOf(flags, env);
   const explicitToken = flags.token ?? env.ZOMG_TOKEN;
-  const remote = (url: string, token: string | undefined): Target => {
+  const remote = (url: string, token: string | undefined, fallback: boolean): Target => {
+    let host: string;
     try {
-      new URL(url);
+      host = new URL(url).hostname.replace(/^\[|\]$/g, '');
     } catch {
       throw new UsageError(`invalid API URL "${url}"`);
     }
-    return { mode: 'remote', url: url.replace(/\/+$/, ''), token: token ?? explicitToken ?? localToken(stateDir) };
+    // The local server's token file is offered only to a server on this machine, never elsewhere.
+    const local = fallback && (host === 'localhost' || host === '::1' || /^127\./.test(host)) ? localToken(stateDir) : undefined;
+    return { mode: 'remote', url: url.replace(/\/+$/, ''), token: token ?? explicitToken ?? local };
   };
-  if (flags.url) return remote(flags.url, undefined);
+  if (flags.url) return remote(flags.url, undefined, true);
   const profile = flags.profile ?? env.ZOMG_PROFILE ?? flags.configProfile;
   if (profile) {
     const urlVar = profileVar(profile, 'URL');
     const url = env[urlVar];
     if (!url) throw new InvalidArgumentError(`profile "${profile}" is selected but ${urlVar} is not set`, { code: 'ZOMG_PROFILE_NO_URL' });
-    return remote(url, env[profileVar(profile, 'TOKEN')]);
+    return remote(url, env[profileVar(profile, 'TOKEN')], false);
   }
-  if (env.ZOMG_URL) return remote(env.ZOMG_URL, undefined);
-  if (env.ZOMG_API_URL) return remote(env.ZOMG_API_URL, undefined);
+  if (env.ZOMG_URL) return remote(env.ZOMG_URL, undefined, true);
+  if (env.ZOMG_API_URL) return remote(env.ZOMG_API_URL, undefined, true);
   return { mode: 'local', stateDir };
 }
 

@@ -1,6 +1,6 @@
 /** Box use cases: create (from a base or a fork), list, get, delete. */
 import { randomBytes } from 'node:crypto';
-import { rmdir } from 'node:fs/promises';
+import { rm, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ConflictError, InvalidArgumentError, boxNotFound } from '../core/errors.js';
 import { parseEnvAssignment, parseTag } from '../core/names.js';
@@ -13,7 +13,7 @@ import { isErrno } from '../system/fs.js';
 import { Reverter } from '../system/reverter.js';
 import { resolveBase, versionPath } from './bases.js';
 import { type EngineContext, isoNow } from './context.js';
-import { startRow, stopRow, withStatus } from './running.js';
+import { runDirOf, startRow, stopRow, withStatus } from './running.js';
 
 export const DEFAULT_BASE = 'box-base';
 
@@ -49,26 +49,31 @@ export async function createBox(ctx: EngineContext, ref: BoxRef, options: Create
   const { tags, environment } = validateMaps(options);
   return ctx.locks.with(boxLockKey(ref), async () => {
     if (ctx.boxes.get(ref.project, ref.name)) throw boxExists(ref);
-    let source: string;
-    let base: string;
-    if (options.fork) {
-      const src = findBox(ctx, options.fork);
-      source = rootPath(ctx, src.id);
-      base = src.base;
-    } else {
-      const version = resolveBase(ctx, options.base ?? DEFAULT_BASE);
-      source = versionPath(ctx, version.name);
-      base = version.name;
-    }
     const id = randomBytes(8).toString('hex');
     const root = rootPath(ctx, id);
     const now = isoNow(ctx);
-    const row: BoxRow = { id, project: ref.project, name: ref.name, base, tags, environment, data_mounts: [], created_at: now, updated_at: now };
+    let base = '';
     return new Reverter().run(async (r) => {
       ctx.pending.add(root, process.pid, now);
       r.add('forget pending', () => ctx.pending.remove(root));
-      await ctx.driver.snapshot(source, root, { readOnly: false });
+      // The source is held still while it is cloned: a forked box's lock (no restore swaps its
+      // root meanwhile), or the bases lock (no version is deleted meanwhile).
+      if (options.fork) {
+        const fork = options.fork;
+        await ctx.locks.with(boxLockKey(fork), async () => {
+          const src = findBox(ctx, fork);
+          base = src.base;
+          await ctx.driver.snapshot(rootPath(ctx, src.id), root, { readOnly: false });
+        }, { what: `box "${fork.project}:${fork.name}"`, timeoutMs: 120_000 });
+      } else {
+        await ctx.locks.with('bases', async () => {
+          const version = resolveBase(ctx, options.base ?? DEFAULT_BASE);
+          base = version.name;
+          await ctx.driver.snapshot(versionPath(ctx, version.name), root, { readOnly: false });
+        }, { what: 'base storage', timeoutMs: 120_000 });
+      }
       r.add('delete box root', () => ctx.driver.deleteSubvolume(root));
+      const row: BoxRow = { id, project: ref.project, name: ref.name, base, tags, environment, data_mounts: [], created_at: now, updated_at: now };
       await ctx.fault('create:snapshotted');
       transaction(ctx.db, () => {
         if (ctx.boxes.get(ref.project, ref.name)) throw boxExists(ref);
@@ -112,6 +117,7 @@ export async function deleteBox(ctx: EngineContext, ref: BoxRef): Promise<void> 
       if (!isErrno(err, 'ENOENT')) throw err;
     });
     await ctx.driver.deleteSubvolume(rootPath(ctx, row.id));
+    await rm(runDirOf(ctx, row.id), { recursive: true, force: true });
   }, { what: `box "${ref.project}:${ref.name}"` });
 }
 

@@ -267,10 +267,12 @@ async function buildLocated(ctx: EngineContext, name: string, at: Located, scrip
             name,
             dockerfile: at.dockerfile,
             context: at.context,
-            onLine: (line) => progress?.({ phase: 'build', line }),
+            onLine: (line) => progress?.({ phase: 'build', line: ctx.redact(line) }),
             ...(signal ? { signal } : {}),
           });
         } catch (err) {
+          // Build output quotes host paths (the uploaded context lives in the pool); API clients must not see them.
+          if (err instanceof ZomgError) err.message = ctx.redact(err.message);
           if (err instanceof ZomgError && err.code === 'ZOMG_BUILD_FAILED' && /no space left on device/i.test(err.message)) {
             throw new PoolFullError('the storage pool filled up during the build', { cause: err });
           }

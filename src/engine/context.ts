@@ -66,6 +66,8 @@ export interface EngineContext {
   maintainedBasesDir: string;
   now(): Date;
   fault(step: string): Promise<void>;
+  /** `text` with the state directory and pool paths replaced (tool output reaching API clients). */
+  redact(text: string): string;
   /** A fresh path in the staging area, named after this process so the reconciler can tell live work from leftovers. */
   stagingPath(label: string): string;
 }
@@ -104,6 +106,9 @@ export async function openContext(options: EngineOptions): Promise<EngineContext
     now: options.now ?? (() => new Date()),
     async fault(step) {
       await options.faultPoint?.(step);
+    },
+    redact(text) {
+      return text.split(paths.pool).join('<pool>').split(stateDir).join('<state>');
     },
     stagingPath(label) {
       return join(paths.staging, `${process.pid}-${label}-${randomBytes(4).toString('hex')}`);

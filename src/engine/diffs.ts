@@ -40,7 +40,9 @@ async function withLiveSnapshot<T>(ctx: EngineContext, box: BoxRow, fn: (path: s
   try {
     return await fn(tmp);
   } finally {
-    await ctx.driver.deleteSubvolume(tmp);
+    // The diff's own result (or error) is what the caller gets; a failed delete is retried
+    // once, and whatever still remains is removed by the reconciler once this process is gone.
+    await ctx.driver.deleteSubvolume(tmp).catch(() => ctx.driver.deleteSubvolume(tmp)).catch(() => undefined);
   }
 }
 

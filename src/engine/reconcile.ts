@@ -5,11 +5,13 @@
  * pending (it is between placing them and committing their row).
  */
 import { existsSync, readdirSync } from 'node:fs';
-import { rename, rmdir } from 'node:fs/promises';
+import { rename, rm, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { transaction } from '../db/database.js';
 import { isErrno, pidAlive } from '../system/fs.js';
 import { pruneStaleBuilds } from './builds.js';
+import { ConflictError } from '../core/errors.js';
+import { boxLockKey } from './boxes.js';
 import type { EngineContext } from './context.js';
 import { ASIDE_MARK } from './snapshots.js';
 
@@ -68,17 +70,39 @@ export async function reconcile(ctx: EngineContext): Promise<ReconcileReport> {
       ctx.bases.deleteVersion(v.name);
       report.removedRows++;
     }
-    for (const id of ctx.boxes.ids()) {
-      if (existsSync(join(paths.roots, id))) continue;
-      ctx.boxes.delete(id);
-      report.removedRows++;
-    }
     for (const cp of ctx.checkpoints.all()) {
       if (existsSync(join(paths.checkpoints, cp.box_id, cp.name))) continue;
       ctx.checkpoints.delete(cp.box_id, cp.name);
       report.removedRows++;
     }
   });
+
+  // Boxes whose root is gone — checked under the box's lock (skipped when it is busy): a
+  // restore in another process has the root renamed aside for a moment.
+  for (const id of ctx.boxes.ids()) {
+    const row = ctx.boxes.byId(id);
+    if (!row || existsSync(join(paths.roots, id))) continue;
+    let lock;
+    try {
+      lock = await ctx.locks.acquire(boxLockKey(row), { timeoutMs: 0 });
+    } catch (err) {
+      if (err instanceof ConflictError) continue;
+      throw err;
+    }
+    try {
+      if (existsSync(join(paths.roots, id)) || !ctx.boxes.byId(id)) continue;
+      transaction(ctx.db, () => ctx.boxes.delete(id));
+      report.removedRows++;
+    } finally {
+      lock.release();
+    }
+  }
+
+  // Run directories of boxes that no longer exist (their init is long gone).
+  const runRoot = join(ctx.stateDir, 'run', 'boxes');
+  for (const id of entries(runRoot)) {
+    if (!ctx.boxes.byId(id)) await rm(join(runRoot, id), { recursive: true, force: true });
+  }
 
   // Subvolumes with no row.
   const orphan = async (path: string): Promise<void> => {

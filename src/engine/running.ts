@@ -102,9 +102,7 @@ function checkRequest(req: ExecRequest): void {
 
 async function runningRow(ctx: EngineContext, ref: BoxRef): Promise<BoxRow> {
   const row = findBox(ctx, ref);
-  if ((await statusOf(ctx, row)) !== 'running') {
-    throw new ConflictError('ZOMG_BOX_STOPPED', `box "${row.project}:${row.name}" is stopped`, { hint: `start it with \`zomg resume ${row.project}:${row.name}\`` });
-  }
+  if ((await statusOf(ctx, row)) !== 'running') throw stoppedError(row);
   return row;
 }
 
@@ -116,21 +114,34 @@ export interface ExecStreams {
 }
 
 /** Runs a command in the box with its streams connected as given; resolves with its exit code. */
+/** The runtime says "not running" when a stop raced the exec: the same error as a stopped box. */
+function asStopped(row: BoxRow, err: unknown): unknown {
+  return err instanceof ConflictError && err.code === 'ZOMG_BOX_NOT_RUNNING' ? stoppedError(row) : err;
+}
+
+const stoppedError = (row: BoxRow): ConflictError =>
+  new ConflictError('ZOMG_BOX_STOPPED', `box "${row.project}:${row.name}" is stopped`, { hint: `start it with \`zomg resume ${row.project}:${row.name}\`` });
+
 export async function exec(ctx: EngineContext, ref: BoxRef, req: ExecRequest, streams: ExecStreams): Promise<number> {
   checkRequest(req);
   const row = await runningRow(ctx, ref);
   const cwd = req.cwd ?? imageWorkdir(baseConfigOf(ctx, row), rootPath(ctx, row.id));
-  const handle = execInBox(runDirOf(ctx, row.id), {
-    command: req.command,
-    ...(req.env ? { env: req.env } : {}),
-    ...(cwd !== undefined ? { cwd } : {}),
-    ...(req.shell ? { shell: true } : {}),
-    ...(req.user !== undefined ? { user: req.user } : {}),
-    stdin: streams.stdin ? 'pipe' : 'ignore',
-    stdout: 'pipe',
-    stderr: 'pipe',
-    ...(streams.signal ? { signal: streams.signal } : {}),
-  });
+  let handle;
+  try {
+    handle = execInBox(runDirOf(ctx, row.id), {
+      command: req.command,
+      ...(req.env ? { env: req.env } : {}),
+      ...(cwd !== undefined ? { cwd } : {}),
+      ...(req.shell ? { shell: true } : {}),
+      ...(req.user !== undefined ? { user: req.user } : {}),
+      stdin: streams.stdin ? 'pipe' : 'ignore',
+      stdout: 'pipe',
+      stderr: 'pipe',
+      ...(streams.signal ? { signal: streams.signal } : {}),
+    });
+  } catch (err) {
+    throw asStopped(row, err);
+  }
   if (streams.stdin && handle.stdin) streams.stdin.pipe(handle.stdin);
   handle.stdout?.pipe(streams.stdout, { end: false });
   handle.stderr?.pipe(streams.stderr, { end: false });
@@ -142,13 +153,18 @@ export async function execDetached(ctx: EngineContext, ref: BoxRef, req: ExecReq
   checkRequest(req);
   const row = await runningRow(ctx, ref);
   const cwd = req.cwd ?? imageWorkdir(baseConfigOf(ctx, row), rootPath(ctx, row.id));
-  const bg = await execBackground(runDirOf(ctx, row.id), {
-    command: req.command,
-    ...(req.env ? { env: req.env } : {}),
-    ...(cwd !== undefined ? { cwd } : {}),
-    ...(req.shell ? { shell: true } : {}),
-    ...(req.user !== undefined ? { user: req.user } : {}),
-  });
+  let bg;
+  try {
+    bg = await execBackground(runDirOf(ctx, row.id), {
+      command: req.command,
+      ...(req.env ? { env: req.env } : {}),
+      ...(cwd !== undefined ? { cwd } : {}),
+      ...(req.shell ? { shell: true } : {}),
+      ...(req.user !== undefined ? { user: req.user } : {}),
+    });
+  } catch (err) {
+    throw asStopped(row, err);
+  }
   return { pid: bg.pid, log_path: bg.logPath };
 }
 

@@ -4,6 +4,7 @@
  * cannot change directory). Restore swaps roots atomically: rename the live root aside →
  * writable snapshot of the checkpoint into place → commit → delete the old root.
  */
+import { randomBytes } from 'node:crypto';
 import { mkdir, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ConflictError, snapshotNotFound } from '../core/errors.js';
@@ -92,32 +93,51 @@ export async function restoreCheckpoint(ctx: EngineContext, ref: BoxRef, name: s
     const box = findBox(ctx, ref);
     const cp = findCheckpoint(ctx, box, name);
     const root = rootPath(ctx, box.id);
-    const aside = `${root}${ASIDE_MARK}${process.pid}`;
+    // Unique per restore: a leftover aside (a failed delete) never blocks the next restore.
+    const aside = `${root}${ASIDE_MARK}${process.pid}-${randomBytes(3).toString('hex')}`;
     // A running box is stopped for the swap (its processes hold the old tree) and resumed
     // afterwards — on the new root, or on the old one when the restore failed.
     const wasRunning = await stopRow(ctx, box);
+    let failure: unknown;
     try {
       await swapRoot(ctx, box, cp, root, aside);
-    } finally {
-      if (wasRunning) await startRow(ctx, box);
+    } catch (err) {
+      failure = err;
     }
+    if (wasRunning) {
+      try {
+        await startRow(ctx, box);
+      } catch (err) {
+        failure ??= err; // the restore's own error, if any, is the one to report
+      }
+    }
+    if (failure !== undefined) throw failure;
     // Irreversible, and after the commit: a failure here leaves only garbage the reconciler removes.
     await ctx.driver.deleteSubvolume(aside).catch(() => undefined);
     return toCheckpoint(box, cp);
   }, lockOpts(ref));
 }
 
+/**
+ * The new root is built completely in staging first (a checkpoint may hold nested
+ * subvolumes, placed one by one), then two renames swap it in. A crash before the first
+ * rename leaves the old root; between the two, the reconciler puts the aside back; after
+ * the second, the new root is whole.
+ */
 async function swapRoot(ctx: EngineContext, box: BoxRow, cp: CheckpointRow, root: string, aside: string): Promise<void> {
-    await new Reverter().run(async (r) => {
-      await rename(root, aside);
-      r.add('put the old root back', () => rename(aside, root));
-      await ctx.fault('restore:aside');
-      await ctx.driver.snapshot(checkpointPath(ctx, box.id, cp.name), root, { readOnly: false });
-      r.add('remove the new root', () => ctx.driver.deleteSubvolume(root));
-      await ctx.fault('restore:placed');
-      transaction(ctx.db, () => ctx.boxes.update(box.id, { updatedAt: isoNow(ctx) }));
-      await ctx.fault('restore:committed');
-    });
+  await new Reverter().run(async (r) => {
+    const staged = ctx.stagingPath(`restore-${box.id}`);
+    await ctx.driver.snapshot(checkpointPath(ctx, box.id, cp.name), staged, { readOnly: false });
+    r.add('delete the staged root', () => ctx.driver.deleteSubvolume(staged));
+    await rename(root, aside);
+    r.add('put the old root back', () => rename(aside, root));
+    await ctx.fault('restore:aside');
+    await rename(staged, root);
+    r.add('take the new root out', () => rename(root, staged));
+    await ctx.fault('restore:placed');
+    transaction(ctx.db, () => ctx.boxes.update(box.id, { updatedAt: isoNow(ctx) }));
+    await ctx.fault('restore:committed');
+  });
 }
 
 export async function deleteCheckpoint(ctx: EngineContext, ref: BoxRef, name: string): Promise<void> {

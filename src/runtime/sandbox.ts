@@ -339,7 +339,8 @@ function isDirectory(path: string): boolean {
     return statSync(path).isDirectory();
   } catch (err) {
     if (isErrno(err, 'ENOENT')) {
-      throw new UnprocessableError('ZOMG_VOLUME_MISSING', `the host directory of a volume is missing: ${path}`, { cause: err });
+      // The host path stays in `cause`: messages reach API clients, host paths must not.
+      throw new UnprocessableError('ZOMG_VOLUME_MISSING', 'the host directory of a volume is missing', { cause: err });
     }
     throw err;
   }
@@ -357,7 +358,7 @@ function startFailed(runDir: string, why: string, cause?: unknown): ToolError {
   const log = logTail(runDir);
   return new ToolError('ZOMG_BOX_START_FAILED', `the box could not be started: ${why}${log ? ` (${log})` : ''}`, {
     cause,
-    hint: `see ${join(runDir, LOG)}`,
+    hint: `the box's ${LOG} in its run directory (under the state directory) has the details`,
   });
 }
 
@@ -499,7 +500,7 @@ export async function startBox(spec: BoxSpec, options: { timeoutMs?: number } = 
     async () => {
       const rootId = statRoot(spec.root);
       if (rootId === undefined) {
-        throw new UnprocessableError('ZOMG_BOX_ROOT_MISSING', `the root directory of the box is missing: ${spec.root}`);
+        throw new UnprocessableError('ZOMG_BOX_ROOT_MISSING', 'the root directory of the box is missing');
       }
       const record = liveRecord(spec.runDir);
       if (record !== undefined) {

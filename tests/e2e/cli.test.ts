@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -177,7 +177,10 @@ describe('zomg CLI (local and remote)', { skip: !isRoot() && 'needs root for btr
       assert.match(c('list').stdout, /^KEY\s+VALUE\nprofile\s+staging\nssh_host\s+ssh\.example\.test\n$/);
       const listed = zomg(['list'], { ZOMG_SETUP_DIR: setup });
       assert.equal(listed.stderr, 'error: profile "staging" is selected but ZOMG_PROFILE_STAGING_URL is not set\n');
-      assert.equal(zomg(['list', '-p', 'proj', '-q'], { ZOMG_SETUP_DIR: setup, ZOMG_PROFILE_STAGING_URL: url }).stdout, 'one\n');
+      // A profile never borrows the local server's token: it brings its own.
+      assert.match(zomg(['list', '-p', 'proj', '-q'], { ZOMG_SETUP_DIR: setup, ZOMG_PROFILE_STAGING_URL: url }).stderr, /missing bearer token/);
+      const token = readFileSync(join(stateDir, 'token'), 'utf8').trim();
+      assert.equal(zomg(['list', '-p', 'proj', '-q'], { ZOMG_SETUP_DIR: setup, ZOMG_PROFILE_STAGING_URL: url, ZOMG_PROFILE_STAGING_TOKEN: token }).stdout, 'one\n');
       assert.equal(c('unset', 'profile').code, 0);
       assert.equal(zomg(['list', '-p', 'proj', '-q'], { ZOMG_SETUP_DIR: setup }).stdout, 'one\n');
     } finally {

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { ZomgError } from '../../src/core/errors.js';
 import type { BoxName, ProjectName } from '../../src/core/names.js';
+import { boxLockKey } from '../../src/engine/boxes.js';
 import type { Engine } from '../../src/engine/engine.js';
 import { type TestEngine, makeTestEngine } from '../helpers/engine.js';
 import { busyboxRootfsTar } from '../helpers/fixtures.js';
@@ -109,6 +110,23 @@ describe('engine: snapshots and restore on real btrfs', { skip: !isRoot() && 'ne
     assert.ok(!existsSync(aside));
     assert.equal(readFileSync(join(root, 'state'), 'utf8'), 'zero');
     await e2.close();
+  });
+
+  it('a reconciler running while another process restores leaves the box alone', async () => {
+    // Mid-restore in "another process": the box lock is held and the root is renamed aside.
+    const lock = await t.engine.ctx.locks.acquire(boxLockKey({ project: 'default', name: 'box' }));
+    const aside = `${root}@restore-${process.pid}-test`;
+    execFileSync('mv', [root, aside]);
+    try {
+      const e2 = await t.reopen();
+      assert.equal((await e2.getBox(ref('box'))).id, boxId, 'the box row survives');
+      assert.equal((await e2.listCheckpoints(ref('box'))).length > 0, true, 'and its snapshots');
+      await e2.close();
+    } finally {
+      execFileSync('mv', [aside, root]);
+      lock.release();
+    }
+    assert.equal(readFileSync(join(root, 'state'), 'utf8'), 'zero');
   });
 
   it('never produces the same name under concurrent creates (one process and two)', async () => {

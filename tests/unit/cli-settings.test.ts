@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -16,6 +16,20 @@ describe('API URL resolution (SPEC §10)', () => {
     assert.deepEqual(resolveTarget({ stateDir: '/tmp/s' }, {}), { mode: 'local', stateDir: '/tmp/s' });
     assert.deepEqual(resolveTarget({}, { ZOMG_HOME: '/tmp/h' }), { mode: 'local', stateDir: '/tmp/h' });
     assert.deepEqual(resolveTarget({}, {}), { mode: 'local', stateDir: '/var/lib/zomg' });
+  });
+
+  it('offers the local token file only to loopback URLs, never to a profile', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'zomg-tok-'));
+    try {
+      writeFileSync(join(dir, 'token'), 'local-secret-token-0123\n');
+      assert.equal((resolveTarget({ url: 'http://127.0.0.1:7070', stateDir: dir }, {}) as { token?: string }).token, 'local-secret-token-0123');
+      assert.equal((resolveTarget({ url: 'http://[::1]:7070', stateDir: dir }, {}) as { token?: string }).token, 'local-secret-token-0123');
+      assert.equal((resolveTarget({ url: 'http://build-host.example:7070', stateDir: dir }, {}) as { token?: string }).token, undefined);
+      assert.equal((resolveTarget({ stateDir: dir }, { ZOMG_PROFILE: 'p', ZOMG_PROFILE_P_URL: 'http://127.0.0.1:1' }) as { token?: string }).token, undefined);
+      assert.equal((resolveTarget({ url: 'http://build-host.example:7070', stateDir: dir }, { ZOMG_TOKEN: 't' }) as { token?: string }).token, 't');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('names the missing variable exactly when a profile has no URL', () => {

@@ -1,7 +1,7 @@
 /** `/v1/bases…` and `/v1/projects/{project}/bases`. */
 import type { Readable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
-import { InvalidArgumentError } from '../../core/errors.js';
+import { InvalidArgumentError, NotFoundError } from '../../core/errors.js';
 import { parseBaseName } from '../../core/names.js';
 import type { ZomgService } from '../../core/service.js';
 import { str } from './params.js';
@@ -53,6 +53,13 @@ export async function baseRoutes(app: FastifyInstance, service: ZomgService): Pr
     '/v1/bases/:name/versions/:version',
     { schema: { params: { type: 'object', required: ['name', 'version'], properties: { name: str, version: str } } } },
     async (request, reply) => {
+      // The version must belong to the base the path names.
+      const details = await service.inspectBase(request.params.name);
+      if (!details.versions.some((v) => v.name === request.params.version)) {
+        throw new NotFoundError('ZOMG_VERSION_NOT_FOUND', `base "${request.params.name}" has no version "${request.params.version}"`, {
+          hint: `run \`zomg base inspect ${request.params.name}\``,
+        });
+      }
       await service.deleteBaseVersion(request.params.version);
       return reply.status(204).send();
     },

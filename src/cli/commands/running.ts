@@ -12,8 +12,24 @@ async function execIn(ctx: RunContext, client: ZomgService, boxArg: string, req:
   }
   // Stdin is passed through only when it is not a terminal left attached to nothing.
   const stdin = process.stdin.isTTY ? undefined : process.stdin;
-  const { exit_code } = await client.exec(ref, req, { ...(stdin ? { stdin } : {}), stdout: process.stdout, stderr: process.stderr });
-  return { code: exit_code };
+  // Ctrl-C or SIGTERM ends the command in the box (and lets an ephemeral box be deleted)
+  // instead of killing the CLI half-way.
+  const stop = new AbortController();
+  const onSignal = (): void => stop.abort();
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    const { exit_code } = await client.exec(ref, req, { ...(stdin ? { stdin } : {}), stdout: process.stdout, stderr: process.stderr, signal: stop.signal });
+    return { code: stop.signal.aborted ? 130 : exit_code };
+  } catch (err) {
+    if (stop.signal.aborted) return { code: 130 };
+    throw err;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    // The command is done: stop reading our stdin, or a writer that never closes it would keep the CLI alive.
+    stdin?.destroy();
+  }
 }
 
 export const runningCommands: CommandSpec[] = [
@@ -63,6 +79,7 @@ export const runningCommands: CommandSpec[] = [
         ...(opts.sh === true ? { shell: true } : {}),
         ...(opts.user !== undefined ? { user: opts.user as string } : {}),
       };
+      if (box === '-' && opts.bg === true) throw new UsageError('--bg cannot run in an ephemeral box (-): the box is deleted as soon as the command is started');
       const client = await ctx.client();
       let result;
       if (box === '-') {

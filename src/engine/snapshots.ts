@@ -1,8 +1,9 @@
 /**
  * Box snapshots ("checkpoints" in the API): read-only btrfs snapshots of a box root under
  * `checkpoints/<box-id>/<name>`, created in their final directory (a read-only subvolume
- * cannot change directory). Restore swaps roots atomically: rename the live root aside →
- * writable snapshot of the checkpoint into place → commit → delete the old root.
+ * cannot change directory). Restore swaps roots atomically: a writable snapshot of the
+ * checkpoint is built in staging → the live root is renamed aside → the new root is renamed
+ * into place → commit → the old root is deleted.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdir, rename } from 'node:fs/promises';

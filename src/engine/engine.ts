@@ -6,6 +6,7 @@ import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { ConflictError } from '../core/errors.js';
+import { pidAlive } from '../system/fs.js';
 import { type ClosePoolResult, closePool as closeStoragePool } from '../storage/pool.js';
 import type { BoxRef } from '../core/refs.js';
 import type {
@@ -163,8 +164,7 @@ export async function closePool(stateDir: string): Promise<ClosePoolResult> {
 function liveInit(dir: string): boolean {
   try {
     const { pid } = JSON.parse(readFileSync(join(dir, 'init.json'), 'utf8')) as { pid: number };
-    process.kill(pid, 0);
-    return true;
+    return pidAlive(pid);
   } catch {
     return false;
   }

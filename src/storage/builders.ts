@@ -353,6 +353,16 @@ class EngineBuilder implements Builder {
     if (stray.length > 0) await this.cli.run(['rm', '-f', ...stray]);
   }
 
+  /** The id of the image `ref` names now, or undefined when there is none. */
+  private async imageIdOf(ref: string): Promise<string | undefined> {
+    try {
+      return parseImageInspect(await this.cli.text(['image', 'inspect', ref])).id || undefined;
+    } catch (err) {
+      if (err instanceof CommandError) return undefined;
+      throw err;
+    }
+  }
+
   async build(options: BuildOptions): Promise<BuiltImage> {
     const tag = `${options.name.toLowerCase()}:latest`;
     if (!IMAGE_NAME.test(options.name.toLowerCase())) {
@@ -363,6 +373,9 @@ class EngineBuilder implements Builder {
     await requireFile(context, 'directory', 'ZOMG_NO_BUILD_CONTEXT', 'the build context', 'pass the directory to build from');
     await requireFile(dockerfile, 'file', 'ZOMG_NO_DOCKERFILE', 'the Dockerfile', 'run in a directory with a Dockerfile, or pass -f <Dockerfile>');
 
+    // docker and nerdctl build in the host's own store, where `<name>:latest` may already
+    // name someone's image: remember it, to give the tag back when zomg removes its image.
+    const previousId = await this.imageIdOf(tag);
     const tmp = await mkdtemp(join(tmpdir(), 'zomg-build-'));
     try {
       const iidfile = join(tmp, 'iid');
@@ -397,7 +410,7 @@ class EngineBuilder implements Builder {
         throw err;
       }
       const id = (await readFile(iidfile, 'utf8')).trim();
-      const image = new EngineImage(this.cli, id, tag);
+      const image = new EngineImage(this.cli, id, tag, previousId !== id ? previousId : undefined);
       await image.load();
       try {
         checkArchitecture(image.architecture);
@@ -431,6 +444,8 @@ export async function removeBuildLeftovers(builder: BuilderName, options: Detect
       .filter((id) => id !== '');
     if (stray.length > 0) await cli.run(['rm', '-f', ...stray]);
   }
+  // In the host's docker or nerdctl store the tag may name a user's image by now: leave it.
+  if (builder !== 'podman') return;
   try {
     await cli.run(['rmi', '-f', leftover.tag]);
   } catch (err) {
@@ -501,6 +516,8 @@ class EngineImage implements BuiltImage {
     private readonly cli: EngineCli,
     private readonly ref: string,
     readonly tag: string,
+    /** The image the tag named before this build, re-tagged when this one is removed. */
+    private readonly previousId?: string,
   ) {
     this.builder = cli.name;
   }
@@ -638,11 +655,17 @@ class EngineImage implements BuiltImage {
     }
     // By tag: an image that carries other tags too (someone else's) is only untagged. The
     // tag cannot have moved meanwhile: builds of one name are serialized by the engine.
+    // The tag goes back to the image it named before this build first: then that image is
+    // not dangling when ours is removed (engines prune dangling parents with `rmi`).
+    let ref = this.storedTag ?? this.id;
+    if (this.previousId) {
+      await this.cli.run(['tag', this.previousId, this.tag]).catch(() => undefined);
+      ref = this.id;
+    }
     try {
-      await this.cli.run(['rmi', this.storedTag ?? this.id]);
+      await this.cli.run(['rmi', ref]);
     } catch (err) {
-      if (err instanceof CommandError && /no such image|image not known|not found/i.test(err.stderr)) return;
-      throw err;
+      if (!(err instanceof CommandError && /no such image|image not known|not found/i.test(err.stderr))) throw err;
     }
   }
 }

@@ -185,6 +185,22 @@ describe('container builds (podman)', { skip, concurrency: false }, () => {
     assert.deepEqual(leftovers(), { images: '', containers: '' });
   });
 
+  it('gives `<name>:latest` back to the image it named before the build', async () => {
+    podman('import', '-q', tarball, 'localhost/zomg-test-owned:latest');
+    const before = podman('image', 'inspect', '--format', '{{.Id}}', 'localhost/zomg-test-owned:latest').trim();
+    try {
+      const ctx = context('owned', 'FROM localhost/zomg-test-owned:latest\nRUN echo mine > /mine\n');
+      const builder = await detectBuilder('podman', opts);
+      const image = await builder.build({ name: 'zomg-test-owned', dockerfile: join(ctx, 'Dockerfile'), context: ctx });
+      assert.notEqual(image.id, before);
+      await image.remove();
+      assert.equal(podman('image', 'inspect', '--format', '{{.Id}}', 'localhost/zomg-test-owned:latest').trim(), before);
+    } finally {
+      podman('rmi', '-f', 'localhost/zomg-test-owned:latest');
+    }
+    assert.deepEqual(leftovers(), { images: '', containers: '' });
+  });
+
   it('reports a failing RUN as ZOMG_BUILD_FAILED with its output, leaving nothing behind', async () => {
     const ctx = context('failing', 'FROM scratch\nADD busybox-rootfs.tar /\nRUN echo step-one > /one\nRUN echo boom-marker-42 && false\n');
     const builder = await detectBuilder('podman', opts);

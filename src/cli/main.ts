@@ -17,6 +17,7 @@ import { json } from './render.js';
 import { type GlobalFlags, resolveProject, resolveTarget } from './settings.js';
 
 const MAIN = fileURLToPath(import.meta.url);
+const VERSION = '0.1.0';
 
 function progressRenderer(enabled: boolean): { fn: (p: Progress) => void; done(): void } {
   if (!enabled) return { fn: () => undefined, done: () => undefined };
@@ -161,6 +162,7 @@ function relevantSpecs(argv: string[]): CommandSpec[] {
 export async function main(argv: string[]): Promise<number> {
   const program = new Command('zomg')
     .description('Linux boxes on btrfs: writable clones of read-only bases, O(1) snapshots and restores, fast diffs')
+    .version(VERSION, '-V, --version')
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s), writeOut: (s) => process.stdout.write(s) });
   const state: { result?: Output; flags?: GlobalFlags } = {};

@@ -10,8 +10,9 @@ async function execIn(ctx: RunContext, client: ZomgService, boxArg: string, req:
     const bg = await client.execBackground(ref, req);
     return { code: 0, text: String(bg.pid), data: bg };
   }
-  // Stdin is passed through only when it is not a terminal left attached to nothing.
-  const stdin = process.stdin.isTTY ? undefined : process.stdin;
+  // Stdin is always passed through (from a terminal too, line by line: there is no pty, so a
+  // shell reads commands without a prompt); it is released as soon as the command ends.
+  const stdin = process.stdin;
   // Ctrl-C or SIGTERM ends the command in the box (and lets an ephemeral box be deleted)
   // instead of killing the CLI half-way.
   const stop = new AbortController();

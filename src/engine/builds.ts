@@ -27,7 +27,7 @@ import type { BoxRef } from '../core/refs.js';
 import type { BuildBaseOptions } from '../core/service.js';
 import type { BaseVersion, BuilderName } from '../core/types.js';
 import { atomicWriteFile, isErrno } from '../system/fs.js';
-import { resolveInRoot } from '../runtime/rootfs.js';
+import { resolveInRoot } from '../system/rootpath.js';
 import { Reverter } from '../system/reverter.js';
 import { CommandError } from '../system/run.js';
 import type { DetectBuilderOptions } from '../storage/builders.js';

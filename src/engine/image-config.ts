@@ -7,7 +7,7 @@
  */
 import { RESERVED_ENV } from '../core/names.js';
 import type { BaseConfig } from '../core/types.js';
-import { resolveInRoot } from '../runtime/rootfs.js';
+import { resolveInRoot } from '../system/rootpath.js';
 
 const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
 /** The read-only tools volume every box has; an image's PATH must not hide it. */

@@ -1,87 +1,21 @@
 /**
  * Touching paths inside a box's root from the host. The root belongs to the box, so its
- * symlinks must be read the way the box reads them: an absolute link `/etc/x -> /data/x`
- * means `<root>/data/x`, never the host's `/data/x`, and `..` stops at the root. Plain
- * `path.join(root, p)` + `fs.*` would follow such links out onto the host, so every host
- * write into a root goes through `resolveInRoot` first and then touches only the
- * symlink-free path it returns.
+ * symlinks are read the way the box reads them (`resolveInRoot`, system/rootpath.ts): every
+ * host write into a root resolves the path first and then touches only the symlink-free
+ * path it returns.
  *
  * Races: when the box is stopped (start-up) nothing inside can swap a path between the
  * check and the use. When it runs (exec), the box's root user already holds every host
  * capability (boxes are privileged, like the documented "privileged container"), so the
  * remaining window gives it nothing new; the final component is still opened O_NOFOLLOW.
  */
-import { chmodSync, closeSync, constants, fchmodSync, fchownSync, lstatSync, mkdirSync, openSync, readFileSync, readlinkSync, type Stats } from 'node:fs';
+import { chmodSync, closeSync, constants, fchmodSync, fchownSync, lstatSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { InvalidArgumentError, UnprocessableError } from '../core/errors.js';
 import { isErrno } from '../system/fs.js';
+import { type ResolvedPath, components, lstatOrUndefined, resolveInRoot } from '../system/rootpath.js';
 
-const MAX_SYMLINKS = 40;
-
-export interface ResolvedPath {
-  /** The path inside the box with every symlink resolved: absolute, normalized. */
-  boxPath: string;
-  /** `root` + `boxPath`: safe to use on the host (no symlink in any component but maybe the last when `followFinal` is false). */
-  hostPath: string;
-  /** lstat of the final component, undefined when it does not exist. */
-  stat: Stats | undefined;
-}
-
-function components(path: string): string[] {
-  return path.split('/').filter((part) => part !== '' && part !== '.');
-}
-
-function lstatOrUndefined(path: string): Stats | undefined {
-  try {
-    return lstatSync(path);
-  } catch (err) {
-    if (isErrno(err, 'ENOENT', 'ENOTDIR')) return undefined;
-    throw err;
-  }
-}
-
-/**
- * Resolves `boxPath` inside `root` the way the kernel would after chroot(root). Missing
- * components are allowed (the result then has `stat` undefined and the rest of the path
- * is taken literally). With `followFinal` false a symlink in the last component is
- * returned as is (for replacing it rather than writing through it).
- */
-export function resolveInRoot(root: string, boxPath: string, options: { followFinal?: boolean } = {}): ResolvedPath {
-  const followFinal = options.followFinal ?? true;
-  const pending = components(boxPath);
-  const done: string[] = [];
-  let links = 0;
-  while (pending.length > 0) {
-    const part = pending.shift() as string;
-    if (part === '..') {
-      done.pop();
-      continue;
-    }
-    const hostPath = join(root, ...done, part);
-    const stat = lstatOrUndefined(hostPath);
-    if (stat === undefined) {
-      // Nothing below a missing directory exists either: the rest is literal.
-      done.push(part);
-      for (const rest of pending) {
-        if (rest === '..') done.pop();
-        else done.push(rest);
-      }
-      return { boxPath: `/${done.join('/')}`, hostPath: join(root, ...done), stat: undefined };
-    }
-    if (stat.isSymbolicLink() && (followFinal || pending.length > 0)) {
-      if (++links > MAX_SYMLINKS) {
-        throw new UnprocessableError('ZOMG_SYMLINK_LOOP', `too many levels of symbolic links resolving ${boxPath} in the box`);
-      }
-      const target = readlinkSync(hostPath);
-      if (target.startsWith('/')) done.length = 0;
-      pending.unshift(...components(target));
-      continue;
-    }
-    done.push(part);
-  }
-  const hostPath = join(root, ...done);
-  return { boxPath: `/${done.join('/')}`, hostPath, stat: lstatOrUndefined(hostPath) };
-}
+export { type ResolvedPath, resolveInRoot } from '../system/rootpath.js';
 
 function notADirectory(boxPath: string, what: string): UnprocessableError {
   return new UnprocessableError('ZOMG_BAD_MOUNTPOINT', `cannot mount ${what} at ${boxPath} in the box: it exists and is not a directory`, {

@@ -2,16 +2,16 @@
  * Architecture check of an imported rootfs: zomg runs boxes natively, so a base must hold
  * x86-64 binaries. The verdict comes from the ELF header of well-known programs.
  */
-import { closeSync, constants, lstatSync, openSync, readSync, readdirSync, readlinkSync } from 'node:fs';
-import { UnprocessableError } from '../core/errors.js';
+import { closeSync, constants, lstatSync, openSync, readSync, readdirSync } from 'node:fs';
+import { UnprocessableError, ZomgError } from '../core/errors.js';
 import { isErrno } from '../system/fs.js';
+import { resolveInRoot } from '../system/rootpath.js';
 
 /** Checked first, in this order: what `zomg exec` runs and what every userland has. */
 const WELL_KNOWN = ['bin/sh', 'bin/busybox', 'usr/bin/env', 'bin/bash', 'sbin/init', 'usr/bin/ls', 'bin/ls'];
 /** Then the first few entries of these directories. */
 const SCANNED_DIRS = ['usr/bin', 'bin', 'usr/sbin', 'sbin'];
 const SCAN_PER_DIR = 16;
-const MAX_SYMLINKS = 40;
 
 const EM_X86_64 = 0x3e;
 
@@ -39,46 +39,22 @@ interface ElfInfo {
   is64: boolean;
 }
 
-/**
- * Resolves `rel` inside `root` the way a chroot would (absolute links restart at the root,
- * `..` stops at it), so a link can never lead the check out of the rootfs. Returns the
- * host path of the final non-link entry, or null when it does not exist or loops.
- */
-function resolveInRoot(root: string, rel: string): string | null {
-  const stack: string[] = [];
-  const queue = rel.split('/').reverse();
-  let followed = 0;
-  while (queue.length > 0) {
-    const part = queue.pop() as string;
-    if (part === '' || part === '.') continue;
-    if (part === '..') {
-      stack.pop();
-      continue;
-    }
-    stack.push(part);
-    const host = `${root}/${stack.join('/')}`;
-    let isLink: boolean;
-    try {
-      isLink = lstatSync(host).isSymbolicLink();
-    } catch (err) {
-      if (isErrno(err, 'ENOENT', 'ENOTDIR', 'ENAMETOOLONG')) return null;
-      throw err;
-    }
-    if (!isLink) continue;
-    if (++followed > MAX_SYMLINKS) return null;
-    const target = readlinkSync(host);
-    stack.pop();
-    if (target.startsWith('/')) stack.length = 0;
-    for (const p of target.split('/').reverse()) queue.push(p);
+/** The host path of `rel` inside `root` (symlinks resolved as a chroot would), or null when missing or looping. */
+function hostPathOf(root: string, rel: string): string | null {
+  try {
+    const resolved = resolveInRoot(root, rel);
+    return resolved.stat === undefined ? null : resolved.hostPath;
+  } catch (err) {
+    if (err instanceof ZomgError && err.code === 'ZOMG_SYMLINK_LOOP') return null;
+    throw err;
   }
-  return `${root}/${stack.join('/')}`;
 }
 
 /** The ELF identity of a regular file, or null when it is not an ELF file. */
 function readElf(host: string, path: string): ElfInfo | null {
   let fd: number;
   try {
-    // O_NOFOLLOW: resolveInRoot already followed the links; O_NONBLOCK: never hang on a fifo.
+    // O_NOFOLLOW: hostPathOf already followed the links; O_NONBLOCK: never hang on a fifo.
     if (!lstatSync(host).isFile()) return null;
     fd = openSync(host, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   } catch (err) {
@@ -100,7 +76,7 @@ function readElf(host: string, path: string): ElfInfo | null {
 function* candidates(root: string): Generator<string> {
   yield* WELL_KNOWN;
   for (const dir of SCANNED_DIRS) {
-    const host = resolveInRoot(root, dir);
+    const host = hostPathOf(root, dir);
     if (host === null) continue;
     let names: string[];
     try {
@@ -122,7 +98,7 @@ function* candidates(root: string): Generator<string> {
 export async function verifyArchitecture(root: string): Promise<void> {
   const seen = new Set<string>();
   for (const rel of candidates(root)) {
-    const host = resolveInRoot(root, rel);
+    const host = hostPathOf(root, rel);
     if (host === null || seen.has(host)) continue;
     seen.add(host);
     const elf = readElf(host, rel);

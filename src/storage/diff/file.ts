@@ -6,11 +6,11 @@
  * component between the check and the read.
  */
 import { lstatSync, readFileSync, readlinkSync, type Stats } from 'node:fs';
-import { join } from 'node:path';
 import { createTwoFilesPatch } from 'diff';
 import { InvalidArgumentError, TooLargeError } from '../../core/errors.js';
 import type { FileDiff, FileSide } from '../../core/types.js';
 import { isErrno } from '../../system/fs.js';
+import { resolveInRoot } from '../../system/rootpath.js';
 import { readXattrs, statsDiffer } from './verify.js';
 
 export const FILE_DIFF_LIMIT_BYTES = 1024 * 1024;
@@ -61,36 +61,17 @@ const lstatOrNull = (p: string): Stats | null => {
 };
 
 /**
- * Resolves `parts` inside `root`, following symlinks in the leading components only (the last
- * one is compared as it is). Returns the host path, or null when it does not exist.
+ * The host path of `path` inside `root`, following symlinks in the leading components only
+ * (the last one is compared as it is): `..` above the root and volume mount points on the
+ * way are refused. Null when it does not exist.
  */
-export function resolveInRoot(root: string, parts: readonly string[], given: string): string | null {
-  const resolved: string[] = [];
-  const queue = [...parts];
-  let hops = 0;
-  while (queue.length > 0) {
-    const part = queue.shift() as string;
-    if (part === '' || part === '.') continue;
-    if (part === '..') {
-      if (resolved.length === 0) throw escapeError(given);
-      resolved.pop();
-      continue;
-    }
-    const host = join(root, ...resolved, part);
-    const st = lstatOrNull(host);
-    if (st === null) return null;
-    if (st.isSymbolicLink() && queue.length > 0) {
-      if (++hops > 40) throw new InvalidArgumentError(`path "${given}" has too many levels of symbolic links`, { code: 'ZOMG_INVALID_PATH' });
-      const target = readlinkSync(host, 'utf8');
-      if (target.startsWith('/')) resolved.length = 0;
-      queue.unshift(...target.split('/'));
-      continue;
-    }
-    if (!st.isDirectory() && queue.length > 0) return null;
-    resolved.push(part);
-    rejectExcluded(`/${resolved.join('/')}`, given);
-  }
-  return join(root, ...resolved);
+function hostPathOf(root: string, path: string): string | null {
+  const resolved = resolveInRoot(root, path, {
+    followFinal: false,
+    onEscape: () => escapeError(path),
+    onComponent: (prefix) => rejectExcluded(prefix, path),
+  });
+  return resolved.stat === undefined ? null : resolved.hostPath;
 }
 
 function describe(host: string | null, given: string): { side: FileSide; stat: Stats } | null {
@@ -120,9 +101,9 @@ const isBinary = (buf: Buffer): boolean => buf.subarray(0, 8192).includes(0) || 
 
 /** Compares `path` in `oldRoot` (the snapshot) and `newRoot` (the current state). */
 export async function diffFile(oldRoot: string, newRoot: string, path: string): Promise<FileDiff> {
-  const parts = checkBoxPath(path);
-  const oldHost = resolveInRoot(oldRoot, parts, path);
-  const newHost = resolveInRoot(newRoot, parts, path);
+  checkBoxPath(path);
+  const oldHost = hostPathOf(oldRoot, path);
+  const newHost = hostPathOf(newRoot, path);
   const previous = describe(oldHost, path);
   const current = describe(newHost, path);
   const base = { path, current: current?.side ?? null, previous: previous?.side ?? null, diff: null, binary: false };

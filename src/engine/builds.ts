@@ -26,7 +26,7 @@ import { parseBaseName } from '../core/names.js';
 import type { BoxRef } from '../core/refs.js';
 import type { BuildBaseOptions } from '../core/service.js';
 import type { BaseVersion, BuilderName } from '../core/types.js';
-import { atomicWriteFile, isErrno } from '../system/fs.js';
+import { atomicWriteFile, isErrno, pidAlive } from '../system/fs.js';
 import { resolveInRoot } from '../system/rootpath.js';
 import { Reverter } from '../system/reverter.js';
 import { CommandError } from '../system/run.js';
@@ -76,15 +76,6 @@ function writeMarker(ctx: EngineContext, marker: BuildMarker): string {
   const path = join(markersDir(ctx), `${marker.pid}-${randomBytes(4).toString('hex')}.json`);
   atomicWriteFile(path, JSON.stringify(marker), 0o600);
   return path;
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return !isErrno(err, 'ESRCH');
-  }
 }
 
 /**

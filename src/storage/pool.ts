@@ -8,16 +8,15 @@
  * one file that runs mount, umount, losetup, mkfs.btrfs and truncate.
  */
 import { chmod, mkdir, readFile, realpath, rename, rm, statfs } from 'node:fs/promises';
-import { basename, join, resolve, sep } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ConflictError, InvalidArgumentError, ToolError, UnsupportedError, ZomgError } from '../core/errors.js';
 import { isErrno, pathExists } from '../system/fs.js';
 import { LockManager } from '../system/lock.js';
 import { CommandError, run, runText } from '../system/run.js';
 import { BTRFS_SUPER_MAGIC } from './btrfs.js';
+import { LAYERS } from './layout.js';
 
-export const LAYERS = ['bases', 'roots', 'checkpoints', 'volumes', 'volume-checkpoints', 'volume-backups', 'staging'] as const;
-export type Layer = (typeof LAYERS)[number];
 
 export const DEFAULT_IMAGE_SIZE_BYTES = 20 * 1024 ** 3;
 // Below this, separate data and metadata chunks waste much of the image and hit ENOSPC
@@ -43,14 +42,6 @@ export interface ClosePoolResult {
   /** 'external': `<stateDir>/pool` is a btrfs mount zomg did not create, so it was left alone. */
   status: 'unmounted' | 'not-mounted' | 'external';
   message: string;
-}
-
-/** `<root>/<layer>/<parts…>`; throws (a programmer error) if `parts` would leave the layer. */
-export function layerPath(root: string, layer: Layer, ...parts: string[]): string {
-  const base = join(root, layer);
-  const path = join(base, ...parts);
-  if (path !== base && !path.startsWith(base + sep)) throw new Error(`path escapes the ${layer} layer`);
-  return path;
 }
 
 /** Opens (creating and mounting on first use) the pool and ensures its layer directories exist. */

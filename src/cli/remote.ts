@@ -24,6 +24,7 @@ import type {
   ListBoxesOptions,
   ZomgService,
 } from '../core/service.js';
+import { aliasOfVersion } from '../core/versions.js';
 import type { BaseDetails, BaseSummary, BaseVersion, Box, Checkpoint, DiffStatus, FileDiff, InstallOutcome } from '../core/types.js';
 import { CommandError, run } from '../system/run.js';
 
@@ -348,7 +349,7 @@ export class RemoteClient implements ZomgService {
   }
 
   async deleteBaseVersion(version: string): Promise<void> {
-    const alias = version.replace(/-v\d{14}$/, '');
+    const alias = aliasOfVersion(version);
     await this.request('DELETE', `/v1/bases/${enc(alias)}/versions/${enc(version)}`);
   }
 

@@ -26,6 +26,7 @@ import { parseBaseName } from '../core/names.js';
 import type { BoxRef } from '../core/refs.js';
 import type { BuildBaseOptions } from '../core/service.js';
 import type { BaseVersion, BuilderName } from '../core/types.js';
+import { aliasOfVersion } from '../core/versions.js';
 import { atomicWriteFile, isErrno } from '../system/fs.js';
 import { isAlive, selfIdentity } from '../system/procfs.js';
 import { resolveInRoot } from '../system/rootpath.js';
@@ -314,8 +315,6 @@ async function buildLocated(ctx: EngineContext, name: string, at: Located, scrip
 
 // --- save -----------------------------------------------------------------------------
 
-/** The alias a version name was written under (`<alias>` or `<alias>-vYYYYMMDDHHMMSS`). */
-const aliasOfVersion = (version: string): string => version.replace(/-v\d{14}$/, '');
 
 /**
  * Saves the box's current root as a new version of `name`: a read-only snapshot straight

@@ -3,6 +3,7 @@
  * root is captured by a temporary read-only snapshot — O(1), and it makes the comparison
  * consistent and safe against concurrent writes — which is always deleted afterwards.
  */
+import { BOX_MOUNT_ROOTS, isUnder } from '../core/box-layout.js';
 import { diffEntryToJson } from '../core/diff.js';
 import { NotFoundError } from '../core/errors.js';
 import type { BoxRef } from '../core/refs.js';
@@ -14,10 +15,8 @@ import { checkpointId, findCheckpoint, withBox } from './access.js';
 import type { EngineContext } from './context.js';
 import { diffSubvolumes } from './tree-diff.js';
 
-/** Mount points of the volumes mounted into every box: never part of a root diff. */
-const EXCLUDED = ['/home', '/box'].map((p) => Buffer.from(p));
-const excluded = (path: Buffer): boolean =>
-  EXCLUDED.some((prefix) => path.equals(prefix) || (path.length > prefix.length && path.subarray(0, prefix.length).equals(prefix) && path[prefix.length] === 0x2f));
+/** The mount points of the volumes every box has: never part of a root diff. */
+const excluded = (path: Buffer): boolean => BOX_MOUNT_ROOTS.some((root) => isUnder(path, root));
 
 function againstName(ctx: EngineContext, box: BoxRow, against: string | undefined): string {
   if (against !== undefined) return findCheckpoint(ctx, box, against).name;

@@ -2,9 +2,12 @@
  * The composition root: `createEngine()` opens the state directory, the pool and the
  * database, reconciles them, and returns the one object both faces (CLI and HTTP) drive.
  */
+import { existsSync, realpathSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { ConflictError } from '../core/errors.js';
 import { BwrapRuntime } from '../runtime/bwrap.js';
+import { LockManager } from '../system/lock.js';
 import { type ClosePoolResult, closePool as closeStoragePool } from '../storage/pool.js';
 import type { BoxRef } from '../core/refs.js';
 import type {
@@ -22,6 +25,7 @@ import type {
   ZomgService,
 } from '../core/service.js';
 import type { BaseDetails, BaseSummary, BaseVersion, Box, Checkpoint, DiffStatus, FileDiff, InstallOutcome } from '../core/types.js';
+import { MUTATIONS_LOCK } from './access.js';
 import * as bases from './bases.js';
 import * as boxes from './boxes.js';
 import * as builds from './builds.js';
@@ -171,15 +175,29 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
 }
 
 /**
- * Unmounts the loopback pool and detaches its loop device — refused while boxes run, since
- * their mount namespaces hold the filesystem (the loop device could not be detached).
+ * Unmounts the loopback pool and detaches its loop device. Taken with the pool's mutations
+ * lock exclusively (refused while an operation runs); inits left by starts cut short and
+ * sandboxes stuck half-way are ended first; refused while boxes run, since their mount
+ * namespaces hold the filesystem (the loop device could not be detached).
  */
 export async function closePool(stateDir: string): Promise<ClosePoolResult> {
-  const running = new BwrapRuntime(stateDir).runningIds();
-  if (running.length > 0) {
-    throw new ConflictError('ZOMG_POOL_BUSY', `${running.length} box${running.length === 1 ? ' is' : 'es are'} running on this pool`, {
-      hint: 'stop them first (zomg list -a shows which)',
-    });
+  if (!existsSync(stateDir)) return closeStoragePool(stateDir);
+  const lock = new LockManager(join(stateDir, 'locks')).tryExclusive(MUTATIONS_LOCK);
+  if (lock === undefined) {
+    throw new ConflictError('ZOMG_POOL_BUSY', 'an operation on the pool is in progress', { hint: 'wait for it to finish, then try again' });
   }
-  return closeStoragePool(stateDir);
+  try {
+    const runtime = new BwrapRuntime(stateDir);
+    await runtime.recoverAll();
+    const running = runtime.runningIds();
+    if (running.length > 0) {
+      throw new ConflictError('ZOMG_POOL_BUSY', `${running.length} box${running.length === 1 ? ' is' : 'es are'} running on this pool`, {
+        hint: 'stop them first (zomg list -a shows which)',
+      });
+    }
+    await runtime.releasePool(join(realpathSync(stateDir), 'pool'));
+    return await closeStoragePool(stateDir);
+  } finally {
+    lock.release();
+  }
 }

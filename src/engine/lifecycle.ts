@@ -3,6 +3,7 @@
  * always checked against the host, never remembered, so after a reboot every box reads
  * `stopped` until resumed. Callers hold the box lock.
  */
+import { BOX_MOUNTS } from '../core/box-layout.js';
 import { ConflictError } from '../core/errors.js';
 import type { Box } from '../core/types.js';
 import type { BoxRow } from '../db/boxes-repo.js';
@@ -19,12 +20,11 @@ import { imageEnvironment } from './image-config.js';
  * one project). Created on first use.
  */
 async function systemVolumes(ctx: EngineContext, project: string): Promise<BoxVolume[]> {
-  const specs: Array<[SubvolumeId, string, boolean]> = [
-    [{ kind: 'system', name: 'bin' }, '/box/bin', true],
-    [{ kind: 'system', name: 'all' }, '/box/all', false],
-    [{ kind: 'project', project, name: 'proj' }, '/box/proj', false],
-    [{ kind: 'project', project, name: 'home' }, '/home', false],
-  ];
+  const specs = BOX_MOUNTS.map((m): [SubvolumeId, string, boolean] => [
+    m.scope === 'system' ? { kind: 'system', name: m.volume as 'bin' | 'all' } : { kind: 'project', project, name: m.volume as 'proj' | 'home' },
+    m.path,
+    m.readOnly,
+  ]);
   for (const [id] of specs) {
     if (ctx.pool.exists(id)) continue;
     try {

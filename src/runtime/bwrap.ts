@@ -3,7 +3,7 @@ import { readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { isErrno } from '../system/fs.js';
 import type { BoxRuntime, RuntimeBox, StartSpec } from './runtime.js';
-import { type ExecOptions, boxStatus, execBackground, execInBox, isRunning, killProcessesRootedAt, reapStray, startBox, stopBox } from './sandbox.js';
+import { type ExecOptions, boxStatus, execBackground, execInBox, isRunning, killProcessesRootedAt, killStuckSandboxes, reapStray, startBox, stopBox } from './sandbox.js';
 
 export class BwrapRuntime implements BoxRuntime {
   readonly name = 'bwrap';
@@ -45,6 +45,25 @@ export class BwrapRuntime implements BoxRuntime {
 
   recover(box: RuntimeBox): Promise<boolean> {
     return reapStray(this.runDir(box.id));
+  }
+
+  /** Stops every init a start cut short left unrecorded (only when no start is in flight). */
+  async recoverAll(): Promise<void> {
+    for (const id of this.ids()) await reapStray(this.runDir(id));
+  }
+
+  /** Ends sandboxes stuck half-way that pin the pool mounted at `poolRoot`. */
+  releasePool(poolRoot: string): Promise<number> {
+    return killStuckSandboxes(poolRoot);
+  }
+
+  private ids(): string[] {
+    try {
+      return readdirSync(this.runRoot);
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) return [];
+      throw err;
+    }
   }
 
   runningIds(): string[] {

@@ -43,9 +43,11 @@ import { constants as osConstants } from 'node:os';
 import { delimiter, join, posix } from 'node:path';
 import type { Readable, Stream, Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { BG_LOG_DIR, BOX_BIN } from '../core/box-layout.js';
 import { ConflictError, InvalidArgumentError, ToolError, UnprocessableError } from '../core/errors.js';
 import { atomicWriteFile, isErrno } from '../system/fs.js';
 import { LockManager } from '../system/lock.js';
+import { mountAt } from '../system/mountinfo.js';
 import { run } from '../system/run.js';
 import { DEFAULT_PATH, checkEnvKeys, execEnvironment, installBoxEnvironment, type ExecIdentity } from './environment.js';
 import { bootId, childPids, readProcStat } from './procfs.js';
@@ -150,8 +152,6 @@ const CLOCK_TICKS = 100;
 const LOG = 'init.log';
 const LOCK = 'sandbox';
 const KEEPER = ['sleep', 'infinity'];
-const BOX_BIN = '/box/bin';
-const BG_LOG_DIR = '/tmp/boxes/exec';
 const START_TIMEOUT_MS = 15_000;
 const STOP_TIMEOUT_MS = 15_000;
 
@@ -547,6 +547,35 @@ export async function reapStray(runDir: string): Promise<boolean> {
   }
   clearIntent(runDir);
   return stray !== undefined;
+}
+
+/**
+ * Kills bwrap processes stuck half-way with their own copy of a mount namespace that still
+ * holds the filesystem mounted at `point` (they pin it: it could not be unmounted). A
+ * running box's init is never among them: its root is its box, not the host's.
+ */
+export async function killStuckSandboxes(point: string): Promise<number> {
+  const source = mountAt(point)?.source;
+  if (source === undefined) return 0;
+  const ownNs = statSync('/proc/self/ns/mnt').ino;
+  const hostRoot = statRoot('/');
+  const victims: Array<{ pid: number; startTime: number }> = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const pid = Number(entry);
+    try {
+      if (readFileSync(`/proc/${pid}/comm`, 'utf8').trim() !== 'bwrap') continue;
+      if (statSync(`/proc/${pid}/ns/mnt`).ino === ownNs || !sameFile(processRoot(pid), hostRoot)) continue;
+      if (!readFileSync(`/proc/${pid}/mountinfo`, 'utf8').includes(` ${source} `)) continue;
+    } catch {
+      continue; // gone meanwhile
+    }
+    const stat = readProcStat(pid);
+    if (stat !== undefined) victims.push({ pid, startTime: stat.startTime });
+  }
+  for (const v of victims) killQuiet(v.pid);
+  for (const v of victims) await waitGone(v.pid, v.startTime, STOP_TIMEOUT_MS).catch(() => undefined);
+  return victims.length;
 }
 
 /**

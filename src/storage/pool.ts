@@ -14,6 +14,7 @@ import { ConflictError, InvalidArgumentError, ToolError, UnsupportedError, ZomgE
 import { isErrno, pathExists } from '../system/fs.js';
 import { LockManager } from '../system/lock.js';
 import { CommandError, run, runText } from '../system/run.js';
+import { mountAt } from '../system/mountinfo.js';
 import { BTRFS_SUPER_MAGIC } from './btrfs.js';
 import { LAYERS } from './layout.js';
 
@@ -74,7 +75,7 @@ export async function closePool(stateDir: string): Promise<ClosePoolResult> {
   return lockPool(dir, async () => {
     const root = join(dir, 'pool');
     const image = join(dir, 'pool.img');
-    const mount = await mountAt(root);
+    const mount = mountAt(root);
     if (mount && !(await backedBy(mount.source, image))) {
       return { status: 'external', message: 'The pool is a btrfs mount zomg did not create: left mounted' };
     }
@@ -94,7 +95,7 @@ function lockPool<T>(stateDir: string, fn: () => Promise<T>): Promise<T> {
 async function openEmbedded(stateDir: string, sizeBytes: number): Promise<OpenedPool> {
   const root = join(stateDir, 'pool');
   const image = join(stateDir, 'pool.img');
-  const mount = await mountAt(root);
+  const mount = mountAt(root);
   if (mount) {
     if (mount.fstype !== 'btrfs') throw notBtrfs();
     return { root, mounted: (await backedBy(mount.source, image)) ? 'loop' : 'existing' };
@@ -158,28 +159,6 @@ async function tool(code: string, message: string, command: string, args: string
     if (err instanceof ZomgError) throw err;
     throw new ToolError(code, message, { cause: err });
   }
-}
-
-interface Mount {
-  fstype: string;
-  source: string;
-}
-
-const unescapeMountinfo = (s: string): string => s.replace(/\\([0-7]{3})/g, (_m, oct: string) => String.fromCharCode(Number.parseInt(oct, 8)));
-
-/** The filesystem mounted exactly on `point` (the topmost one), if any. */
-async function mountAt(point: string): Promise<Mount | undefined> {
-  const text = await readFile('/proc/self/mountinfo', 'utf8');
-  let found: Mount | undefined;
-  for (const line of text.split('\n')) {
-    const [pre, post] = line.split(' - ');
-    const mp = pre?.split(' ')[4];
-    const [fstype, source] = post?.split(' ') ?? [];
-    if (mp !== undefined && fstype !== undefined && source !== undefined && unescapeMountinfo(mp) === point) {
-      found = { fstype, source: unescapeMountinfo(source) };
-    }
-  }
-  return found;
 }
 
 /** True when the block device `source` is a loop device backed by `image`. */

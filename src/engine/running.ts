@@ -1,6 +1,6 @@
 /** Running boxes: stop, resume and exec, through the runtime. */
-import type { Readable, Writable } from 'node:stream';
-import { ConflictError } from '../core/errors.js';
+import { type Readable, Writable } from 'node:stream';
+import { ConflictError, ToolError } from '../core/errors.js';
 import { parseEnvAssignment } from '../core/names.js';
 import type { BoxRef } from '../core/refs.js';
 import type { ExecRequest, LifecycleResult } from '../core/service.js';
@@ -71,9 +71,61 @@ export async function exec(ctx: EngineContext, ref: BoxRef, req: ExecRequest, st
   }
   if (streams.stdin && handle.stdin) streams.stdin.pipe(handle.stdin);
   handle.stdout?.pipe(streams.stdout, { end: false });
-  handle.stderr?.pipe(streams.stderr, { end: false });
-  return handle.exited;
+  const stderr = new EnterGuard(streams.stderr);
+  handle.stderr?.pipe(stderr, { end: false });
+  const code = await handle.exited;
+  const failure = stderr.enterFailure(code);
+  if (failure !== undefined) {
+    throw new ToolError('ZOMG_EXEC_FAILED', `could not enter box "${row.project}:${row.name}": ${failure}`, {
+      hint: 'the box may have just been stopped or restarted; try again',
+    });
+  }
+  return code;
 }
+
+/**
+ * Passes the command's stderr through, except that it holds back a first line in which
+ * the namespace-entering tool itself says it failed (before the command ran): such an exit
+ * is zomg's failure to enter the box, not the command's exit code 1.
+ */
+class EnterGuard extends Writable {
+  private held: Buffer | undefined;
+  private decided = false;
+
+  constructor(private readonly target: Writable) {
+    super();
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    if (!this.decided) {
+      this.held = this.held ? Buffer.concat([this.held, chunk]) : chunk;
+      const text = this.held.toString('utf8');
+      if (text.length < 9 && 'nsenter: '.startsWith(text)) return callback();
+      this.decided = true;
+      if (ENTER_FAILURE.test(text)) return callback();
+      const out = this.held;
+      this.held = undefined;
+      return this.forward(out, callback);
+    }
+    this.forward(chunk, callback);
+  }
+
+  private forward(chunk: Buffer, callback: (error?: Error | null) => void): void {
+    if (this.target.write(chunk)) callback();
+    else this.target.once('drain', () => callback());
+  }
+
+  /** The tool's own reason when the exec failed before the command ran; otherwise flushes what was held. */
+  enterFailure(code: number): string | undefined {
+    const text = this.held?.toString('utf8');
+    if (text !== undefined && code === 1 && ENTER_FAILURE.test(text)) return text.replace(/^nsenter: /, '').split('\n')[0]?.replace(/\/proc\/\d+/g, '/proc/<init>');
+    if (this.held) this.target.write(this.held);
+    this.held = undefined;
+    return undefined;
+  }
+}
+
+const ENTER_FAILURE = /^nsenter: (cannot open|reassociate to namespace|neither filename nor target pid|failed to (change|set|read))/;
 
 /** Runs a command detached (`--bg`); its output goes to /tmp/boxes/exec/<pid>.log in the box. */
 export async function execDetached(ctx: EngineContext, ref: BoxRef, req: ExecRequest): Promise<{ pid: number; log_path: string }> {

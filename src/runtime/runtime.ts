@@ -22,6 +22,8 @@ export interface StartSpec extends RuntimeBox {
   env: Record<string, string>;
   /** System, project and data volumes, mounted in the box only. */
   volumes: BoxVolume[];
+  /** Test hook: called between the steps of a start (crash injection). */
+  fault?: (step: string) => void | Promise<void>;
 }
 
 export interface BoxRuntime {

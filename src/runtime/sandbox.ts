@@ -77,6 +77,8 @@ export interface BoxSpec {
   volumes: BoxVolume[];
   /** A host directory private to this box for the runtime's state (created, mode 0700). */
   runDir: string;
+  /** Test hook: called between the steps of a start (crash injection). */
+  fault?: (step: string) => void | Promise<void>;
 }
 
 export type BoxRunState = 'running' | 'stopped';
@@ -421,6 +423,7 @@ async function launch(spec: BoxSpec, rootId: { dev: number; ino: number }, timeo
   let spawnError: unknown;
   child.on('error', (err) => (spawnError = err));
   child.on('exit', (code, signal) => (exited = signal ?? `exit ${code}`));
+  await spec.fault?.('start:spawned');
 
   let pid: number | undefined;
   try {

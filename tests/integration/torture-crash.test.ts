@@ -40,7 +40,7 @@ describe(`crash torture: SIGKILL at random points (seed ${SEED}, ${KILLS} kills 
   };
   const ok = (args: string[]): string => {
     const r = zomg(args);
-    assert.equal(r.code, 0, `zomg ${args.join(' ')}: ${r.stderr}`);
+    assert.equal(r.code, 0, `zomg ${args.join(' ')}: ${r.stderr}${r.stdout}`);
     return r.stdout;
   };
 

@@ -317,19 +317,22 @@ export function checkArchitecture(architecture: string): void {
  */
 class StepImages {
   private readonly ids: string[] = [];
+  private readonly running: string[] = [];
   private cached = false;
 
   see(line: string): void {
     if (/^Step \d+\/\d+ : /.test(line)) this.cached = false;
     else if (/^ ---> Using cache$/.test(line)) this.cached = true;
     else {
+      const run = /^ ---> Running in ([0-9a-f]{12,64})$/.exec(line);
+      if (run?.[1]) this.running.push(run[1]);
       const m = /^ ---> ([0-9a-f]{12,64})$/.exec(line);
       if (m?.[1] && !this.cached) this.ids.push(m[1]);
     }
   }
 
-  made(): string[] {
-    return this.ids;
+  made(): { images: string[]; containers: string[] } {
+    return { images: this.ids, containers: this.running };
   }
 }
 
@@ -391,13 +394,28 @@ class EngineBuilder implements Builder {
    * `rmi` without -f refuses an image that is tagged or has children, so nothing anyone
    * else uses goes; images taken from the cache are not in the list.
    */
-  private async removeStepImages(ids: string[]): Promise<void> {
+  private async removeStepImages(made: { images: string[]; containers: string[] }): Promise<void> {
     if (this.name !== 'docker') return;
-    for (const id of [...ids].reverse()) {
+    // An aborted build's last step container outlives the client for a moment (the daemon
+    // removes it on its own, about a second later), and holds the image below it.
+    if (made.containers.length > 0) {
       try {
-        await this.cli.run(['rmi', id]);
+        await this.cli.run(['rm', '-f', ...made.containers]);
       } catch (err) {
         if (!(err instanceof CommandError)) throw err;
+      }
+    }
+    for (const id of [...made.images].reverse()) {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await this.cli.run(['rmi', id]);
+          break;
+        } catch (err) {
+          if (!(err instanceof CommandError)) throw err;
+          // Still in use by the container the daemon is removing: wait for it, briefly.
+          if (!/being used by|is using its referenced image|removal of container .* is already in progress/i.test(err.stderr) || attempt >= 20) break;
+          await new Promise((r) => setTimeout(r, 250));
+        }
       }
     }
   }

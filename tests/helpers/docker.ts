@@ -73,6 +73,11 @@ export async function startDockerd(): Promise<TestDocker> {
     { stdio: ['ignore', log, log] },
   );
   closeSync(log);
+  // A safety net for a test process that exits without calling stop(): the daemon goes with it.
+  const onExit = (): void => {
+    if (!exited(child)) child.kill('SIGTERM');
+  };
+  process.once('exit', onExit);
   const docker = (...args: string[]): string =>
     execFileSync('docker', args, { encoding: 'utf8', env: { ...process.env, DOCKER_HOST: host }, stdio: ['ignore', 'pipe', 'pipe'], timeout: 60_000 });
 
@@ -80,6 +85,7 @@ export async function startDockerd(): Promise<TestDocker> {
   const stop = async (): Promise<void> => {
     if (stopped) return;
     stopped = true;
+    process.removeListener('exit', onExit);
     if (!exited(child)) {
       child.kill('SIGTERM');
       if (!(await waitExit(child, 20_000))) {

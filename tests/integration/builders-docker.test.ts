@@ -191,13 +191,33 @@ describe('builds with real docker', { skip, concurrency: false }, () => {
     noLeftovers();
   });
 
-  it('leaves no image or container behind when a build fails or makes a non-amd64 image', async () => {
+  it('leaves no image or container behind when a build fails, is aborted or makes a non-amd64 image', async () => {
     const failing = context('failing', 'FROM scratch\nADD rootfs.tar /\nRUN echo step-one > /one\nRUN echo boom-marker-42 && false\n');
     const builder = await detectBuilder('docker');
     await assert.rejects(
       builder.build({ name: 'zomg-test-failing', dockerfile: join(failing, 'Dockerfile'), context: failing }),
       (err: unknown) => code('ZOMG_BUILD_FAILED')(err) && /boom-marker-42/.test((err as Error).message),
     );
+    noLeftovers();
+
+    // Aborted during a RUN: the daemon stops the step; its container and the images of the
+    // steps before it go too.
+    const slow = context('slow', 'FROM scratch\nADD rootfs.tar /\nRUN echo one > /one\nRUN sleep 60\n');
+    const abort = new AbortController();
+    const started = Date.now();
+    await assert.rejects(
+      builder.build({
+        name: 'zomg-test-slow',
+        dockerfile: join(slow, 'Dockerfile'),
+        context: slow,
+        signal: abort.signal,
+        onLine: (l) => {
+          if (l.includes('RUN sleep 60')) setTimeout(() => abort.abort(), 500);
+        },
+      }),
+      { name: 'AbortError' },
+    );
+    assert.ok(Date.now() - started < 30_000, 'the abort did not wait for the RUN step');
     noLeftovers();
 
     d.docker('load', '-q', '-i', arm64ImageArchive(d, work));

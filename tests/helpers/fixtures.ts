@@ -10,7 +10,8 @@ import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync 
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-export const FIXTURES_CACHE = '/var/tmp/zomg-test-fixtures';
+/** Where built fixtures are cached; ZOMG_TEST_FIXTURES_CACHE points elsewhere (e.g. an empty directory, to run cold). */
+export const FIXTURES_CACHE = process.env.ZOMG_TEST_FIXTURES_CACHE ?? '/var/tmp/zomg-test-fixtures';
 const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
 const script = join(repoRoot, 'tests/fixtures/make-fixtures.sh');
 

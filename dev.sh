@@ -9,7 +9,7 @@ cd "$(dirname "$0")"
 
 APT_PACKAGES=(
   btrfs-progs util-linux e2fsprogs tar gzip zstd xz-utils pigz attr acl
-  bubblewrap runc podman buildah uidmap fuse-overlayfs slirp4netns
+  bubblewrap runc podman buildah uidmap fuse-overlayfs slirp4netns docker.io
   mmdebstrap debootstrap debian-archive-keyring ca-certificates
   python3 make g++ git
 )

@@ -22,10 +22,16 @@
  *   export | tar costs seconds for a Debian-sized root.
  * - An export stream has no entry for `/` itself and containers/storage gives layer roots
  *   mode 0555; both hand-over paths set the new root to 0755, so they give identical trees.
+ * - docker (daemon 20.10.24, its legacy builder; measured with a private dockerd): a
+ *   container's export carries its init layer (empty 0755 /etc/hosts, /etc/hostname and
+ *   /etc/resolv.conf over the image's own, /.dockerenv, /dev/console, /etc/mtab), so the
+ *   docker hand-over applies the layers of `docker save` instead, whiteouts included, and
+ *   gives the tree podman gives. A failed build leaves the images of its finished steps
+ *   (untagged), which are removed here; `--force-rm` removes its containers.
  */
 import { randomBytes } from 'node:crypto';
 import { closeSync, constants, createReadStream, openSync } from 'node:fs';
-import { chmod, lstat, mkdtemp, readFile, realpath, rm, stat } from 'node:fs/promises';
+import { chmod, lstat, mkdir, mkdtemp, readFile, readdir, realpath, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -36,7 +42,8 @@ import type { BaseConfig } from '../core/types.js';
 import { mountHolding } from '../system/mountinfo.js';
 import { isErrno } from '../system/fs.js';
 import { withReverter } from '../system/reverter.js';
-import { CommandError, run } from '../system/run.js';
+import { resolveInRoot } from '../system/rootpath.js';
+import { CommandError, run, runText } from '../system/run.js';
 import type { RunOptions, RunResult } from '../system/run.js';
 import type { StorageDriver } from './driver.js';
 import { extractRootfs } from './tar.js';
@@ -304,6 +311,32 @@ export function checkArchitecture(architecture: string): void {
   }
 }
 
+/**
+ * The images docker's legacy builder commits, one per step, read from its output: `Step
+ * 2/5 : ...`, then ` ---> Running in <container>` or ` ---> Using cache`, then
+ * ` ---> <image id>`.
+ */
+class StepImages {
+  private readonly ids: string[] = [];
+  private readonly running: string[] = [];
+  private cached = false;
+
+  see(line: string): void {
+    if (/^Step \d+\/\d+ : /.test(line)) this.cached = false;
+    else if (/^ ---> Using cache$/.test(line)) this.cached = true;
+    else {
+      const run = /^ ---> Running in ([0-9a-f]{12,64})$/.exec(line);
+      if (run?.[1]) this.running.push(run[1]);
+      const m = /^ ---> ([0-9a-f]{12,64})$/.exec(line);
+      if (m?.[1] && !this.cached) this.ids.push(m[1]);
+    }
+  }
+
+  made(): { images: string[]; containers: string[] } {
+    return { images: this.ids, containers: this.running };
+  }
+}
+
 class EngineBuilder implements Builder {
   readonly name: BuilderName;
 
@@ -331,7 +364,9 @@ class EngineBuilder implements Builder {
         ];
       case 'docker':
         // Only buildx cross-builds; its result must be loaded into the image store.
-        return isX86Host() ? ['build', ...common, '--force-rm', context] : ['buildx', 'build', ...common, '--load', context];
+        return isX86Host()
+          ? ['build', ...common, '--network', 'host', '--force-rm', context]
+          : ['buildx', 'build', ...common, '--network', 'host', '--load', context];
       case 'nerdctl':
         return ['build', ...common, context];
     }
@@ -352,6 +387,38 @@ class EngineBuilder implements Builder {
       .map((c) => c.Id ?? '')
       .filter((id) => id !== '');
     if (stray.length > 0) await this.cli.run(['rm', '-f', ...stray]);
+  }
+
+  /**
+   * Removes the images docker's legacy builder committed for the steps of a failed build
+   * (it removes their containers itself with --force-rm, not the images), newest first.
+   * `rmi` without -f refuses an image that is tagged or has children, so nothing anyone
+   * else uses goes; images taken from the cache are not in the list.
+   */
+  private async removeStepImages(made: { images: string[]; containers: string[] }): Promise<void> {
+    if (this.name !== 'docker') return;
+    // An aborted build's last step container outlives the client for a moment (the daemon
+    // removes it on its own, about a second later), and holds the image below it.
+    if (made.containers.length > 0) {
+      try {
+        await this.cli.run(['rm', '-f', ...made.containers]);
+      } catch (err) {
+        if (!(err instanceof CommandError)) throw err;
+      }
+    }
+    for (const id of [...made.images].reverse()) {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await this.cli.run(['rmi', id]);
+          break;
+        } catch (err) {
+          if (!(err instanceof CommandError)) throw err;
+          // Still in use by the container the daemon is removing: wait for it, briefly.
+          if (!/being used by|is using its referenced image|removal of container .* is already in progress/i.test(err.stderr) || attempt >= 20) break;
+          await new Promise((r) => setTimeout(r, 250));
+        }
+      }
+    }
   }
 
   /** The id of the image `ref` names now, or undefined when there is none. */
@@ -382,6 +449,7 @@ class EngineBuilder implements Builder {
       const iidfile = join(tmp, 'iid');
       const startedMs = Date.now();
       const tail: string[] = [];
+      const steps = new StepImages();
       try {
         await this.cli.run(this.buildArgs(tag, dockerfile, context, iidfile, options.pull ?? 'missing'), {
           cwd: context,
@@ -389,6 +457,7 @@ class EngineBuilder implements Builder {
           env: { ...process.env, TMPDIR: tmp },
           signal: options.signal,
           onLine: (line) => {
+            steps.see(line);
             tail.push(line);
             if (tail.length > OUTPUT_TAIL_LINES) tail.shift();
             options.onLine?.(line);
@@ -397,6 +466,7 @@ class EngineBuilder implements Builder {
       } catch (err) {
         try {
           await this.removeStrayWorkingContainers(startedMs);
+          await this.removeStepImages(steps.made());
         } catch {
           // The build's own failure is what the user must see; a working container left in
           // zomg's store holds no lock and costs only its disk space.
@@ -549,8 +619,12 @@ class EngineImage implements BuiltImage {
     }
   }
 
-  /** create → export | extractRootfs into a new subvolume → rm. */
+  /** create → export | extractRootfs into a new subvolume → rm; for docker, its saved layers. */
   private async exportTar(dest: string, driver: StorageDriver, signal: AbortSignal | undefined): Promise<void> {
+    if (this.builder === 'docker') {
+      await this.applySavedLayers(dest, driver, signal);
+      return;
+    }
     const name = `zomg-export-${randomBytes(6).toString('hex')}`;
     try {
       await this.cli.run(['create', '--name', name, '--network', 'none', this.id, PLACEHOLDER_COMMAND], { signal });
@@ -575,10 +649,49 @@ class EngineImage implements BuiltImage {
   }
 
   /**
-   * `<engine> export` into extractRootfs. podman writes to a FIFO: given no `-o` it opens
-   * /dev/stdout, which fails (ENXIO) on the socket Node gives a child as its stdout. docker
-   * and nerdctl write to stdout: docker's `-o` writes a temporary file and renames it over
-   * the target, which would replace a FIFO.
+   * docker: `docker save`, then the image's layers extracted in order, whiteouts applied. A
+   * container's export is not the image: docker's init layer shadows /etc/hosts,
+   * /etc/hostname and /etc/resolv.conf with empty 0755 files and adds /.dockerenv,
+   * /dev/console, /dev/pts, /dev/shm and /etc/mtab (measured with docker 20.10.24), where
+   * podman's export is the image as built.
+   */
+  private async applySavedLayers(dest: string, driver: StorageDriver, signal: AbortSignal | undefined): Promise<void> {
+    const dir = await mkdtemp(join(tmpdir(), 'zomg-save-'));
+    try {
+      const archive = join(dir, 'image.tar');
+      const unpacked = join(dir, 'image');
+      try {
+        await this.cli.run(['save', '-o', archive, this.id], { signal });
+      } catch (err) {
+        if (err instanceof CommandError) {
+          throw new ToolError('ZOMG_EXPORT_FAILED', `${this.builder} could not save the image: ${lastLine(err.stderr) || 'it failed'}`, { cause: err });
+        }
+        throw err;
+      }
+      await mkdir(unpacked);
+      await run('tar', ['-x', '-f', archive, '-C', unpacked], { signal });
+      await rm(archive);
+      const layers = savedLayers(await readFile(join(unpacked, 'manifest.json'), 'utf8'), unpacked);
+      await withReverter(async (r) => {
+        await driver.createSubvolume(dest);
+        r.add('delete the partial root', () => driver.deleteSubvolume(dest));
+        for (const [i, layer] of layers.entries()) {
+          const whiteouts = await listWhiteouts(layer, signal);
+          await applyWhiteouts(dest, whiteouts);
+          await extractRootfs(layer, dest, { signal, hasParent: i > 0 });
+          await removeWhiteoutMarkers(dest, whiteouts);
+        }
+        await chmod(dest, 0o755);
+      });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+
+  /**
+   * `<engine> export` into extractRootfs (podman, nerdctl). podman writes to a FIFO: given
+   * no `-o` it opens /dev/stdout, which fails (ENXIO) on the socket Node gives a child as its
+   * stdout. nerdctl writes to stdout.
    */
   private async pipeExport(container: string, dest: string, signal: AbortSignal | undefined): Promise<void> {
     const dir = await mkdtemp(join(tmpdir(), 'zomg-export-'));
@@ -639,5 +752,83 @@ class EngineImage implements BuiltImage {
     } catch (err) {
       if (!(err instanceof CommandError && /no such image|image not known|not found/i.test(err.stderr))) throw err;
     }
+  }
+}
+
+/** The layer tarballs of a `docker save` archive, lowest first, as paths inside `dir`. */
+function savedLayers(manifestJson: string, dir: string): string[] {
+  const manifest = JSON.parse(manifestJson) as Array<{ Layers?: unknown }>;
+  const layers = manifest[0]?.Layers;
+  if (!Array.isArray(layers) || !layers.every((l): l is string => typeof l === 'string')) throw new Error('docker save wrote a manifest without layers');
+  return layers.map((l) => {
+    const path = resolve(dir, l);
+    if (!path.startsWith(`${dir}/`)) throw new Error(`docker save names a layer outside its archive: ${l}`);
+    return path;
+  });
+}
+
+const WHITEOUT = '.wh.';
+const OPAQUE = '.wh..wh..opq';
+
+/** The whiteout entries of a layer tarball: `dir/.wh.name` deletes `dir/name` below; `dir/.wh..wh..opq` empties `dir`. */
+async function listWhiteouts(layer: string, signal: AbortSignal | undefined): Promise<string[]> {
+  const out = await runText('tar', ['-t', '-f', layer, '--quoting-style=escape'], { signal });
+  return out
+    .split('\n')
+    .filter((line) => line !== '' && basename(line).startsWith(WHITEOUT))
+    .map(unescapeTarName);
+}
+
+/** Undoes GNU tar's `escape` quoting (`\\`, `\n`, `\ooo` …) of a listed name. */
+function unescapeTarName(name: string): string {
+  const bytes: number[] = [];
+  const simple: Record<string, number> = { n: 10, t: 9, r: 13, f: 12, v: 11, b: 8, a: 7, '\\': 92, '?': 127 };
+  const raw = Buffer.from(name, 'utf8');
+  for (let i = 0; i < raw.length; i++) {
+    const c = raw[i] as number;
+    if (c !== 92 || i + 1 >= raw.length) {
+      bytes.push(c);
+      continue;
+    }
+    const rest = raw.toString('latin1', i + 1, i + 4);
+    if (/^[0-7]{3}$/.test(rest)) {
+      bytes.push(Number.parseInt(rest, 8));
+      i += 3;
+    } else {
+      const next = String.fromCharCode(raw[i + 1] as number);
+      bytes.push(simple[next] ?? (raw[i + 1] as number));
+      i += 1;
+    }
+  }
+  return Buffer.from(bytes).toString('utf8');
+}
+
+/**
+ * Deletes what a layer's whiteouts hide in the layers below, resolved inside `root` (a
+ * symlink never leads out of it). Missing targets are fine: a whiteout may hide a path
+ * another whiteout already removed with its directory.
+ */
+async function applyWhiteouts(root: string, whiteouts: readonly string[]): Promise<void> {
+  for (const w of whiteouts) {
+    const dir = dirname(`/${w}`);
+    const name = basename(w);
+    if (name === OPAQUE) {
+      const target = resolveInRoot(root, dir, { followFinal: false });
+      if (!target.stat?.isDirectory()) continue;
+      for (const child of await readdir(target.hostPath)) await rm(join(target.hostPath, child), { recursive: true, force: true });
+    } else {
+      const hidden = name.slice(WHITEOUT.length);
+      if (hidden === '' || hidden === '.' || hidden === '..') continue;
+      const target = resolveInRoot(root, `${dir}/${hidden}`, { followFinal: false });
+      if (target.stat) await rm(target.hostPath, { recursive: true, force: true });
+    }
+  }
+}
+
+/** The whiteout files themselves, which tar extracted as empty files. */
+async function removeWhiteoutMarkers(root: string, whiteouts: readonly string[]): Promise<void> {
+  for (const w of whiteouts) {
+    const target = resolveInRoot(root, `/${w}`, { followFinal: false });
+    if (target.stat?.isFile()) await rm(target.hostPath, { force: true });
   }
 }

@@ -10,7 +10,8 @@ import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync 
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-export const FIXTURES_CACHE = '/var/tmp/zomg-test-fixtures';
+/** Where built fixtures are cached; ZOMG_TEST_FIXTURES_CACHE points elsewhere (e.g. an empty directory, to run cold). */
+export const FIXTURES_CACHE = process.env.ZOMG_TEST_FIXTURES_CACHE ?? '/var/tmp/zomg-test-fixtures';
 const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
 const script = join(repoRoot, 'tests/fixtures/make-fixtures.sh');
 
@@ -222,4 +223,60 @@ export function parentSymlinks(outside: string): Array<{ path: string; target: s
     { path: 'up-link', target: `../../../../../../../../../..${outside}` },
     { path: 'lib', target: 'usr/lib' },
   ];
+}
+
+// ---------------------------------------------------------------------------------------
+// Deterministic archives for the error tests: the same bytes on every machine and every run,
+// so a corruption at a given offset always hits the same place.
+
+/** A small seeded PRNG (an LCG): the same sequence in [0, 1) for the same seed. */
+export function seeded(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
+    return (s >>> 8) / (1 << 24);
+  };
+}
+
+/**
+ * A tar archive of `files` text files (20–40 kB each, words drawn from `seed`), written
+ * header by header with fixed mtimes: it compresses well, and gzip, zstd and xz turn it into
+ * streams of several blocks, so a corruption can land anywhere.
+ */
+export function textTar(seed: number, files = 24): Buffer {
+  const rnd = seeded(seed);
+  const words = ['root:x:0:0:root:/root:/bin/sh', 'usr', 'lib', 'bin', 'etc', 'zomg', 'box', '\n', 'alpha', 'beta', 'gamma', '0123456789'];
+  const entries: TarEntry[] = [{ name: './', type: '5' }, { name: './etc/', type: '5' }];
+  for (let i = 0; i < files; i++) {
+    const want = 20_000 + Math.floor(rnd() * 20_000);
+    const parts: string[] = [];
+    let len = 0;
+    while (len < want) {
+      const w = words[Math.floor(rnd() * words.length)] ?? '';
+      parts.push(w);
+      len += w.length + 1;
+    }
+    entries.push({ name: `./etc/file-${i}`, data: parts.join(' ') });
+  }
+  return tarBuffer(entries);
+}
+
+/** `data` compressed with the real tool (gzip -n, zstd --check, xz), single-threaded for the same bytes every time. */
+export function compress(data: Buffer, kind: Exclude<Compression, 'tar'>): Buffer {
+  const [cmd, args] = kind === 'gz' ? ['gzip', ['-n', '-c']] : kind === 'zst' ? ['zstd', ['-q', '-c', '--check', '-T1']] : ['xz', ['-c', '-T1']];
+  return execFileSync(cmd, args, { input: data, maxBuffer: 1 << 30 });
+}
+
+/**
+ * A compression bomb: one member of `bytes` bytes of the same letter, as concatenated
+ * gzip members, zstd frames or xz streams (each decompressor reads them as one stream),
+ * so a few hundred kB expand to any size without compressing that size here.
+ */
+export function compressedBomb(kind: Exclude<Compression, 'tar'>, bytes: number): Buffer {
+  const mb = 1 << 20;
+  if (bytes % mb !== 0) throw new Error('compressedBomb: bytes must be a whole number of MiB');
+  const head = compress(tarBuffer([{ name: 'bomb', sizeField: bytes }], { end: false }), kind);
+  const body = compress(Buffer.alloc(mb, 0x61), kind);
+  const tail = compress(Buffer.alloc(1024), kind);
+  return Buffer.concat([head, ...Array.from({ length: bytes / mb }, () => body), tail]);
 }

@@ -1,7 +1,8 @@
 /**
  * Dockerfile builds with real podman into a real btrfs pool. Podman's storage lives in a
  * test-owned root (on the test pool, with the btrfs storage driver, so the snapshot
- * hand-over applies) and never in the host's default store.
+ * hand-over applies) and never in the host's default store. Real docker is in
+ * builders-docker.test.ts.
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -255,49 +256,6 @@ describe('container builds (podman)', { skip, concurrency: false }, () => {
       assert.equal(p('images', '-a', '-q').trim(), '');
       p('rmi', '-a', '-f');
     }
-  });
-
-  it('drives docker through its CLI contract (a stand-in over podman): first in line, export via stdout', async (t) => {
-    if (process.arch !== 'x64') return t.skip('the stand-in does not provide buildx');
-    const bin = join(work, 'docker-shim');
-    mkdirSync(bin);
-    const p = `podman --root ${opts.podmanRoot} --runroot ${opts.podmanRunroot} --storage-driver btrfs`;
-    writeFileSync(
-      join(bin, 'docker'),
-      `#!/bin/sh
-cmd=$1; shift
-case "$cmd" in
-  version) echo 99.0-shim ;;
-  build) exec ${p} build --isolation chroot --network host --layers=false "$@" ;;
-  export) { ${p} export "$@"; echo $? > "$0.rc"; } | cat; exit "$(cat "$0.rc")" ;;
-  *) exec ${p} "$cmd" "$@" ;;
-esac
-`,
-      { mode: 0o755 },
-    );
-    const path = process.env.PATH;
-    process.env.PATH = `${bin}:${path ?? ''}`;
-    const dest = join(pool.mnt, 'staging', 'via-docker');
-    try {
-      const builder = await detectBuilder(undefined, opts);
-      assert.equal(builder.name, 'docker');
-      assert.equal(builder.version, '99.0-shim');
-      const ctx = context('docker', 'FROM scratch\nADD busybox-rootfs.tar /\nRUN echo docker > /built\nENTRYPOINT ["/bin/sh", "-c"]\nCMD ["echo hi"]\n');
-      const image = await builder.build({ name: 'zomg-test-docker', dockerfile: join(ctx, 'Dockerfile'), context: ctx });
-      try {
-        assert.deepEqual(image.config.cmd, ['/bin/sh', '-c', 'echo hi']);
-        const result = await image.exportTo(dest, driver);
-        assert.equal(result.method, 'export');
-        assert.match(result.fallbackReason ?? '', /docker cannot mount images/);
-        assert.equal(readFileSync(join(dest, 'built'), 'utf8'), 'docker\n');
-      } finally {
-        await image.remove();
-      }
-    } finally {
-      process.env.PATH = path;
-      await driver.deleteSubvolume(dest);
-    }
-    assert.deepEqual(leftovers(), { images: '', containers: '' });
   });
 
   it('names every engine it tried when the requested one is missing', async (t) => {

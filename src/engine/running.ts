@@ -56,7 +56,7 @@ export async function withStatus(ctx: EngineContext, row: BoxRow): Promise<Box> 
 }
 
 /** The image config (ENV, WORKDIR…) of the base version the box was cloned from, when it has one. */
-const baseConfigOf = (ctx: EngineContext, row: BoxRow) => ctx.bases.getVersion(row.base)?.config ?? null;
+export const baseConfigOf = (ctx: EngineContext, row: BoxRow) => ctx.bases.getVersion(row.base)?.config ?? null;
 
 /** Starts the box's init (idempotent). The caller holds the box lock. */
 export async function startRow(ctx: EngineContext, row: BoxRow): Promise<void> {
@@ -100,7 +100,7 @@ function checkRequest(req: ExecRequest): void {
   for (const [k, v] of Object.entries(req.env ?? {})) parseEnvAssignment(`${k}=${v}`);
 }
 
-async function runningRow(ctx: EngineContext, ref: BoxRef): Promise<BoxRow> {
+export async function runningRow(ctx: EngineContext, ref: BoxRef): Promise<BoxRow> {
   const row = findBox(ctx, ref);
   if ((await statusOf(ctx, row)) !== 'running') throw stoppedError(row);
   return row;
@@ -115,11 +115,11 @@ export interface ExecStreams {
 
 /** Runs a command in the box with its streams connected as given; resolves with its exit code. */
 /** The runtime says "not running" when a stop raced the exec: the same error as a stopped box. */
-function asStopped(row: BoxRow, err: unknown): unknown {
+export function asStopped(row: BoxRow, err: unknown): unknown {
   return err instanceof ConflictError && err.code === 'ZOMG_BOX_NOT_RUNNING' ? stoppedError(row) : err;
 }
 
-const stoppedError = (row: BoxRow): ConflictError =>
+export const stoppedError = (row: BoxRow): ConflictError =>
   new ConflictError('ZOMG_BOX_STOPPED', `box "${row.project}:${row.name}" is stopped`, { hint: `start it with \`zomg resume ${row.project}:${row.name}\`` });
 
 export async function exec(ctx: EngineContext, ref: BoxRef, req: ExecRequest, streams: ExecStreams): Promise<number> {

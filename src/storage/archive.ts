@@ -66,7 +66,8 @@ function tarFailure(err: unknown, what: string): Error {
  */
 export async function packFromRoot(root: string, boxPath: string, out: Writable, opts: { signal?: AbortSignal } = {}): Promise<void> {
   checkPath(boxPath);
-  const abs = posix.resolve('/', boxPath);
+  // Not normalized first: a `..` above the root must be refused, not clamped.
+  const abs = boxPath.startsWith('/') ? boxPath : `/${boxPath}`;
   const src = resolveInRoot(root, abs, { followFinal: false, onEscape: () => escapeError(boxPath) });
   if (src.stat === undefined) throw notFound(boxPath);
   let args: string[];
@@ -105,7 +106,7 @@ export interface UnpackOptions {
 export async function unpackIntoRoot(root: string, boxPath: string, input: Readable, opts: UnpackOptions = {}): Promise<void> {
   try {
     checkPath(boxPath);
-    const abs = posix.resolve('/', boxPath);
+    const abs = boxPath.startsWith('/') ? boxPath : `/${boxPath}`;
     const dest = resolveInRoot(root, abs, { onEscape: () => escapeError(boxPath) });
     let dir: string;
     const transform: string[] = [];

@@ -124,9 +124,12 @@ async function copyOut(client: ZomgService, ref: BoxRef, src: string, dest: stri
   }
   const pipe = new PassThrough({ highWaterMark: 1 << 20 });
   const stop = new AbortController();
+  const stopTar = new AbortController();
   const download = client.copyFromBox(ref, src, pipe, { signal: stop.signal }).then(
     () => pipe.end(),
     (err: unknown) => {
+      // tar would wait for more input forever: end it.
+      stopTar.abort();
       pipe.destroy();
       throw err;
     },
@@ -142,7 +145,7 @@ async function copyOut(client: ZomgService, ref: BoxRef, src: string, dest: stri
     }
     input = peeked.stream;
   }
-  const extract = run('tar', ['-x', '-f', '-', '-C', dir, ...KEEP, ...transform], { input });
+  const extract = run('tar', ['-x', '-f', '-', '-C', dir, ...KEEP, ...transform], { input, signal: stopTar.signal });
   // The download's error (a missing path in the box) says more than tar's "unexpected EOF".
   const [got, wrote] = await Promise.allSettled([download, extract]);
   if (got.status === 'rejected') throw got.reason;

@@ -15,7 +15,8 @@
 import { posix } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { InvalidArgumentError, NotFoundError, PoolFullError, ToolError, UnprocessableError, ZomgError } from '../core/errors.js';
-import { resolveInRoot } from '../system/rootpath.js';
+import { type ResolvedPath, resolveInRoot } from '../system/rootpath.js';
+import { statSync } from 'node:fs';
 import { CommandError, isNoSpace, run } from '../system/run.js';
 import { peekFirstType, sedReplacement } from '../system/tarstream.js';
 import { TarGate } from './tar.js';
@@ -31,6 +32,12 @@ function checkPath(path: string): void {
   if (path === '' || /[\0-\x1f\x7f]/.test(path)) {
     throw new InvalidArgumentError('the path in the box is empty or holds control characters', { code: 'ZOMG_INVALID_PATH' });
   }
+}
+
+/** Whether a resolved path is a directory (the root itself: stat, since it may be `/proc/<pid>/root`, a link). */
+function isDirectory(resolved: ResolvedPath): boolean {
+  if (resolved.boxPath === '/') return statSync(resolved.hostPath).isDirectory();
+  return resolved.stat?.isDirectory() === true;
 }
 
 const notFound = (path: string): NotFoundError =>
@@ -111,7 +118,7 @@ export async function unpackIntoRoot(root: string, boxPath: string, input: Reada
     let dir: string;
     const transform: string[] = [];
     let stream = input;
-    if (dest.stat?.isDirectory()) {
+    if (isDirectory(dest)) {
       dir = dest.hostPath;
     } else {
       if (opts.into) {
@@ -120,7 +127,7 @@ export async function unpackIntoRoot(root: string, boxPath: string, input: Reada
       }
       const parentPath = posix.dirname(dest.boxPath);
       const parent = resolveInRoot(root, parentPath);
-      if (!parent.stat?.isDirectory()) {
+      if (!isDirectory(parent)) {
         throw new NotFoundError('ZOMG_PATH_NOT_FOUND', `the directory "${parentPath}" does not exist in the box`, { hint: 'create it first, or copy to an existing directory' });
       }
       if (dest.stat !== undefined) {

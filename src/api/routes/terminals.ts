@@ -74,6 +74,7 @@ function consoleSession(socket: WebSocket, service: ZomgService, params: BoxPara
   let starting = false;
   let closed = false;
   const early: Buffer[] = [];
+  let pendingSize: { cols: number; rows: number } | undefined;
   const send = (msg: ConsoleServerMessage): void => {
     if (socket.readyState === socket.OPEN) socket.send(JSON.stringify(msg));
   };
@@ -91,6 +92,7 @@ function consoleSession(socket: WebSocket, service: ZomgService, params: BoxPara
         s.onData((chunk) => {
           if (socket.readyState === socket.OPEN) socket.send(chunk, { binary: true });
         });
+        if (pendingSize) s.resize(pendingSize.cols, pendingSize.rows);
         for (const chunk of early.splice(0)) s.write(chunk);
         s.exited.then(
           (exit_code) => {
@@ -125,7 +127,8 @@ function consoleSession(socket: WebSocket, service: ZomgService, params: BoxPara
       const control = msg as { type?: unknown; cols?: unknown; rows?: unknown };
       if (control.type !== 'resize') throw protocolError(`unknown control message type "${String(control.type)}"`);
       const size = checkTerminalSize(control.cols, control.rows);
-      session?.resize(size.cols, size.rows);
+      if (session) session.resize(size.cols, size.rows);
+      else pendingSize = size;
     } catch (err) {
       fail(err);
     }

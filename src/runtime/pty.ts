@@ -24,7 +24,6 @@
  */
 import { spawn as spawnPty } from '@lydell/node-pty';
 import { accessSync, constants as fsConstants, statfsSync } from 'node:fs';
-import { constants as osConstants } from 'node:os';
 import { checkTerminalSize, type TerminalSession } from '../core/console-protocol.js';
 import { ToolError } from '../core/errors.js';
 import { isErrno } from '../system/fs.js';
@@ -169,6 +168,3 @@ export function execInBoxPty(runDir: string, opts: PtyExecOptions): TerminalSess
     exited,
   };
 }
-
-/** 128 + the number of `signal`, as a shell reports a job killed by it. */
-export const signalExitCode = (signal: NodeJS.Signals): number => 128 + (osConstants.signals[signal] ?? 0);

@@ -1,9 +1,9 @@
 /** zomg stop | resume | exec */
-import { InvalidArgumentError, UsageError } from '../../core/errors.js';
+import { UsageError } from '../../core/errors.js';
 import { parseEnvAssignment } from '../../core/names.js';
 import type { ExecRequest, ZomgService } from '../../core/service.js';
 import type { CommandSpec, RunContext } from '../command.js';
-import { attachTerminal } from './terminals.js';
+import { attachTerminal, notATty } from './terminals.js';
 
 async function execIn(ctx: RunContext, client: ZomgService, boxArg: string, req: ExecRequest, background: boolean, tty = false): Promise<{ code: number; text?: string; data?: unknown }> {
   const ref = ctx.box(boxArg);
@@ -13,8 +13,8 @@ async function execIn(ctx: RunContext, client: ZomgService, boxArg: string, req:
     const bg = await client.execBackground(ref, req);
     return { code: 0, text: String(bg.pid), data: bg };
   }
-  // Stdin is always passed through (from a terminal too, line by line: there is no pty, so a
-  // shell reads commands without a prompt); it is released as soon as the command ends.
+  // Without -t stdin is passed through as it comes (from a terminal too, line by line: no pty,
+  // so a shell reads commands without a prompt); it is released as soon as the command ends.
   const stdin = process.stdin;
   // Ctrl-C or SIGTERM ends the command in the box (and lets an ephemeral box be deleted)
   // instead of killing the CLI half-way.
@@ -87,7 +87,8 @@ export const runningCommands: CommandSpec[] = [
       };
       const tty = opts.tty === true;
       if (tty && opts.bg === true) throw new UsageError('-t and --bg cannot be combined: a background command has no terminal');
-      if (tty && !process.stdin.isTTY) throw new InvalidArgumentError('the input device is not a TTY', { code: 'ZOMG_NOT_A_TTY', hint: 'run it from a terminal, or drop -t to pipe input through' });
+      // Before an ephemeral box is made for nothing.
+      if (tty && !process.stdin.isTTY) throw notATty();
       if (box === '-' && opts.bg === true) throw new UsageError('--bg cannot run in an ephemeral box (-): the box is deleted as soon as the command is started');
       const client = await ctx.client();
       let result;

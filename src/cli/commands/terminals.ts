@@ -9,12 +9,12 @@ import type { ZomgService } from '../../core/service.js';
 import { isErrno } from '../../system/fs.js';
 import { CommandError, run } from '../../system/run.js';
 import { peekFirstType, sedReplacement } from '../../system/tarstream.js';
-import type { CommandSpec, RunContext } from '../command.js';
+import type { CommandSpec } from '../command.js';
 import { table } from '../render.js';
 
 const KEEP = ['--numeric-owner', '-p', '--xattrs', '--xattrs-include=*', '--acls'];
 
-function notATty(): InvalidArgumentError {
+export function notATty(): InvalidArgumentError {
   return new InvalidArgumentError('the input device is not a TTY', {
     code: 'ZOMG_NOT_A_TTY',
     hint: 'run it from a terminal, or drop -t to pipe input through',
@@ -187,8 +187,8 @@ function cpuTime(seconds: number): string {
   return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`;
 }
 
-async function followable(ctx: RunContext, fn: (signal: AbortSignal) => Promise<void>): Promise<void> {
-  void ctx;
+/** Runs `fn` with a signal that Ctrl-C or SIGTERM aborts (ends `logs -f` quietly). */
+async function untilInterrupted(fn: (signal: AbortSignal) => Promise<void>): Promise<void> {
   const stop = new AbortController();
   const onSignal = (): void => stop.abort();
   process.once('SIGINT', onSignal);
@@ -202,29 +202,20 @@ async function followable(ctx: RunContext, fn: (signal: AbortSignal) => Promise<
 }
 
 export const terminalCommands: CommandSpec[] = [
-  {
-    path: ['console'],
-    summary: 'open a login shell in a box on a terminal (bash -l where present, else sh -l); alias: shell',
-    args: ['<box>'],
-    project: true,
-    options: [{ flags: '--user <user>', description: 'log in as this user of the box (HOME=/home/<user>)' }],
-    async run(ctx, [box], opts) {
-      const code = await attachTerminal(await ctx.client(), ctx.box(box as string), opts.user !== undefined ? { user: opts.user as string } : {});
-      return { data: null, text: '', silent: true, exitCode: code };
-    },
-  },
-  {
-    path: ['shell'],
-    summary: 'same as `zomg console`',
-    args: ['<box>'],
-    project: true,
-    hidden: true,
-    options: [{ flags: '--user <user>', description: 'log in as this user of the box (HOME=/home/<user>)' }],
-    async run(ctx, [box], opts) {
-      const code = await attachTerminal(await ctx.client(), ctx.box(box as string), opts.user !== undefined ? { user: opts.user as string } : {});
-      return { data: null, text: '', silent: true, exitCode: code };
-    },
-  },
+  ...(['console', 'shell'] as const).map(
+    (name): CommandSpec => ({
+      path: [name],
+      summary: name === 'console' ? 'open a login shell in a box on a terminal (bash -l where present, else sh -l); alias: shell' : 'same as `zomg console`',
+      args: ['<box>'],
+      project: true,
+      ...(name === 'shell' ? { hidden: true } : {}),
+      options: [{ flags: '--user <user>', description: 'log in as this user of the box (HOME=/home/<user>)' }],
+      async run(ctx, [box], opts) {
+        const code = await attachTerminal(await ctx.client(), ctx.box(box as string), opts.user !== undefined ? { user: opts.user as string } : {});
+        return { data: null, text: '', silent: true, exitCode: code };
+      },
+    }),
+  ),
   {
     path: ['cp'],
     summary: 'copy files between a box and here: cp <box>:<path> <local> | cp <local> <box>:<path> (`-` = a tar stream on stdin/stdout)',
@@ -280,7 +271,7 @@ export const terminalCommands: CommandSpec[] = [
       }
       const client = await ctx.client();
       const ref = ctx.box(box as string);
-      await followable(ctx, (signal) => client.readLogs(ref, pid, process.stdout, { ...(lines !== undefined ? { lines } : {}), ...(opts.follow === true ? { follow: true } : {}), signal }));
+      await untilInterrupted((signal) => client.readLogs(ref, pid, process.stdout, { ...(lines !== undefined ? { lines } : {}), ...(opts.follow === true ? { follow: true } : {}), signal }));
       return { data: null, text: '', silent: true };
     },
   },

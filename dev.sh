@@ -12,6 +12,7 @@ APT_PACKAGES=(
   bubblewrap runc podman buildah uidmap fuse-overlayfs slirp4netns docker.io
   mmdebstrap debootstrap debian-archive-keyring ca-certificates
   python3 make g++ git
+  rsync
 )
 BENCH_PACKAGES=(hyperfine snapper)
 

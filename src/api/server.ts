@@ -14,7 +14,9 @@ import { boxRoutes } from './routes/boxes.js';
 import { buildRoutes } from './routes/builds.js';
 import { checkpointRoutes } from './routes/checkpoints.js';
 import { diffRoutes } from './routes/diffs.js';
+import { fileRoutes } from './routes/files.js';
 import { runningRoutes } from './routes/running.js';
+import { terminalRoutes } from './routes/terminals.js';
 
 export interface ServerOptions {
   service: ZomgService;
@@ -81,5 +83,7 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
   await app.register(async (scope) => buildRoutes(scope, service));
   await app.register(async (scope) => diffRoutes(scope, service));
   await app.register(async (scope) => runningRoutes(scope, service));
+  await app.register(async (scope) => terminalRoutes(scope, service));
+  await app.register(async (scope) => fileRoutes(scope, service));
   return app;
 }

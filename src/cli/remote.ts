@@ -5,11 +5,12 @@ import { copyFile, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { isAbsolute, join, relative, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
-import { PassThrough, Readable } from 'node:stream';
+import { PassThrough, Readable, type Writable } from 'node:stream';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { InvalidArgumentError, ToolError, ZomgError, errorFromWire } from '../core/errors.js';
 import { parseBaseName } from '../core/names.js';
 import { CHANNEL_STDERR, type ServerMessage } from '../core/exec-protocol.js';
+import type { BoxProcess, ConsoleServerMessage, CopyToBoxOptions, ReadLogsOptions, TerminalRequest, TerminalSession } from '../core/console-protocol.js';
 import type { BoxRef } from '../core/refs.js';
 import type {
   BuildBaseOptions,
@@ -27,6 +28,7 @@ import type {
 import { aliasOfVersion } from '../core/versions.js';
 import type { BaseDetails, BaseSummary, BaseVersion, Box, Checkpoint, DiffStatus, FileDiff, InstallOutcome } from '../core/types.js';
 import { CommandError, run } from '../system/run.js';
+import type { WebSocket as WebSocketClient } from 'ws';
 
 const enc = encodeURIComponent;
 
@@ -225,6 +227,119 @@ export class RemoteClient implements ZomgService {
       if (io.signal?.aborted) onAbort();
       else io.signal?.addEventListener('abort', onAbort, { once: true });
     });
+  }
+
+  /** Opens a WebSocket to `path`; rejects with the server's error when the upgrade is refused (401, 404…). */
+  private async openSocket(path: string): Promise<WebSocketClient> {
+    const { WebSocket } = await import('ws');
+    const socket = new WebSocket(`${this.url.replace(/^http/, 'ws')}${path}`, { headers: this.token ? { authorization: `Bearer ${this.token}` } : {} });
+    return new Promise((resolve, reject) => {
+      socket.once('open', () => resolve(socket));
+      socket.once('unexpected-response', (_req, res) => {
+        let text = '';
+        res.on('data', (c: Buffer) => (text += c.toString()));
+        res.on('end', () => {
+          let body: Record<string, unknown> = {};
+          try {
+            body = JSON.parse(text) as Record<string, unknown>;
+          } catch {
+            /* not JSON */
+          }
+          reject(errorFromWire(res.statusCode ?? 500, body));
+        });
+      });
+      socket.once('error', (err) => reject(new ToolError('ZOMG_UNREACHABLE', `cannot reach the zomg API at ${this.url}`, { cause: err, hint: 'is `zomg serve` running there?' })));
+    });
+  }
+
+  /** A terminal over the console WebSocket (core/console-protocol.ts). */
+  async openTerminal(ref: BoxRef, request: TerminalRequest): Promise<TerminalSession> {
+    const socket = await this.openSocket(`${boxPath(ref)}/console`);
+    socket.send(JSON.stringify(request));
+    const listeners: Array<(chunk: Buffer) => void> = [];
+    const exited = new Promise<number>((resolve, reject) => {
+      let settled = false;
+      socket.on('message', (data: Buffer, isBinary: boolean) => {
+        if (isBinary) {
+          for (const l of listeners) l(data);
+          return;
+        }
+        const msg = JSON.parse(data.toString('utf8')) as ConsoleServerMessage;
+        settled = true;
+        if (msg.type === 'exit') resolve(msg.exit_code);
+        else reject(errorFromWire(msg.statusCode, msg));
+      });
+      socket.on('error', () => undefined);
+      socket.on('close', () => {
+        if (!settled) reject(new ToolError('ZOMG_CONSOLE_INTERRUPTED', 'the connection to the server closed before the command finished'));
+      });
+    });
+    exited.catch(() => undefined);
+    const open = (): boolean => socket.readyState === socket.OPEN;
+    return {
+      onData: (listener) => void listeners.push(listener),
+      write: (data) => {
+        if (open()) socket.send(typeof data === 'string' ? Buffer.from(data) : data, { binary: true });
+      },
+      resize: (cols, rows) => {
+        if (open()) socket.send(JSON.stringify({ type: 'resize', cols, rows }));
+      },
+      close: () => socket.close(),
+      exited,
+    };
+  }
+
+  /** GET a streamed body into `out`; errors before the first byte are the server's JSON errors. */
+  private async download(path: string, out: Writable, signal: AbortSignal | undefined, what: string): Promise<void> {
+    const headers: Record<string, string> = {};
+    if (this.token) headers.authorization = `Bearer ${this.token}`;
+    let res: Response;
+    try {
+      res = await fetch(`${this.url}${path}`, { headers, ...(signal ? { signal } : {}) });
+    } catch (err) {
+      if (signal?.aborted) return;
+      throw new ToolError('ZOMG_UNREACHABLE', `cannot reach the zomg API at ${this.url}`, { cause: err, hint: 'is `zomg serve` running there?' });
+    }
+    if (!res.ok) {
+      const text = await res.text();
+      let body: Record<string, unknown> = {};
+      try {
+        body = JSON.parse(text) as Record<string, unknown>;
+      } catch {
+        /* not JSON */
+      }
+      throw errorFromWire(res.status, body);
+    }
+    if (!res.body) return;
+    try {
+      for await (const chunk of Readable.fromWeb(res.body as Parameters<typeof Readable.fromWeb>[0])) {
+        if (!out.write(chunk as Buffer)) await new Promise((resolve) => out.once('drain', resolve));
+      }
+    } catch (err) {
+      if (signal?.aborted) return;
+      throw new ToolError('ZOMG_STREAM_INTERRUPTED', `the server stopped sending ${what} before the end`, { cause: err, hint: 'the server log says why' });
+    }
+  }
+
+  async copyFromBox(ref: BoxRef, path: string, out: Writable, options: { signal?: AbortSignal } = {}): Promise<void> {
+    await this.download(`${boxPath(ref)}/files?${new URLSearchParams({ path })}`, out, options.signal, 'the files');
+  }
+
+  async copyToBox(ref: BoxRef, path: string, tar: Readable, options: CopyToBoxOptions = {}): Promise<void> {
+    const q = new URLSearchParams({ path });
+    if (options.into) q.set('into', 'true');
+    await this.request('PUT', `${boxPath(ref)}/files?${q}`, { body: tar, headers: { 'content-type': 'application/x-tar' } });
+  }
+
+  async listProcesses(ref: BoxRef): Promise<BoxProcess[]> {
+    return (await this.request<{ processes: BoxProcess[] }>('GET', `${boxPath(ref)}/processes`)).processes;
+  }
+
+  async readLogs(ref: BoxRef, pid: number, out: Writable, options: ReadLogsOptions = {}): Promise<void> {
+    const q = new URLSearchParams({ pid: String(pid) });
+    if (options.lines !== undefined) q.set('lines', String(options.lines));
+    if (options.follow) q.set('follow', 'true');
+    await this.download(`${boxPath(ref)}/logs?${q}`, out, options.signal, 'the log');
   }
 
   async listBases(): Promise<BaseSummary[]> {

@@ -3,6 +3,7 @@
  * remote client implements it over HTTP; the CLI renders the same results in both modes.
  */
 import type { Readable, Writable } from 'node:stream';
+import type { BoxProcess, CopyToBoxOptions, ReadLogsOptions, TerminalRequest, TerminalSession } from './console-protocol.js';
 import type { BoxRef } from './refs.js';
 import type { BaseDetails, BaseSummary, BaseVersion, Box, BuilderName, Checkpoint, DiffStatus, FileDiff, InstallOutcome, ProgressFn } from './types.js';
 
@@ -110,6 +111,17 @@ export interface ZomgService {
   exec(ref: BoxRef, request: ExecRequest, io: ExecIO): Promise<{ exit_code: number }>;
   /** Runs a command detached; its output goes to /tmp/boxes/exec/<pid>.log in the box. */
   execBackground(ref: BoxRef, request: ExecRequest): Promise<{ pid: number; log_path: string }>;
+
+  // terminals, files, processes and logs (core/console-protocol.ts)
+  /** A command (default: a login shell) on a new terminal in a running box. */
+  openTerminal(ref: BoxRef, request: TerminalRequest): Promise<TerminalSession>;
+  /** A tar stream of `path` in the box (one top-level entry, the source's name), written to `out` (not ended). */
+  copyFromBox(ref: BoxRef, path: string, out: Writable, options?: { signal?: AbortSignal }): Promise<void>;
+  /** Extracts the tar stream `tar` at `path` in the box: into it when a directory, else under that name. */
+  copyToBox(ref: BoxRef, path: string, tar: Readable, options?: CopyToBoxOptions): Promise<void>;
+  listProcesses(ref: BoxRef): Promise<BoxProcess[]>;
+  /** The log of a `--bg` exec, written to `out` (not ended); with `follow`, until the process ends. */
+  readLogs(ref: BoxRef, pid: number, out: Writable, options?: ReadLogsOptions): Promise<void>;
 
   // bases
   listBases(): Promise<BaseSummary[]>;

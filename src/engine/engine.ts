@@ -4,7 +4,8 @@
  */
 import { existsSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
+import type { BoxProcess, CopyToBoxOptions, ReadLogsOptions, TerminalRequest, TerminalSession } from '../core/console-protocol.js';
 import { ConflictError } from '../core/errors.js';
 import { BwrapRuntime } from '../runtime/bwrap.js';
 import { LockManager } from '../system/lock.js';
@@ -29,7 +30,9 @@ import { MUTATIONS_LOCK } from './access.js';
 import * as bases from './bases.js';
 import * as boxes from './boxes.js';
 import * as builds from './builds.js';
+import * as files from './files.js';
 import * as running from './running.js';
+import * as terminals from './terminals.js';
 import { type EngineContext, type EngineOptions, openContext } from './context.js';
 import { type ReconcileReport, reconcile, reconcileNeeded } from './reconcile.js';
 import { computePendingSizes, sizesSettled } from './sizes.js';
@@ -85,6 +88,22 @@ export class Engine implements ZomgService {
   }
   async execBackground(ref: BoxRef, request: ExecRequest): Promise<{ pid: number; log_path: string }> {
     return running.execDetached(this.ctx, ref, request);
+  }
+
+  async openTerminal(ref: BoxRef, request: TerminalRequest): Promise<TerminalSession> {
+    return terminals.openTerminal(this.ctx, ref, request);
+  }
+  async copyFromBox(ref: BoxRef, path: string, out: Writable, options?: { signal?: AbortSignal }): Promise<void> {
+    return files.copyFromBox(this.ctx, ref, path, out, options);
+  }
+  async copyToBox(ref: BoxRef, path: string, tar: Readable, options?: CopyToBoxOptions): Promise<void> {
+    return files.copyToBox(this.ctx, ref, path, tar, options);
+  }
+  async listProcesses(ref: BoxRef): Promise<BoxProcess[]> {
+    return terminals.listProcesses(this.ctx, ref);
+  }
+  async readLogs(ref: BoxRef, pid: number, out: Writable, options?: ReadLogsOptions): Promise<void> {
+    return terminals.readLogs(this.ctx, ref, pid, out, options);
   }
 
   async listBases(): Promise<BaseSummary[]> {

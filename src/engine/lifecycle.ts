@@ -5,12 +5,13 @@
  */
 import { BOX_MOUNTS } from '../core/box-layout.js';
 import { ConflictError } from '../core/errors.js';
+import type { BoxRef } from '../core/refs.js';
 import type { Box } from '../core/types.js';
 import type { BoxRow } from '../db/boxes-repo.js';
 import type { SubvolumeId } from '../storage/layout.js';
 import { boxEnvironment } from '../runtime/environment.js';
 import type { BoxVolume } from '../runtime/runtime.js';
-import { runtimeBox } from './access.js';
+import { findBox, runtimeBox } from './access.js';
 import type { EngineContext } from './context.js';
 import { imageEnvironment } from './image-config.js';
 
@@ -67,3 +68,15 @@ export async function stopRow(ctx: EngineContext, row: BoxRow): Promise<boolean>
 
 export const stoppedError = (row: { project: string; name: string }): ConflictError =>
   new ConflictError('ZOMG_BOX_STOPPED', `box "${row.project}:${row.name}" is stopped`, { hint: `start it with \`zomg resume ${row.project}:${row.name}\`` });
+
+/** The runtime says "not running" when a stop raced a command: the same error as a stopped box. */
+export function asStopped(row: BoxRow, err: unknown): unknown {
+  return err instanceof ConflictError && err.code === 'ZOMG_BOX_NOT_RUNNING' ? stoppedError(row) : err;
+}
+
+/** The box's row, when it runs (else `ZOMG_BOX_STOPPED` with the hint to resume). */
+export async function runningRow(ctx: EngineContext, ref: BoxRef): Promise<BoxRow> {
+  const row = findBox(ctx, ref);
+  if ((await statusOf(ctx, row)) !== 'running') throw stoppedError(row);
+  return row;
+}

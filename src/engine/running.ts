@@ -1,14 +1,13 @@
 /** Running boxes: stop, resume and exec, through the runtime. */
 import { type Readable, Writable } from 'node:stream';
-import { ConflictError, ToolError } from '../core/errors.js';
+import { ToolError } from '../core/errors.js';
 import { parseEnvAssignment } from '../core/names.js';
 import type { BoxRef } from '../core/refs.js';
 import type { ExecRequest, LifecycleResult } from '../core/service.js';
-import type { BoxRow } from '../db/boxes-repo.js';
-import { findBox, runtimeBox, withBox } from './access.js';
+import { runtimeBox, withBox } from './access.js';
 import type { EngineContext } from './context.js';
 import { imageWorkdir } from './image-config.js';
-import { baseConfigOf, startRow, statusOf, stopRow, stoppedError, withStatus } from './lifecycle.js';
+import { asStopped, baseConfigOf, runningRow, startRow, statusOf, stopRow, withStatus } from './lifecycle.js';
 
 export async function stop(ctx: EngineContext, ref: BoxRef): Promise<LifecycleResult> {
   return withBox(ctx, ref, async ({ row }) => {
@@ -27,17 +26,6 @@ export async function resume(ctx: EngineContext, ref: BoxRef): Promise<Lifecycle
 
 function checkRequest(req: ExecRequest): void {
   for (const [k, v] of Object.entries(req.env ?? {})) parseEnvAssignment(`${k}=${v}`);
-}
-
-async function runningRow(ctx: EngineContext, ref: BoxRef): Promise<BoxRow> {
-  const row = findBox(ctx, ref);
-  if ((await statusOf(ctx, row)) !== 'running') throw stoppedError(row);
-  return row;
-}
-
-/** The runtime says "not running" when a stop raced the exec: the same error as a stopped box. */
-function asStopped(row: BoxRow, err: unknown): unknown {
-  return err instanceof ConflictError && err.code === 'ZOMG_BOX_NOT_RUNNING' ? stoppedError(row) : err;
 }
 
 export interface ExecStreams {

@@ -1,9 +1,13 @@
 /** The bwrap runtime: `BoxRuntime` over runtime/sandbox.ts, with its state under `<stateDir>/run/boxes/<id>`. */
 import { readdirSync, rmSync } from 'node:fs';
+import type { Writable } from 'node:stream';
+import type { BoxProcess, ReadLogsOptions, TerminalSession } from '../core/console-protocol.js';
 import { join } from 'node:path';
 import { isErrno } from '../system/fs.js';
+import { listBoxProcesses, readBoxLog } from './processes.js';
+import { type PtyExecOptions, execInBoxPty } from './pty.js';
 import type { BoxRuntime, RuntimeBox, StartSpec } from './runtime.js';
-import { type ExecOptions, boxStatus, execBackground, execInBox, isRunning, killProcessesRootedAt, killStuckSandboxes, reapStray, startBox, stopBox } from './sandbox.js';
+import { type ExecOptions, boxStatus, boxView, execBackground, execInBox, isRunning, killProcessesRootedAt, killStuckSandboxes, reapStray, startBox, stopBox } from './sandbox.js';
 
 export class BwrapRuntime implements BoxRuntime {
   readonly name = 'bwrap';
@@ -35,6 +39,22 @@ export class BwrapRuntime implements BoxRuntime {
 
   execDetached(box: RuntimeBox, options: Omit<ExecOptions, 'stdin' | 'stdout' | 'stderr' | 'signal'>) {
     return execBackground(this.runDir(box.id), options);
+  }
+
+  terminal(box: RuntimeBox, options: PtyExecOptions): TerminalSession {
+    return execInBoxPty(this.runDir(box.id), options);
+  }
+
+  processes(box: RuntimeBox): BoxProcess[] {
+    return listBoxProcesses(this.runDir(box.id));
+  }
+
+  readLog(box: RuntimeBox, pid: number, out: Writable, options: ReadLogsOptions = {}): Promise<void> {
+    return readBoxLog(this.runDir(box.id), pid, out, options);
+  }
+
+  view(box: RuntimeBox): string | undefined {
+    return boxView(this.runDir(box.id))?.root;
   }
 
   async remove(box: RuntimeBox): Promise<void> {

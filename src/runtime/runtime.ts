@@ -4,9 +4,13 @@
  * box = one single-replica Deployment on the node that owns its pool, SPEC §11) would be a
  * second implementation. Boxes are addressed by id; the runtime keeps its own state.
  */
+import type { Writable } from 'node:stream';
+import type { BoxProcess, ReadLogsOptions, TerminalSession } from '../core/console-protocol.js';
+import type { PtyExecOptions } from './pty.js';
 import type { BackgroundExec, BoxVolume, ExecHandle, ExecOptions } from './sandbox.js';
 
 export type { BackgroundExec, BoxVolume, ExecHandle, ExecOptions, ExecStdio } from './sandbox.js';
+export type { PtyExecOptions } from './pty.js';
 
 export interface RuntimeBox {
   /** The box's id (stable across renames of nothing: ids never change). */
@@ -38,6 +42,14 @@ export interface BoxRuntime {
   exec(box: RuntimeBox, options: ExecOptions): ExecHandle;
   /** Runs a command detached in the running box. */
   execDetached(box: RuntimeBox, options: Omit<ExecOptions, 'stdin' | 'stdout' | 'stderr' | 'signal'>): Promise<BackgroundExec>;
+  /** Runs a command in the running box on a new terminal (pty) of the given size. */
+  terminal(box: RuntimeBox, options: PtyExecOptions): TerminalSession;
+  /** The processes of the running box. */
+  processes(box: RuntimeBox): BoxProcess[];
+  /** Writes the log of a background exec to `out` (following it until it ends with `follow`). */
+  readLog(box: RuntimeBox, pid: number, out: Writable, options?: ReadLogsOptions): Promise<void>;
+  /** The host directory showing the running box as its processes see it (root plus mounts); undefined when stopped. */
+  view(box: RuntimeBox): string | undefined;
   /** After `stop`, before the root is deleted: ends anything still holding the root and drops the runtime's state of the box. */
   remove(box: RuntimeBox): Promise<void>;
   /** Ids of the boxes whose init runs now (any pool of this state directory). */

@@ -831,3 +831,26 @@ export async function execBackground(runDir: string, opts: Omit<ExecOptions, 'st
   }
   return { pid, logPath: `${BG_LOG_DIR}/${pid}.log` };
 }
+
+// ---------------------------------------------------------------------------------------
+// What terminals, files, processes and logs need (runtime/pty.ts, runtime/processes.ts)
+
+/**
+ * The program, argv and environment `execInBox` runs for `opts` (`nsenter …`), for callers
+ * that connect the command to something else than pipes (a pty). Throws as `execInBox`.
+ */
+export function execCommand(runDir: string, opts: ExecOptions): { file: string; args: string[]; env: Record<string, string> } {
+  const file = tool('nsenter', 'util-linux');
+  const { args, env } = prepareExec(runDir, opts, (command) => command);
+  return { file, args, env };
+}
+
+/**
+ * The running box as its processes see it, mounts included: `/proc/<init>/root` (a path
+ * to resolve box paths in with `resolveInRoot`, never to join blindly), and the init's host
+ * pid. Undefined when the box is not running.
+ */
+export function boxView(runDir: string): { root: string; initPid: number } | undefined {
+  const record = liveRecord(runDir);
+  return record === undefined ? undefined : { root: `/proc/${record.pid}/root`, initPid: record.pid };
+}

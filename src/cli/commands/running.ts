@@ -3,15 +3,18 @@ import { UsageError } from '../../core/errors.js';
 import { parseEnvAssignment } from '../../core/names.js';
 import type { ExecRequest, ZomgService } from '../../core/service.js';
 import type { CommandSpec, RunContext } from '../command.js';
+import { attachTerminal, notATty } from './terminals.js';
 
-async function execIn(ctx: RunContext, client: ZomgService, boxArg: string, req: ExecRequest, background: boolean): Promise<{ code: number; text?: string; data?: unknown }> {
+async function execIn(ctx: RunContext, client: ZomgService, boxArg: string, req: ExecRequest, background: boolean, tty = false): Promise<{ code: number; text?: string; data?: unknown }> {
   const ref = ctx.box(boxArg);
+  // -t: a pty in the box, this terminal attached in raw mode (cli/commands/terminals.ts).
+  if (tty) return { code: await attachTerminal(client, ref, req) };
   if (background) {
     const bg = await client.execBackground(ref, req);
     return { code: 0, text: String(bg.pid), data: bg };
   }
-  // Stdin is always passed through (from a terminal too, line by line: there is no pty, so a
-  // shell reads commands without a prompt); it is released as soon as the command ends.
+  // Without -t stdin is passed through as it comes (from a terminal too, line by line: no pty,
+  // so a shell reads commands without a prompt); it is released as soon as the command ends.
   const stdin = process.stdin;
   // Ctrl-C or SIGTERM ends the command in the box (and lets an ephemeral box be deleted)
   // instead of killing the CLI half-way.
@@ -66,6 +69,8 @@ export const runningCommands: CommandSpec[] = [
       { flags: '--wd <dir>', description: 'working directory inside the box' },
       { flags: '--sh', description: 'run the command through /bin/sh -c' },
       { flags: '--user <user>', description: 'run as this user of the box (HOME=/home/<user>)' },
+      { flags: '-i, --interactive', description: 'keep stdin attached (it always is; accepted for docker habits: -it)' },
+      { flags: '-t, --tty', description: 'run on a terminal in the box (needs a terminal here): prompts, job control, Ctrl-C, window size' },
       { flags: '--bg', description: 'detach; print the pid; output goes to /tmp/boxes/exec/<pid>.log in the box' },
       { flags: '-b, --base <ref>', description: 'base of the ephemeral box (with `-`)' },
     ],
@@ -80,6 +85,10 @@ export const runningCommands: CommandSpec[] = [
         ...(opts.sh === true ? { shell: true } : {}),
         ...(opts.user !== undefined ? { user: opts.user as string } : {}),
       };
+      const tty = opts.tty === true;
+      if (tty && opts.bg === true) throw new UsageError('-t and --bg cannot be combined: a background command has no terminal');
+      // Before an ephemeral box is made for nothing.
+      if (tty && !process.stdin.isTTY) throw notATty();
       if (box === '-' && opts.bg === true) throw new UsageError('--bg cannot run in an ephemeral box (-): the box is deleted as soon as the command is started');
       const client = await ctx.client();
       let result;
@@ -89,11 +98,11 @@ export const runningCommands: CommandSpec[] = [
         const ref = ctx.box(name);
         await client.createBox(ref, opts.base !== undefined ? { base: opts.base as string } : {});
         try {
-          result = await execIn(ctx, client, name, req, opts.bg === true);
+          result = await execIn(ctx, client, name, req, opts.bg === true, tty);
         } finally {
           await client.deleteBox(ref);
         }
-      } else result = await execIn(ctx, client, box as string, req, opts.bg === true);
+      } else result = await execIn(ctx, client, box as string, req, opts.bg === true, tty);
       return result.text !== undefined ? { data: result.data, text: result.text } : { data: null, text: '', silent: true, exitCode: result.code };
     },
   },

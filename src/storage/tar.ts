@@ -58,6 +58,8 @@ const MAX_SYMLINKS = 40;
 const PROGRESS_INTERVAL_MS = 100;
 /** Free space below which an unexplained write failure is taken for a full pool. */
 const NEARLY_FULL_BYTES = 16 << 20;
+/** How much decompressed data is read after tar has failed, waiting for the decompressor's verdict. */
+const VERIFY_LIMIT_BYTES = 1 << 30;
 
 /**
  * Extracts a rootfs tarball (`.tar`, `.tar.gz`, `.tar.zst`, `.tar.xz`; the compression is
@@ -122,9 +124,17 @@ export async function extractRootfs(source: string | Readable, dest: string, opt
   gate.on('error', (err) => fail('gate', err));
   untar.signal.addEventListener('abort', () => {
     if (decompressed === undefined) return;
-    // The decompressed data now goes nowhere: only the decompressor's exit matters.
+    // The decompressed data now goes nowhere: only the decompressor's exit matters. Bounded,
+    // so a bomb behind a bad header costs no more than VERIFY_LIMIT_BYTES of decompression:
+    // past it, the gate's or tar's error stands.
     decompressed.unpipe(gate);
     gate.destroy();
+    let discarded = 0;
+    decompressed.on('data', (chunk: Buffer) => {
+      discarded += chunk.length;
+      if (discarded > VERIFY_LIMIT_BYTES) all.abort();
+    });
+    // unpipe() paused it explicitly, so the 'data' listener alone does not resume it.
     decompressed.resume();
   }, { once: true });
   // Whatever is left unsettled after a failure (a stream whose consumer was killed) is released.

@@ -320,6 +320,18 @@ describe('extractRootfs', { skip }, () => {
     }
   });
 
+  it('keeps a tar error in an intact compressed stream, and bounds the wait for the decompressor', async () => {
+    await withPool(async (_pool, subvol) => {
+      const bad = tarBuffer([{ name: 'a', data: 'a' }, { name: 'b', data: 'b', badChecksum: true }]);
+      await assert.rejects(extractRootfs(Readable.from([compress(bad, 'gz')]), subvol('intact'), {}), errorCode('ZOMG_INVALID_ARCHIVE', /bad tar header checksum/));
+      // Behind the bad header, 1.1 GiB of zeros (1 MiB zstd frames), then a cut frame: the
+      // decompressor's complaint would come after more than zomg reads once tar has failed.
+      const mb = compress(Buffer.alloc(1 << 20), 'zst');
+      const longTail = Buffer.concat([compress(bad.subarray(0, 1536), 'zst'), ...Array.from({ length: 1100 }, () => mb), mb.subarray(0, mb.length - 6)]);
+      await assert.rejects(extractRootfs(Readable.from([longTail]), subvol('bounded'), {}), errorCode('ZOMG_INVALID_ARCHIVE', /bad tar header checksum/));
+    });
+  });
+
   it('reports a full pool as PoolFullError', async () => {
     await withPool(async (pool, subvol) => {
       const root = subvol('root');

@@ -3,12 +3,14 @@ import { randomBytes } from 'node:crypto';
 import { rm, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ConflictError, InvalidArgumentError, boxNotFound } from '../core/errors.js';
+import { parseBoxConfig } from '../core/limits.js';
 import { parseEnvAssignment, parseTag } from '../core/names.js';
 import type { BoxRef } from '../core/refs.js';
 import type { CreateBoxOptions, ListBoxesOptions } from '../core/service.js';
 import type { Box } from '../core/types.js';
 import type { BoxRow } from '../db/boxes-repo.js';
 import { transaction } from '../db/database.js';
+import { checkPortsFree } from '../runtime/network.js';
 import { isErrno } from '../system/fs.js';
 import { Reverter } from '../system/reverter.js';
 import { resolveBase, versionPath } from './bases.js';
@@ -47,8 +49,16 @@ export async function createBox(ctx: EngineContext, ref: BoxRef, options: Create
     throw new InvalidArgumentError('--base and --fork cannot be used together', { code: 'ZOMG_INVALID_ARGUMENT', hint: 'a fork clones the source box, which already has a base' });
   }
   const { tags, environment } = validateMaps(options);
+  const config = parseBoxConfig(options);
+  if (config.privileged && config.publish.length > 0) {
+    throw new InvalidArgumentError('--publish cannot be used with --privileged: a privileged box uses the host\'s network, its ports are the host\'s', {
+      code: 'ZOMG_INVALID_PUBLISH',
+    });
+  }
   return ctx.locks.with(boxLockKey(ref), async () => {
     if (ctx.boxes.get(ref.project, ref.name)) throw boxExists(ref);
+    // Checked before anything is made; the start checks again (slirp4netns binds them).
+    if (options.start !== false) await checkPortsFree(config.publish);
     const id = randomBytes(8).toString('hex');
     const root = rootPath(ctx, id);
     const now = isoNow(ctx);
@@ -73,7 +83,7 @@ export async function createBox(ctx: EngineContext, ref: BoxRef, options: Create
         }, { what: 'base storage', timeoutMs: 120_000 });
       }
       r.add('delete box root', () => ctx.driver.deleteSubvolume(root));
-      const row: BoxRow = { id, project: ref.project, name: ref.name, base, tags, environment, data_mounts: [], created_at: now, updated_at: now };
+      const row: BoxRow = { id, project: ref.project, name: ref.name, base, tags, environment, data_mounts: [], config, created_at: now, updated_at: now };
       await ctx.fault('create:snapshotted');
       transaction(ctx.db, () => {
         if (ctx.boxes.get(ref.project, ref.name)) throw boxExists(ref);

@@ -3,7 +3,7 @@
  * opened once and shared by every use case.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { chmodSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type Db, openDatabase } from '../db/database.js';
@@ -41,7 +41,13 @@ export interface EngineOptions {
   /** Test hook: called between the steps of multi-step mutations, to inject failures. */
   faultPoint?: (step: string) => void | Promise<void>;
   now?: () => Date;
+  /** Where operator warnings go (an unsafe pool mount); default: stderr. */
+  onWarning?: (message: string) => void;
 }
+
+const defaultWarn = (message: string): void => {
+  process.stderr.write(`warning: ${message}\n`);
+};
 
 export interface Paths {
   pool: string;
@@ -76,7 +82,10 @@ const defaultBasesDir = (): string => fileURLToPath(new URL('../../../bases/', i
 
 export async function openContext(options: EngineOptions): Promise<EngineContext> {
   const stateDir = options.stateDir;
-  mkdirSync(stateDir, { recursive: true, mode: 0o755 });
+  // 0700: the state directory holds the database, the token and every box's run state;
+  // no host user but root has business there. An existing directory is tightened too.
+  mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+  chmodSync(stateDir, 0o700);
   const pool = await openPool({
     stateDir,
     ...(options.poolPath !== undefined ? { poolPath: options.poolPath } : {}),
@@ -89,6 +98,7 @@ export async function openContext(options: EngineOptions): Promise<EngineContext
     checkpoints: join(pool.root, 'checkpoints'),
     staging: join(pool.root, 'staging'),
   };
+  for (const warning of pool.warnings ?? []) (options.onWarning ?? defaultWarn)(warning);
   const db = openDatabase(join(stateDir, 'zomg.db'));
   return {
     options,

@@ -69,6 +69,7 @@ export async function startRow(ctx: EngineContext, row: BoxRow): Promise<void> {
     env: boxEnvironment({ project: row.project, box: row.name, apiUrl: ctx.options.apiUrl ?? 'http://127.0.0.1:7070', user }),
     volumes: await systemVolumes(ctx, row.project),
     runDir: runDirOf(ctx, row.id),
+    config: row.config,
   });
 }
 

@@ -84,6 +84,12 @@ export function lookupUser(root: string, user: string): BoxUser {
     const [name, , uid, gid, , home, shell] = line.split(':');
     if (name === undefined || uid === undefined || gid === undefined) continue;
     if (name === user || (/^\d+$/.test(user) && uid === user)) {
+      // An empty field would read as 0 (root): refuse anything that is not a plain number.
+      if (!/^\d{1,10}$/.test(uid) || !/^\d{1,10}$/.test(gid) || Number(uid) > 0xfffffffe || Number(gid) > 0xfffffffe) {
+        throw new UnprocessableError('ZOMG_BAD_PASSWD_ENTRY', `the box's /etc/passwd entry of "${name}" has no valid uid or gid`, {
+          hint: 'fix the entry inside the box (uid and gid must be numbers), for example with `usermod`',
+        });
+      }
       return { name, uid: Number(uid), gid: Number(gid), passwdHome: home || '/', shell: shell || '/bin/sh' };
     }
   }

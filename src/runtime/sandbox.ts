@@ -33,9 +33,13 @@
  *   that the pid is alive, started at that tick in this boot, and has the box's root as
  *   its root (same device and inode). A pid file from before a reboot is therefore stale.
  *
- * Trust model: processes in a box run as host root with every capability in the host's
- * user namespace (a privileged container). The sandbox gives a box its own view, not a
- * security boundary.
+ * Trust model: a box runs with the default profile unless its config says `privileged`.
+ * The default profile (profile.ts, seccomp.ts, network.ts, cgroups.ts, enter.ts) makes the
+ * box a boundary: docker's capability set (minus mknod), no_new_privs, a seccomp filter,
+ * masked /proc paths, its own network and cgroup namespaces and cgroup; every exec goes
+ * through zomg-enter, which applies the same profile after entering. A privileged box is
+ * host root with every capability and the host's network (docker or systemd inside), as
+ * before: the sandbox then gives it its own view, not a security boundary.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, closeSync, constants as fsConstants, mkdirSync, openSync, readFileSync, statSync, unlinkSync } from 'node:fs';
@@ -44,11 +48,18 @@ import { delimiter, join, posix } from 'node:path';
 import type { Readable, Stream, Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ConflictError, InvalidArgumentError, ToolError, UnprocessableError } from '../core/errors.js';
+import { DEFAULT_BOX_CONFIG } from '../core/limits.js';
+import type { BoxConfig } from '../core/types.js';
 import { atomicWriteFile, isErrno } from '../system/fs.js';
 import { LockManager } from '../system/lock.js';
 import { run } from '../system/run.js';
 import { DEFAULT_PATH, checkEnvKeys, execEnvironment, installBoxEnvironment, type ExecIdentity } from './environment.js';
+import { removeCgroup, setupCgroup } from './cgroups.js';
+import { enterHelper } from './enter.js';
+import { startNetwork, stopNetwork, writeBoxResolvConf } from './network.js';
 import { bootId, childPids, readProcStat } from './procfs.js';
+import { capMaskHex, defaultProfileArgs } from './profile.js';
+import { seccompFilter } from './seccomp.js';
 import { ensureDirInRoot, ensureFileInRoot, ensureHome, lookupUser, resolveInRoot } from './rootfs.js';
 
 export interface BoxVolume {
@@ -75,6 +86,8 @@ export interface BoxSpec {
   volumes: BoxVolume[];
   /** A host directory private to this box for the runtime's state (created, mode 0700). */
   runDir: string;
+  /** Security profile and limits; default: the default profile, no limits. */
+  config?: BoxConfig;
 }
 
 export type BoxRunState = 'running' | 'stopped';
@@ -136,9 +149,22 @@ interface InitRecord {
   env: Record<string, string>;
   /** PATH for execs unless `env` has one. */
   path: string;
+  /** How execs enter (absent in records of older versions: nsenter, privileged). */
+  enter?: {
+    helper: string;
+    privileged: boolean;
+    /** Own network / cgroup namespace to join. */
+    netns: boolean;
+    cgroupns: boolean;
+    /** `cgroup.procs` files of the box's cgroup. */
+    cgroups: string[];
+  };
 }
 
 const RECORD = 'init.json';
+const SECCOMP = 'seccomp.bpf';
+/** The fd bwrap reads the seccomp program from. */
+const SECCOMP_FD = 5;
 const LOG = 'init.log';
 const LOCK = 'sandbox';
 const KEEPER = ['sleep', 'infinity'];
@@ -250,7 +276,7 @@ export async function boxStatus(runDir: string, root: string): Promise<BoxRunSta
 // Start
 
 /** The bwrap arguments for a box, after preparing its root (mountpoints, /etc/boxes-env). */
-function prepareRoot(spec: BoxSpec): { args: string[]; path: string } {
+function prepareRoot(spec: BoxSpec, config: BoxConfig): { args: string[]; path: string } {
   checkEnvKeys(spec.env);
   for (const volume of spec.volumes) {
     if (!posix.isAbsolute(volume.boxPath)) {
@@ -269,6 +295,7 @@ function prepareRoot(spec: BoxSpec): { args: string[]; path: string } {
     '--unshare-pid',
     '--unshare-uts',
     '--unshare-ipc',
+    ...(config.privileged ? [] : ['--unshare-net', '--unshare-cgroup']),
     '--hostname',
     spec.hostname,
     '--bind',
@@ -276,6 +303,7 @@ function prepareRoot(spec: BoxSpec): { args: string[]; path: string } {
     '/',
     '--proc',
     proc,
+    ...(config.privileged ? [] : defaultProfileArgs(proc)),
     '--dev',
     dev,
     '--perms',
@@ -301,10 +329,12 @@ function prepareRoot(spec: BoxSpec): { args: string[]; path: string } {
   // without /etc/resolv.conf gets an empty one (the only file zomg adds to a root besides
   // /etc/boxes-env and the mountpoint directories); a symlink (systemd-resolved style) is
   // followed inside the box and its target is the mountpoint.
-  if (isFile('/etc/resolv.conf')) {
+  // A box with its own network gets slirp4netns's DNS (network.ts) instead.
+  const resolvSource = config.privileged ? '/etc/resolv.conf' : writeBoxResolvConf(spec.runDir);
+  if (isFile(resolvSource)) {
     const resolv = resolveInRoot(spec.root, '/etc/resolv.conf');
     if (resolv.stat === undefined || resolv.stat.isFile()) {
-      args.push('--ro-bind', '/etc/resolv.conf', ensureFileInRoot(spec.root, '/etc/resolv.conf', 'the DNS configuration').boxPath);
+      args.push('--ro-bind', resolvSource, ensureFileInRoot(spec.root, '/etc/resolv.conf', 'the DNS configuration').boxPath);
     }
   }
 
@@ -317,6 +347,7 @@ function prepareRoot(spec: BoxSpec): { args: string[]; path: string } {
   }
 
   const path = volumes.some((v) => posix.normalize(v.boxPath) === BOX_BIN) ? `${DEFAULT_PATH}:${BOX_BIN}` : DEFAULT_PATH;
+  if (!config.privileged) args.push('--seccomp', String(SECCOMP_FD));
   args.push('--chdir', '/', '--clearenv', '--setenv', 'PATH', path);
   for (const [key, value] of Object.entries(spec.env)) args.push('--setenv', key, value);
   return { args, path };
@@ -389,23 +420,37 @@ function killQuiet(pid: number): void {
 }
 
 async function launch(spec: BoxSpec, rootId: { dev: number; ino: number }, timeoutMs: number): Promise<InitRecord> {
-  const bwrap = tool('bwrap', 'bubblewrap');
+  const config = spec.config ?? DEFAULT_BOX_CONFIG;
+  tool('bwrap', 'bubblewrap'); // run by name from the host's PATH, so /proc/1/cmdline names no host path
   const mount = tool('mount', 'mount (util-linux)');
-  const { args, path } = prepareRoot(spec);
+  const slirp = config.privileged ? undefined : tool('slirp4netns', 'slirp4netns');
+  const helper = await enterHelper();
+  const { args, path } = prepareRoot(spec, config);
+  const cgroups = setupCgroup(spec.id, { cpus: config.cpus, memoryBytes: config.memory_bytes, pids: config.pids });
   const deadline = Date.now() + timeoutMs;
 
   const logFd = openSync(join(spec.runDir, LOG), 'a', 0o600);
+  let filterFd: number | undefined;
   let child: ChildProcess;
   try {
-    // fd 3: the argument list (NUL-separated); fd 4: bwrap's info (the init's pid).
-    child = spawn(bwrap, ['--args', '3', '--info-fd', '4', '--', ...KEEPER], {
+    const stdio: Array<'ignore' | 'pipe' | number> = ['ignore', logFd, logFd, 'pipe', 'pipe'];
+    if (!config.privileged) {
+      atomicWriteFile(join(spec.runDir, SECCOMP), seccompFilter(), 0o600);
+      filterFd = openSync(join(spec.runDir, SECCOMP), 'r');
+      stdio.push(filterFd);
+    }
+    // zomg-enter puts bwrap (and so every process of the box) into the box's cgroup
+    // before it runs. fd 3: the argument list (NUL-separated); fd 4: bwrap's info (the
+    // init's pid); fd 5: the seccomp program.
+    child = spawn(helper, [...cgroups.flatMap((c) => ['--cgroup', c]), '--', 'bwrap', '--args', '3', '--info-fd', '4', '--', ...KEEPER], {
       argv0: 'bwrap',
       detached: true,
-      stdio: ['ignore', logFd, logFd, 'pipe', 'pipe'],
+      stdio,
       env: { PATH: process.env.PATH ?? DEFAULT_PATH },
     });
   } finally {
     closeSync(logFd);
+    if (filterFd !== undefined) closeSync(filterFd);
   }
   let exited: string | undefined;
   let spawnError: unknown;
@@ -444,6 +489,7 @@ async function launch(spec: BoxSpec, rootId: { dev: number; ino: number }, timeo
       hostname: spec.hostname,
       env: spec.env,
       path,
+      enter: { helper, privileged: config.privileged, netns: !config.privileged, cgroupns: !config.privileged, cgroups },
     };
     atomicWriteFile(join(spec.runDir, RECORD), JSON.stringify(record, null, 2), 0o600);
 
@@ -461,13 +507,17 @@ async function launch(spec: BoxSpec, rootId: { dev: number; ino: number }, timeo
     } catch (err) {
       throw startFailed(spec.runDir, 'could not remount the root without nosuid', err);
     }
+    if (slirp !== undefined) await startNetwork(slirp, spec.runDir, pid, config.publish);
     return record;
   } catch (err) {
     if (pid !== undefined) {
       killQuiet(pid);
       await waitGone(pid, readProcStat(pid)?.startTime, 5000).catch(() => undefined);
     }
+    await stopNetwork(spec.runDir);
+    await removeCgroup(spec.id).catch(() => undefined);
     removeRecord(spec.runDir);
+    if (err instanceof ConflictError) throw err;
     throw err instanceof ToolError ? err : startFailed(spec.runDir, (err as Error).message, err);
   } finally {
     infoPipe.destroy();
@@ -508,6 +558,7 @@ export async function startBox(spec: BoxSpec, options: { timeoutMs?: number } = 
         throw new ConflictError('ZOMG_BOX_RUNNING', 'the box is running on another root directory', { hint: 'stop the box first' });
       }
       removeRecord(spec.runDir);
+      await stopNetwork(spec.runDir); // one left behind by a box that died on its own
       const started = await launch(spec, rootId, options.timeoutMs ?? START_TIMEOUT_MS);
       return { pid: started.pid };
     },
@@ -538,20 +589,24 @@ async function waitGone(pid: number, startTime: number | undefined, timeoutMs: n
  */
 export async function stopBox(runDir: string, options: { timeoutMs?: number } = {}): Promise<'stopped' | 'not_running'> {
   const record = readRecord(runDir);
-  if (record === undefined) return 'not_running';
+  if (record === undefined) {
+    await stopNetwork(runDir);
+    return 'not_running';
+  }
   return new LockManager(runDir).with(
     LOCK,
     async () => {
       // Only a verified init is killed: a stale record may name a pid reused by anything.
       const current = liveRecord(runDir);
-      if (current === undefined) {
-        removeRecord(runDir);
-        return 'not_running';
+      if (current !== undefined) {
+        killQuiet(current.pid);
+        await waitGone(current.pid, current.startTime, options.timeoutMs ?? STOP_TIMEOUT_MS);
       }
-      killQuiet(current.pid);
-      await waitGone(current.pid, current.startTime, options.timeoutMs ?? STOP_TIMEOUT_MS);
+      // The box's network helper and cgroup go with it (also when it died on its own).
+      await stopNetwork(runDir);
+      if (record.enter !== undefined && record.enter.cgroups.length > 0) await removeCgroup(record.id);
       removeRecord(runDir);
-      return 'stopped';
+      return current === undefined ? 'not_running' : 'stopped';
     },
     { what: 'the box' },
   );
@@ -564,8 +619,8 @@ function notRunning(): ConflictError {
   return new ConflictError('ZOMG_BOX_NOT_RUNNING', 'the box is not running', { hint: 'start it with `zomg resume <box>`' });
 }
 
-/** The nsenter argv and environment for one exec (all checks done before anything runs). */
-function prepareExec(runDir: string, opts: ExecOptions, argvOf: (command: string[]) => string[]): { args: string[]; env: Record<string, string> } {
+/** The program, argv and environment for one exec (all checks done before anything runs). */
+function prepareExec(runDir: string, opts: ExecOptions, argvOf: (command: string[]) => string[]): { bin: string; args: string[]; env: Record<string, string> } {
   if (opts.command.length === 0) {
     throw new InvalidArgumentError('no command given', { code: 'ZOMG_NO_COMMAND', hint: 'put the command after `--`' });
   }
@@ -576,6 +631,7 @@ function prepareExec(runDir: string, opts: ExecOptions, argvOf: (command: string
 
   let identity: ExecIdentity = { home: '/root', user: 'root', shell: '/bin/sh' };
   const credentials: string[] = [];
+  const ids: string[] = [];
   if (opts.user !== undefined && opts.user !== 'root') {
     const user = lookupUser(boxRoot, opts.user);
     // Project users share /home/<user> (the /home volume), whatever passwd says.
@@ -583,6 +639,7 @@ function prepareExec(runDir: string, opts: ExecOptions, argvOf: (command: string
     if (user.uid !== 0) ensureHome(boxRoot, user, home);
     identity = { home, user: user.name, shell: user.shell };
     credentials.push('--setuid', String(user.uid), '--setgid', String(user.gid));
+    ids.push('--uid', String(user.uid), '--gid', String(user.gid));
   }
 
   let cwd: string;
@@ -596,6 +653,25 @@ function prepareExec(runDir: string, opts: ExecOptions, argvOf: (command: string
   }
 
   const command = opts.shell ? ['/bin/sh', '-c', opts.command.join(' ')] : opts.command;
+  const env = execEnvironment(record.env, identity, opts.env, record.path);
+  const enter = record.enter;
+  if (enter !== undefined) {
+    const args = [
+      '--target',
+      String(record.pid),
+      ...(enter.netns ? ['--net'] : []),
+      ...(enter.cgroupns ? ['--cgroupns'] : []),
+      ...enter.cgroups.flatMap((c) => ['--cgroup', c]),
+      '--wd',
+      cwd,
+      ...ids,
+      ...(enter.privileged ? [] : ['--caps', capMaskHex(), '--nnp', '--seccomp', join(runDir, SECCOMP)]),
+      '--',
+      ...argvOf(command),
+    ];
+    return { bin: enter.helper, args, env };
+  }
+  // A box started by an older zomg (privileged, no helper recorded): nsenter as then.
   const args = [
     '--target',
     String(record.pid),
@@ -609,7 +685,7 @@ function prepareExec(runDir: string, opts: ExecOptions, argvOf: (command: string
     '--',
     ...argvOf(command),
   ];
-  return { args, env: execEnvironment(record.env, identity, opts.env, record.path) };
+  return { bin: tool('nsenter', 'util-linux'), args, env };
 }
 
 function exitCode(code: number | null, signal: NodeJS.Signals | null): number {
@@ -631,11 +707,10 @@ function signalQuiet(pid: number, signal: NodeJS.Signals): void {
  * (synchronously) `ZOMG_BOX_NOT_RUNNING`, `ZOMG_UNKNOWN_USER`, `ZOMG_NO_SUCH_DIRECTORY`.
  */
 export function execInBox(runDir: string, opts: ExecOptions): ExecHandle {
-  const nsenter = tool('nsenter', 'util-linux');
-  const { args, env } = prepareExec(runDir, opts, (command) => command);
+  const { bin, args, env } = prepareExec(runDir, opts, (command) => command);
   // Not `system/run`: an exec is a live handle with streams handed to the caller, and its
   // environment is the box's (no LC_ALL=C).
-  const child = spawn(nsenter, args, {
+  const child = spawn(bin, args, {
     env,
     stdio: [opts.stdin ?? 'pipe', opts.stdout ?? 'pipe', opts.stderr ?? 'pipe'],
   });
@@ -648,7 +723,7 @@ export function execInBox(runDir: string, opts: ExecOptions): ExecHandle {
   };
   const exited = new Promise<number>((resolve, reject) => {
     child.on('error', (err) => {
-      reject(isErrno(err, 'ENOENT') ? new ToolError('ZOMG_TOOL_MISSING', 'nsenter is not installed', { cause: err, hint: 'install util-linux' }) : err);
+      reject(isErrno(err, 'ENOENT') ? new ToolError('ZOMG_TOOL_MISSING', 'the exec helper is missing', { cause: err, hint: 'restart the box (`zomg stop` then `zomg resume`)' }) : err);
     });
     child.on('close', (code, signal) => resolve(exitCode(code, signal)));
   });
@@ -685,11 +760,10 @@ const BG_SCRIPT = [
  * returned, as with any detached job).
  */
 export async function execBackground(runDir: string, opts: Omit<ExecOptions, 'stdin' | 'stdout' | 'stderr' | 'signal'>): Promise<BackgroundExec> {
-  const nsenter = tool('nsenter', 'util-linux');
-  const { args, env } = prepareExec(runDir, opts, (command) => ['/bin/sh', '-c', BG_SCRIPT, 'zomg-bg', ...command]);
+  const { bin, args, env } = prepareExec(runDir, opts, (command) => ['/bin/sh', '-c', BG_SCRIPT, 'zomg-bg', ...command]);
   // Not `system/run`: the job must get the box's environment untouched (run adds LC_ALL=C),
   // and `detached` puts it in a session of its own, away from the caller's terminal signals.
-  const child = spawn(nsenter, args, { env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(bin, args, { env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
   const { code, stdout, stderr } = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve, reject) => {
     let out = '';
     let err = '';

@@ -37,6 +37,8 @@ export interface OpenedPool {
   root: string;
   /** 'loop': zomg's own image, mounted on `root`; 'existing': a btrfs zomg did not mount. */
   mounted: 'loop' | 'existing';
+  /** Things the operator should fix (e.g. a configured pool mounted without `nosuid,nodev`). */
+  warnings?: string[];
 }
 
 export interface ClosePoolResult {
@@ -60,6 +62,8 @@ export async function openPool(opts: OpenPoolOptions): Promise<OpenedPool> {
     const root = resolve(opts.poolPath);
     await requireBtrfs(root);
     pool = { root, mounted: 'existing' };
+    const warning = await unsafeMountWarning(root);
+    if (warning !== undefined) pool.warnings = [warning];
   } else {
     await mkdir(opts.stateDir, { recursive: true });
     const stateDir = await realpath(opts.stateDir);
@@ -106,20 +110,30 @@ async function openEmbedded(stateDir: string, sizeBytes: number): Promise<Opened
   const mount = await mountAt(root);
   if (mount) {
     if (mount.fstype !== 'btrfs') throw notBtrfs();
-    return { root, mounted: (await backedBy(mount.source, image)) ? 'loop' : 'existing' };
+    const ours = await backedBy(mount.source, image);
+    // A pool mounted by an older zomg (or by hand) without nosuid,nodev: a setuid binary
+    // made in a box would be setuid for every host user. Our own image is fixed in place.
+    if (ours && !(mount.options.includes('nosuid') && mount.options.includes('nodev'))) {
+      await tool('ZOMG_POOL_MOUNT_FAILED', 'could not remount the pool nosuid,nodev', 'mount', ['-o', 'remount,nosuid,nodev', root]);
+    }
+    const warning = ours ? undefined : await unsafeMountWarning(root);
+    return { root, mounted: ours ? 'loop' : 'existing', ...(warning !== undefined ? { warnings: [warning] } : {}) };
   }
   const haveImage = await pathExists(image);
   if (!haveImage && (await statfs(stateDir)).type === BTRFS_SUPER_MAGIC) {
     await mkdir(root, { recursive: true });
-    return { root, mounted: 'existing' };
+    const warning = await unsafeMountWarning(root);
+    return { root, mounted: 'existing', ...(warning !== undefined ? { warnings: [warning] } : {}) };
   }
   if (!haveImage) await createImage(image, sizeBytes);
   // A loop device left attached (e.g. by a crash) would make mount reuse or refuse it.
   await detachLoops(image);
   await mkdir(root, { recursive: true });
   // noatime: atime updates would turn every read inside a box into metadata copy-on-write
-  // and into spurious `utimes` entries in diffs.
-  await tool('ZOMG_POOL_MOUNT_FAILED', 'could not mount the pool image', 'mount', ['-o', 'loop,noatime', image, root]);
+  // and into spurious `utimes` entries in diffs. nosuid,nodev: files made inside boxes
+  // (setuid binaries, device nodes) must never act as such for the host's users; inside a
+  // box the runtime decides (its own mount namespace).
+  await tool('ZOMG_POOL_MOUNT_FAILED', 'could not mount the pool image', 'mount', ['-o', 'loop,noatime,nosuid,nodev', image, root]);
   return { root, mounted: 'loop' };
 }
 
@@ -135,9 +149,24 @@ async function createImage(image: string, sizeBytes: number): Promise<void> {
 }
 
 async function ensureLayers(root: string): Promise<void> {
-  for (const layer of LAYERS) await mkdir(join(root, layer), { recursive: true });
-  // Work in progress may hold data of boxes other users must not see half-built.
-  await chmod(join(root, 'staging'), 0o700);
+  // 0700: the layers hold other boxes' roots, snapshots and volumes, which no host user
+  // but root may read (a box's files keep the modes the box gave them) or traverse.
+  for (const layer of LAYERS) {
+    await mkdir(join(root, layer), { recursive: true, mode: 0o700 });
+    await chmod(join(root, layer), 0o700);
+  }
+}
+
+/**
+ * A warning when the filesystem holding `path` (a configured pool) is mounted without
+ * `nosuid` or `nodev`: zomg does not remount a filesystem it did not mount.
+ */
+async function unsafeMountWarning(path: string): Promise<string | undefined> {
+  const mount = await mountContaining(path);
+  if (mount === undefined) return undefined;
+  const missing = ['nosuid', 'nodev'].filter((o) => !mount.options.includes(o));
+  if (missing.length === 0) return undefined;
+  return `the configured pool's filesystem is mounted without ${missing.join(',')}: setuid binaries or device nodes made inside a box act as such for every host user (remount it with -o remount,nosuid,nodev)`;
 }
 
 async function requireBtrfs(path: string): Promise<void> {
@@ -170,25 +199,45 @@ async function tool(code: string, message: string, command: string, args: string
 }
 
 interface Mount {
+  point: string;
   fstype: string;
   source: string;
+  /** Per-mount options (`rw,nosuid,nodev,noatime`). */
+  options: string[];
 }
 
 const unescapeMountinfo = (s: string): string => s.replace(/\\([0-7]{3})/g, (_m, oct: string) => String.fromCharCode(Number.parseInt(oct, 8)));
 
-/** The filesystem mounted exactly on `point` (the topmost one), if any. */
-async function mountAt(point: string): Promise<Mount | undefined> {
+async function mounts(): Promise<Mount[]> {
   const text = await readFile('/proc/self/mountinfo', 'utf8');
-  let found: Mount | undefined;
+  const found: Mount[] = [];
   for (const line of text.split('\n')) {
     const [pre, post] = line.split(' - ');
-    const mp = pre?.split(' ')[4];
+    const fields = pre?.split(' ') ?? [];
+    const mp = fields[4];
+    const options = fields[5];
     const [fstype, source] = post?.split(' ') ?? [];
-    if (mp !== undefined && fstype !== undefined && source !== undefined && unescapeMountinfo(mp) === point) {
-      found = { fstype, source: unescapeMountinfo(source) };
+    if (mp !== undefined && options !== undefined && fstype !== undefined && source !== undefined) {
+      found.push({ point: unescapeMountinfo(mp), fstype, source: unescapeMountinfo(source), options: options.split(',') });
     }
   }
   return found;
+}
+
+/** The filesystem mounted exactly on `point` (the topmost one), if any. */
+async function mountAt(point: string): Promise<Mount | undefined> {
+  return (await mounts()).filter((m) => m.point === point).at(-1);
+}
+
+/** The mount that holds `path` (the topmost one on the longest matching mount point). */
+async function mountContaining(path: string): Promise<Mount | undefined> {
+  const real = await realpath(path);
+  let best: Mount | undefined;
+  for (const m of await mounts()) {
+    const inside = m.point === '/' || real === m.point || real.startsWith(m.point + sep);
+    if (inside && (best === undefined || m.point.length >= best.point.length)) best = m;
+  }
+  return best;
 }
 
 /** True when the block device `source` is a loop device backed by `image`. */

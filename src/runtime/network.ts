@@ -12,7 +12,7 @@
  * any kill); stopBox kills it, and a start first kills one left behind.
  */
 import { spawn } from 'node:child_process';
-import { closeSync, openSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, unlinkSync } from 'node:fs';
 import { connect, createServer, type Server } from 'node:net';
 import { createSocket } from 'node:dgram';
 import { join } from 'node:path';
@@ -190,11 +190,4 @@ export async function startNetwork(slirp: string, runDir: string, initPid: numbe
     (ready as unknown as { destroy(): void }).destroy();
     child.unref();
   }
-}
-
-/** Writes the box's resolv.conf into its run directory and returns its path. */
-export function writeBoxResolvConf(runDir: string): string {
-  const path = join(runDir, 'resolv.conf');
-  writeFileSync(path, boxResolvConf(), { mode: 0o644 });
-  return path;
 }

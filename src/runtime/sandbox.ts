@@ -56,7 +56,7 @@ import { run } from '../system/run.js';
 import { DEFAULT_PATH, checkEnvKeys, execEnvironment, installBoxEnvironment, type ExecIdentity } from './environment.js';
 import { removeCgroup, setupCgroup } from './cgroups.js';
 import { enterHelper } from './enter.js';
-import { startNetwork, stopNetwork, writeBoxResolvConf } from './network.js';
+import { boxResolvConf, startNetwork, stopNetwork } from './network.js';
 import { bootId, childPids, readProcStat } from './procfs.js';
 import { capMaskHex, defaultProfileArgs } from './profile.js';
 import { seccompFilter } from './seccomp.js';
@@ -165,6 +165,8 @@ const RECORD = 'init.json';
 const SECCOMP = 'seccomp.bpf';
 /** The fd bwrap reads the seccomp program from. */
 const SECCOMP_FD = 5;
+/** The fd bwrap reads a default box's resolv.conf from. */
+const RESOLV_FD = 6;
 const LOG = 'init.log';
 const LOCK = 'sandbox';
 const KEEPER = ['sleep', 'infinity'];
@@ -329,12 +331,14 @@ function prepareRoot(spec: BoxSpec, config: BoxConfig): { args: string[]; path: 
   // without /etc/resolv.conf gets an empty one (the only file zomg adds to a root besides
   // /etc/boxes-env and the mountpoint directories); a symlink (systemd-resolved style) is
   // followed inside the box and its target is the mountpoint.
-  // A box with its own network gets slirp4netns's DNS (network.ts) instead.
-  const resolvSource = config.privileged ? '/etc/resolv.conf' : writeBoxResolvConf(spec.runDir);
-  if (isFile(resolvSource)) {
+  // A box with its own network gets slirp4netns's DNS (network.ts) instead, handed over
+  // as data (so the box's mount table names no host file).
+  if (!config.privileged || isFile('/etc/resolv.conf')) {
     const resolv = resolveInRoot(spec.root, '/etc/resolv.conf');
     if (resolv.stat === undefined || resolv.stat.isFile()) {
-      args.push('--ro-bind', resolvSource, ensureFileInRoot(spec.root, '/etc/resolv.conf', 'the DNS configuration').boxPath);
+      const dest = ensureFileInRoot(spec.root, '/etc/resolv.conf', 'the DNS configuration').boxPath;
+      if (config.privileged) args.push('--ro-bind', '/etc/resolv.conf', dest);
+      else args.push('--perms', '0644', '--ro-bind-data', String(RESOLV_FD), dest);
     }
   }
 
@@ -437,7 +441,7 @@ async function launch(spec: BoxSpec, rootId: { dev: number; ino: number }, timeo
     if (!config.privileged) {
       atomicWriteFile(join(spec.runDir, SECCOMP), seccompFilter(), 0o600);
       filterFd = openSync(join(spec.runDir, SECCOMP), 'r');
-      stdio.push(filterFd);
+      stdio.push(filterFd, 'pipe');
     }
     // zomg-enter puts bwrap (and so every process of the box) into the box's cgroup
     // before it runs. fd 3: the argument list (NUL-separated); fd 4: bwrap's info (the
@@ -462,6 +466,11 @@ async function launch(spec: BoxSpec, rootId: { dev: number; ino: number }, timeo
     /* bwrap failed before reading its arguments; its exit says why */
   });
   argsPipe.end(Buffer.from(args.map((a) => `${a}\0`).join('')));
+  const resolvPipe = config.privileged ? undefined : ((child.stdio as unknown as Array<Writable | null>)[RESOLV_FD] ?? undefined);
+  resolvPipe?.on('error', () => {
+    /* as for the arguments */
+  });
+  resolvPipe?.end(boxResolvConf());
 
   let pid: number | undefined;
   try {
@@ -507,6 +516,14 @@ async function launch(spec: BoxSpec, rootId: { dev: number; ino: number }, timeo
     } catch (err) {
       throw startFailed(spec.runDir, 'could not remount the root without nosuid', err);
     }
+    // The kernel's tunables are host-wide: read-only for every box (bwrap leaves /proc/sys
+    // writable when it runs as root). Paths are the box's: mount -N enters its mount namespace.
+    try {
+      await run(mount, ['-N', String(pid), '--bind', '/proc/sys', '/proc/sys'], { timeoutMs: 10_000 });
+      await run(mount, ['-N', String(pid), '-o', 'remount,bind,ro,nosuid,nodev,noexec', '/proc/sys'], { timeoutMs: 10_000 });
+    } catch (err) {
+      throw startFailed(spec.runDir, 'could not make /proc/sys read-only', err);
+    }
     if (slirp !== undefined) await startNetwork(slirp, spec.runDir, pid, config.publish);
     return record;
   } catch (err) {
@@ -522,6 +539,7 @@ async function launch(spec: BoxSpec, rootId: { dev: number; ino: number }, timeo
   } finally {
     infoPipe.destroy();
     argsPipe.destroy();
+    resolvPipe?.destroy();
     child.unref();
   }
 }

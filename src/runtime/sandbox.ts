@@ -22,11 +22,11 @@
  *   The argument list goes through `--args <fd>`: the box's `/proc/1/cmdline` then shows
  *   `bwrap --args 3 --info-fd 4 -- sleep infinity` instead of host paths.
  *
- * - **exec** is util-linux `nsenter --target <init> --pid --mount --uts --ipc --root
- *   --wdns <dir>`: it joins the namespaces, chroots to the init's root and forks the
- *   command into the box's PID namespace. No setup is repeated, so it costs less than a
- *   fresh `bwrap … true` (see bench/exec.ts). The network namespace is the host's (as
- *   documented: boxes share the node's network).
+ * - **exec** is zomg-enter (enter.ts; util-linux `nsenter` for boxes started by older
+ *   versions): it joins the box's cgroup and the init's namespaces (PID, mount, UTS, IPC,
+ *   and network and cgroup for a default box), chroots to the init's root and forks the
+ *   command into the box's PID namespace with the box's profile applied. No setup is
+ *   repeated, so it costs less than a fresh `bwrap … true` (see bench/exec.ts).
  *
  * - **state**: `<runDir>/init.json` records the init's host pid, its start time (clock
  *   ticks since boot) and the boot id. It is a hint, never the truth: `boxStatus` checks

@@ -64,7 +64,9 @@ try {
   const boxed = makeSpec('boxed', false);
   const priv = makeSpec('priv', true);
   await startBox(boxed);
-  await startBox(priv);
+  const privPid = (await startBox(priv)).pid;
+  // Before the profile, exec was util-linux nsenter into the init (host capabilities, no filter).
+  const viaNsenter = (): Promise<number> => spawnWait('nsenter', ['--target', String(privPid), '--pid', '--mount', '--uts', '--ipc', '--root', 'true']);
   const execTrue = (spec: BoxSpec) => (): Promise<number> => execInBox(spec.runDir, { command: ['true'], stdin: 'ignore', stdout: 'ignore', stderr: 'ignore' }).exited;
 
   // 1. exec latency
@@ -74,14 +76,18 @@ try {
   }
   const eBoxed: number[] = [];
   const ePriv: number[] = [];
+  const eNsenter: number[] = [];
   for (let i = 0; i < RUNS; i++) {
     eBoxed.push(await timed(execTrue(boxed)));
     ePriv.push(await timed(execTrue(priv)));
+    eNsenter.push(await timed(viaNsenter));
   }
   report(`exec \`true\` into a running busybox box (median of ${RUNS}, interleaved)`, [
     ['default profile (zomg-enter: setns, caps, nnp, seccomp, cgroup)', median(eBoxed)],
     ['privileged (zomg-enter, no profile)', median(ePriv)],
+    ['bare nsenter into the init (the exec of earlier versions)', median(eNsenter)],
     ['ratio default / privileged', ratio(median(eBoxed), median(ePriv))],
+    ['ratio default / nsenter', ratio(median(eBoxed), median(eNsenter))],
   ]);
 
   // 2. create + first exec (+ stop)

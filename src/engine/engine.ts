@@ -6,6 +6,7 @@ import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { ConflictError } from '../core/errors.js';
+import { stopNetwork } from '../runtime/network.js';
 import { pidAlive } from '../system/fs.js';
 import { type ClosePoolResult, closePool as closeStoragePool } from '../storage/pool.js';
 import type { BoxRef } from '../core/refs.js';
@@ -152,7 +153,10 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
  */
 export async function closePool(stateDir: string): Promise<ClosePoolResult> {
   const runDir = join(stateDir, 'run', 'boxes');
-  const running = existsSync(runDir) ? readdirSync(runDir).filter((id) => liveInit(join(runDir, id))) : [];
+  const ids = existsSync(runDir) ? readdirSync(runDir) : [];
+  const running = ids.filter((id) => liveInit(join(runDir, id)));
+  // A box whose init died on its own may have left its network helper: nothing may outlive the pool.
+  for (const id of ids) if (!running.includes(id)) await stopNetwork(join(runDir, id));
   if (running.length > 0) {
     throw new ConflictError('ZOMG_POOL_BUSY', `${running.length} box${running.length === 1 ? ' is' : 'es are'} running on this pool`, {
       hint: 'stop them first (zomg list -a shows which)',

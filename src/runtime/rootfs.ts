@@ -5,9 +5,9 @@
  * path it returns.
  *
  * Races: when the box is stopped (start-up) nothing inside can swap a path between the
- * check and the use. When it runs (exec), the box's root user already holds every host
- * capability (boxes are privileged, like the documented "privileged container"), so the
- * remaining window gives it nothing new; the final component is still opened O_NOFOLLOW.
+ * check and the use. When it runs (exec), the host only creates a missing /home/<user>
+ * (mkdir never follows a symlink, and the chown goes through an O_NOFOLLOW descriptor) and
+ * reads /etc/passwd, so a swap in the window can redirect neither onto the host.
  */
 import { chmodSync, closeSync, constants, fchmodSync, fchownSync, lstatSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';

@@ -10,8 +10,10 @@
  * - cgroup v1 or hybrid (v1 controllers under /sys/fs/cgroup/<ctrl>, as on this project's
  *   test machine): `/sys/fs/cgroup/{cpu,memory,pids}/zomg/<id>`; `cpu.cfs_quota_us`,
  *   `memory.limit_in_bytes` (+ `memsw` when swap accounting is on), `pids.max`.
- * A host where none of that can be written gets a clear error only when a limit is asked
- * for; without limits a box runs without a cgroup of its own.
+ * Only what a limit needs is made and joined (on v1, only the hierarchies of the limits
+ * set): moving a process between v1 cgroups costs milliseconds per hierarchy (the kernel
+ * waits for an RCU grace period), which every exec would pay. Without limits a box has
+ * no cgroup of its own. A host where none of that can be written gets a clear error.
  */
 import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -63,14 +65,18 @@ function enableV2Controllers(): void {
  */
 export function setupCgroup(id: string, limits: CgroupLimits): string[] {
   const wantsLimit = limits.cpus !== null || limits.memoryBytes !== null || limits.pids !== null;
+  if (!wantsLimit) return [];
   const mode = cgroupMode();
   if (mode === undefined) {
-    if (!wantsLimit) return [];
     throw new UnsupportedError('ZOMG_CGROUPS_UNAVAILABLE', 'resource limits need cgroups, and this host has none zomg can use', {
       hint: 'create the box without --cpus, --memory and --pids',
     });
   }
-  const dirs = cgroupDirs(id, mode);
+  const [cpu, memory, pids] = cgroupDirs(id, 'v1') as [string, string, string];
+  const dirs =
+    mode === 'v2'
+      ? cgroupDirs(id, mode)
+      : [...(limits.cpus !== null ? [cpu] : []), ...(limits.memoryBytes !== null ? [memory] : []), ...(limits.pids !== null ? [pids] : [])];
   try {
     if (mode === 'v2') enableV2Controllers();
     for (const dir of dirs) mkdirSync(dir, { recursive: true });
@@ -81,22 +87,18 @@ export function setupCgroup(id: string, limits: CgroupLimits): string[] {
       if (existsSync(join(dir, 'memory.swap.max'))) write(dir, 'memory.swap.max', limits.memoryBytes !== null ? '0' : 'max');
       write(dir, 'pids.max', limits.pids !== null ? String(limits.pids) : 'max');
     } else {
-      const [cpu, memory, pids] = dirs as [string, string, string];
-      write(cpu, 'cpu.cfs_period_us', String(CPU_PERIOD_US));
-      write(cpu, 'cpu.cfs_quota_us', limits.cpus !== null ? String(Math.round(limits.cpus * CPU_PERIOD_US)) : '-1');
-      // memsw must stay >= the memory limit: lower memory first when setting, raise memsw first when lifting.
-      const memsw = existsSync(join(memory, 'memory.memsw.limit_in_bytes'));
-      if (limits.memoryBytes !== null) {
-        write(memory, 'memory.limit_in_bytes', String(limits.memoryBytes));
-        if (memsw) write(memory, 'memory.memsw.limit_in_bytes', String(limits.memoryBytes));
-      } else {
-        if (memsw) write(memory, 'memory.memsw.limit_in_bytes', '-1');
-        write(memory, 'memory.limit_in_bytes', '-1');
+      if (limits.cpus !== null) {
+        write(cpu, 'cpu.cfs_period_us', String(CPU_PERIOD_US));
+        write(cpu, 'cpu.cfs_quota_us', String(Math.round(limits.cpus * CPU_PERIOD_US)));
       }
-      write(pids, 'pids.max', limits.pids !== null ? String(limits.pids) : 'max');
+      if (limits.memoryBytes !== null) {
+        // No swap on top: memsw (when swap accounting is on) equals the limit.
+        write(memory, 'memory.limit_in_bytes', String(limits.memoryBytes));
+        if (existsSync(join(memory, 'memory.memsw.limit_in_bytes'))) write(memory, 'memory.memsw.limit_in_bytes', String(limits.memoryBytes));
+      }
+      if (limits.pids !== null) write(pids, 'pids.max', String(limits.pids));
     }
   } catch (err) {
-    if (!wantsLimit && isErrno(err, 'EACCES', 'EPERM', 'EROFS', 'ENOENT')) return [];
     throw new UnsupportedError('ZOMG_CGROUPS_UNAVAILABLE', 'could not set up the box\'s cgroup for its resource limits', {
       cause: err,
       hint: 'zomg needs to run as root on a host with the cpu, memory and pids cgroup controllers',

@@ -9,10 +9,12 @@
  *
  * slirp4netns runs detached in its own session (it must outlive the CLI process that
  * started the box) and is recorded in `<runDir>/net.json` (pid + start time, checked before
- * any kill); stopBox kills it, and a start first kills one left behind.
+ * any kill); stopBox kills it, and a start first kills one left behind. It also ends by
+ * itself when the box dies however it dies (`--exit-fd`): its exit fd is the read end of a
+ * pipe whose only write end is held by the box's init (see `makeLifeline`).
  */
 import { spawn } from 'node:child_process';
-import { closeSync, openSync, readFileSync, unlinkSync } from 'node:fs';
+import { closeSync, constants, openSync, readFileSync, rmSync, unlinkSync } from 'node:fs';
 import { connect, createServer, type Server } from 'node:net';
 import { createSocket } from 'node:dgram';
 import { join } from 'node:path';
@@ -20,6 +22,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { ConflictError, ToolError } from '../core/errors.js';
 import type { PortForward } from '../core/types.js';
 import { atomicWriteFile, isErrno } from '../system/fs.js';
+import { run } from '../system/run.js';
 import { readProcStat } from './procfs.js';
 
 const NET_RECORD = 'net.json';
@@ -106,6 +109,25 @@ export async function stopNetwork(runDir: string): Promise<void> {
   }
 }
 
+/**
+ * A pipe for slirp4netns's `--exit-fd`: the write end goes to bwrap (inherited by the box's
+ * init and keeper), the read end to slirp4netns, which exits at EOF — when the last box
+ * process holding the write end is gone. A FIFO because Node makes no bare pipes; it is
+ * unlinked at once. The caller closes both fds once they are handed over.
+ */
+export async function makeLifeline(runDir: string): Promise<{ readFd: number; writeFd: number }> {
+  const path = join(runDir, 'lifeline');
+  rmSync(path, { force: true });
+  await run('mkfifo', ['-m', '0600', path]);
+  try {
+    // Non-blocking, so opening the read end does not wait for a writer.
+    const readFd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+    return { readFd, writeFd: openSync(path, constants.O_WRONLY) };
+  } finally {
+    unlinkSync(path);
+  }
+}
+
 /** One request on slirp4netns's API socket. */
 function slirpApi(socketPath: string, request: object): Promise<{ return?: unknown; error?: { desc?: string } }> {
   return new Promise((resolve, reject) => {
@@ -134,17 +156,17 @@ function slirpApi(socketPath: string, request: object): Promise<{ return?: unkno
  * Starts slirp4netns for the network namespace of `initPid`, waits until `tap0` is
  * configured, then adds the `publish` forwards. On failure, kills what it started.
  */
-export async function startNetwork(slirp: string, runDir: string, initPid: number, publish: PortForward[]): Promise<void> {
+export async function startNetwork(slirp: string, runDir: string, initPid: number, publish: PortForward[], exitFd: number): Promise<void> {
   await stopNetwork(runDir);
   const socketPath = join(runDir, API_SOCKET);
   const logFd = openSync(join(runDir, NET_LOG), 'a', 0o600);
   const child = (() => {
     try {
-      // fd 3: the ready pipe (slirp4netns writes "1" once tap0 is up).
+      // fd 3: the ready pipe (slirp4netns writes "1" once tap0 is up); fd 4: the lifeline.
       return spawn(
         slirp,
-        ['--configure', '--mtu=65520', '--disable-host-loopback', '--enable-sandbox', '--enable-seccomp', '--api-socket', socketPath, '--ready-fd', '3', String(initPid), 'tap0'],
-        { detached: true, stdio: ['ignore', logFd, logFd, 'pipe'] },
+        ['--configure', '--mtu=65520', '--disable-host-loopback', '--enable-sandbox', '--enable-seccomp', '--api-socket', socketPath, '--ready-fd', '3', '--exit-fd', '4', String(initPid), 'tap0'],
+        { detached: true, stdio: ['ignore', logFd, logFd, 'pipe', exitFd] },
       );
     } finally {
       closeSync(logFd);

@@ -56,7 +56,7 @@ import { run } from '../system/run.js';
 import { DEFAULT_PATH, checkEnvKeys, execEnvironment, installBoxEnvironment, type ExecIdentity } from './environment.js';
 import { removeCgroup, setupCgroup } from './cgroups.js';
 import { enterHelper } from './enter.js';
-import { boxResolvConf, startNetwork, stopNetwork } from './network.js';
+import { boxResolvConf, makeLifeline, startNetwork, stopNetwork } from './network.js';
 import { bootId, childPids, readProcStat } from './procfs.js';
 import { capMaskHex, defaultProfileArgs } from './profile.js';
 import { seccompFilter } from './seccomp.js';
@@ -167,6 +167,8 @@ const SECCOMP = 'seccomp.bpf';
 const SECCOMP_FD = 5;
 /** The fd bwrap reads a default box's resolv.conf from. */
 const RESOLV_FD = 6;
+/** The fd of the box's end of its network helper's lifeline (network.ts `makeLifeline`). */
+const LIFELINE_FD = 7;
 const LOG = 'init.log';
 const LOCK = 'sandbox';
 const KEEPER = ['sleep', 'infinity'];
@@ -433,6 +435,7 @@ async function launch(spec: BoxSpec, rootId: { dev: number; ino: number }, timeo
   const cgroups = setupCgroup(spec.id, { cpus: config.cpus, memoryBytes: config.memory_bytes, pids: config.pids });
   const deadline = Date.now() + timeoutMs;
 
+  const lifeline = slirp !== undefined ? await makeLifeline(spec.runDir) : undefined;
   const logFd = openSync(join(spec.runDir, LOG), 'a', 0o600);
   let filterFd: number | undefined;
   let child: ChildProcess;
@@ -443,6 +446,7 @@ async function launch(spec: BoxSpec, rootId: { dev: number; ino: number }, timeo
       filterFd = openSync(join(spec.runDir, SECCOMP), 'r');
       stdio.push(filterFd, 'pipe');
     }
+    if (lifeline !== undefined) stdio[LIFELINE_FD] = lifeline.writeFd;
     // zomg-enter puts bwrap (and so every process of the box) into the box's cgroup
     // before it runs. fd 3: the argument list (NUL-separated); fd 4: bwrap's info (the
     // init's pid); fd 5: the seccomp program.
@@ -455,6 +459,7 @@ async function launch(spec: BoxSpec, rootId: { dev: number; ino: number }, timeo
   } finally {
     closeSync(logFd);
     if (filterFd !== undefined) closeSync(filterFd);
+    if (lifeline !== undefined) closeSync(lifeline.writeFd);
   }
   let exited: string | undefined;
   let spawnError: unknown;
@@ -524,7 +529,7 @@ async function launch(spec: BoxSpec, rootId: { dev: number; ino: number }, timeo
     } catch (err) {
       throw startFailed(spec.runDir, 'could not make /proc/sys read-only', err);
     }
-    if (slirp !== undefined) await startNetwork(slirp, spec.runDir, pid, config.publish);
+    if (slirp !== undefined && lifeline !== undefined) await startNetwork(slirp, spec.runDir, pid, config.publish, lifeline.readFd);
     return record;
   } catch (err) {
     if (pid !== undefined) {
@@ -540,6 +545,7 @@ async function launch(spec: BoxSpec, rootId: { dev: number; ino: number }, timeo
     infoPipe.destroy();
     argsPipe.destroy();
     resolvPipe?.destroy();
+    if (lifeline !== undefined) closeSync(lifeline.readFd);
     child.unref();
   }
 }
@@ -622,7 +628,7 @@ export async function stopBox(runDir: string, options: { timeoutMs?: number } = 
       }
       // The box's network helper and cgroup go with it (also when it died on its own).
       await stopNetwork(runDir);
-      if (record.enter !== undefined && record.enter.cgroups.length > 0) await removeCgroup(record.id);
+      if (record.enter !== undefined) await removeCgroup(record.id);
       removeRecord(runDir);
       return current === undefined ? 'not_running' : 'stopped';
     },

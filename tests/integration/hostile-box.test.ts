@@ -242,10 +242,19 @@ describe('a hostile box', { skip: !isRoot() && 'needs root for btrfs' }, () => {
       got = await readFrom(hostPort);
     }
     assert.match(got, /from-the-box/);
-    // The forwarder is the box's: gone with it.
-    const net = JSON.parse(readFileSync(join(stateDir, 'run', 'boxes', box.id, 'net.json'), 'utf8')) as { pid: number };
+    // The forwarder is the box's: gone with it, also when the box dies without zomg.
+    const alive = (pid: number): boolean => existsSync(`/proc/${pid}`) && !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+    const runDir = join(stateDir, 'run', 'boxes', box.id);
+    const netPid = (): number => (JSON.parse(readFileSync(join(runDir, 'net.json'), 'utf8')) as { pid: number }).pid;
+    const first = netPid();
+    process.kill((JSON.parse(readFileSync(join(runDir, 'init.json'), 'utf8')) as { pid: number }).pid, 'SIGKILL');
+    for (let i = 0; i < 100 && alive(first); i++) await sleep(20);
+    assert.equal(alive(first), false, 'slirp4netns outlived its box\'s init');
+    assert.equal((await engine.resumeBox(ref('pub'))).box.status, 'running');
+    const second = netPid();
+    assert.ok(alive(second));
     await engine.deleteBox(ref('pub'));
-    assert.equal(existsSync(`/proc/${net.pid}`) && !/^\S+ \(\S+\) Z/.test(readFileSync(`/proc/${net.pid}/stat`, 'utf8')), false, 'slirp4netns outlived its box');
+    assert.equal(alive(second), false, 'slirp4netns outlived its box');
   });
 
   it('refuses bad limits and ports with a stable code, leaving nothing behind', async () => {

@@ -10,6 +10,8 @@
  * (asm/unistd_64.h), checked against the system headers in tests/unit/seccomp.test.ts.
  */
 
+import { UnsupportedError } from '../core/errors.js';
+
 const AUDIT_ARCH_X86_64 = 0xc000003e;
 const X32_SYSCALL_BIT = 0x40000000;
 
@@ -113,8 +115,17 @@ interface Insn {
   k: number;
 }
 
-/** The filter as `struct sock_filter[]` bytes (8 bytes per instruction, host byte order: little-endian). */
+/**
+ * The filter as `struct sock_filter[]` bytes (8 bytes per instruction, host byte order:
+ * little-endian). On a host that is not x86_64 the filter would refuse every call, so the
+ * default profile is refused there with a clear error instead.
+ */
 export function seccompFilter(): Buffer {
+  if (process.arch !== 'x64') {
+    throw new UnsupportedError('ZOMG_PROFILE_UNSUPPORTED', `the default box profile's seccomp filter is built for x86_64, not ${process.arch}`, {
+      hint: 'create the box with --privileged on this host',
+    });
+  }
   const denied = Object.values(DENIED_SYSCALLS);
   // Layout (jumps only go forward):
   //   0 ld arch; 1 jeq x86_64 ? next : DENY; 2 ld nr; 3 jge x32 ? DENY : next;

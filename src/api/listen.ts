@@ -1,6 +1,6 @@
 /** `zomg serve`: the token, the loopback rule, listen, and a clean shutdown on signals. */
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { chmodSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { InvalidArgumentError } from '../core/errors.js';
 import type { ZomgService } from '../core/service.js';
@@ -21,10 +21,19 @@ export function parseListen(value: string): ListenAddress {
 
 export const isLoopback = (host: string): boolean => host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
 
-/** The server's token: read from the state directory, or created (0600) on first start. */
-export function loadOrCreateToken(stateDir: string): { token: string; created: boolean } {
+/**
+ * The server's token: read from the state directory, or created (0600) on first start. A
+ * token file other users could read is tightened to 0600, with a warning (the token may
+ * already have leaked: rotate it by deleting the file).
+ */
+export function loadOrCreateToken(stateDir: string, warn: (line: string) => void = () => undefined): { token: string; created: boolean } {
   const path = join(stateDir, 'token');
   try {
+    const mode = statSync(path).mode & 0o777;
+    if ((mode & 0o077) !== 0) {
+      chmodSync(path, 0o600);
+      warn(`warning: the API token file was readable by other users (mode ${mode.toString(8).padStart(4, '0')}); it is now 0600 — delete it to have a new token made if it may have leaked`);
+    }
     const token = readFileSync(path, 'utf8').trim();
     // An empty file would mean "any empty bearer matches": treat it as no token and make one.
     if (token.length >= 16) return { token, created: false };
@@ -42,6 +51,8 @@ export interface ServeOptions {
   listen: string;
   /** Serve without a token (refused beyond loopback). */
   noAuth?: boolean;
+  /** Let clients create privileged boxes (off by default). */
+  allowPrivileged?: boolean;
   log: (line: string) => void;
 }
 
@@ -52,11 +63,11 @@ export async function serve(options: ServeOptions): Promise<{ close(): Promise<v
   }
   let token: string | null = null;
   if (!options.noAuth) {
-    const t = loadOrCreateToken(options.stateDir);
+    const t = loadOrCreateToken(options.stateDir, options.log);
     token = t.token;
     if (t.created) options.log(`Created API token (stored in ${join(options.stateDir, 'token')}, mode 0600): ${t.token}`);
   }
-  const app = await buildServer({ service: options.service, token, logger: false });
+  const app = await buildServer({ service: options.service, token, logger: false, allowPrivileged: options.allowPrivileged === true });
   await app.listen({ host: addr.host, port: addr.port });
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : addr.port;

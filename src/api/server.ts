@@ -25,6 +25,8 @@ export interface ServerOptions {
   logger?: boolean;
   /** Largest JSON body accepted (bytes); tarball uploads are streamed and not bound by it. */
   bodyLimit?: number;
+  /** Whether clients may create `privileged` boxes (`zomg serve --allow-privileged`; default no). */
+  allowPrivileged?: boolean;
 }
 
 const PUBLIC = new Set(['/v1/health', '/v1/openapi.json']);
@@ -77,7 +79,7 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
   app.get('/v1/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
   const service = options.service;
-  await app.register(async (scope) => boxRoutes(scope, service));
+  await app.register(async (scope) => boxRoutes(scope, service, { allowPrivileged: options.allowPrivileged === true }));
   await app.register(async (scope) => checkpointRoutes(scope, service));
   await app.register(async (scope) => baseRoutes(scope, service));
   await app.register(async (scope) => buildRoutes(scope, service));

@@ -140,6 +140,11 @@ export class RemoteClient implements ZomgService {
         ...(options.fork ? { fork: `${options.fork.project}:${options.fork.name}` } : {}),
         ...(options.tags ? { tags: options.tags } : {}),
         ...(options.environment ? { environment: options.environment } : {}),
+        ...(options.privileged !== undefined ? { privileged: options.privileged } : {}),
+        ...(options.cpus !== undefined ? { cpus: options.cpus } : {}),
+        ...(options.memory !== undefined ? { memory: options.memory } : {}),
+        ...(options.pids !== undefined ? { pids: options.pids } : {}),
+        ...(options.publish !== undefined ? { publish: options.publish } : {}),
       },
     });
   }

@@ -14,6 +14,16 @@ export interface CreateBoxOptions {
   fork?: BoxRef;
   tags?: Record<string, string>;
   environment?: Record<string, string>;
+  /** Opt out of the default security profile (`--privileged`). */
+  privileged?: boolean;
+  /** `--cpus 1.5` */
+  cpus?: string | number;
+  /** `--memory 512m` (a size with a unit, or bytes) */
+  memory?: string | number;
+  /** `--pids 256` */
+  pids?: string | number;
+  /** `--publish [IP:]HOST:BOX[/tcp|udp]`, repeatable */
+  publish?: string[];
 }
 
 export interface ListBoxesOptions {

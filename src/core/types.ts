@@ -17,8 +17,28 @@ export interface Box {
   tags: Record<string, string>;
   environment: Record<string, string>;
   data_mounts: Array<{ volume: string; path: string; mode: 'ro' | 'rw' }>;
+  /** The box's security profile and limits (README "Security"). */
+  config: BoxConfig;
   created_at: string;
   updated_at: string;
+}
+
+/** A host port forwarded into a box (`--publish`). */
+export interface PortForward {
+  host_ip: string;
+  host_port: number;
+  box_port: number;
+  protocol: 'tcp' | 'udp';
+}
+
+export interface BoxConfig {
+  /** Opted out of the default profile (`--privileged`): host root, host network. */
+  privileged: boolean;
+  /** null = no limit. */
+  cpus: number | null;
+  memory_bytes: number | null;
+  pids: number | null;
+  publish: PortForward[];
 }
 
 export type BaseKind = 'build' | 'install' | 'save' | 'import';

@@ -1,4 +1,5 @@
 /** Rows of boxes and checkpoints ↔ core types. A UNIQUE violation becomes a conflict at the engine. */
+import { boxConfigFromJson } from '../core/limits.js';
 import type { Box } from '../core/types.js';
 import type { Db } from './database.js';
 
@@ -6,13 +7,14 @@ import type { Db } from './database.js';
 export type BoxRow = Omit<Box, 'status'>;
 
 /** The row as SQLite returns it: the maps are JSON text. */
-type RawBox = Omit<BoxRow, 'tags' | 'environment' | 'data_mounts'> & { tags: string; environment: string; data_mounts: string };
+type RawBox = Omit<BoxRow, 'tags' | 'environment' | 'data_mounts' | 'config'> & { tags: string; environment: string; data_mounts: string; config: string };
 
 const toBox = (r: RawBox): BoxRow => ({
   ...r,
   tags: JSON.parse(r.tags) as BoxRow['tags'],
   environment: JSON.parse(r.environment) as BoxRow['environment'],
   data_mounts: JSON.parse(r.data_mounts) as BoxRow['data_mounts'],
+  config: boxConfigFromJson(r.config),
 });
 
 export interface CheckpointRow {
@@ -47,7 +49,7 @@ export class BoxesRepo {
   insert(box: BoxRow): void {
     this.db
       .prepare(
-        'INSERT INTO boxes (id, project, name, base, tags, environment, data_mounts, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+        'INSERT INTO boxes (id, project, name, base, tags, environment, data_mounts, config, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
       )
       .run(
         box.id,
@@ -57,6 +59,7 @@ export class BoxesRepo {
         JSON.stringify(box.tags),
         JSON.stringify(box.environment),
         JSON.stringify(box.data_mounts),
+        JSON.stringify(box.config),
         box.created_at,
         box.updated_at,
       );

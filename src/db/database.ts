@@ -1,5 +1,6 @@
 /** Opening the metadata database: WAL, foreign keys, a busy timeout shared by CLI and server, migrations. */
-import { existsSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, openSync } from 'node:fs';
+import { isErrno } from '../system/fs.js';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -20,7 +21,24 @@ function nativeBinding(): string | undefined {
 
 export type Db = Database.Database;
 
+/**
+ * Makes the database file 0600 before SQLite opens it (creating it empty when missing):
+ * SQLite gives the -wal and -shm files the database file's mode, so they follow. Files
+ * left wider by an older zomg are tightened too.
+ */
+function ownerOnly(path: string): void {
+  closeSync(openSync(path, 'a', 0o600));
+  for (const file of [path, `${path}-wal`, `${path}-shm`]) {
+    try {
+      chmodSync(file, 0o600);
+    } catch (err) {
+      if (!isErrno(err, 'ENOENT')) throw err;
+    }
+  }
+}
+
 export function openDatabase(path: string): Db {
+  if (path !== ':memory:') ownerOnly(path);
   const binding = nativeBinding();
   const db = new Database(path, binding ? { nativeBinding: binding } : {});
   db.pragma('journal_mode = WAL');

@@ -53,4 +53,8 @@ export const migrations: readonly string[] = [
     started_at TEXT NOT NULL
   );
   `,
+  // 2: the box's security profile and limits (privileged, cpus, memory, pids, publish), as JSON.
+  `
+  ALTER TABLE boxes ADD COLUMN config TEXT NOT NULL DEFAULT '{}';
+  `,
 ];

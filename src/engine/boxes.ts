@@ -1,6 +1,7 @@
 /** Box use cases: create (from a base or a fork), list, get, update, delete. */
 import { randomBytes } from 'node:crypto';
 import { ConflictError, InvalidArgumentError } from '../core/errors.js';
+import { parseBoxConfig } from '../core/limits.js';
 import { parseEnvAssignment, parseTag } from '../core/names.js';
 import type { BoxRef } from '../core/refs.js';
 import type { CreateBoxOptions, ListBoxesOptions } from '../core/service.js';
@@ -35,8 +36,16 @@ export async function createBox(ctx: EngineContext, ref: BoxRef, options: Create
     throw new InvalidArgumentError('--base and --fork cannot be used together', { code: 'ZOMG_INVALID_ARGUMENT', hint: 'a fork clones the source box, which already has a base' });
   }
   const { tags, environment } = validateMaps(options);
+  const config = parseBoxConfig(options);
+  if (config.privileged && config.publish.length > 0) {
+    throw new InvalidArgumentError('--publish cannot be used with --privileged: a privileged box uses the host\'s network, its ports are the host\'s', {
+      code: 'ZOMG_INVALID_PUBLISH',
+    });
+  }
   return withBoxLock(ctx, ref, async () => {
     if (ctx.boxes.get(ref.project, ref.name)) throw boxExists(ref);
+    // Checked before anything is made; the start checks again (slirp4netns binds them).
+    if (options.start !== false) await ctx.runtime.checkPublish(config.publish);
     const id = randomBytes(8).toString('hex');
     const root = rootId({ id });
     const now = isoNow(ctx);
@@ -62,7 +71,7 @@ export async function createBox(ctx: EngineContext, ref: BoxRef, options: Create
         });
       }
       r.add('delete box root', () => ctx.pool.delete(root));
-      const row: BoxRow = { id, project: ref.project, name: ref.name, base, tags, environment, data_mounts: [], created_at: now, updated_at: now };
+      const row: BoxRow = { id, project: ref.project, name: ref.name, base, tags, environment, data_mounts: [], config, created_at: now, updated_at: now };
       await ctx.fault('create:snapshotted');
       transaction(ctx.db, () => {
         if (ctx.boxes.get(ref.project, ref.name)) throw boxExists(ref);

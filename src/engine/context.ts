@@ -2,7 +2,7 @@
  * The engine's composition: state directory, pool, database, runtime and locks, opened
  * once and shared by every use case.
  */
-import { mkdirSync } from 'node:fs';
+import { chmodSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type Db, openDatabase } from '../db/database.js';
@@ -48,7 +48,13 @@ export interface EngineOptions {
   /** Test hook: called between the steps of multi-step mutations, to inject failures. */
   faultPoint?: (step: string) => void | Promise<void>;
   now?: () => Date;
+  /** Where operator warnings go (an unsafe pool mount); default: stderr. */
+  onWarning?: (message: string) => void;
 }
+
+const defaultWarn = (message: string): void => {
+  process.stderr.write(`warning: ${message}\n`);
+};
 
 export interface EngineContext {
   options: EngineOptions;
@@ -73,14 +79,17 @@ const defaultBasesDir = (): string => fileURLToPath(new URL('../../../bases/', i
 
 export async function openContext(options: EngineOptions): Promise<EngineContext> {
   const stateDir = options.stateDir;
-  mkdirSync(stateDir, { recursive: true, mode: 0o755 });
+  // 0700: the state directory holds the database, the token and every box's run state;
+  // no host user but root has business there. An existing directory is tightened too.
+  mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+  chmodSync(stateDir, 0o700);
   const opened = await openPool({
     stateDir,
     ...(options.poolPath !== undefined ? { poolPath: options.poolPath } : {}),
     ...(options.poolImageSizeBytes !== undefined ? { imageSizeBytes: options.poolImageSizeBytes } : {}),
   });
   const pool = new Pool(opened.root, new BtrfsDriver());
-  pool.ensureLayout();
+  for (const warning of opened.warnings ?? []) (options.onWarning ?? defaultWarn)(warning);
   const db = openDatabase(join(stateDir, 'zomg.db'));
   return {
     options,

@@ -57,6 +57,7 @@ export async function startRow(ctx: EngineContext, row: BoxRow): Promise<void> {
     hostname: `${row.name}.${row.project}`,
     env: boxEnvironment({ project: row.project, box: row.name, apiUrl: ctx.options.apiUrl ?? 'http://127.0.0.1:7070', user }),
     volumes: await systemVolumes(ctx, row.project),
+    config: row.config,
     fault: (step) => ctx.fault(step),
   });
 }

@@ -4,6 +4,8 @@ import type { Writable } from 'node:stream';
 import type { BoxProcess, ReadLogsOptions, TerminalSession } from '../core/console-protocol.js';
 import { join } from 'node:path';
 import { isErrno } from '../system/fs.js';
+import { checkPortsFree, stopNetwork } from './network.js';
+import type { PortForward } from '../core/types.js';
 import { listBoxProcesses, readBoxLog } from './processes.js';
 import { type PtyExecOptions, execInBoxPty } from './pty.js';
 import type { BoxRuntime, RuntimeBox, StartSpec } from './runtime.js';
@@ -19,6 +21,10 @@ export class BwrapRuntime implements BoxRuntime {
 
   private runDir(id: string): string {
     return join(this.runRoot, id);
+  }
+
+  checkPublish(publish: PortForward[]): Promise<void> {
+    return checkPortsFree(publish);
   }
 
   async start(spec: StartSpec): Promise<void> {
@@ -67,9 +73,15 @@ export class BwrapRuntime implements BoxRuntime {
     return reapStray(this.runDir(box.id));
   }
 
-  /** Stops every init a start cut short left unrecorded (only when no start is in flight). */
+  /**
+   * Stops every init a start cut short left unrecorded, and the network helpers of boxes
+   * that died on their own (only when no start is in flight): nothing may outlive the pool.
+   */
   async recoverAll(): Promise<void> {
-    for (const id of this.ids()) await reapStray(this.runDir(id));
+    for (const id of this.ids()) {
+      await reapStray(this.runDir(id));
+      if (!isRunning(this.runDir(id))) await stopNetwork(this.runDir(id));
+    }
   }
 
   /** Ends sandboxes stuck half-way that pin the pool mounted at `poolRoot`. */

@@ -5,9 +5,9 @@
  * path it returns.
  *
  * Races: when the box is stopped (start-up) nothing inside can swap a path between the
- * check and the use. When it runs (exec), the box's root user already holds every host
- * capability (boxes are privileged, like the documented "privileged container"), so the
- * remaining window gives it nothing new; the final component is still opened O_NOFOLLOW.
+ * check and the use. When it runs (exec), the host only creates a missing /home/<user>
+ * (mkdir never follows a symlink, and the chown goes through an O_NOFOLLOW descriptor) and
+ * reads /etc/passwd, so a swap in the window can redirect neither onto the host.
  */
 import { chmodSync, closeSync, constants, fchmodSync, fchownSync, lstatSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -84,6 +84,12 @@ export function lookupUser(root: string, user: string): BoxUser {
     const [name, , uid, gid, , home, shell] = line.split(':');
     if (name === undefined || uid === undefined || gid === undefined) continue;
     if (name === user || (/^\d+$/.test(user) && uid === user)) {
+      // An empty field would read as 0 (root): refuse anything that is not a plain number.
+      if (!/^\d{1,10}$/.test(uid) || !/^\d{1,10}$/.test(gid) || Number(uid) > 0xfffffffe || Number(gid) > 0xfffffffe) {
+        throw new UnprocessableError('ZOMG_BAD_PASSWD_ENTRY', `the box's /etc/passwd entry of "${name}" has no valid uid or gid`, {
+          hint: 'fix the entry inside the box (uid and gid must be numbers), for example with `usermod`',
+        });
+      }
       return { name, uid: Number(uid), gid: Number(gid), passwdHome: home || '/', shell: shell || '/bin/sh' };
     }
   }

@@ -6,6 +6,7 @@
  */
 import type { Writable } from 'node:stream';
 import type { BoxProcess, ReadLogsOptions, TerminalSession } from '../core/console-protocol.js';
+import type { BoxConfig, PortForward } from '../core/types.js';
 import type { PtyExecOptions } from './pty.js';
 import type { BackgroundExec, BoxVolume, ExecHandle, ExecOptions } from './sandbox.js';
 
@@ -26,12 +27,16 @@ export interface StartSpec extends RuntimeBox {
   env: Record<string, string>;
   /** System, project and data volumes, mounted in the box only. */
   volumes: BoxVolume[];
+  /** Security profile and limits (default: the default profile, no limits). */
+  config?: BoxConfig;
   /** Test hook: called between the steps of a start (crash injection). */
   fault?: (step: string) => void | Promise<void>;
 }
 
 export interface BoxRuntime {
   readonly name: string;
+  /** Refuses ports a box may not publish (taken, out of range) before anything is made. */
+  checkPublish(publish: PortForward[]): Promise<void>;
   /** Starts the box (idempotent while it runs on this root). */
   start(spec: StartSpec): Promise<void>;
   /** Stops every process of the box, including one a start cut short left unrecorded. */

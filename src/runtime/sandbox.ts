@@ -22,35 +22,46 @@
  *   The argument list goes through `--args <fd>`: the box's `/proc/1/cmdline` then shows
  *   `bwrap --args 3 --info-fd 4 -- sleep infinity` instead of host paths.
  *
- * - **exec** is util-linux `nsenter --target <init> --pid --mount --uts --ipc --root
- *   --wdns <dir>`: it joins the namespaces, chroots to the init's root and forks the
- *   command into the box's PID namespace. No setup is repeated, so it costs less than a
- *   fresh `bwrap … true` (see bench/exec.ts). The network namespace is the host's (as
- *   documented: boxes share the node's network).
+ * - **exec** is zomg-enter (enter.ts; util-linux `nsenter` for boxes started by older
+ *   versions): it joins the box's cgroup and the init's namespaces (PID, mount, UTS, IPC,
+ *   and network and cgroup for a default box), chroots to the init's root and forks the
+ *   command into the box's PID namespace with the box's profile applied. No setup is
+ *   repeated, so it costs less than a fresh `bwrap … true` (see bench/exec.ts).
  *
  * - **state**: `<runDir>/init.json` records the init's host pid, its start time (clock
  *   ticks since boot) and the boot id. It is a hint, never the truth: `boxStatus` checks
  *   that the pid is alive, started at that tick in this boot, and has the box's root as
  *   its root (same device and inode). A pid file from before a reboot is therefore stale.
  *
- * Trust model: processes in a box run as host root with every capability in the host's
- * user namespace (a privileged container). The sandbox gives a box its own view, not a
- * security boundary.
+ * Trust model: a box runs with the default profile unless its config says `privileged`.
+ * The default profile (profile.ts, seccomp.ts, network.ts, cgroups.ts, enter.ts) makes the
+ * box a boundary: docker's capability set (minus mknod), no_new_privs, a seccomp filter,
+ * masked /proc paths, its own network and cgroup namespaces and cgroup; every exec goes
+ * through zomg-enter, which applies the same profile after entering. A privileged box is
+ * host root with every capability and the host's network (docker or systemd inside), as
+ * before: the sandbox then gives it its own view, not a security boundary.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, closeSync, constants as fsConstants, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, unlinkSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
-import { delimiter, join, posix } from 'node:path';
+import { basename, delimiter, join, posix } from 'node:path';
 import type { Readable, Stream, Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BG_LOG_DIR, BOX_BIN } from '../core/box-layout.js';
 import { ConflictError, InvalidArgumentError, ToolError, UnprocessableError } from '../core/errors.js';
+import { DEFAULT_BOX_CONFIG } from '../core/limits.js';
+import type { BoxConfig } from '../core/types.js';
 import { atomicWriteFile, isErrno } from '../system/fs.js';
 import { LockManager } from '../system/lock.js';
 import { mountAt } from '../system/mountinfo.js';
 import { run } from '../system/run.js';
 import { DEFAULT_PATH, checkEnvKeys, execEnvironment, installBoxEnvironment, type ExecIdentity } from './environment.js';
+import { removeCgroup, setupCgroup } from './cgroups.js';
+import { enterHelper } from './enter.js';
+import { boxResolvConf, makeLifeline, startNetwork, stopNetwork } from './network.js';
 import { bootId, childPids, readProcStat } from './procfs.js';
+import { capMaskHex, defaultProfileArgs } from './profile.js';
+import { seccompFilter } from './seccomp.js';
 import { ensureDirInRoot, ensureFileInRoot, ensureHome, lookupUser, resolveInRoot } from './rootfs.js';
 
 export interface BoxVolume {
@@ -79,6 +90,8 @@ export interface BoxSpec {
   runDir: string;
   /** Test hook: called between the steps of a start (crash injection). */
   fault?: (step: string) => void | Promise<void>;
+  /** Security profile and limits; default: the default profile, no limits. */
+  config?: BoxConfig;
 }
 
 export type BoxRunState = 'running' | 'stopped';
@@ -140,6 +153,16 @@ interface InitRecord {
   env: Record<string, string>;
   /** PATH for execs unless `env` has one. */
   path: string;
+  /** How execs enter (absent in records of older versions: nsenter, privileged). */
+  enter?: {
+    helper: string;
+    privileged: boolean;
+    /** Own network / cgroup namespace to join. */
+    netns: boolean;
+    cgroupns: boolean;
+    /** `cgroup.procs` files of the box's cgroup. */
+    cgroups: string[];
+  };
 }
 
 const RECORD = 'init.json';
@@ -151,6 +174,15 @@ const ARGS = 'init.args';
 const INTENT = 'starting.json';
 /** USER_HZ: the unit of /proc/<pid>/stat start times (100 on every Linux ABI zomg runs on). */
 const CLOCK_TICKS = 100;
+const SECCOMP = 'seccomp.bpf';
+/** A default box's resolv.conf, handed to bwrap as data. */
+const RESOLV = 'resolv.conf';
+/** The fd bwrap reads the seccomp program from. */
+const SECCOMP_FD = 5;
+/** The fd bwrap reads a default box's resolv.conf from. */
+const RESOLV_FD = 6;
+/** The fd of the box's end of its network helper's lifeline (network.ts `makeLifeline`). */
+const LIFELINE_FD = 7;
 const LOG = 'init.log';
 const LOCK = 'sandbox';
 const KEEPER = ['sleep', 'infinity'];
@@ -265,7 +297,7 @@ export async function boxStatus(runDir: string, root: string): Promise<BoxRunSta
 // Start
 
 /** The bwrap arguments for a box, after preparing its root (mountpoints, /etc/boxes-env). */
-function prepareRoot(spec: BoxSpec): { args: string[]; path: string } {
+function prepareRoot(spec: BoxSpec, config: BoxConfig): { args: string[]; path: string } {
   checkEnvKeys(spec.env);
   for (const volume of spec.volumes) {
     if (!posix.isAbsolute(volume.boxPath)) {
@@ -284,6 +316,7 @@ function prepareRoot(spec: BoxSpec): { args: string[]; path: string } {
     '--unshare-pid',
     '--unshare-uts',
     '--unshare-ipc',
+    ...(config.privileged ? [] : ['--unshare-net', '--unshare-cgroup']),
     '--hostname',
     spec.hostname,
     '--bind',
@@ -291,6 +324,7 @@ function prepareRoot(spec: BoxSpec): { args: string[]; path: string } {
     '/',
     '--proc',
     proc,
+    ...(config.privileged ? [] : defaultProfileArgs(proc)),
     '--dev',
     dev,
     '--perms',
@@ -316,10 +350,14 @@ function prepareRoot(spec: BoxSpec): { args: string[]; path: string } {
   // without /etc/resolv.conf gets an empty one (the only file zomg adds to a root besides
   // /etc/boxes-env and the mountpoint directories); a symlink (systemd-resolved style) is
   // followed inside the box and its target is the mountpoint.
-  if (isFile('/etc/resolv.conf')) {
+  // A box with its own network gets slirp4netns's DNS (network.ts) instead, handed over
+  // as data (so the box's mount table names no host file).
+  if (!config.privileged || isFile('/etc/resolv.conf')) {
     const resolv = resolveInRoot(spec.root, '/etc/resolv.conf');
     if (resolv.stat === undefined || resolv.stat.isFile()) {
-      args.push('--ro-bind', '/etc/resolv.conf', ensureFileInRoot(spec.root, '/etc/resolv.conf', 'the DNS configuration').boxPath);
+      const dest = ensureFileInRoot(spec.root, '/etc/resolv.conf', 'the DNS configuration').boxPath;
+      if (config.privileged) args.push('--ro-bind', '/etc/resolv.conf', dest);
+      else args.push('--perms', '0644', '--ro-bind-data', String(RESOLV_FD), dest);
     }
   }
 
@@ -332,6 +370,7 @@ function prepareRoot(spec: BoxSpec): { args: string[]; path: string } {
   }
 
   const path = volumes.some((v) => posix.normalize(v.boxPath) === BOX_BIN) ? `${DEFAULT_PATH}:${BOX_BIN}` : DEFAULT_PATH;
+  if (!config.privileged) args.push('--seccomp', String(SECCOMP_FD));
   args.push('--chdir', '/', '--clearenv', '--setenv', 'PATH', path);
   for (const [key, value] of Object.entries(spec.env)) args.push('--setenv', key, value);
   return { args, path };
@@ -386,38 +425,57 @@ function killQuiet(pid: number): void {
 }
 
 async function launch(spec: BoxSpec, rootId: { dev: number; ino: number }, timeoutMs: number): Promise<InitRecord> {
-  const bwrap = tool('bwrap', 'bubblewrap');
+  const config = spec.config ?? DEFAULT_BOX_CONFIG;
+  tool('bwrap', 'bubblewrap'); // run by name from the host's PATH, so /proc/1/cmdline names no host path
   const mount = tool('mount', 'mount (util-linux)');
-  const { args, path } = prepareRoot(spec);
+  const slirp = config.privileged ? undefined : tool('slirp4netns', 'slirp4netns');
+  const helper = await enterHelper();
+  const { args, path } = prepareRoot(spec, config);
   const deadline = Date.now() + timeoutMs;
 
-  // The arguments and bwrap's info go through FILES, never pipes to this process: a caller
-  // killed half-way must not leave bwrap with half its arguments, nor kill it with SIGPIPE
-  // while it reports the init's pid (its child would then wait forever, holding a copy of
-  // the host's mount namespace). bwrap finishes on its own; the pre-start intent and the
-  // info file let the next start, stop or delete find what it started.
+  // The arguments, bwrap's info, the seccomp program and the box's resolv.conf go through
+  // FILES, never pipes to this process: a caller killed half-way must not leave bwrap with
+  // half its arguments, nor kill it with SIGPIPE while it reports the init's pid (its child
+  // would then wait forever, holding a copy of the host's mount namespace). bwrap finishes
+  // on its own; the pre-start intent and the info file let the next start, stop or delete
+  // find what it started.
   for (const arg of args) {
     if (arg.includes('\0')) throw new InvalidArgumentError('a sandbox argument contains a NUL byte', { code: 'ZOMG_INVALID_INPUT' });
   }
   writeIntent(spec.runDir);
+  const cgroups = setupCgroup(spec.id, { cpus: config.cpus, memoryBytes: config.memory_bytes, pids: config.pids });
   const argsPath = join(spec.runDir, ARGS);
   atomicWriteFile(argsPath, Buffer.from(args.map((a) => `${a}\0`).join('')), 0o600);
-  const logFd = openSync(join(spec.runDir, LOG), 'a', 0o600);
-  const argsFd = openSync(argsPath, 'r');
-  const infoFd = openSync(join(spec.runDir, INFO), 'w', 0o600);
+  const lifeline = slirp !== undefined ? await makeLifeline(spec.runDir) : undefined;
+  const opened: number[] = [];
+  const open = (path: string, flags: string, mode?: number): number => {
+    const fd = openSync(path, flags, mode);
+    opened.push(fd);
+    return fd;
+  };
   let child: ChildProcess;
   try {
-    // fd 3: the argument list (NUL-separated); fd 4: bwrap's info (the init's pid).
-    child = spawn(bwrap, ['--args', '3', '--info-fd', '4', '--', ...KEEPER], {
+    const logFd = open(join(spec.runDir, LOG), 'a', 0o600);
+    // fd 3: the argument list (NUL-separated); fd 4: bwrap's info (the init's pid);
+    // fd 5: the seccomp program; fd 6: the box's resolv.conf; fd 7: the network lifeline.
+    const stdio: Array<'ignore' | number> = ['ignore', logFd, logFd, open(argsPath, 'r'), open(join(spec.runDir, INFO), 'w', 0o600)];
+    if (!config.privileged) {
+      atomicWriteFile(join(spec.runDir, SECCOMP), seccompFilter(), 0o600);
+      atomicWriteFile(join(spec.runDir, RESOLV), boxResolvConf(), 0o600);
+      stdio[SECCOMP_FD] = open(join(spec.runDir, SECCOMP), 'r');
+      stdio[RESOLV_FD] = open(join(spec.runDir, RESOLV), 'r');
+    }
+    if (lifeline !== undefined) stdio[LIFELINE_FD] = lifeline.writeFd;
+    // zomg-enter puts bwrap (and so every process of the box) into the box's cgroup before it runs.
+    child = spawn(helper, [...cgroups.flatMap((c) => ['--cgroup', c]), '--', 'bwrap', '--args', '3', '--info-fd', '4', '--', ...KEEPER], {
       argv0: 'bwrap',
       detached: true,
-      stdio: ['ignore', logFd, logFd, argsFd, infoFd],
+      stdio: stdio.map((x) => x ?? 'ignore'),
       env: { PATH: process.env.PATH ?? DEFAULT_PATH },
     });
   } finally {
-    closeSync(logFd);
-    closeSync(argsFd);
-    closeSync(infoFd);
+    for (const fd of opened) closeSync(fd);
+    if (lifeline !== undefined) closeSync(lifeline.writeFd);
   }
   let exited: string | undefined;
   let spawnError: unknown;
@@ -451,6 +509,7 @@ async function launch(spec: BoxSpec, rootId: { dev: number; ino: number }, timeo
       hostname: spec.hostname,
       env: spec.env,
       path,
+      enter: { helper, privileged: config.privileged, netns: !config.privileged, cgroupns: !config.privileged, cgroups },
     };
     atomicWriteFile(join(spec.runDir, RECORD), JSON.stringify(record, null, 2), 0o600);
 
@@ -468,16 +527,29 @@ async function launch(spec: BoxSpec, rootId: { dev: number; ino: number }, timeo
     } catch (err) {
       throw startFailed(spec.runDir, 'could not remount the root without nosuid', err);
     }
+    // The kernel's tunables are host-wide: read-only for every box (bwrap leaves /proc/sys
+    // writable when it runs as root). Paths are the box's: mount -N enters its mount namespace.
+    try {
+      await run(mount, ['-N', String(pid), '--bind', '/proc/sys', '/proc/sys'], { timeoutMs: 10_000 });
+      await run(mount, ['-N', String(pid), '-o', 'remount,bind,ro,nosuid,nodev,noexec', '/proc/sys'], { timeoutMs: 10_000 });
+    } catch (err) {
+      throw startFailed(spec.runDir, 'could not make /proc/sys read-only', err);
+    }
+    if (slirp !== undefined && lifeline !== undefined) await startNetwork(slirp, spec.runDir, pid, config.publish, lifeline.readFd);
     return record;
   } catch (err) {
     if (pid !== undefined) {
       killQuiet(pid);
       await waitGone(pid, readProcStat(pid)?.startTime, 5000).catch(() => undefined);
     }
+    await stopNetwork(spec.runDir);
+    await removeCgroup(spec.id).catch(() => undefined);
     removeRecord(spec.runDir);
-    throw err instanceof ToolError || err instanceof InvalidArgumentError ? err : startFailed(spec.runDir, (err as Error).message, err);
+    if (err instanceof ConflictError || err instanceof InvalidArgumentError) throw err;
+    throw err instanceof ToolError ? err : startFailed(spec.runDir, (err as Error).message, err);
   } finally {
     clearIntent(spec.runDir);
+    if (lifeline !== undefined) closeSync(lifeline.readFd);
     child.unref();
   }
 }
@@ -635,6 +707,7 @@ export async function startBox(spec: BoxSpec, options: { timeoutMs?: number } = 
       removeRecord(spec.runDir);
       // A start cut short may have left an init nobody recorded: never run a second one.
       await reapStray(spec.runDir);
+      await stopNetwork(spec.runDir); // one left behind by a box that died on its own
       const started = await launch(spec, rootId, options.timeoutMs ?? START_TIMEOUT_MS);
       return { pid: started.pid };
     },
@@ -664,21 +737,27 @@ async function waitGone(pid: number, startTime: number | undefined, timeoutMs: n
  * its mount namespace.
  */
 export async function stopBox(runDir: string, options: { timeoutMs?: number } = {}): Promise<'stopped' | 'not_running'> {
-  if (readRecord(runDir) === undefined && !existsSync(join(runDir, INTENT))) return 'not_running';
+  if (readRecord(runDir) === undefined && !existsSync(join(runDir, INTENT))) {
+    await stopNetwork(runDir); // one left behind by a box that died on its own
+    return 'not_running';
+  }
   return new LockManager(runDir).with(
     LOCK,
     async () => {
       const stray = await reapStray(runDir);
+      const record = readRecord(runDir);
       // Only a verified init is killed: a stale record may name a pid reused by anything.
       const current = liveRecord(runDir);
-      if (current === undefined) {
-        removeRecord(runDir);
-        return stray ? 'stopped' : 'not_running';
+      if (current !== undefined) {
+        killQuiet(current.pid);
+        await waitGone(current.pid, current.startTime, options.timeoutMs ?? STOP_TIMEOUT_MS);
       }
-      killQuiet(current.pid);
-      await waitGone(current.pid, current.startTime, options.timeoutMs ?? STOP_TIMEOUT_MS);
+      // The box's network helper and cgroup go with it (also when it died on its own, or a
+      // start cut short left it).
+      await stopNetwork(runDir);
+      if (record?.enter !== undefined || stray) await removeCgroup(record?.id ?? basename(runDir)).catch(() => undefined);
       removeRecord(runDir);
-      return 'stopped';
+      return current !== undefined || stray ? 'stopped' : 'not_running';
     },
     { what: 'the box' },
   );
@@ -691,8 +770,8 @@ function notRunning(): ConflictError {
   return new ConflictError('ZOMG_BOX_NOT_RUNNING', 'the box is not running', { hint: 'start it with `zomg resume <box>`' });
 }
 
-/** The nsenter argv and environment for one exec (all checks done before anything runs). */
-function prepareExec(runDir: string, opts: ExecOptions, argvOf: (command: string[]) => string[]): { args: string[]; env: Record<string, string> } {
+/** The program, argv and environment for one exec (all checks done before anything runs). */
+function prepareExec(runDir: string, opts: ExecOptions, argvOf: (command: string[]) => string[]): { bin: string; args: string[]; env: Record<string, string> } {
   if (opts.command.length === 0) {
     throw new InvalidArgumentError('no command given', { code: 'ZOMG_NO_COMMAND', hint: 'put the command after `--`' });
   }
@@ -703,6 +782,7 @@ function prepareExec(runDir: string, opts: ExecOptions, argvOf: (command: string
 
   let identity: ExecIdentity = { home: '/root', user: 'root', shell: '/bin/sh' };
   const credentials: string[] = [];
+  const ids: string[] = [];
   if (opts.user !== undefined && opts.user !== 'root') {
     const user = lookupUser(boxRoot, opts.user);
     // Project users share /home/<user> (the /home volume), whatever passwd says.
@@ -710,6 +790,7 @@ function prepareExec(runDir: string, opts: ExecOptions, argvOf: (command: string
     if (user.uid !== 0) ensureHome(boxRoot, user, home);
     identity = { home, user: user.name, shell: user.shell };
     credentials.push('--setuid', String(user.uid), '--setgid', String(user.gid));
+    ids.push('--uid', String(user.uid), '--gid', String(user.gid));
   }
 
   let cwd: string;
@@ -723,6 +804,25 @@ function prepareExec(runDir: string, opts: ExecOptions, argvOf: (command: string
   }
 
   const command = opts.shell ? ['/bin/sh', '-c', opts.command.join(' ')] : opts.command;
+  const env = execEnvironment(record.env, identity, opts.env, record.path);
+  const enter = record.enter;
+  if (enter !== undefined) {
+    const args = [
+      '--target',
+      String(record.pid),
+      ...(enter.netns ? ['--net'] : []),
+      ...(enter.cgroupns ? ['--cgroupns'] : []),
+      ...enter.cgroups.flatMap((c) => ['--cgroup', c]),
+      '--wd',
+      cwd,
+      ...ids,
+      ...(enter.privileged ? [] : ['--caps', capMaskHex(), '--nnp', '--seccomp', join(runDir, SECCOMP)]),
+      '--',
+      ...argvOf(command),
+    ];
+    return { bin: enter.helper, args, env };
+  }
+  // A box started by an older zomg (privileged, no helper recorded): nsenter as then.
   const args = [
     '--target',
     String(record.pid),
@@ -736,7 +836,7 @@ function prepareExec(runDir: string, opts: ExecOptions, argvOf: (command: string
     '--',
     ...argvOf(command),
   ];
-  return { args, env: execEnvironment(record.env, identity, opts.env, record.path) };
+  return { bin: tool('nsenter', 'util-linux'), args, env };
 }
 
 function exitCode(code: number | null, signal: NodeJS.Signals | null): number {
@@ -758,11 +858,10 @@ function signalQuiet(pid: number, signal: NodeJS.Signals): void {
  * (synchronously) `ZOMG_BOX_NOT_RUNNING`, `ZOMG_UNKNOWN_USER`, `ZOMG_NO_SUCH_DIRECTORY`.
  */
 export function execInBox(runDir: string, opts: ExecOptions): ExecHandle {
-  const nsenter = tool('nsenter', 'util-linux');
-  const { args, env } = prepareExec(runDir, opts, (command) => command);
+  const { bin, args, env } = prepareExec(runDir, opts, (command) => command);
   // Not `system/run`: an exec is a live handle with streams handed to the caller, and its
   // environment is the box's (no LC_ALL=C).
-  const child = spawn(nsenter, args, {
+  const child = spawn(bin, args, {
     env,
     stdio: [opts.stdin ?? 'pipe', opts.stdout ?? 'pipe', opts.stderr ?? 'pipe'],
   });
@@ -775,7 +874,7 @@ export function execInBox(runDir: string, opts: ExecOptions): ExecHandle {
   };
   const exited = new Promise<number>((resolve, reject) => {
     child.on('error', (err) => {
-      reject(isErrno(err, 'ENOENT') ? new ToolError('ZOMG_TOOL_MISSING', 'nsenter is not installed', { cause: err, hint: 'install util-linux' }) : err);
+      reject(isErrno(err, 'ENOENT') ? new ToolError('ZOMG_TOOL_MISSING', 'the exec helper is missing', { cause: err, hint: 'restart the box (`zomg stop` then `zomg resume`)' }) : err);
     });
     child.on('close', (code, signal) => resolve(exitCode(code, signal)));
   });
@@ -812,11 +911,10 @@ const BG_SCRIPT = [
  * returned, as with any detached job).
  */
 export async function execBackground(runDir: string, opts: Omit<ExecOptions, 'stdin' | 'stdout' | 'stderr' | 'signal'>): Promise<BackgroundExec> {
-  const nsenter = tool('nsenter', 'util-linux');
-  const { args, env } = prepareExec(runDir, opts, (command) => ['/bin/sh', '-c', BG_SCRIPT, 'zomg-bg', ...command]);
+  const { bin, args, env } = prepareExec(runDir, opts, (command) => ['/bin/sh', '-c', BG_SCRIPT, 'zomg-bg', ...command]);
   // Not `system/run`: the job must get the box's environment untouched (run adds LC_ALL=C),
   // and `detached` puts it in a session of its own, away from the caller's terminal signals.
-  const child = spawn(nsenter, args, { env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(bin, args, { env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
   const { code, stdout, stderr } = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve, reject) => {
     let out = '';
     let err = '';

@@ -22,7 +22,7 @@
  * The reconciler reads the layout back with the `list*` methods.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readdirSync, rmdirSync, statSync } from 'node:fs';
+import { readdirSync, rmdirSync, statSync } from 'node:fs';
 import { mkdir, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -91,11 +91,6 @@ export class Pool {
     readonly root: string,
     readonly driver: StorageDriver,
   ) {}
-
-  /** Creates the layer directories (idempotent). Staging is private: it may hold half-built trees. */
-  ensureLayout(): void {
-    for (const layer of LAYERS) mkdirSync(join(this.root, layer), { recursive: true, mode: 0o700 });
-  }
 
   /** The host path of a subvolume: for the runtime's bind mounts and the storage tools only. */
   hostPath(id: SubvolumeId): string {

@@ -14,7 +14,7 @@ import { ConflictError, InvalidArgumentError, ToolError, UnsupportedError, ZomgE
 import { isErrno, pathExists } from '../system/fs.js';
 import { LockManager } from '../system/lock.js';
 import { CommandError, run, runText } from '../system/run.js';
-import { mountAt } from '../system/mountinfo.js';
+import { type MountEntry, mountAt, mountHolding } from '../system/mountinfo.js';
 import { BTRFS_SUPER_MAGIC } from './btrfs.js';
 import { LAYERS } from './layout.js';
 
@@ -37,6 +37,8 @@ export interface OpenedPool {
   root: string;
   /** 'loop': zomg's own image, mounted on `root`; 'existing': a btrfs zomg did not mount. */
   mounted: 'loop' | 'existing';
+  /** Things the operator should fix (e.g. a configured pool mounted without `nosuid,nodev`). */
+  warnings?: string[];
 }
 
 export interface ClosePoolResult {
@@ -52,6 +54,8 @@ export async function openPool(opts: OpenPoolOptions): Promise<OpenedPool> {
     const root = resolve(opts.poolPath);
     await requireBtrfs(root);
     pool = { root, mounted: 'existing' };
+    const warning = await unsafeMountWarning(root);
+    if (warning !== undefined) pool.warnings = [warning];
   } else {
     await mkdir(opts.stateDir, { recursive: true });
     const stateDir = await realpath(opts.stateDir);
@@ -98,20 +102,30 @@ async function openEmbedded(stateDir: string, sizeBytes: number): Promise<Opened
   const mount = mountAt(root);
   if (mount) {
     if (mount.fstype !== 'btrfs') throw notBtrfs();
-    return { root, mounted: (await backedBy(mount.source, image)) ? 'loop' : 'existing' };
+    const ours = await backedBy(mount.source, image);
+    // A pool mounted by an older zomg (or by hand) without nosuid,nodev: a setuid binary
+    // made in a box would be setuid for every host user. Our own image is fixed in place.
+    if (ours && !(mount.options.includes('nosuid') && mount.options.includes('nodev'))) {
+      await tool('ZOMG_POOL_MOUNT_FAILED', 'could not remount the pool nosuid,nodev', 'mount', ['-o', 'remount,nosuid,nodev', root]);
+    }
+    const warning = ours ? undefined : await unsafeMountWarning(root);
+    return { root, mounted: ours ? 'loop' : 'existing', ...(warning !== undefined ? { warnings: [warning] } : {}) };
   }
   const haveImage = await pathExists(image);
   if (!haveImage && (await statfs(stateDir)).type === BTRFS_SUPER_MAGIC) {
     await mkdir(root, { recursive: true });
-    return { root, mounted: 'existing' };
+    const warning = await unsafeMountWarning(root);
+    return { root, mounted: 'existing', ...(warning !== undefined ? { warnings: [warning] } : {}) };
   }
   if (!haveImage) await createImage(image, sizeBytes);
   // A loop device left attached (e.g. by a crash) would make mount reuse or refuse it.
   await detachLoops(image);
   await mkdir(root, { recursive: true });
   // noatime: atime updates would turn every read inside a box into metadata copy-on-write
-  // and into spurious `utimes` entries in diffs.
-  await tool('ZOMG_POOL_MOUNT_FAILED', 'could not mount the pool image', 'mount', ['-o', 'loop,noatime', image, root]);
+  // and into spurious `utimes` entries in diffs. nosuid,nodev: files made inside boxes
+  // (setuid binaries, device nodes) must never act as such for the host's users; inside a
+  // box the runtime decides (its own mount namespace).
+  await tool('ZOMG_POOL_MOUNT_FAILED', 'could not mount the pool image', 'mount', ['-o', 'loop,noatime,nosuid,nodev', image, root]);
   return { root, mounted: 'loop' };
 }
 
@@ -127,9 +141,24 @@ async function createImage(image: string, sizeBytes: number): Promise<void> {
 }
 
 async function ensureLayers(root: string): Promise<void> {
-  for (const layer of LAYERS) await mkdir(join(root, layer), { recursive: true });
-  // Work in progress may hold data of boxes other users must not see half-built.
-  await chmod(join(root, 'staging'), 0o700);
+  // 0700: the layers hold other boxes' roots, snapshots and volumes, which no host user
+  // but root may read (a box's files keep the modes the box gave them) or traverse.
+  for (const layer of LAYERS) {
+    await mkdir(join(root, layer), { recursive: true, mode: 0o700 });
+    await chmod(join(root, layer), 0o700);
+  }
+}
+
+/**
+ * A warning when the filesystem holding `path` (a configured pool) is mounted without
+ * `nosuid` or `nodev`: zomg does not remount a filesystem it did not mount.
+ */
+async function unsafeMountWarning(path: string): Promise<string | undefined> {
+  const mount = await mountContaining(path);
+  if (mount === undefined) return undefined;
+  const missing = ['nosuid', 'nodev'].filter((o) => !mount.options.includes(o));
+  if (missing.length === 0) return undefined;
+  return `the configured pool's filesystem is mounted without ${missing.join(',')}: setuid binaries or device nodes made inside a box act as such for every host user (remount it with -o remount,nosuid,nodev)`;
 }
 
 async function requireBtrfs(path: string): Promise<void> {
@@ -159,6 +188,11 @@ async function tool(code: string, message: string, command: string, args: string
     if (err instanceof ZomgError) throw err;
     throw new ToolError(code, message, { cause: err });
   }
+}
+
+/** The mount that holds `path` (the topmost one on the longest matching mount point). */
+async function mountContaining(path: string): Promise<MountEntry | undefined> {
+  return mountHolding(await realpath(path));
 }
 
 /** True when the block device `source` is a loop device backed by `image`. */

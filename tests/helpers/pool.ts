@@ -27,7 +27,8 @@ export function makeTestPool(sizeMb = 512): TestPool {
   mkdirSync(mnt);
   execFileSync('truncate', ['-s', `${sizeMb}M`, image]);
   execFileSync('mkfs.btrfs', ['-q', ...(sizeMb < 256 ? ['--mixed'] : []), image]);
-  execFileSync('mount', ['-o', 'loop', image, mnt]);
+  // As a pool should be mounted (zomg warns about a configured pool without nosuid,nodev).
+  execFileSync('mount', ['-o', 'loop,nosuid,nodev', image, mnt]);
   let done = false;
   return {
     dir,

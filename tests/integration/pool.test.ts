@@ -152,6 +152,21 @@ describe('openPool on an existing btrfs', { skip }, () => {
     assert.equal(mountsAt(pool.root).length, 0);
     assert.equal((await closePool(stateDir)).status, 'not-mounted');
   });
+
+  it('warns about a configured pool mounted without nosuid,nodev, and keeps its layers 0700', async () => {
+    const poolPath = join(btrfs.mnt, 'srv', 'unsafe');
+    mkdirSync(poolPath, { recursive: true });
+    const stateDir = mkdtempSync(join(tmpdir(), 'zomg-pool-'));
+    execFileSync('mount', ['-o', 'remount,suid,dev', btrfs.mnt]);
+    try {
+      const pool = await openPool({ stateDir, poolPath });
+      assert.match(pool.warnings?.[0] ?? '', /mounted without nosuid,nodev/);
+      for (const layer of LAYERS) assert.equal(statSync(join(poolPath, layer)).mode & 0o777, 0o700, layer);
+    } finally {
+      execFileSync('mount', ['-o', 'remount,nosuid,nodev', btrfs.mnt]);
+      rmSync(stateDir, { recursive: true, force: true });
+    }
+  });
 });
 
 describe('Pool layout', () => {

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { boxEnvironment, renderBoxesEnv } from '../../src/runtime/environment.js';
+import { boxResolvConf } from '../../src/runtime/network.js';
 import { boxStatus, execBackground, execInBox, startBox, stopBox, type BoxSpec, type ExecOptions } from '../../src/runtime/sandbox.js';
 import { busyboxRootfsTar } from '../helpers/fixtures.js';
 import { isRoot, makeTestPool, type TestPool } from '../helpers/pool.js';
@@ -268,8 +269,8 @@ describe('runtime: a running box', { skip: canRun ? false : 'needs root, bwrap a
       assert.deepEqual(readdirSync(join(spec.root, dir)), [], `${dir} in the root must be an empty mountpoint`);
       assert.equal(statSync(join(spec.root, dir)).mode & 0o7777, 0o755);
     }
-    // The host's DNS configuration, over an empty placeholder in the root.
-    assert.equal(await out(spec.runDir, ['cat', '/etc/resolv.conf']), readFileSync('/etc/resolv.conf', 'utf8').trim());
+    // The box's DNS configuration (its own network: slirp4netns's resolver), over an empty placeholder in the root.
+    assert.equal(await out(spec.runDir, ['cat', '/etc/resolv.conf']), boxResolvConf().trim());
     assert.equal(readFileSync(join(spec.root, 'etc/resolv.conf'), 'utf8'), '');
     assert.notEqual((await exec(spec.runDir, ['sh', '-c', 'echo x >> /etc/resolv.conf'])).code, 0);
   });
@@ -345,7 +346,7 @@ describe('runtime: a running box', { skip: canRun ? false : 'needs root, bwrap a
     assert.ok(statSync(join(vols.home, 'through-link')).isFile());
     assert.ok(statSync(join(spec3.root, escape)).isDirectory(), 'the mountpoint is created inside the root');
     assert.throws(() => statSync(escape), { code: 'ENOENT' });
-    assert.equal(await out(spec3.runDir, ['cat', '/etc/resolv.conf']), readFileSync('/etc/resolv.conf', 'utf8').trim());
+    assert.equal(await out(spec3.runDir, ['cat', '/etc/resolv.conf']), boxResolvConf().trim());
     assert.equal(readFileSync(join(spec3.root, 'etc/dns-target'), 'utf8'), '', 'the link target inside the root is the mountpoint');
     assert.throws(() => statSync('/etc/dns-target'), { code: 'ENOENT' });
     assert.equal(await stopBox(spec3.runDir), 'stopped');

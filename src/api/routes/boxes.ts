@@ -13,9 +13,14 @@ interface CreateBody {
   fork?: string;
   tags?: Record<string, string>;
   environment?: Record<string, string>;
+  privileged?: boolean;
+  cpus?: number | string;
+  memory?: number | string;
+  pids?: number | string;
+  publish?: string[];
 }
 
-export async function boxRoutes(app: FastifyInstance, service: ZomgService): Promise<void> {
+export async function boxRoutes(app: FastifyInstance, service: ZomgService, policy: { allowPrivileged: boolean } = { allowPrivileged: false }): Promise<void> {
   app.get<{ Params: { project: string }; Querystring: { prefix?: string; tag?: string | string[]; max_results?: number } }>(
     '/v1/projects/:project/boxes',
     {
@@ -51,13 +56,30 @@ export async function boxRoutes(app: FastifyInstance, service: ZomgService): Pro
           type: 'object',
           required: ['name'],
           additionalProperties: false,
-          properties: { name: str, base: str, fork: str, tags: stringMap, environment: stringMap },
+          properties: {
+            name: str,
+            base: str,
+            fork: str,
+            tags: stringMap,
+            environment: stringMap,
+            privileged: { type: 'boolean' },
+            cpus: { anyOf: [{ type: 'number' }, str] },
+            memory: { anyOf: [{ type: 'integer' }, str] },
+            pids: { anyOf: [{ type: 'integer' }, str] },
+            publish: { type: 'array', items: str },
+          },
         },
       },
     },
     async (request, reply) => {
       const project = parseProjectName(request.params.project);
       const body = request.body;
+      if (body.privileged === true && !policy.allowPrivileged) {
+        throw new InvalidArgumentError('this server does not allow privileged boxes', {
+          code: 'ZOMG_PRIVILEGED_NOT_ALLOWED',
+          hint: 'create the box without privileged, or run the server with `zomg serve --allow-privileged`',
+        });
+      }
       let fork;
       if (body.fork !== undefined) {
         const colon = body.fork.indexOf(':');
@@ -70,6 +92,11 @@ export async function boxRoutes(app: FastifyInstance, service: ZomgService): Pro
           ...(fork ? { fork } : {}),
           ...(body.tags ? { tags: body.tags } : {}),
           ...(body.environment ? { environment: body.environment } : {}),
+          ...(body.privileged !== undefined ? { privileged: body.privileged } : {}),
+          ...(body.cpus !== undefined ? { cpus: body.cpus } : {}),
+          ...(body.memory !== undefined ? { memory: body.memory } : {}),
+          ...(body.pids !== undefined ? { pids: body.pids } : {}),
+          ...(body.publish !== undefined ? { publish: body.publish } : {}),
         },
       );
       return reply.status(201).send(box);

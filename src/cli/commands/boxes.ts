@@ -1,7 +1,7 @@
 /** zomg create | list | info | delete */
 import { UsageError } from '../../core/errors.js';
 import { parseEnvAssignment, parseTag } from '../../core/names.js';
-import type { Box } from '../../core/types.js';
+import type { Box, BoxConfig } from '../../core/types.js';
 import type { CommandSpec } from '../command.js';
 import { table } from '../render.js';
 
@@ -14,6 +14,20 @@ const boxTable = (boxes: Box[], withProject: boolean): string =>
     boxes.map((b) => [...(withProject ? [b.project] : []), b.name, b.status, b.base, b.created_at]),
   );
 
+function limitsText(config: BoxConfig): string {
+  const parts = [
+    ...(config.cpus !== null ? [`cpus=${config.cpus}`] : []),
+    ...(config.memory_bytes !== null ? [`memory=${formatBytes(config.memory_bytes)}`] : []),
+    ...(config.pids !== null ? [`pids=${config.pids}`] : []),
+  ];
+  return parts.join(', ') || '-';
+}
+
+function formatBytes(bytes: number): string {
+  for (const [unit, size] of [['g', 1024 ** 3], ['m', 1024 ** 2], ['k', 1024]] as const) if (bytes % size === 0) return `${bytes / size}${unit}`;
+  return String(bytes);
+}
+
 export const boxCommands: CommandSpec[] = [
   {
     path: ['create'],
@@ -25,6 +39,11 @@ export const boxCommands: CommandSpec[] = [
       { flags: '-f, --fork <box>', description: 'clone another box instead of a base' },
       { flags: '-t, --tag <key=value>', description: 'tag (repeatable)', repeatable: true },
       { flags: '-e, --env <KEY=VALUE>', description: 'environment variable (repeatable)', repeatable: true },
+      { flags: '-P, --publish <[ip:]host:box[/proto]>', description: 'forward a host port (127.0.0.1 by default) to the box (repeatable)', repeatable: true },
+      { flags: '--cpus <n>', description: 'CPU limit, e.g. 0.5 or 2' },
+      { flags: '--memory <size>', description: 'memory limit, e.g. 512m or 2g' },
+      { flags: '--pids <n>', description: 'limit on the number of processes' },
+      { flags: '--privileged', description: 'opt out of the default security profile: host root, host network (docker or systemd inside)' },
     ],
     async run(ctx, [name], opts) {
       if (opts.base !== undefined && opts.fork !== undefined) throw new UsageError('--base and --fork cannot be used together');
@@ -37,6 +56,11 @@ export const boxCommands: CommandSpec[] = [
         ...(opts.fork !== undefined ? { fork: ctx.box(opts.fork as string) } : {}),
         tags,
         environment,
+        ...(opts.privileged === true ? { privileged: true } : {}),
+        ...(opts.cpus !== undefined ? { cpus: opts.cpus as string } : {}),
+        ...(opts.memory !== undefined ? { memory: opts.memory as string } : {}),
+        ...(opts.pids !== undefined ? { pids: opts.pids as string } : {}),
+        ...(opts.publish !== undefined ? { publish: opts.publish as string[] } : {}),
       });
       return { data: box, text: `Created box ${box.project}:${box.name} from ${box.base}` };
     },
@@ -73,6 +97,9 @@ export const boxCommands: CommandSpec[] = [
         ['BASE', box.base],
         ['TAGS', Object.entries(box.tags).map(([k, v]) => `${k}=${v}`).join(', ') || '-'],
         ['ENVIRONMENT', Object.keys(box.environment).join(', ') || '-'],
+        ['PROFILE', box.config.privileged ? 'privileged' : 'default'],
+        ['LIMITS', limitsText(box.config)],
+        ['PUBLISH', box.config.publish.map((p) => `${p.host_ip}:${p.host_port}->${p.box_port}/${p.protocol}`).join(', ') || '-'],
         ['CREATED', box.created_at],
         ['UPDATED', box.updated_at],
       ];

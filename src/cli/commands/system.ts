@@ -10,6 +10,7 @@ export const systemCommands: CommandSpec[] = [
     options: [
       { flags: '--listen <host:port>', description: 'listen address (default 127.0.0.1:7070)' },
       { flags: '--no-auth', description: 'no bearer token (loopback addresses only)' },
+      { flags: '--allow-privileged', description: 'let clients create privileged boxes (host root; off by default)' },
     ],
     async run(ctx, _args, opts) {
       const target = ctx.target();
@@ -24,6 +25,7 @@ export const systemCommands: CommandSpec[] = [
         stateDir,
         listen,
         noAuth: opts.auth === false,
+        allowPrivileged: opts.allowPrivileged === true,
         log: (line) => process.stderr.write(`${line}\n`),
       });
       await new Promise<void>((resolve) => {

@@ -61,8 +61,8 @@ case "${1:-}" in
   up)
     setup
     shift
-    node dist/src/cli/main.js base install box-base
-    exec node dist/src/cli/main.js serve "$@"
+    node dist/bundle/cli/zomg.js base install box-base
+    exec node dist/bundle/cli/zomg.js serve "$@"
     ;;
   test)
     setup

@@ -30,6 +30,8 @@ export interface Output {
   exitCode?: number;
   /** Nothing to print (the command already streamed its output). */
   silent?: boolean;
+  /** Said on stderr before the result (not with --json): what was compared, what failed of several. */
+  stderr?: string;
 }
 
 export interface CommandSpec {
@@ -42,5 +44,10 @@ export interface CommandSpec {
   /** Accepts --url/--profile/--state-dir (talks to an engine). Default true. */
   engine?: boolean;
   hidden?: boolean;
+  /**
+   * The last argument is a command line (exec): everything from the first word after the
+   * other arguments is passed through untouched, its options included.
+   */
+  passThrough?: boolean;
   run(ctx: RunContext, args: string[], opts: Record<string, unknown>): Promise<Output | undefined>;
 }

@@ -43,11 +43,12 @@ import { constants as osConstants } from 'node:os';
 import { delimiter, join, posix } from 'node:path';
 import type { Readable, Stream, Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ConflictError, InvalidArgumentError, ToolError, UnprocessableError } from '../core/errors.js';
+import { ConflictError, InvalidArgumentError, NotFoundError, ToolError, UnprocessableError } from '../core/errors.js';
 import { atomicWriteFile, isErrno } from '../system/fs.js';
 import { LockManager } from '../system/lock.js';
 import { run } from '../system/run.js';
 import { DEFAULT_PATH, checkEnvKeys, execEnvironment, installBoxEnvironment, type ExecIdentity } from './environment.js';
+import { commandExists, commandNotFound, commandNotFoundMessage } from './command-lookup.js';
 import { bootId, childPids, readProcStat } from './procfs.js';
 import { ensureDirInRoot, ensureFileInRoot, ensureHome, lookupUser, resolveInRoot } from './rootfs.js';
 
@@ -565,7 +566,11 @@ function notRunning(): ConflictError {
 }
 
 /** The nsenter argv and environment for one exec (all checks done before anything runs). */
-function prepareExec(runDir: string, opts: ExecOptions, argvOf: (command: string[]) => string[]): { args: string[]; env: Record<string, string> } {
+function prepareExec(
+  runDir: string,
+  opts: ExecOptions,
+  argvOf: (command: string[]) => string[],
+): { args: string[]; env: Record<string, string>; missing?: { box: string; command: string } } {
   if (opts.command.length === 0) {
     throw new InvalidArgumentError('no command given', { code: 'ZOMG_NO_COMMAND', hint: 'put the command after `--`' });
   }
@@ -596,6 +601,9 @@ function prepareExec(runDir: string, opts: ExecOptions, argvOf: (command: string
   }
 
   const command = opts.shell ? ['/bin/sh', '-c', opts.command.join(' ')] : opts.command;
+  const env = execEnvironment(record.env, identity, opts.env, record.path);
+  // With --sh the shell says it in its own words; without, nsenter would (naming itself).
+  const missing = opts.shell || commandExists(boxRoot, command[0] as string, env.PATH ?? '', cwd) ? undefined : { box: record.env.BOX_NAME ?? record.hostname, command: command[0] as string };
   const args = [
     '--target',
     String(record.pid),
@@ -609,7 +617,7 @@ function prepareExec(runDir: string, opts: ExecOptions, argvOf: (command: string
     '--',
     ...argvOf(command),
   ];
-  return { args, env: execEnvironment(record.env, identity, opts.env, record.path) };
+  return { args, env, ...(missing ? { missing } : {}) };
 }
 
 function exitCode(code: number | null, signal: NodeJS.Signals | null): number {
@@ -632,7 +640,8 @@ function signalQuiet(pid: number, signal: NodeJS.Signals): void {
  */
 export function execInBox(runDir: string, opts: ExecOptions): ExecHandle {
   const nsenter = tool('nsenter', 'util-linux');
-  const { args, env } = prepareExec(runDir, opts, (command) => command);
+  const { args, env, missing } = prepareExec(runDir, opts, (command) => command);
+  if (missing) return commandNotFound(missing.box, missing.command, { stdout: opts.stdout ?? 'pipe', stderr: opts.stderr ?? 'pipe' });
   // Not `system/run`: an exec is a live handle with streams handed to the caller, and its
   // environment is the box's (no LC_ALL=C).
   const child = spawn(nsenter, args, {
@@ -686,7 +695,8 @@ const BG_SCRIPT = [
  */
 export async function execBackground(runDir: string, opts: Omit<ExecOptions, 'stdin' | 'stdout' | 'stderr' | 'signal'>): Promise<BackgroundExec> {
   const nsenter = tool('nsenter', 'util-linux');
-  const { args, env } = prepareExec(runDir, opts, (command) => ['/bin/sh', '-c', BG_SCRIPT, 'zomg-bg', ...command]);
+  const { args, env, missing } = prepareExec(runDir, opts, (command) => ['/bin/sh', '-c', BG_SCRIPT, 'zomg-bg', ...command]);
+  if (missing) throw new NotFoundError('ZOMG_COMMAND_NOT_FOUND', commandNotFoundMessage(missing.box, missing.command).replace(/^zomg: /, ''), { hint: `check the name, or run it through a shell with --sh` });
   // Not `system/run`: the job must get the box's environment untouched (run adds LC_ALL=C),
   // and `detached` puts it in a session of its own, away from the caller's terminal signals.
   const child = spawn(nsenter, args, { env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });

@@ -128,7 +128,8 @@ describe('zomg CLI (local and remote)', { skip: !isRoot() && 'needs root for btr
     assert.equal(profile.stderr, 'error: profile "staging" is selected but ZOMG_PROFILE_STAGING_URL is not set\n');
     const notTar = zomg(['base', 'import', 'junk', '--file', MAIN]);
     assert.equal(notTar.code, 1);
-    assert.match(notTar.stderr, /^error: /);
+    assert.match(notTar.stderr, /^error: the file is not a tar archive/m);
+    assert.equal(notTar.stderr.split('\n').filter((l) => l.startsWith('error: ')).length, 1);
     const unauth = zomg(['base', 'list'], { ZOMG_URL: url, ZOMG_HOME: '/nonexistent' });
     assert.equal(unauth.code, 1);
     assert.match(unauth.stderr, /missing bearer token/);

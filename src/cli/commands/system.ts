@@ -9,6 +9,7 @@ export const systemCommands: CommandSpec[] = [
     options: [
       { flags: '--listen <host:port>', description: 'listen address (default 127.0.0.1:7070)' },
       { flags: '--no-auth', description: 'no bearer token (loopback addresses only)' },
+      { flags: '-q, --quiet', description: 'no request log on stderr (one line per request otherwise)' },
     ],
     async run(ctx, _args, opts) {
       const target = ctx.target();
@@ -23,6 +24,7 @@ export const systemCommands: CommandSpec[] = [
         stateDir,
         listen,
         noAuth: opts.auth === false,
+        logRequests: opts.quiet !== true,
         log: (line) => process.stderr.write(`${line}\n`),
       });
       await new Promise<void>((resolve) => {

@@ -61,8 +61,8 @@ case "${1:-}" in
   up)
     setup
     shift
-    node dist/bundle/cli/zomg.js base install box-base
-    exec node dist/bundle/cli/zomg.js serve "$@"
+    node dist/bundle/cli/zomg.cjs base install box-base
+    exec node dist/bundle/cli/zomg.cjs serve "$@"
     ;;
   test)
     setup

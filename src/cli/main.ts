@@ -12,6 +12,7 @@ import type { ZomgService } from '../core/service.js';
 import type { Progress } from '../core/types.js';
 import type { CommandSpec, Output, RunContext } from './command.js';
 import { exitCodeOf } from './exit-codes.js';
+import { fallbackHint } from './hints.js';
 import { GLOBAL_OPTIONS, commandWords, parseFlags, splitPassThrough } from './globals.js';
 import { progressMode, progressRenderer } from './progress.js';
 import { registry } from './registry.js';
@@ -29,7 +30,7 @@ function makeContext(flags: GlobalFlags, progress: (p: Progress) => void, opened
     project: () => resolveProject(flags, process.env),
     box(value) {
       const parsed = parseBoxRef(value, { project: ctx.project(), currentProject: process.env.ZOMG_PROJECT, currentBox: process.env.BOX_NAME });
-      if (parsed.kind === 'ephemeral') throw new UsageError('"-" (an ephemeral box) is only valid for exec');
+      if (parsed.kind === 'ephemeral') throw new UsageError('"-" (an ephemeral box) is only valid for exec', { hint: 'name a box, e.g. `zomg list` shows yours' });
       return parsed.ref;
     },
     progress,
@@ -176,19 +177,21 @@ export async function main(argv: string[]): Promise<number> {
       if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return 0;
       return 2;
     }
-    return reportError(err, state.flags?.json === true || (state.flags === undefined && argv.some((a) => a === '--json' || a === '-j')));
+    return reportError(err, state.flags?.json === true || (state.flags === undefined && argv.some((a) => a === '--json' || a === '-j')), specs.length === 1 ? specs[0]?.path : undefined);
   }
 }
 
-function reportError(err: unknown, asJson: boolean): number {
+function reportError(err: unknown, asJson: boolean, command: string[] | undefined): number {
   if (isZomgError(err)) {
-    if (asJson) process.stdout.write(`${json({ error: { code: err.code, message: err.message, ...(err.hint ? { hint: err.hint } : {}) } })}\n`);
-    else process.stderr.write(`error: ${err.message}\n${err.hint ? `hint: ${err.hint}\n` : ''}`);
+    const hint = err.hint ?? fallbackHint(err.kind, command);
+    if (asJson) process.stdout.write(`${json({ error: { code: err.code, message: err.message, hint } })}\n`);
+    else process.stderr.write(`error: ${err.message}\nhint: ${hint}\n`);
     return exitCodeOf(err);
   }
   const message = err instanceof Error ? err.message : String(err);
-  if (asJson) process.stdout.write(`${json({ error: { code: 'ZOMG_INTERNAL', message } })}\n`);
-  else process.stderr.write(`error: internal error: ${message}\n`);
+  const hint = fallbackHint('internal', command);
+  if (asJson) process.stdout.write(`${json({ error: { code: 'ZOMG_INTERNAL', message, hint } })}\n`);
+  else process.stderr.write(`error: internal error: ${message}\nhint: ${hint}\n`);
   if (process.env.ZOMG_DEBUG) process.stderr.write(`${err instanceof Error ? err.stack : ''}\n`);
   return 1;
 }

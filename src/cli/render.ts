@@ -2,9 +2,13 @@
 import { createRequire } from 'node:module';
 import type CliTable3 from 'cli-table3';
 
-// Loaded on first use: most commands print no table (CLI start-up time).
+declare const require: NodeJS.Require | undefined;
+
+// Loaded on first use: most commands print no table (CLI start-up time). In the bundle the
+// plain `require` call is bundled (evaluated only here); unbundled ESM has no `require`.
 let TableClass: typeof CliTable3 | undefined;
-const loadTable = (): typeof CliTable3 => (TableClass ??= createRequire(import.meta.url)('cli-table3') as typeof CliTable3);
+const loadTable = (): typeof CliTable3 =>
+  (TableClass ??= (typeof require === 'function' ? require('cli-table3') : createRequire(import.meta.url)('cli-table3')) as typeof CliTable3);
 
 export function humanBytes(bytes: number | null | undefined): string {
   if (bytes === null || bytes === undefined) return '-';

@@ -2,7 +2,7 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
-export const MAIN = fileURLToPath(new URL('../../bundle/cli/zomg.js', import.meta.url));
+export const MAIN = fileURLToPath(new URL('../../bundle/cli/zomg.cjs', import.meta.url));
 
 export interface Served {
   url: string;

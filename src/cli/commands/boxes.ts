@@ -28,7 +28,7 @@ export const boxCommands: CommandSpec[] = [
       { flags: '-e, --env <KEY=VALUE>', description: 'environment variable (repeatable)', repeatable: true },
     ],
     async run(ctx, [name], opts) {
-      if (opts.base !== undefined && opts.fork !== undefined) throw new UsageError('--base and --fork cannot be used together');
+      if (opts.base !== undefined && opts.fork !== undefined) throw new UsageError('--base and --fork cannot be used together', { hint: 'a fork copies the other box, whatever its base: drop one of them' });
       const ref = ctx.box(name as string);
       const tags = kv(opts.tag, parseTag);
       const environment = kv(opts.env, parseEnvAssignment);

@@ -118,7 +118,7 @@ export const runningCommands: CommandSpec[] = [
         ...(opts.sh === true ? { shell: true } : {}),
         ...(opts.user !== undefined ? { user: opts.user as string } : {}),
       };
-      if (box === '-' && opts.bg === true) throw new UsageError('--bg cannot run in an ephemeral box (-): the box is deleted as soon as the command is started');
+      if (box === '-' && opts.bg === true) throw new UsageError('--bg cannot run in an ephemeral box (-): the box is deleted as soon as the command is started', { hint: 'create a box first: zomg create <name>, then zomg exec <name> --bg CMD' });
       const client = await ctx.client();
       let result;
       if (box === '-') {

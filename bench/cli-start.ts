@@ -55,6 +55,9 @@ try {
     const listTsc = await time(e, [UNBUNDLED, 'list']);
     const execTsc = await time(e, [UNBUNDLED, 'exec', 'box', '--', 'true']);
     const version = await time(e, [BUNDLE, '--version']);
+    // Another build to compare with in the same run (e.g. a checkout of an older commit).
+    const baseline = process.env.ZOMG_BENCH_BASELINE;
+    const before = baseline ? [await time(e, [baseline, 'list']), await time(e, [baseline, 'exec', 'box', '--', 'true'])] : undefined;
     report(`whole-process CLI start, local mode, wall median of ${RUNS} (cpu: mean user+sys)${label}`, [
       ['node -e 0 (the floor, the anchor)', withCpu(node, ['-e', '0'])],
       ['zomg --version (bundle)', withCpu(version, [BUNDLE, '--version'])],
@@ -62,6 +65,12 @@ try {
       ['zomg exec box -- true (bundle)', withCpu(exec, [BUNDLE, 'exec', 'box', '--', 'true'])],
       ['zomg list (unbundled tsc output)', withCpu(listTsc, [UNBUNDLED, 'list'])],
       ['zomg exec box -- true (unbundled tsc output)', withCpu(execTsc, [UNBUNDLED, 'exec', 'box', '--', 'true'])],
+      ...(baseline && before
+        ? ([
+            ['zomg list (ZOMG_BENCH_BASELINE)', withCpu(before[0] as number, [baseline, 'list'])],
+            ['zomg exec box -- true (ZOMG_BENCH_BASELINE)', withCpu(before[1] as number, [baseline, 'exec', 'box', '--', 'true'])],
+          ] as Array<[string, string]>)
+        : []),
       ['cpu ratio list / node, exec / node', `${ratio(cpu.get(`${BUNDLE} list`) ?? NaN, cpu.get('-e 0') ?? NaN)}, ${ratio(cpu.get(`${BUNDLE} exec box -- true`) ?? NaN, cpu.get('-e 0') ?? NaN)}`],
       ['ratio list / node', ratio(list, node)],
       ['ratio exec / node', ratio(exec, node)],

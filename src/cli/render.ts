@@ -28,8 +28,29 @@ const PLAIN = {
   left: '', 'left-mid': '', mid: '', 'mid-mid': '', right: '', 'right-mid': '', middle: '   ',
 };
 
-/** An aligned, borderless table with a header row. */
+// Printable ASCII only: every character is one column wide, so plain padding aligns exactly.
+const ASCII = /^[\x20-\x7e]*$/;
+
+/**
+ * An aligned, borderless table with a header row. Cells of printable ASCII (names, sizes,
+ * times: nearly every table) are aligned by padding, which gives what cli-table3 gives
+ * without loading and running its width measurement (a measurable part of `zomg list`);
+ * anything else (wide or combining characters, newlines) goes through cli-table3.
+ */
 export function table(head: string[], rows: Array<Array<string | number>>): string {
+  const cells = [head, ...rows.map((row) => row.map(String))];
+  if (cells.every((row) => row.every((cell) => ASCII.test(cell)))) return plainTable(cells);
+  return libraryTable(head, rows);
+}
+
+function plainTable(cells: string[][]): string {
+  const columns = Math.max(...cells.map((row) => row.length));
+  const widths = Array.from({ length: columns }, (_, c) => Math.max(...cells.map((row) => (row[c] ?? '').length)));
+  return cells.map((row) => widths.map((w, c) => (row[c] ?? '').padEnd(w)).join('   ').trimEnd()).join('\n');
+}
+
+/** The same table through cli-table3 (exported for the test that holds the two to the same output). */
+export function libraryTable(head: string[], rows: Array<Array<string | number>>): string {
   const Table = loadTable();
   const t = new Table({ head, chars: PLAIN, style: { head: [], border: [], 'padding-left': 0, 'padding-right': 0 } });
   for (const row of rows) t.push(row.map(String));

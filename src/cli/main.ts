@@ -76,10 +76,30 @@ function globalOptionFor(spec: CommandSpec, flags: string, description: string):
   return new Option(`${free.join(', ')}${value ? ` ${value}` : ''}`, description).helpGroup('Global options:');
 }
 
-function addCommand(program: Command, spec: CommandSpec, state: { result?: Output; flags?: GlobalFlags }): void {
+interface CliState {
+  result?: Output;
+  flags?: GlobalFlags;
+  /** --json was asked for: a parse error goes to stdout as `{"error": …}` like any other. */
+  usageAsJson: boolean;
+  usage?: { message: string; hint: string };
+}
+
+/** A parse error from commander: with its hint on stderr, or kept for the JSON error. */
+function usageError(state: CliState, text: string, hint: string, write: (s: string) => void): void {
+  if (state.usageAsJson) state.usage = { message: text.trim().replace(/^error: /, ''), hint };
+  else write(`${text}hint: ${hint}\n`);
+}
+
+function addCommand(program: Command, spec: CommandSpec, state: CliState): void {
   let parent = program;
   for (const word of spec.path.slice(0, -1)) {
-    parent = parent.commands.find((c) => c.name() === word) ?? parent.command(word).description(`${word} commands`);
+    let group = parent.commands.find((c) => c.name() === word);
+    if (!group) {
+      group = parent.command(word).description(`${word} commands`);
+      // `zomg base --json list` too: global options are welcome between the words.
+      for (const g of GLOBAL_OPTIONS) group.addOption(new Option(g.flags, g.description).helpGroup('Global options:'));
+    }
+    parent = group;
   }
   const cmd = parent.command(spec.path.at(-1) as string, { hidden: spec.hidden === true }).description(spec.summary);
   for (const arg of spec.args ?? []) cmd.argument(arg);
@@ -93,7 +113,7 @@ function addCommand(program: Command, spec: CommandSpec, state: { result?: Outpu
     if (o) cmd.addOption(o);
   }
   cmd.configureOutput({
-    outputError: (text, write) => write(`${text}hint: run \`zomg ${spec.path.join(' ')} --help\` for its usage\n`),
+    outputError: (text, write) => usageError(state, text, `run \`zomg ${spec.path.join(' ')} --help\` for its usage`, write),
   });
   cmd.action(async (...params: unknown[]) => {
     const command = params.at(-1) as Command;
@@ -154,10 +174,10 @@ export async function main(argv: string[]): Promise<number> {
     .configureOutput({
       writeErr: (s) => process.stderr.write(s),
       writeOut: (s) => process.stdout.write(s),
-      outputError: (text, write) => write(`${text}hint: run \`zomg --help\` to see the commands and global options\n`),
+      outputError: (text, write) => usageError(state, text, 'run `zomg --help` to see the commands and global options', write),
     });
   for (const g of GLOBAL_OPTIONS) program.addOption(new Option(g.flags, g.description));
-  const state: { result?: Output; flags?: GlobalFlags } = {};
+  const state: CliState = { usageAsJson: argv.some((a) => a === '--json' || a === '-j') };
   const specs = relevantSpecs(argv);
   for (const spec of specs) addCommand(program, spec, state);
   program.commands.forEach(function exit(c: Command): void {
@@ -175,6 +195,7 @@ export async function main(argv: string[]): Promise<number> {
   } catch (err) {
     if (err instanceof CommanderError) {
       if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return 0;
+      if (state.usage) process.stdout.write(`${json({ error: { code: 'ZOMG_USAGE', ...state.usage } })}\n`);
       return 2;
     }
     return reportError(err, state.flags?.json === true || (state.flags === undefined && argv.some((a) => a === '--json' || a === '-j')), specs.length === 1 ? specs[0]?.path : undefined);

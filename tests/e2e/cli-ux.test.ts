@@ -80,6 +80,7 @@ describe('zomg CLI: how it reads (local and remote)', { skip: !isRoot() && 'need
     assert.equal(zomg(['--url', url, '-p', 'ux', 'list', '-q']).stdout, 'web\n');
     assert.equal(zomg(['--project', 'ux', '--json', 'list']).stdout, zomg(['list', '--json', '--project', 'ux']).stdout);
     assert.equal(JSON.parse(zomg(['-j', 'base', 'list']).stdout)[0].name, 'bb');
+    assert.equal(JSON.parse(zomg(['base', '--json', 'list']).stdout)[0].name, 'bb');
     assert.equal(zomg(['--state-dir', stateDir, 'info', 'ux:web']).code, 0);
     const token = readFileSync(join(stateDir, 'token'), 'utf8').trim();
     assert.equal(zomg(['--url', url, '--token', token, 'list', '-q', '-a'], { ZOMG_HOME: '/nonexistent' }).stdout, 'ux:web\n');
@@ -254,6 +255,10 @@ describe('zomg CLI: how it reads (local and remote)', { skip: !isRoot() && 'need
     const opt = zomg(['list', '--bogus']);
     assert.equal(opt.code, 2);
     assert.match(opt.stderr, /^error: unknown option '--bogus'[\s\S]*\nhint: run `zomg list --help`/);
+    const asJson = zomg(['list', '--bogus', '--json']);
+    assert.equal(asJson.code, 2);
+    assert.equal(asJson.stderr, '');
+    assert.deepEqual(JSON.parse(asJson.stdout), { error: { code: 'ZOMG_USAGE', message: "unknown option '--bogus'", hint: 'run `zomg list --help` for its usage' } });
     const missing = zomg(['snapshot', 'create']);
     assert.equal(missing.code, 2);
     assert.match(missing.stderr, /missing required argument 'box'\nhint: run `zomg snapshot create --help`/);

@@ -62,8 +62,8 @@ case "${1:-}" in
   up)
     setup
     shift
-    node dist/src/cli/main.js base install box-base
-    exec node dist/src/cli/main.js serve "$@"
+    node dist/bundle/cli/zomg.cjs base install box-base
+    exec node dist/bundle/cli/zomg.cjs serve "$@"
     ;;
   test)
     setup

@@ -19,7 +19,7 @@ import { busyboxRootfsTar } from '../tests/helpers/fixtures.js';
 import { benchEngine, median, ratio, report } from './lib.js';
 
 const RUNS = Number(process.argv[2] ?? 5);
-const MAIN = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+const MAIN = fileURLToPath(new URL('../bundle/cli/zomg.cjs', import.meta.url));
 
 const env = await benchEngine();
 const work = mkdtempSync(join(tmpdir(), 'zomg-bench-base-build-'));

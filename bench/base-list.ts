@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { benchEngine, report, syntheticBase, timeMs } from './lib.js';
 
-const MAIN = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+const MAIN = fileURLToPath(new URL('../bundle/cli/zomg.cjs', import.meta.url));
 const env = await benchEngine(1024);
 try {
   await syntheticBase(env, 'one', 10);

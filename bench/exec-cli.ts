@@ -14,7 +14,7 @@ import type { BoxName, ProjectName } from '../src/core/names.js';
 import { busyboxRootfsTar } from '../tests/helpers/fixtures.js';
 import { benchEngine, ratio, report, timeMs } from './lib.js';
 
-const MAIN = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+const MAIN = fileURLToPath(new URL('../bundle/cli/zomg.cjs', import.meta.url));
 const RUNS = 21;
 const env = await benchEngine(2048);
 const ref = (n: string) => ({ project: 'bench' as ProjectName, name: n as BoxName });

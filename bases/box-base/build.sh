@@ -28,12 +28,12 @@ if ! command -v mmdebstrap >/dev/null; then
 fi
 
 # minbase = the Essential packages (bash, coreutils, dpkg…) plus apt. mmdebstrap removes the
-# apt lists and the .deb cache afterwards by default.
+# apt lists and the .deb cache afterwards by default. Not --quiet: its "I: …" lines name the
+# stage it is in (update, download, extract, install), which `zomg base install` shows.
 mmdebstrap \
   --mode=root \
   --format=directory \
   --variant=minbase \
-  --quiet \
   --aptopt='APT::Install-Recommends "false"' \
   --customize-hook='rm -f "$1"/var/cache/apt/archives/*.deb "$1"/var/cache/apt/*.bin' \
   "$suite" "$target" \

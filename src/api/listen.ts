@@ -1,8 +1,11 @@
 /** `zomg serve`: the token, the loopback rule, listen, and a clean shutdown on signals. */
 import { randomBytes } from 'node:crypto';
 import { chmodSync, readFileSync, statSync } from 'node:fs';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import { join } from 'node:path';
-import { InvalidArgumentError } from '../core/errors.js';
+import { performance } from 'node:perf_hooks';
+import { ConflictError, InvalidArgumentError } from '../core/errors.js';
 import type { ZomgService } from '../core/service.js';
 import { atomicWriteFile, isErrno } from '../system/fs.js';
 import { buildServer } from './server.js';
@@ -45,6 +48,49 @@ export function loadOrCreateToken(stateDir: string, warn: (line: string) => void
   return { token, created: true };
 }
 
+/** Why listening failed, in words a user can act on (the errors a listen can expect). */
+function listenError(err: unknown, addr: ListenAddress): unknown {
+  const where = `${addr.host.includes(':') ? `[${addr.host}]` : addr.host}:${addr.port}`;
+  if (isErrno(err, 'EADDRINUSE')) {
+    return new ConflictError('ZOMG_ADDRESS_IN_USE', `cannot listen on ${where}: port ${addr.port} is already in use`, {
+      cause: err,
+      hint: `stop what listens there (another \`zomg serve\`?) or pick another port: zomg serve --listen ${addr.host.includes(':') ? `[${addr.host}]` : addr.host}:${addr.port === 7070 ? 7071 : 7070}`,
+    });
+  }
+  if (isErrno(err, 'EADDRNOTAVAIL', 'ENOTFOUND', 'EAI_AGAIN')) {
+    return new InvalidArgumentError(`cannot listen on ${where}: ${addr.host} is not an address of this machine`, {
+      code: 'ZOMG_ADDRESS_UNAVAILABLE',
+      cause: err,
+      hint: 'pass one of its addresses with --listen, e.g. --listen 127.0.0.1:7070',
+    });
+  }
+  if (isErrno(err, 'EACCES')) {
+    return new InvalidArgumentError(`cannot listen on ${where}: permission denied`, {
+      code: 'ZOMG_ADDRESS_DENIED',
+      cause: err,
+      hint: 'ports below 1024 need privileges: pick a higher one with --listen, e.g. --listen 127.0.0.1:7070',
+    });
+  }
+  return err;
+}
+
+/**
+ * One line per request: method, path (never the query string: it may carry values a log
+ * should not keep; the token travels in a header and is never logged), status, duration.
+ * On the raw server, so every route and every error counts; a WebSocket is logged when it closes.
+ */
+function logRequests(server: Server, log: (line: string) => void): void {
+  const pathOf = (req: IncomingMessage): string => (req.url ?? '').split('?')[0] ?? '';
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    const start = performance.now();
+    res.once('close', () => log(`${req.method} ${pathOf(req)} ${res.statusCode} ${(performance.now() - start).toFixed(1)} ms`));
+  });
+  server.on('upgrade', (req: IncomingMessage, socket: Socket) => {
+    const start = performance.now();
+    socket.once('close', () => log(`${req.method} ${pathOf(req)} websocket ${(performance.now() - start).toFixed(1)} ms`));
+  });
+}
+
 export interface ServeOptions {
   service: ZomgService;
   stateDir: string;
@@ -54,6 +100,8 @@ export interface ServeOptions {
   /** Let clients create privileged boxes (off by default). */
   allowPrivileged?: boolean;
   log: (line: string) => void;
+  /** One line per request on `log`: method, path (never the query string), status, duration. */
+  logRequests?: boolean;
 }
 
 export async function serve(options: ServeOptions): Promise<{ close(): Promise<void>; url: string }> {
@@ -68,7 +116,13 @@ export async function serve(options: ServeOptions): Promise<{ close(): Promise<v
     if (t.created) options.log(`Created API token (stored in ${join(options.stateDir, 'token')}, mode 0600): ${t.token}`);
   }
   const app = await buildServer({ service: options.service, token, logger: false, allowPrivileged: options.allowPrivileged === true });
-  await app.listen({ host: addr.host, port: addr.port });
+  if (options.logRequests) logRequests(app.server, options.log);
+  try {
+    await app.listen({ host: addr.host, port: addr.port });
+  } catch (err) {
+    await app.close();
+    throw listenError(err, addr);
+  }
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : addr.port;
   const url = `http://${addr.host.includes(':') ? `[${addr.host}]` : addr.host}:${port}`;

@@ -30,6 +30,8 @@ export interface Output {
   exitCode?: number;
   /** Nothing to print (the command already streamed its output). */
   silent?: boolean;
+  /** Said on stderr before the result (not with --json): what was compared, what failed of several. */
+  stderr?: string;
 }
 
 export interface CommandSpec {
@@ -47,5 +49,10 @@ export interface CommandSpec {
    * crash left evidence), `always` (the server), `never` (background workers).
    */
   reconcile?: 'always' | 'if-needed' | 'never';
+  /**
+   * The last argument is a command line (exec): everything from the first word after the
+   * other arguments is passed through untouched, its options included.
+   */
+  passThrough?: boolean;
   run(ctx: RunContext, args: string[], opts: Record<string, unknown>): Promise<Output | undefined>;
 }

@@ -12,43 +12,15 @@ import type { ZomgService } from '../core/service.js';
 import type { Progress } from '../core/types.js';
 import type { CommandSpec, Output, RunContext } from './command.js';
 import { exitCodeOf } from './exit-codes.js';
+import { fallbackHint } from './hints.js';
+import { GLOBAL_OPTIONS, commandWords, parseFlags, splitPassThrough } from './globals.js';
+import { progressMode, progressRenderer } from './progress.js';
 import { registry } from './registry.js';
 import { json } from './render.js';
 import { type GlobalFlags, resolveProject, resolveTarget } from './settings.js';
 
 const MAIN = fileURLToPath(import.meta.url);
 const VERSION = '0.1.0';
-
-function progressRenderer(enabled: boolean): { fn: (p: Progress) => void; done(): void } {
-  if (!enabled) return { fn: () => undefined, done: () => undefined };
-  let last = '';
-  let drawn = false;
-  const clear = (): void => {
-    if (drawn) process.stderr.write('\r\x1b[K');
-    drawn = false;
-  };
-  return {
-    fn(p) {
-      if (p.line !== undefined) {
-        clear();
-        process.stderr.write(`${p.line}\n`);
-        return;
-      }
-      let text = p.phase;
-      if (p.total !== undefined && p.done !== undefined && p.total > 0) {
-        const ratio = Math.min(1, p.done / p.total);
-        const width = 30;
-        const filled = Math.round(ratio * width);
-        text = `${p.phase.padEnd(10)} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${(ratio * 100).toFixed(0).padStart(3)}%`;
-      }
-      if (text === last) return;
-      last = text;
-      process.stderr.write(`\r\x1b[K${text}`);
-      drawn = true;
-    },
-    done: clear,
-  };
-}
 
 function makeContext(flags: GlobalFlags, progress: (p: Progress) => void, opened: ZomgService[], spec: CommandSpec): RunContext {
   let client: Promise<ZomgService> | undefined;
@@ -58,7 +30,7 @@ function makeContext(flags: GlobalFlags, progress: (p: Progress) => void, opened
     project: () => resolveProject(flags, process.env),
     box(value) {
       const parsed = parseBoxRef(value, { project: ctx.project(), currentProject: process.env.ZOMG_PROJECT, currentBox: process.env.BOX_NAME });
-      if (parsed.kind === 'ephemeral') throw new UsageError('"-" (an ephemeral box) is only valid for exec');
+      if (parsed.kind === 'ephemeral') throw new UsageError('"-" (an ephemeral box) is only valid for exec', { hint: 'name a box, e.g. `zomg list` shows yours' });
       return parsed.ref;
     },
     progress,
@@ -97,10 +69,40 @@ function makeContext(flags: GlobalFlags, progress: (p: Progress) => void, opened
   return ctx;
 }
 
-function addCommand(program: Command, spec: CommandSpec, state: { result?: Output; flags?: GlobalFlags }): void {
+/** A global option for one command: without the names the command's own options already use. */
+function globalOptionFor(spec: CommandSpec, flags: string, description: string): Option | undefined {
+  const taken = new Set((spec.options ?? []).flatMap((o) => parseFlags(o.flags).names));
+  const { names } = parseFlags(flags);
+  const free = names.filter((n) => !taken.has(n));
+  if (free.length === 0 || !free.some((n) => n.startsWith('--'))) return undefined;
+  const value = /\s(<[^>]+>|\[[^\]]+\])/.exec(flags)?.[1];
+  return new Option(`${free.join(', ')}${value ? ` ${value}` : ''}`, description).helpGroup('Global options:');
+}
+
+interface CliState {
+  result?: Output;
+  flags?: GlobalFlags;
+  /** --json was asked for: a parse error goes to stdout as `{"error": …}` like any other. */
+  usageAsJson: boolean;
+  usage?: { message: string; hint: string };
+}
+
+/** A parse error from commander: with its hint on stderr, or kept for the JSON error. */
+function usageError(state: CliState, text: string, hint: string, write: (s: string) => void): void {
+  if (state.usageAsJson) state.usage = { message: text.trim().replace(/^error: /, ''), hint };
+  else write(`${text}hint: ${hint}\n`);
+}
+
+function addCommand(program: Command, spec: CommandSpec, state: CliState): void {
   let parent = program;
   for (const word of spec.path.slice(0, -1)) {
-    parent = parent.commands.find((c) => c.name() === word) ?? parent.command(word).description(`${word} commands`);
+    let group = parent.commands.find((c) => c.name() === word);
+    if (!group) {
+      group = parent.command(word).description(`${word} commands`);
+      // `zomg base --json list` too: global options are welcome between the words.
+      for (const g of GLOBAL_OPTIONS) group.addOption(new Option(g.flags, g.description).helpGroup('Global options:'));
+    }
+    parent = group;
   }
   const cmd = parent.command(spec.path.at(-1) as string, { hidden: spec.hidden === true }).description(spec.summary);
   for (const arg of spec.args ?? []) cmd.argument(arg);
@@ -109,18 +111,19 @@ function addCommand(program: Command, spec: CommandSpec, state: { result?: Outpu
     if (opt.repeatable) o.argParser((value: string, prev: string[] | undefined) => [...(prev ?? []), value]);
     cmd.addOption(o);
   }
-  if (spec.project) cmd.option('-p, --project <project>', 'project (default: $ZOMG_PROJECT, the git repository name, or "default")');
-  if (spec.engine !== false) {
-    cmd.option('--url <url>', 'API URL of a zomg server (else the local engine)');
-    cmd.option('--profile <name>', 'profile: uses ZOMG_PROFILE_<NAME>_URL and _TOKEN');
-    cmd.option('--token <token>', 'bearer token for --url');
-    if (!spec.options?.some((o) => o.flags.includes('--state-dir'))) cmd.option('--state-dir <dir>', 'state directory of the local engine (default $ZOMG_HOME or /var/lib/zomg)');
+  for (const g of GLOBAL_OPTIONS) {
+    const o = globalOptionFor(spec, g.flags, g.description);
+    if (o) cmd.addOption(o);
   }
-  cmd.option('-j, --json', 'print JSON');
+  cmd.configureOutput({
+    outputError: (text, write) => usageError(state, text, `run \`zomg ${spec.path.join(' ')} --help\` for its usage`, write),
+  });
   cmd.action(async (...params: unknown[]) => {
     const command = params.at(-1) as Command;
-    const opts = command.opts<Record<string, unknown>>();
-    const args = params.slice(0, spec.args?.length ?? 0).map((a) => a as string);
+    const own = command.opts<Record<string, unknown>>();
+    // Global options may come before the command words (the program's) or after (the command's).
+    const opts = command.optsWithGlobals<Record<string, unknown>>();
+    const args = params.slice(0, spec.args?.length ?? 0) as string[];
     const flags: GlobalFlags = {
       ...(opts.url !== undefined ? { url: opts.url as string } : {}),
       ...(opts.profile !== undefined ? { profile: opts.profile as string } : {}),
@@ -139,14 +142,16 @@ function addCommand(program: Command, spec: CommandSpec, state: { result?: Outpu
       }
     }
     state.flags = flags;
-    const progress = progressRenderer(!flags.json && process.stderr.isTTY === true);
+    const progress = progressRenderer(progressMode(flags.json === true));
     const opened: ZomgService[] = [];
+    let completed = false;
     try {
       const ctx = makeContext(flags, progress.fn, opened, spec);
-      const result = await spec.run(ctx, args, opts);
+      const result = await spec.run(ctx, args, { ...opts, ...own });
       if (result) state.result = result;
+      completed = true;
     } finally {
-      progress.done();
+      progress.done(completed);
       for (const s of opened) await s.close();
     }
   });
@@ -157,7 +162,7 @@ function addCommand(program: Command, spec: CommandSpec, state: { result?: Outpu
  * of them is a measurable part of start-up), or all when the words name none (help, typos).
  */
 function relevantSpecs(argv: string[]): CommandSpec[] {
-  const words = argv.filter((a) => !a.startsWith('-')).slice(0, 2);
+  const words = commandWords(argv);
   const matching = registry.filter((spec) => spec.path.every((w, i) => words[i] === w));
   return matching.length > 0 ? matching : registry;
 }
@@ -165,38 +170,52 @@ function relevantSpecs(argv: string[]): CommandSpec[] {
 export async function main(argv: string[]): Promise<number> {
   const program = new Command('zomg')
     .description('Linux boxes on btrfs: writable clones of read-only bases, O(1) snapshots and restores, fast diffs')
-    .version(VERSION, '-V, --version')
+    .version(VERSION, '-V, --version', "print zomg's version")
+    // Options after a command word belong to that command: `base delete --version V` is not the program's --version.
+    .enablePositionalOptions()
     .exitOverride()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s), writeOut: (s) => process.stdout.write(s) });
-  const state: { result?: Output; flags?: GlobalFlags } = {};
-  for (const spec of relevantSpecs(argv)) addCommand(program, spec, state);
+    .configureOutput({
+      writeErr: (s) => process.stderr.write(s),
+      writeOut: (s) => process.stdout.write(s),
+      outputError: (text, write) => usageError(state, text, 'run `zomg --help` to see the commands and global options', write),
+    });
+  for (const g of GLOBAL_OPTIONS) program.addOption(new Option(g.flags, g.description));
+  const state: CliState = { usageAsJson: argv.some((a) => a === '--json' || a === '-j') };
+  const specs = relevantSpecs(argv);
+  for (const spec of specs) addCommand(program, spec, state);
   program.commands.forEach(function exit(c: Command): void {
     c.exitOverride();
     c.commands.forEach(exit);
   });
   try {
-    await program.parseAsync(argv, { from: 'user' });
+    const only = specs.length === 1 ? specs[0] : undefined;
+    await program.parseAsync(only?.passThrough ? splitPassThrough(argv, only) : argv, { from: 'user' });
     const result = state.result;
-    if (result && !result.silent) process.stdout.write(`${state.flags?.json ? json(result.data) : result.text}\n`);
+    const asJson = state.flags?.json === true;
+    if (result && result.stderr && !asJson) process.stderr.write(`${result.stderr}\n`);
+    if (result && (!result.silent || (asJson && result.data !== undefined && result.data !== null))) process.stdout.write(`${asJson ? json(result.data) : result.text}\n`);
     return result?.exitCode ?? 0;
   } catch (err) {
     if (err instanceof CommanderError) {
       if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return 0;
+      if (state.usage) process.stdout.write(`${json({ error: { code: 'ZOMG_USAGE', ...state.usage } })}\n`);
       return 2;
     }
-    return reportError(err, state.flags?.json === true);
+    return reportError(err, state.flags?.json === true || (state.flags === undefined && argv.some((a) => a === '--json' || a === '-j')), specs.length === 1 ? specs[0]?.path : undefined);
   }
 }
 
-function reportError(err: unknown, asJson: boolean): number {
+function reportError(err: unknown, asJson: boolean, command: string[] | undefined): number {
   if (isZomgError(err)) {
-    if (asJson) process.stdout.write(`${json({ error: { code: err.code, message: err.message, ...(err.hint ? { hint: err.hint } : {}) } })}\n`);
-    else process.stderr.write(`error: ${err.message}\n${err.hint ? `hint: ${err.hint}\n` : ''}`);
+    const hint = err.hint ?? fallbackHint(err.kind, command);
+    if (asJson) process.stdout.write(`${json({ error: { code: err.code, message: err.message, hint } })}\n`);
+    else process.stderr.write(`error: ${err.message}\nhint: ${hint}\n`);
     return exitCodeOf(err);
   }
   const message = err instanceof Error ? err.message : String(err);
-  if (asJson) process.stdout.write(`${json({ error: { code: 'ZOMG_INTERNAL', message } })}\n`);
-  else process.stderr.write(`error: internal error: ${message}\n`);
+  const hint = fallbackHint('internal', command);
+  if (asJson) process.stdout.write(`${json({ error: { code: 'ZOMG_INTERNAL', message, hint } })}\n`);
+  else process.stderr.write(`error: internal error: ${message}\nhint: ${hint}\n`);
   if (process.env.ZOMG_DEBUG) process.stderr.write(`${err instanceof Error ? err.stack : ''}\n`);
   return 1;
 }

@@ -5,9 +5,9 @@ import { copyFile, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { isAbsolute, join, relative, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
-import { PassThrough, Readable, type Writable } from 'node:stream';
+import { PassThrough, Readable, Transform, type Writable } from 'node:stream';
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import { InvalidArgumentError, ToolError, ZomgError, errorFromWire } from '../core/errors.js';
+import { InvalidArgumentError, RemoteError, ToolError, ZomgError, errorFromWire } from '../core/errors.js';
 import { parseBaseName } from '../core/names.js';
 import { CHANNEL_STDERR, type ServerMessage } from '../core/exec-protocol.js';
 import type { BoxProcess, ConsoleServerMessage, CopyToBoxOptions, ReadLogsOptions, TerminalRequest, TerminalSession } from '../core/console-protocol.js';
@@ -31,6 +31,18 @@ import { CommandError, run } from '../system/run.js';
 import type { WebSocket as WebSocketClient } from 'ws';
 
 const enc = encodeURIComponent;
+
+/**
+ * An error from the server, as the CLI says it. A 401's hint speaks HTTP (it is the API's);
+ * here it says how to give the CLI a token.
+ */
+function wireError(status: number, body: { code?: unknown; message?: unknown; hint?: unknown }): ZomgError {
+  const err = errorFromWire(status, body);
+  if (err.kind !== 'unauthorized') return err;
+  return new RemoteError(err.kind, err.code, err.message, {
+    hint: 'pass --token <token> or set ZOMG_TOKEN (the token `zomg serve` printed on first start, stored in its state directory), or select a profile that has one: ZOMG_PROFILE_<NAME>_TOKEN with `zomg config set profile <name>`',
+  });
+}
 
 function isFile(path: string, kind: 'file' | 'directory'): boolean {
   try {
@@ -128,7 +140,7 @@ export class RemoteClient implements ZomgService {
     }
     const text = await res.text();
     const data: unknown = text.length > 0 ? JSON.parse(text) : undefined;
-    if (!res.ok) throw errorFromWire(res.status, (data ?? {}) as Record<string, unknown>);
+    if (!res.ok) throw wireError(res.status, (data ?? {}) as Record<string, unknown>);
     return data as T;
   }
 
@@ -206,7 +218,7 @@ export class RemoteClient implements ZomgService {
           } catch {
             /* not JSON */
           }
-          finish(() => reject(errorFromWire(res.statusCode ?? 500, body)));
+          finish(() => reject(wireError(res.statusCode ?? 500, body)));
         });
       });
       socket.on('error', (err) => finish(() => reject(new ToolError('ZOMG_UNREACHABLE', `cannot reach the zomg API at ${this.url}`, { cause: err }))));
@@ -224,7 +236,7 @@ export class RemoteClient implements ZomgService {
         }
         const msg = JSON.parse(data.toString('utf8')) as ServerMessage;
         if (msg.type === 'exit') finish(() => resolve({ exit_code: msg.exit_code }));
-        else finish(() => reject(errorFromWire(msg.statusCode, msg)));
+        else finish(() => reject(wireError(msg.statusCode, msg)));
       });
       socket.on('close', () => finish(() => reject(new ToolError('ZOMG_EXEC_INTERRUPTED', 'the connection closed before the command finished'))));
       // Aborting closes the socket; the server then kills the command in the box.
@@ -406,6 +418,20 @@ export class RemoteClient implements ZomgService {
     } else {
       packed = await packContext(options.context ?? '.', options.dockerfile, stopTar.signal);
       body = packed.stream;
+      const onProgress = options.onProgress;
+      if (onProgress) {
+        // The context's size is not known before tar is done: the bytes sent so far.
+        let sent = 0;
+        const counted = new Transform({
+          transform(chunk: Buffer, _enc, cb) {
+            sent += chunk.length;
+            onProgress({ phase: 'upload', done: sent });
+            cb(null, chunk);
+          },
+        });
+        body = packed.stream.pipe(counted);
+        packed.stream.once('error', (err) => counted.destroy(err));
+      }
       q.set('dockerfile', packed.dockerfile);
     }
     const stopFetch = new AbortController();
@@ -439,7 +465,7 @@ export class RemoteClient implements ZomgService {
       if (!(res.headers.get('content-type') ?? '').includes('application/x-ndjson')) {
         const text = await res.text();
         const data: unknown = text.length > 0 ? JSON.parse(text) : undefined;
-        if (!res.ok) throw errorFromWire(res.status, (data ?? {}) as Record<string, unknown>);
+        if (!res.ok) throw wireError(res.status, (data ?? {}) as Record<string, unknown>);
         return data as BaseVersion;
       }
       if (!res.body) throw new ToolError('ZOMG_BUILD_INTERRUPTED', 'the server sent no build output');
@@ -450,7 +476,7 @@ export class RemoteClient implements ZomgService {
         if (event.type === 'line') options.onProgress?.({ phase: 'build', line: event.line ?? '' });
         else if (event.type === 'phase') options.onProgress?.({ phase: event.phase ?? '' });
         else if (event.type === 'result' && event.version) return event.version;
-        else if (event.type === 'error') throw errorFromWire(event.statusCode ?? 500, event);
+        else if (event.type === 'error') throw wireError(event.statusCode ?? 500, event);
       }
       throw new ToolError('ZOMG_BUILD_INTERRUPTED', 'the connection closed before the build finished', { hint: 'run `zomg base inspect` to see whether it was recorded' });
     } finally {

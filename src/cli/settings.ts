@@ -44,7 +44,7 @@ export function resolveTarget(flags: GlobalFlags, env: NodeJS.ProcessEnv): Targe
     try {
       host = new URL(url).hostname.replace(/^\[|\]$/g, '');
     } catch {
-      throw new UsageError(`invalid API URL "${url}"`);
+      throw new UsageError(`invalid API URL "${url}"`, { hint: 'pass a URL like http://127.0.0.1:7070 (--url, ZOMG_URL or a profile)' });
     }
     // The local server's token file is offered only to a server on this machine, never elsewhere.
     const local = fallback && (host === 'localhost' || host === '::1' || /^127\./.test(host)) ? localToken(stateDir) : undefined;
@@ -55,7 +55,10 @@ export function resolveTarget(flags: GlobalFlags, env: NodeJS.ProcessEnv): Targe
   if (profile) {
     const urlVar = profileVar(profile, 'URL');
     const url = env[urlVar];
-    if (!url) throw new InvalidArgumentError(`profile "${profile}" is selected but ${urlVar} is not set`, { code: 'ZOMG_PROFILE_NO_URL' });
+    if (!url) throw new InvalidArgumentError(`profile "${profile}" is selected but ${urlVar} is not set`, {
+      code: 'ZOMG_PROFILE_NO_URL',
+      hint: `set ${urlVar}, or select another profile (--profile, ZOMG_PROFILE, \`zomg config set profile <name>\`; \`zomg config unset profile\` to use the local engine)`,
+    });
     return remote(url, env[profileVar(profile, 'TOKEN')], false);
   }
   if (env.ZOMG_URL) return remote(env.ZOMG_URL, undefined, true);

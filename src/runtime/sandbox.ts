@@ -48,7 +48,7 @@ import { basename, delimiter, join, posix } from 'node:path';
 import type { Readable, Stream, Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BG_LOG_DIR, BOX_BIN } from '../core/box-layout.js';
-import { ConflictError, InvalidArgumentError, ToolError, UnprocessableError } from '../core/errors.js';
+import { ConflictError, InvalidArgumentError, NotFoundError, ToolError, UnprocessableError } from '../core/errors.js';
 import { DEFAULT_BOX_CONFIG } from '../core/limits.js';
 import type { BoxConfig } from '../core/types.js';
 import { atomicWriteFile, isErrno } from '../system/fs.js';
@@ -59,6 +59,7 @@ import { DEFAULT_PATH, checkEnvKeys, execEnvironment, installBoxEnvironment, typ
 import { removeCgroup, setupCgroup } from './cgroups.js';
 import { enterHelper } from './enter.js';
 import { boxResolvConf, makeLifeline, startNetwork, stopNetwork } from './network.js';
+import { commandExists, commandNotFound, commandNotFoundMessage } from './command-lookup.js';
 import { bootId, childPids, readProcStat } from './procfs.js';
 import { capMaskHex, defaultProfileArgs } from './profile.js';
 import { seccompFilter } from './seccomp.js';
@@ -771,7 +772,11 @@ function notRunning(): ConflictError {
 }
 
 /** The program, argv and environment for one exec (all checks done before anything runs). */
-function prepareExec(runDir: string, opts: ExecOptions, argvOf: (command: string[]) => string[]): { bin: string; args: string[]; env: Record<string, string> } {
+function prepareExec(
+  runDir: string,
+  opts: ExecOptions,
+  argvOf: (command: string[]) => string[],
+): { bin: string; args: string[]; env: Record<string, string>; missing?: { box: string; command: string } } {
   if (opts.command.length === 0) {
     throw new InvalidArgumentError('no command given', { code: 'ZOMG_NO_COMMAND', hint: 'put the command after `--`' });
   }
@@ -805,6 +810,8 @@ function prepareExec(runDir: string, opts: ExecOptions, argvOf: (command: string
 
   const command = opts.shell ? ['/bin/sh', '-c', opts.command.join(' ')] : opts.command;
   const env = execEnvironment(record.env, identity, opts.env, record.path);
+  // With --sh the shell says it in its own words; without, nsenter would (naming itself).
+  const missing = opts.shell || commandExists(boxRoot, command[0] as string, env.PATH ?? '', cwd) ? undefined : { box: record.env.BOX_NAME ?? record.hostname, command: command[0] as string };
   const enter = record.enter;
   if (enter !== undefined) {
     const args = [
@@ -820,7 +827,7 @@ function prepareExec(runDir: string, opts: ExecOptions, argvOf: (command: string
       '--',
       ...argvOf(command),
     ];
-    return { bin: enter.helper, args, env };
+    return { bin: enter.helper, args, env, ...(missing ? { missing } : {}) };
   }
   // A box started by an older zomg (privileged, no helper recorded): nsenter as then.
   const args = [
@@ -836,7 +843,7 @@ function prepareExec(runDir: string, opts: ExecOptions, argvOf: (command: string
     '--',
     ...argvOf(command),
   ];
-  return { bin: tool('nsenter', 'util-linux'), args, env };
+  return { bin: tool('nsenter', 'util-linux'), args, env, ...(missing ? { missing } : {}) };
 }
 
 function exitCode(code: number | null, signal: NodeJS.Signals | null): number {
@@ -858,7 +865,8 @@ function signalQuiet(pid: number, signal: NodeJS.Signals): void {
  * (synchronously) `ZOMG_BOX_NOT_RUNNING`, `ZOMG_UNKNOWN_USER`, `ZOMG_NO_SUCH_DIRECTORY`.
  */
 export function execInBox(runDir: string, opts: ExecOptions): ExecHandle {
-  const { bin, args, env } = prepareExec(runDir, opts, (command) => command);
+  const { bin, args, env, missing } = prepareExec(runDir, opts, (command) => command);
+  if (missing) return commandNotFound(missing.box, missing.command, { stdout: opts.stdout ?? 'pipe', stderr: opts.stderr ?? 'pipe' });
   // Not `system/run`: an exec is a live handle with streams handed to the caller, and its
   // environment is the box's (no LC_ALL=C).
   const child = spawn(bin, args, {
@@ -911,7 +919,8 @@ const BG_SCRIPT = [
  * returned, as with any detached job).
  */
 export async function execBackground(runDir: string, opts: Omit<ExecOptions, 'stdin' | 'stdout' | 'stderr' | 'signal'>): Promise<BackgroundExec> {
-  const { bin, args, env } = prepareExec(runDir, opts, (command) => ['/bin/sh', '-c', BG_SCRIPT, 'zomg-bg', ...command]);
+  const { bin, args, env, missing } = prepareExec(runDir, opts, (command) => ['/bin/sh', '-c', BG_SCRIPT, 'zomg-bg', ...command]);
+  if (missing) throw new NotFoundError('ZOMG_COMMAND_NOT_FOUND', commandNotFoundMessage(missing.box, missing.command).replace(/^zomg: /, ''), { hint: `check the name, or run it through a shell with --sh` });
   // Not `system/run`: the job must get the box's environment untouched (run adds LC_ALL=C),
   // and `detached` puts it in a session of its own, away from the caller's terminal signals.
   const child = spawn(bin, args, { env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });

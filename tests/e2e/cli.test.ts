@@ -125,10 +125,11 @@ describe('zomg CLI (local and remote)', { skip: !isRoot() && 'needs root for btr
     assert.equal(bad.code, 1);
     assert.match(bad.stderr, /invalid box name "Bad--Name": it contains uppercase letters/);
     const profile = zomg(['list'], { ZOMG_PROFILE: 'staging' });
-    assert.equal(profile.stderr, 'error: profile "staging" is selected but ZOMG_PROFILE_STAGING_URL is not set\n');
+    assert.match(profile.stderr, /^error: profile "staging" is selected but ZOMG_PROFILE_STAGING_URL is not set\nhint: set ZOMG_PROFILE_STAGING_URL, or select another profile/);
     const notTar = zomg(['base', 'import', 'junk', '--file', MAIN]);
     assert.equal(notTar.code, 1);
-    assert.match(notTar.stderr, /^error: /);
+    assert.match(notTar.stderr, /^error: the file is not a tar archive/m);
+    assert.equal(notTar.stderr.split('\n').filter((l) => l.startsWith('error: ')).length, 1);
     const unauth = zomg(['base', 'list'], { ZOMG_URL: url, ZOMG_HOME: '/nonexistent' });
     assert.equal(unauth.code, 1);
     assert.match(unauth.stderr, /missing bearer token/);
@@ -161,7 +162,7 @@ describe('zomg CLI (local and remote)', { skip: !isRoot() && 'needs root for btr
     assert.match(zomg(['list', '-p', 'proj']).stdout, /one\s+stopped/);
     assert.equal(remote(['resume', 'proj:one']).stdout, 'Resumed proj:one\n');
     assert.equal(zomg(['resume', 'proj:one']).stdout, 'proj:one is already running\n');
-    assert.equal(zomg(['create', 'x', '-e', 'BOX_NAME=y', '-p', 'proj']).stderr, 'error: BOX_NAME: environment variable is reserved\n');
+    assert.equal(zomg(['create', 'x', '-e', 'BOX_NAME=y', '-p', 'proj']).stderr, 'error: BOX_NAME: environment variable is reserved\nhint: run `zomg create --help` for its usage\n');
   });
 
   it('reads and writes the setup config; its profile selects the target', () => {
@@ -176,7 +177,7 @@ describe('zomg CLI (local and remote)', { skip: !isRoot() && 'needs root for btr
       assert.equal(c('set', 'profile', 'staging').code, 0);
       assert.match(c('list').stdout, /^KEY\s+VALUE\nprofile\s+staging\nssh_host\s+ssh\.example\.test\n$/);
       const listed = zomg(['list'], { ZOMG_SETUP_DIR: setup });
-      assert.equal(listed.stderr, 'error: profile "staging" is selected but ZOMG_PROFILE_STAGING_URL is not set\n');
+      assert.match(listed.stderr, /^error: profile "staging" is selected but ZOMG_PROFILE_STAGING_URL is not set\nhint: /);
       // A profile never borrows the local server's token: it brings its own.
       assert.match(zomg(['list', '-p', 'proj', '-q'], { ZOMG_SETUP_DIR: setup, ZOMG_PROFILE_STAGING_URL: url }).stderr, /missing bearer token/);
       const token = readFileSync(join(stateDir, 'token'), 'utf8').trim();

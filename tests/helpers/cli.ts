@@ -2,17 +2,19 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
-export const MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+export const MAIN = fileURLToPath(new URL('../../bundle/cli/zomg.cjs', import.meta.url));
 
 export interface Served {
   url: string;
   /** Ends the server (SIGTERM to the process this helper started) and waits for it. */
   stop(): Promise<void>;
+  /** What the server has written to stderr so far (its request log). */
+  stderr(): string;
 }
 
-/** Starts `zomg serve --listen 127.0.0.1:0` with `env` and resolves once it listens. */
-export function startServe(env: NodeJS.ProcessEnv): Promise<Served> {
-  const server = spawn(process.execPath, [MAIN, 'serve', '--listen', '127.0.0.1:0'], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+/** Starts `zomg serve --listen 127.0.0.1:0 [args]` with `env` and resolves once it listens. */
+export function startServe(env: NodeJS.ProcessEnv, args: string[] = []): Promise<Served> {
+  const server = spawn(process.execPath, [MAIN, 'serve', '--listen', '127.0.0.1:0', ...args], { env, stdio: ['ignore', 'ignore', 'pipe'] });
   const exited = new Promise<void>((resolve) => server.once('exit', () => resolve()));
   return new Promise((resolve, reject) => {
     let text = '';
@@ -22,6 +24,7 @@ export function startServe(env: NodeJS.ProcessEnv): Promise<Served> {
       if (m) {
         resolve({
           url: m[1] as string,
+          stderr: () => text,
           async stop() {
             if (server.exitCode === null && server.pid !== undefined) process.kill(server.pid, 'SIGTERM');
             await exited;

@@ -50,7 +50,7 @@ export const baseCommands: CommandSpec[] = [
       { flags: '-p, --parent <base>', description: 'extract on top of a snapshot of this base' },
     ],
     async run(ctx, [name], opts) {
-      if (opts.file === undefined) throw new UsageError('--file is required: zomg base import <name> --file <rootfs.tar[.gz|.zst|.xz]>');
+      if (opts.file === undefined) throw new UsageError('--file is required', { hint: 'zomg base import <name> --file <rootfs.tar[.gz|.zst|.xz]> [--parent <base>]' });
       const version = await (await ctx.client()).importBase(name as string, opts.file as string, {
         ...(opts.parent !== undefined ? { parent: opts.parent as string } : {}),
         onProgress: ctx.progress,
@@ -85,7 +85,7 @@ export const baseCommands: CommandSpec[] = [
     async run(ctx, _args, opts) {
       const alias = opts.alias as string | undefined;
       const version = opts.version as string | undefined;
-      if ((alias === undefined) === (version === undefined)) throw new UsageError('pass exactly one of --alias <name> or --version <version>');
+      if ((alias === undefined) === (version === undefined)) throw new UsageError('pass exactly one of --alias <name> or --version <version>', { hint: '`zomg base list` shows aliases, `zomg base inspect <name>` their versions' });
       const client = await ctx.client();
       if (alias !== undefined) {
         await client.deleteBaseAlias(alias);

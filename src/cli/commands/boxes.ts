@@ -1,6 +1,7 @@
 /** zomg create | list | info | delete */
-import { UsageError } from '../../core/errors.js';
+import { UsageError, isZomgError } from '../../core/errors.js';
 import { parseEnvAssignment, parseTag } from '../../core/names.js';
+import type { BoxRef } from '../../core/refs.js';
 import type { Box, BoxConfig } from '../../core/types.js';
 import type { CommandSpec } from '../command.js';
 import { table } from '../render.js';
@@ -46,7 +47,7 @@ export const boxCommands: CommandSpec[] = [
       { flags: '--privileged', description: 'opt out of the default security profile: host root, host network (docker or systemd inside)' },
     ],
     async run(ctx, [name], opts) {
-      if (opts.base !== undefined && opts.fork !== undefined) throw new UsageError('--base and --fork cannot be used together');
+      if (opts.base !== undefined && opts.fork !== undefined) throw new UsageError('--base and --fork cannot be used together', { hint: 'a fork copies the other box, whatever its base: drop one of them' });
       const ref = ctx.box(name as string);
       const tags = kv(opts.tag, parseTag);
       const environment = kv(opts.env, parseEnvAssignment);
@@ -62,7 +63,12 @@ export const boxCommands: CommandSpec[] = [
         ...(opts.pids !== undefined ? { pids: opts.pids as string } : {}),
         ...(opts.publish !== undefined ? { publish: opts.publish as string[] } : {}),
       });
-      return { data: box, text: `Created box ${box.project}:${box.name} from ${box.base}` };
+      const made = `Created box ${box.project}:${box.name}`;
+      if (opts.fork !== undefined) {
+        const from = ctx.box(opts.fork as string);
+        return { data: box, text: `${made} as a fork of ${from.project}:${from.name}` };
+      }
+      return { data: box, text: `${made} from ${box.base}` };
     },
   },
   {
@@ -108,13 +114,41 @@ export const boxCommands: CommandSpec[] = [
   },
   {
     path: ['delete'],
-    summary: 'delete a box, its root and its snapshots',
-    args: ['<box>'],
+    summary: 'delete boxes, their roots and their snapshots (each one reported; exit 1 if any failed)',
+    args: ['<box...>'],
     project: true,
-    async run(ctx, [name]) {
-      const ref = ctx.box(name as string);
-      await (await ctx.client()).deleteBox(ref);
-      return { data: { deleted: `${ref.project}:${ref.name}` }, text: `Deleted box ${ref.project}:${ref.name}` };
+    async run(ctx, [names]) {
+      const refs = (names as unknown as string[]).map((n) => ctx.box(n));
+      const client = await ctx.client();
+      if (refs.length === 1) {
+        const ref = refs[0] as BoxRef;
+        await client.deleteBox(ref);
+        return { data: { deleted: `${ref.project}:${ref.name}` }, text: `Deleted box ${ref.project}:${ref.name}` };
+      }
+      // One after the other: each box is reported, a failure does not stop the others.
+      const results: Array<{ box: string; deleted: boolean; error?: { code: string; message: string; hint?: string } }> = [];
+      for (const ref of refs) {
+        const box = `${ref.project}:${ref.name}`;
+        try {
+          await client.deleteBox(ref);
+          results.push({ box, deleted: true });
+        } catch (err) {
+          if (!isZomgError(err)) throw err;
+          results.push({ box, deleted: false, error: { code: err.code, message: err.message, ...(err.hint ? { hint: err.hint } : {}) } });
+        }
+      }
+      const failed = results.filter((r) => !r.deleted);
+      return {
+        data: results,
+        text: results.filter((r) => r.deleted).map((r) => `Deleted box ${r.box}`).join('\n'),
+        ...(failed.length > 0
+          ? {
+              exitCode: 1,
+              stderr: failed.map((r) => `error: ${r.error?.message}${r.error?.hint ? `\nhint: ${r.error.hint}` : ''}`).join('\n'),
+              ...(failed.length === results.length ? { silent: true } : {}),
+            }
+          : {}),
+      };
     },
   },
 ];

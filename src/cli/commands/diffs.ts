@@ -29,7 +29,13 @@ export const diffCommands: CommandSpec[] = [
         ...(opts.against !== undefined ? { against: opts.against as string } : {}),
         ...(opts.to !== undefined ? { to: opts.to as string } : {}),
       });
-      return { data: status, text: renderDiffText(status.changes.map(diffEntryFromJson)) };
+      const of = `${status.project}:${status.box}`;
+      return {
+        data: status,
+        text: renderDiffText(status.changes.map(diffEntryFromJson)),
+        // On stderr, so stdout stays the list of changes.
+        stderr: status.to === null ? `Compared against snapshot ${status.against} of ${of}` : `Compared snapshot ${status.against} to snapshot ${status.to} of ${of}`,
+      };
     },
   },
   {

@@ -2,8 +2,23 @@
 import { UsageError } from '../../core/errors.js';
 import { parseEnvAssignment } from '../../core/names.js';
 import type { ExecRequest, ZomgService } from '../../core/service.js';
+import { Writable } from 'node:stream';
 import type { CommandSpec, RunContext } from '../command.js';
 import { attachTerminal, notATty } from './terminals.js';
+
+/** Collects what a command writes (exec --json: the output is part of the result). */
+function collector(): { stream: Writable; text(): string } {
+  const chunks: Buffer[] = [];
+  return {
+    stream: new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        chunks.push(chunk);
+        cb();
+      },
+    }),
+    text: () => Buffer.concat(chunks).toString('utf8'),
+  };
+}
 
 async function execIn(ctx: RunContext, client: ZomgService, boxArg: string, req: ExecRequest, background: boolean, tty = false): Promise<{ code: number; text?: string; data?: unknown }> {
   const ref = ctx.box(boxArg);
@@ -13,8 +28,9 @@ async function execIn(ctx: RunContext, client: ZomgService, boxArg: string, req:
     const bg = await client.execBackground(ref, req);
     return { code: 0, text: String(bg.pid), data: bg };
   }
-  // Without -t stdin is passed through as it comes (from a terminal too, line by line: no pty,
-  // so a shell reads commands without a prompt); it is released as soon as the command ends.
+  const buffered = ctx.flags.json === true ? { stdout: collector(), stderr: collector() } : undefined;
+  // Stdin is always passed through (from a terminal too, line by line: there is no pty, so a
+  // shell reads commands without a prompt); it is released as soon as the command ends.
   const stdin = process.stdin;
   // Ctrl-C or SIGTERM ends the command in the box (and lets an ephemeral box be deleted)
   // instead of killing the CLI half-way.
@@ -23,8 +39,15 @@ async function execIn(ctx: RunContext, client: ZomgService, boxArg: string, req:
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   try {
-    const { exit_code } = await client.exec(ref, req, { ...(stdin ? { stdin } : {}), stdout: process.stdout, stderr: process.stderr, signal: stop.signal });
-    return { code: stop.signal.aborted ? 130 : exit_code };
+    const { exit_code } = await client.exec(ref, req, {
+      ...(stdin ? { stdin } : {}),
+      stdout: buffered?.stdout.stream ?? process.stdout,
+      stderr: buffered?.stderr.stream ?? process.stderr,
+      signal: stop.signal,
+    });
+    const code = stop.signal.aborted ? 130 : exit_code;
+    if (buffered) return { code, data: { exit_code: code, stdout: buffered.stdout.text(), stderr: buffered.stderr.text() } };
+    return { code };
   } catch (err) {
     if (stop.signal.aborted) return { code: 130 };
     throw err;
@@ -39,11 +62,25 @@ async function execIn(ctx: RunContext, client: ZomgService, boxArg: string, req:
 export const runningCommands: CommandSpec[] = [
   {
     path: ['stop'],
-    summary: 'stop every process in a box (its root is kept)',
-    args: ['<box>'],
+    summary: "stop every process in a box (its root is kept); --all: the project's running boxes",
+    args: ['[box]'],
     project: true,
-    async run(ctx, [box]) {
-      const r = await (await ctx.client()).stopBox(ctx.box(box as string));
+    options: [{ flags: '-a, --all', description: 'stop every running box of the project (-p, else the resolved project)' }],
+    async run(ctx, [box], opts) {
+      const client = await ctx.client();
+      if (opts.all === true) {
+        if (box !== undefined) throw new UsageError('pass a box or --all, not both', { hint: 'zomg stop <box>, or zomg stop --all [-p <project>]' });
+        const project = ctx.project();
+        const running = (await client.listBoxes({ project })).filter((b) => b.status === 'running');
+        const results = [];
+        for (const b of running) results.push(await client.stopBox(ctx.box(`${b.project}:${b.name}`)));
+        return {
+          data: results,
+          text: results.length === 0 ? `No running boxes in project ${project}` : results.map((r) => `Stopped ${r.box.project}:${r.box.name}`).join('\n'),
+        };
+      }
+      if (box === undefined) throw new UsageError('no box given', { hint: 'zomg stop <box>, or zomg stop --all to stop every running box of the project' });
+      const r = await client.stopBox(ctx.box(box));
       const name = `${r.box.project}:${r.box.name}`;
       return { data: r, text: r.changed ? `Stopped ${name}` : `${name} was already stopped` };
     },
@@ -64,6 +101,7 @@ export const runningCommands: CommandSpec[] = [
     summary: 'run a command in a box (`-` for an ephemeral box): stdin piped through, exit code preserved',
     args: ['<box>', '<command...>'],
     project: true,
+    passThrough: true,
     options: [
       { flags: '--env <KEY=VALUE>', description: 'environment variable for this command (repeatable)', repeatable: true },
       { flags: '--wd <dir>', description: 'working directory inside the box' },
@@ -76,7 +114,7 @@ export const runningCommands: CommandSpec[] = [
     ],
     async run(ctx, [box, ...rest], opts) {
       const command = (rest[0] as unknown as string[] | undefined) ?? [];
-      if (command.length === 0) throw new UsageError('no command: zomg exec <box> -- CMD...');
+      if (command.length === 0) throw new UsageError('no command given', { hint: 'zomg exec <box> CMD [ARGS...] (or -- CMD... when the command starts with an option)' });
       const env = Object.fromEntries(((opts.env as string[] | undefined) ?? []).map(parseEnvAssignment));
       const req: ExecRequest = {
         command,
@@ -89,7 +127,7 @@ export const runningCommands: CommandSpec[] = [
       if (tty && opts.bg === true) throw new UsageError('-t and --bg cannot be combined: a background command has no terminal');
       // Before an ephemeral box is made for nothing.
       if (tty && !process.stdin.isTTY) throw notATty();
-      if (box === '-' && opts.bg === true) throw new UsageError('--bg cannot run in an ephemeral box (-): the box is deleted as soon as the command is started');
+      if (box === '-' && opts.bg === true) throw new UsageError('--bg cannot run in an ephemeral box (-): the box is deleted as soon as the command is started', { hint: 'create a box first: zomg create <name>, then zomg exec <name> --bg CMD' });
       const client = await ctx.client();
       let result;
       if (box === '-') {
@@ -103,7 +141,10 @@ export const runningCommands: CommandSpec[] = [
           await client.deleteBox(ref);
         }
       } else result = await execIn(ctx, client, box as string, req, opts.bg === true, tty);
-      return result.text !== undefined ? { data: result.data, text: result.text } : { data: null, text: '', silent: true, exitCode: result.code };
+      if (result.text !== undefined) return { data: result.data, text: result.text };
+      // --json: {exit_code, stdout, stderr}, buffered; the exit code is the command's either way.
+      if (result.data !== undefined) return { data: result.data, text: '', exitCode: result.code };
+      return { data: null, text: '', silent: true, exitCode: result.code };
     },
   },
 ];

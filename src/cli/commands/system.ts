@@ -11,6 +11,7 @@ export const systemCommands: CommandSpec[] = [
       { flags: '--listen <host:port>', description: 'listen address (default 127.0.0.1:7070)' },
       { flags: '--no-auth', description: 'no bearer token (loopback addresses only)' },
       { flags: '--allow-privileged', description: 'let clients create privileged boxes (host root; off by default)' },
+      { flags: '-q, --quiet', description: 'no request log on stderr (one line per request otherwise)' },
     ],
     async run(ctx, _args, opts) {
       const target = ctx.target();
@@ -26,6 +27,7 @@ export const systemCommands: CommandSpec[] = [
         listen,
         noAuth: opts.auth === false,
         allowPrivileged: opts.allowPrivileged === true,
+        logRequests: opts.quiet !== true,
         log: (line) => process.stderr.write(`${line}\n`),
       });
       await new Promise<void>((resolve) => {

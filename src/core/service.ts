@@ -3,6 +3,7 @@
  * remote client implements it over HTTP; the CLI renders the same results in both modes.
  */
 import type { Readable, Writable } from 'node:stream';
+import type { DiffEntryJson } from './diff.js';
 import type { BoxRef } from './refs.js';
 import type { BaseDetails, BaseSummary, BaseVersion, Box, BuilderName, Checkpoint, DiffStatus, FileDiff, InstallOutcome, ProgressFn } from './types.js';
 
@@ -66,6 +67,18 @@ export interface DiffStatusOptions {
   /** Compare against another snapshot instead of the live root. */
   to?: string;
   signal?: AbortSignal;
+}
+
+/** A status diff without its changes: what is known before the first change. */
+export type DiffStatusHead = Omit<DiffStatus, 'changes'>;
+
+/**
+ * Receives a status diff as it is computed: `head` once, then each change in path order.
+ * A returned promise is awaited before the next call (backpressure).
+ */
+export interface DiffStatusSink {
+  head(head: DiffStatusHead): void | Promise<void>;
+  change(entry: DiffEntryJson): void | Promise<void>;
 }
 
 export interface ExecRequest {
@@ -132,6 +145,8 @@ export interface ZomgService {
 
   // diffs
   diffStatus(ref: BoxRef, options?: DiffStatusOptions): Promise<DiffStatus>;
+  /** diffStatus delivered incrementally: nothing holds the whole list (very large diffs). */
+  diffStatusStream(ref: BoxRef, sink: DiffStatusSink, options?: DiffStatusOptions): Promise<void>;
   diffFile(ref: BoxRef, path: string, options?: { against?: string }): Promise<FileDiff>;
 
   close(): Promise<void>;

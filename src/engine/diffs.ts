@@ -4,14 +4,15 @@
  * consistent and safe against concurrent writes — which is always deleted afterwards.
  */
 import { mkdir } from 'node:fs/promises';
-import { type DiffEntry, diffEntryToJson } from '../core/diff.js';
+import { diffEntryToJson } from '../core/diff.js';
 import { NotFoundError } from '../core/errors.js';
 import type { BoxRef } from '../core/refs.js';
-import type { DiffStatusOptions } from '../core/service.js';
+import type { DiffStatusHead, DiffStatusOptions, DiffStatusSink } from '../core/service.js';
+import type { DiffEntryJson } from '../core/diff.js';
 import type { DiffStatus, FileDiff } from '../core/types.js';
 import type { BoxRow } from '../db/boxes-repo.js';
 import { diffFile as compareFile } from '../storage/diff/file.js';
-import { diffTrees } from '../storage/diff/index.js';
+import { openDiff } from '../storage/diff/index.js';
 import { boxLockKey, findBox, rootPath } from './boxes.js';
 import type { EngineContext } from './context.js';
 import { checkpointPath, findCheckpoint } from './snapshots.js';
@@ -51,34 +52,38 @@ async function withLiveSnapshot<T>(ctx: EngineContext, box: BoxRow, fn: (path: s
  * swapped by a restore, while a diff reads them.
  */
 export async function diffStatus(ctx: EngineContext, ref: BoxRef, options: DiffStatusOptions = {}): Promise<DiffStatus> {
+  let head: DiffStatusHead | undefined;
+  const changes: DiffEntryJson[] = [];
+  await diffStatusStream(ctx, ref, { head: (h) => void (head = h), change: (e) => void changes.push(e) }, options);
+  return { ...(head as DiffStatusHead), changes };
+}
+
+/**
+ * diffStatus, handed to `sink` as it is verified: the head once the method is known, then
+ * each change in path order. The lock and the temporary snapshot are held until the last
+ * change has been delivered (or the sink fails).
+ */
+export async function diffStatusStream(ctx: EngineContext, ref: BoxRef, sink: DiffStatusSink, options: DiffStatusOptions = {}): Promise<void> {
   return ctx.locks.with(boxLockKey(ref), async () => {
     const box = findBox(ctx, ref);
     const against = againstName(ctx, box, options.against);
     const oldRoot = checkpointPath(ctx, box.id, against);
-    const run = async (newRoot: string): Promise<{ entries: DiffEntry[]; method: 'send' | 'walk' }> =>
-      diffTrees({
+    const to = options.to !== undefined ? findCheckpoint(ctx, box, options.to).name : null;
+    const run = async (newRoot: string): Promise<void> => {
+      const { method, entries } = await openDiff({
         oldRoot,
         newRoot,
         ...(ctx.driver.capabilities.sendStream ? { sendStream: () => ctx.driver.sendNoData(oldRoot, newRoot, options.signal ? { signal: options.signal } : {}) } : {}),
         ...(ctx.driver.inodePaths ? { inodePaths: ctx.driver.inodePaths.bind(ctx.driver) } : {}),
         ...(options.signal ? { signal: options.signal } : {}),
       });
-    let result;
-    let to: string | null = null;
-    if (options.to !== undefined) {
-      to = findCheckpoint(ctx, box, options.to).name;
-      result = await run(checkpointPath(ctx, box.id, to));
-    } else {
-      result = await withLiveSnapshot(ctx, box, run);
-    }
-    return {
-      box: box.name,
-      project: box.project,
-      against,
-      to,
-      method: result.method,
-      changes: result.entries.filter((e) => !excluded(e.path)).map(diffEntryToJson),
+      await sink.head({ box: box.name, project: box.project, against, to, method });
+      for await (const entry of entries) {
+        if (!excluded(entry.path)) await sink.change(diffEntryToJson(entry));
+      }
     };
+    if (to !== null) await run(checkpointPath(ctx, box.id, to));
+    else await withLiveSnapshot(ctx, box, run);
   }, { what: `box "${ref.project}:${ref.name}"`, timeoutMs: 120_000 });
 }
 

@@ -246,7 +246,8 @@ export class SendReplay {
       return known;
     }
     if (dir.origin === null) throw new SendStreamError(`the stream uses an unknown entry ${name.toString('latin1')} of a new directory`);
-    const node = new Node(joinRel(dir.origin, name), dir, name, freshInode(false));
+    // Names are copied: a slice would keep the stream's whole chunk alive with the node.
+    const node = new Node(joinRel(dir.origin, name), dir, Buffer.from(name), freshInode(false));
     (dir.children ??= new Map()).set(k, node);
     return node;
   }
@@ -285,13 +286,13 @@ export class SendReplay {
     } else if (existing === undefined && parent.origin !== null && mayReplaceOld && !(parent === this.root && isOrphanName(name))) {
       // The old tree may hold an entry here that this replaces: make it a candidate. (The
       // kernel picks orphan names that exist in neither tree, so those replace nothing.)
-      const old = new Node(joinRel(parent.origin, name), null, name, freshInode(false));
+      const old = new Node(joinRel(parent.origin, name), null, Buffer.from(name), freshInode(false));
       old.removed = true;
       this.mark(old);
     }
     (parent.children ??= new Map()).set(k, node);
     node.parent = parent;
-    node.name = name;
+    node.name = Buffer.from(name);
   }
 
   private detach(node: Node): void {

@@ -12,11 +12,14 @@ import { parseBaseName } from '../core/names.js';
 import { CHANNEL_STDERR, type ServerMessage } from '../core/exec-protocol.js';
 import type { BoxProcess, ConsoleServerMessage, CopyToBoxOptions, ReadLogsOptions, TerminalRequest, TerminalSession } from '../core/console-protocol.js';
 import type { BoxRef } from '../core/refs.js';
+import type { DiffEntryJson } from '../core/diff.js';
 import type {
   BuildBaseOptions,
   CreateBoxOptions,
   CreateCheckpointOptions,
+  DiffStatusHead,
   DiffStatusOptions,
+  DiffStatusSink,
   ExecIO,
   ExecRequest,
   LifecycleResult,
@@ -524,6 +527,39 @@ export class RemoteClient implements ZomgService {
     if (options.against !== undefined) q.set('against', options.against);
     if (options.to !== undefined) q.set('to', options.to);
     return this.request('GET', `${boxPath(ref)}/diff${q.size > 0 ? `?${q}` : ''}`);
+  }
+
+  /** The NDJSON form of GET …/diff (api/diff-stream.ts), handed to `sink` line by line. */
+  async diffStatusStream(ref: BoxRef, sink: DiffStatusSink, options: DiffStatusOptions = {}): Promise<void> {
+    const q = new URLSearchParams();
+    if (options.against !== undefined) q.set('against', options.against);
+    if (options.to !== undefined) q.set('to', options.to);
+    const headers: Record<string, string> = { accept: 'application/x-ndjson' };
+    if (this.token) headers.authorization = `Bearer ${this.token}`;
+    let res: Response;
+    try {
+      res = await fetch(`${this.url}${boxPath(ref)}/diff${q.size > 0 ? `?${q}` : ''}`, { headers, ...(options.signal ? { signal: options.signal } : {}) });
+    } catch (err) {
+      throw new ToolError('ZOMG_UNREACHABLE', `cannot reach the zomg API at ${this.url}`, { cause: err, hint: 'is `zomg serve` running there?' });
+    }
+    if (!res.ok || !res.body) {
+      const text = await res.text();
+      throw errorFromWire(res.status, (text.length > 0 ? JSON.parse(text) : {}) as Record<string, unknown>);
+    }
+    let first = true;
+    const lines = createInterface({ input: Readable.fromWeb(res.body as Parameters<typeof Readable.fromWeb>[0]), crlfDelay: Infinity });
+    for await (const line of lines) {
+      if (line === '') continue;
+      const value = JSON.parse(line) as Record<string, unknown>;
+      if (value.error !== undefined) {
+        const body = value.error as Record<string, unknown>;
+        throw errorFromWire(typeof body.statusCode === 'number' ? body.statusCode : 500, body);
+      }
+      if (first) await sink.head(value as unknown as DiffStatusHead);
+      else await sink.change(value as unknown as DiffEntryJson);
+      first = false;
+    }
+    if (first) throw new ToolError('ZOMG_BAD_RESPONSE', 'the server ended the diff before its first line', { hint: 'check the server log' });
   }
 
   async diffFile(ref: BoxRef, path: string, options: { against?: string } = {}): Promise<FileDiff> {

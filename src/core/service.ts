@@ -4,6 +4,7 @@
  */
 import type { Readable, Writable } from 'node:stream';
 import type { BoxProcess, CopyToBoxOptions, ReadLogsOptions, TerminalRequest, TerminalSession } from './console-protocol.js';
+import type { DiffEntryJson } from './diff.js';
 import type { BoxRef } from './refs.js';
 import type { BaseDetails, BaseSummary, BaseVersion, Box, BuilderName, Checkpoint, DiffStatus, FileDiff, InstallOutcome, ProgressFn } from './types.js';
 
@@ -77,6 +78,18 @@ export interface DiffStatusOptions {
   /** Compare against another snapshot instead of the live root. */
   to?: string;
   signal?: AbortSignal;
+}
+
+/** A status diff without its changes: what is known before the first change. */
+export type DiffStatusHead = Omit<DiffStatus, 'changes'>;
+
+/**
+ * Receives a status diff as it is computed: `head` once, then each change in path order.
+ * A returned promise is awaited before the next call (backpressure).
+ */
+export interface DiffStatusSink {
+  head(head: DiffStatusHead): void | Promise<void>;
+  change(entry: DiffEntryJson): void | Promise<void>;
 }
 
 export interface ExecRequest {
@@ -154,6 +167,8 @@ export interface ZomgService {
 
   // diffs
   diffStatus(ref: BoxRef, options?: DiffStatusOptions): Promise<DiffStatus>;
+  /** diffStatus delivered incrementally: nothing holds the whole list (very large diffs). */
+  diffStatusStream(ref: BoxRef, sink: DiffStatusSink, options?: DiffStatusOptions): Promise<void>;
   diffFile(ref: BoxRef, path: string, options?: { against?: string }): Promise<FileDiff>;
 
   close(): Promise<void>;

@@ -2,18 +2,19 @@
  * Diffs of a box root against one of its snapshots (or between two snapshots). The live
  * root is captured by a temporary read-only snapshot — O(1), and it makes the comparison
  * consistent and safe against concurrent writes — which is always deleted afterwards.
+ * Results stream: verified changes reach the sink in path order as they are known.
  */
 import { BOX_MOUNT_ROOTS, isUnder } from '../core/box-layout.js';
-import { diffEntryToJson } from '../core/diff.js';
+import { type DiffEntryJson, diffEntryToJson } from '../core/diff.js';
 import { NotFoundError } from '../core/errors.js';
 import type { BoxRef } from '../core/refs.js';
-import type { DiffStatusOptions } from '../core/service.js';
+import type { DiffStatusHead, DiffStatusOptions, DiffStatusSink } from '../core/service.js';
 import type { DiffStatus, FileDiff } from '../core/types.js';
 import type { BoxRow } from '../db/boxes-repo.js';
 import { diffFile as compareFile } from '../storage/diff/file.js';
 import { checkpointId, findCheckpoint, withBox } from './access.js';
 import type { EngineContext } from './context.js';
-import { diffSubvolumes } from './tree-diff.js';
+import { openSubvolumeDiff } from './tree-diff.js';
 
 /** The mount points of the volumes every box has: never part of a root diff. */
 const excluded = (path: Buffer): boolean => BOX_MOUNT_ROOTS.some((root) => isUnder(path, root));
@@ -29,33 +30,35 @@ function againstName(ctx: EngineContext, box: BoxRow, against: string | undefine
   return latest.name;
 }
 
-/**
- * The box lock is held for the duration: a snapshot cannot be deleted, nor the root
- * swapped by a restore, while a diff reads them.
- */
 export async function diffStatus(ctx: EngineContext, ref: BoxRef, options: DiffStatusOptions = {}): Promise<DiffStatus> {
-  return withBox(
+  let head: DiffStatusHead | undefined;
+  const changes: DiffEntryJson[] = [];
+  await diffStatusStream(ctx, ref, { head: (h) => void (head = h), change: (e) => void changes.push(e) }, options);
+  return { ...(head as DiffStatusHead), changes };
+}
+
+/**
+ * diffStatus, handed to `sink` as it is verified: the head once the method is known, then
+ * each change in path order. The box lock (no snapshot deleted, no root swapped meanwhile)
+ * and the temporary snapshot are held until the last change has been delivered.
+ */
+export async function diffStatusStream(ctx: EngineContext, ref: BoxRef, sink: DiffStatusSink, options: DiffStatusOptions = {}): Promise<void> {
+  await withBox(
     ctx,
     ref,
     async ({ row: box, root }) => {
       const against = againstName(ctx, box, options.against);
       const oldId = checkpointId(box, against);
-      let result;
-      let to: string | null = null;
-      if (options.to !== undefined) {
-        to = findCheckpoint(ctx, box, options.to).name;
-        result = await diffSubvolumes(ctx, oldId, checkpointId(box, to), options.signal);
-      } else {
-        result = await ctx.pool.withTemporarySnapshot(root, `diff-${box.id}`, (live) => diffSubvolumes(ctx, oldId, live, options.signal));
-      }
-      return {
-        box: box.name,
-        project: box.project,
-        against,
-        to,
-        method: result.method,
-        changes: result.entries.filter((e) => !excluded(e.path)).map(diffEntryToJson),
+      const to = options.to !== undefined ? findCheckpoint(ctx, box, options.to).name : null;
+      const run = async (newId: Parameters<typeof openSubvolumeDiff>[2]): Promise<void> => {
+        const { method, entries } = await openSubvolumeDiff(ctx, oldId, newId, options.signal);
+        await sink.head({ box: box.name, project: box.project, against, to, method });
+        for await (const entry of entries) {
+          if (!excluded(entry.path)) await sink.change(diffEntryToJson(entry));
+        }
       };
+      if (to !== null) await run(checkpointId(box, to));
+      else await ctx.pool.withTemporarySnapshot(root, `diff-${box.id}`, run);
     },
     { mutates: false },
   );

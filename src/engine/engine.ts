@@ -16,6 +16,7 @@ import type {
   CreateBoxOptions,
   CreateCheckpointOptions,
   DiffStatusOptions,
+  DiffStatusSink,
   ExecIO,
   ExecRequest,
   ImportBaseOptions,
@@ -151,6 +152,10 @@ export class Engine implements ZomgService {
     // Loaded on first use: the diff machinery is not needed by most commands (CLI start-up time).
     const diffs = await import('./diffs.js');
     return diffs.diffStatus(this.ctx, ref, options);
+  }
+  async diffStatusStream(ref: BoxRef, sink: DiffStatusSink, options?: DiffStatusOptions): Promise<void> {
+    const diffs = await import('./diffs.js');
+    return diffs.diffStatusStream(this.ctx, ref, sink, options);
   }
   async diffFile(ref: BoxRef, path: string, options?: { against?: string }): Promise<FileDiff> {
     const diffs = await import('./diffs.js');

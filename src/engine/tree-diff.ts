@@ -1,6 +1,6 @@
 /** The tree diff between two read-only subvolumes of the pool (diff status, and sizes from changes). */
 import type { DiffEntry } from '../core/diff.js';
-import { diffTrees } from '../storage/diff/index.js';
+import { diffTrees, openDiff } from '../storage/diff/index.js';
 import type { SubvolumeId } from '../storage/layout.js';
 import type { EngineContext } from './context.js';
 
@@ -16,3 +16,15 @@ export function diffSubvolumes(ctx: EngineContext, oldId: SubvolumeId, newId: Su
   });
 }
 
+
+/** The same diff, streamed: sorted entries as they are verified (see storage/diff `openDiff`). */
+export function openSubvolumeDiff(ctx: EngineContext, oldId: SubvolumeId, newId: SubvolumeId, signal?: AbortSignal): ReturnType<typeof openDiff> {
+  const driver = ctx.pool.driver;
+  return openDiff({
+    oldRoot: ctx.pool.hostPath(oldId),
+    newRoot: ctx.pool.hostPath(newId),
+    ...(driver.capabilities.sendStream ? { sendStream: () => ctx.pool.sendNoData(oldId, newId, signal ? { signal } : {}) } : {}),
+    ...(driver.inodePaths ? { inodePaths: driver.inodePaths.bind(driver) } : {}),
+    ...(signal ? { signal } : {}),
+  });
+}

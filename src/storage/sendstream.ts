@@ -120,6 +120,11 @@ export function crc32cRaw(seed: number, buf: Uint8Array, start = 0, end = buf.le
 export interface SendStreamParserOptions {
   /** Check each command's crc32c (default true). */
   verifyCrc?: boolean;
+  /**
+   * Commands the caller has no use for: still framed and checksummed, but neither decoded
+   * nor returned (the diff skips `utimes`, one per changed inode, with its three times).
+   */
+  skip?: readonly SendCommandName[];
 }
 
 /**
@@ -135,11 +140,13 @@ export class SendStreamParser {
   private headerDone = false;
   private ended = false;
   private readonly verifyCrc: boolean;
+  private readonly skipIds: ReadonlySet<number>;
   /** Protocol version from the stream header. */
   version = 0;
 
   constructor(options: SendStreamParserOptions = {}) {
     this.verifyCrc = options.verifyCrc ?? true;
+    this.skipIds = new Set((options.skip ?? []).filter((n) => n !== 'end').map((n) => CMD_NAMES.indexOf(n)));
   }
 
   push(chunk: Buffer): SendCommand[] {
@@ -185,8 +192,9 @@ export class SendStreamParser {
         c = crc32cRaw(c, this.buf, payloadStart, payloadEnd);
         if (c !== want) throw new SendStreamError(`bad checksum of command ${id} at offset ${at}`);
       }
-      const command = decodeCommand(id, this.buf, payloadStart, payloadEnd, at);
       this.pos = payloadEnd;
+      if (this.skipIds.has(id)) continue;
+      const command = decodeCommand(id, this.buf, payloadStart, payloadEnd, at);
       if (command.cmd === 'end') this.ended = true;
       out.push(command);
     }

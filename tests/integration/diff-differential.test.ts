@@ -175,7 +175,7 @@ function modelDiff(before: Model, afterM: Model): DiffEntry[] {
 
 const L = (s: string | number[]): string => (typeof s === 'string' ? Buffer.from(s, 'utf8') : Buffer.from(s)).toString('latin1');
 const NAMES = [L('a'), L('b'), L('c.txt'), L('sp ace'), L('é'), L([0xff, 0xfe]), L('x\\y'), L('nl\nx'), L([0x66, 0x80]), L('o12-3-0'), L('deep')];
-const CONTENTS = ['', 'hello', 'hellO', 'x'.repeat(5000), 'y'.repeat(5000), 'z'.repeat(70_000)].map((s) => Buffer.from(s));
+const CONTENTS = ['', 'hello', 'hellO', 'x'.repeat(5000), 'y'.repeat(5000), 'z'.repeat(70_000), 'ab'.repeat(150_000)].map((s) => Buffer.from(s));
 const FILE_MODES = [0o644, 0o600, 0o755, 0o4755, 0o2644];
 const DIR_MODES = [0o755, 0o700, 0o1777];
 const OWNERS: [number, number][] = [
@@ -190,6 +190,9 @@ const CREATE_OPS = ['mkfile', 'mkfile', 'mkdir', 'mkdir', 'mkdir', 'symlink', 'f
 const CHANGE_OPS = [
   'mkfile', 'mkdir', 'symlink', 'fifo', 'link', 'write', 'rewriteSame', 'replaceSame', 'truncate', 'chmod', 'chown',
   'xattr', 'retarget', 'typeChange', 'rename', 'remove', 'touch',
+  // The send path's shortcuts: xattrs trusted from the stream, bytes compared only in the
+  // ranges whose extents changed (reflinks share extents, patches touch a few blocks).
+  'xattrSetRemove', 'xattrSame', 'reflink', 'reflinkOver', 'patch', 'patchSame',
 ] as const;
 type OpName = (typeof CREATE_OPS)[number] | (typeof CHANGE_OPS)[number];
 interface Op {
@@ -368,6 +371,55 @@ class World {
         if (k !== undefined) this.removeKey(k);
         return;
       }
+      case 'xattrSetRemove': {
+        // Set, then removed again: nothing changed.
+        const k = pick([...this.keys('file'), ...this.keys('dir')], a);
+        if (k === undefined || (this.model.get(k) as Inode).xattr !== null) return;
+        setXattr(this.p(k), 'user.x', 'tmp');
+        setXattr(this.p(k), 'user.x', null);
+        return;
+      }
+      case 'xattrSame': {
+        const k = pick([...this.keys('file'), ...this.keys('dir')], a);
+        const inode = k === undefined ? undefined : this.model.get(k);
+        if (k === undefined || inode?.xattr === null || inode === undefined) return;
+        setXattr(this.p(k), 'user.x', inode.xattr);
+        return;
+      }
+      case 'reflink':
+      case 'reflinkOver': {
+        // cp --reflink: a new file sharing the source's extents, or an existing inode
+        // truncated and cloned into (its mode, owner and xattrs stay).
+        const src = pick(this.keys('file'), c);
+        const dst = op.t === 'reflink' ? newKey() : pick(this.keys('file'), a);
+        if (src === undefined || dst === undefined || this.model.get(src) === this.model.get(dst)) return;
+        if (!isUtf8(this.p(src)) || !isUtf8(this.p(dst))) return; // argv cannot carry them
+        execFileSync('cp', ['--reflink=always', this.p(src).toString(), this.p(dst).toString()]);
+        const from = this.model.get(src) as Inode;
+        if (op.t === 'reflink') {
+          this.model.set(dst, { kind: 'file', mode: lstatSync(this.p(dst)).mode & 0o7777, uid: 0, gid: 0, content: Buffer.from(from.content), target: Buffer.alloc(0), xattr: null });
+        } else (this.model.get(dst) as Inode).content = Buffer.from(from.content);
+        return;
+      }
+      case 'patch':
+      case 'patchSame': {
+        // A few bytes rewritten in place, different or the same as before.
+        const k = pick(this.keys('file'), a);
+        const inode = k === undefined ? undefined : this.model.get(k);
+        if (k === undefined || inode === undefined || inode.content.length === 0) return;
+        const at = (b * 7919) % inode.content.length;
+        const bytes = Buffer.from(inode.content.subarray(at, at + 3));
+        if (op.t === 'patch') bytes.fill(0x41 + (c % 26));
+        const fd = openSync(this.p(k), fsc.O_WRONLY);
+        try {
+          writeSync(fd, bytes, 0, bytes.length, at);
+        } finally {
+          closeSync(fd);
+        }
+        inode.content = Buffer.from(inode.content); // the snapshot's model shares the old Buffer
+        bytes.copy(inode.content, at);
+        return;
+      }
       case 'touch': {
         const k = pick(this.keys(), a);
         if (k === undefined) return;
@@ -432,7 +484,8 @@ test('send path == walk == model on random trees and random changes', { skip, ti
         }
       },
     ),
-    { numRuns: RUNS },
+    // DIFF_SEED=n replays a run; DIFF_NO_SHRINK=1 reports the first failure as found.
+    { numRuns: RUNS, ...(process.env.DIFF_SEED ? { seed: Number(process.env.DIFF_SEED) } : {}), endOnFailure: process.env.DIFF_NO_SHRINK === '1' },
   );
   console.log(`${RUNS} random runs in ${Date.now() - started} ms`);
 });

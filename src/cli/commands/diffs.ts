@@ -1,7 +1,7 @@
 /** zomg diff status | file */
-import { diffEntryFromJson, renderDiffText } from '../../core/diff.js';
 import type { FileDiff } from '../../core/types.js';
 import type { CommandSpec } from '../command.js';
+import { DiffStatusWriter } from '../diff-output.js';
 
 function renderFileDiff(d: FileDiff): string {
   const side = (s: FileDiff['current']): string => (s ? `${s.type} ${s.mode} ${s.uid}:${s.gid} ${s.size_bytes} bytes${s.target !== undefined ? ` -> ${s.target}` : ''}` : 'absent');
@@ -25,16 +25,22 @@ export const diffCommands: CommandSpec[] = [
       { flags: '--to <snapshot>', description: 'compare two snapshots instead of the live root' },
     ],
     async run(ctx, [box], opts) {
-      const status = await (await ctx.client()).diffStatus(ctx.box(box as string), {
+      // Printed as it is verified (same text and JSON as a whole result would print).
+      const out = new DiffStatusWriter(ctx.flags.json === true);
+      await (await ctx.client()).diffStatusStream(ctx.box(box as string), out, {
         ...(opts.against !== undefined ? { against: opts.against as string } : {}),
         ...(opts.to !== undefined ? { to: opts.to as string } : {}),
       });
-      const of = `${status.project}:${status.box}`;
+      await out.end();
+      const head = out.headSeen;
+      if (head === undefined) return { data: null, text: '', silent: true };
+      const of = `${head.project}:${head.box}`;
+      // On stderr, so stdout stays the list of changes.
       return {
-        data: status,
-        text: renderDiffText(status.changes.map(diffEntryFromJson)),
-        // On stderr, so stdout stays the list of changes.
-        stderr: status.to === null ? `Compared against snapshot ${status.against} of ${of}` : `Compared snapshot ${status.against} to snapshot ${status.to} of ${of}`,
+        data: null,
+        text: '',
+        silent: true,
+        stderr: head.to === null ? `Compared against snapshot ${head.against} of ${of}` : `Compared snapshot ${head.against} to snapshot ${head.to} of ${of}`,
       };
     },
   },

@@ -13,7 +13,8 @@ import type { Readable } from 'node:stream';
 import type { DiffEntry } from '../../core/diff.js';
 import { SendStreamParser } from '../sendstream.js';
 import { SendReplay, type Candidate } from './replay.js';
-import { NeedsWalkError, verifyCandidates, type InodePathResolver } from './verify.js';
+import { EarlyChecks, verifySorted } from './sorted.js';
+import { NeedsWalkError, Tree, type InodePathResolver } from './verify.js';
 import { walkDiff } from './walk.js';
 
 export type { InodePathResolver } from './verify.js';
@@ -45,14 +46,42 @@ export interface DiffTreesResult {
   method: 'send' | 'walk';
 }
 
+export interface DiffTreesStream {
+  method: 'send' | 'walk';
+  /**
+   * The entries, sorted bytewise by path, decided one by one as they are read. Iterate it
+   * once, to the end or until an error (an error of the trees, or the abort).
+   */
+  entries: AsyncIterable<DiffEntry>;
+}
+
 /** The diff between `oldRoot` and `newRoot`; see the module comment. */
 export async function diffTrees(opts: DiffTreesOptions): Promise<DiffTreesResult> {
+  const { method, entries } = await openDiff(opts);
+  const out: DiffEntry[] = [];
+  for await (const e of entries) out.push(e);
+  return { entries: out, method };
+}
+
+/**
+ * The same diff as an incremental stream: the stream is read and replayed and the
+ * candidates looked up before this resolves (so a fallback to the walk is decided before
+ * the first entry), then each entry is verified when the iterator reaches it.
+ */
+export async function openDiff(opts: DiffTreesOptions): Promise<DiffTreesStream> {
   const { signal } = opts;
   signal?.throwIfAborted();
   if (opts.sendStream) {
     try {
-      const candidates = await replayStream(opts.sendStream, signal);
-      const entries = await verifyCandidates(candidates, opts.oldRoot, opts.newRoot, { signal, inodePaths: opts.inodePaths });
+      const oldTree = new Tree(opts.oldRoot);
+      const newTree = new Tree(opts.newRoot);
+      const early = new EarlyChecks(oldTree, newTree);
+      const candidates = await replayStream(opts.sendStream, signal, early);
+      const entries = await verifySorted(candidates, oldTree, newTree, {
+        early,
+        ...(signal ? { signal } : {}),
+        ...(opts.inodePaths ? { inodePaths: opts.inodePaths } : {}),
+      });
       return { entries, method: 'send' };
     } catch (err) {
       if (signal?.aborted) throw signal.reason;
@@ -60,7 +89,8 @@ export async function diffTrees(opts: DiffTreesOptions): Promise<DiffTreesResult
       opts.onFallback?.(err);
     }
   }
-  return { entries: await walkDiff(opts.oldRoot, opts.newRoot, { signal }), method: 'walk' };
+  const walked = await walkDiff(opts.oldRoot, opts.newRoot, { signal });
+  return { entries: (async function* () { yield* walked; })(), method: 'walk' };
 }
 
 /**
@@ -80,7 +110,7 @@ class StreamSideError extends Error {
 }
 
 /** Reads, parses and replays the whole stream; every failure is a StreamSideError. */
-async function replayStream(open: () => Readable, signal: AbortSignal | undefined): Promise<Candidate[]> {
+async function replayStream(open: () => Readable, signal: AbortSignal | undefined, early: EarlyChecks): Promise<Candidate[]> {
   let stream: Readable | undefined;
   const onAbort = (): void => {
     stream?.destroy(signal?.reason instanceof Error ? signal.reason : new Error('aborted'));
@@ -88,14 +118,18 @@ async function replayStream(open: () => Readable, signal: AbortSignal | undefine
   signal?.addEventListener('abort', onAbort, { once: true });
   try {
     stream = open();
-    const parser = new SendStreamParser();
-    const replay = new SendReplay();
+    const parser = new SendStreamParser({ skip: ['utimes'] });
+    const replay = new SendReplay(early.enqueue);
     for await (const chunk of stream as AsyncIterable<Buffer | string>) {
       if (typeof chunk === 'string') throw new Error('the send stream yields text, not bytes');
       for (const command of parser.push(chunk)) replay.apply(command);
+      // While the kernel produces the next chunk, compare what the stream is done with.
+      early.run();
     }
     parser.finish();
-    return replay.finish();
+    const candidates = replay.finish();
+    early.run();
+    return candidates;
   } catch (err) {
     if (signal?.aborted) throw signal.reason;
     throw new StreamSideError(err);

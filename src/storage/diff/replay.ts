@@ -32,6 +32,13 @@ export interface Candidate {
   xattrs: boolean;
   /** The inode that ended here was created by the stream (all its names are in the stream). */
   newInode: boolean;
+  /**
+   * When `content`: the byte ranges the stream says changed, as flat [offset, length, …]
+   * pairs (write, update_extent, clone), or null for "anywhere" (a truncate, or too many
+   * ranges). Outside them an inode that stayed in place shares its extents with the old
+   * tree's, so its bytes are equal there. Meaningless for a new name or a new inode.
+   */
+  ranges: number[] | null;
 }
 
 interface InodeState {
@@ -39,7 +46,18 @@ interface InodeState {
   attrs: boolean;
   xattrs: boolean;
   created: boolean;
+  ranges: number[] | null;
 }
+
+/** Past this many changed ranges in one inode, the whole file is compared. */
+const MAX_RANGES = 256;
+
+/**
+ * Told when the stream is done with the data of an inode that is, so far, at its old path:
+ * the caller may compare that path's bytes early, while the stream is still arriving
+ * (both trees are read-only, so the answer cannot change; verify re-checks the ranges).
+ */
+export type InPlaceContentHook = (path: Buffer, ranges: readonly number[] | null) => void;
 
 class Node {
   parent: Node | null;
@@ -63,7 +81,7 @@ class Node {
 
 const SLASH = 0x2f;
 const key = (name: Buffer): string => name.toString('latin1');
-const freshInode = (created: boolean): InodeState => ({ content: false, attrs: false, xattrs: false, created });
+const freshInode = (created: boolean): InodeState => ({ content: false, attrs: false, xattrs: false, created, ranges: [] });
 
 function joinRel(dir: Buffer, name: Buffer): Buffer {
   return dir.length === 0 ? name : Buffer.concat([dir, Buffer.of(SLASH), name]);
@@ -90,9 +108,14 @@ export class SendReplay {
   private readonly touched: Node[] = [];
   private started = false;
   private ended = false;
+  /** The inode whose data commands are arriving (send emits one inode's data in a row). */
+  private dataOf: { path: Buffer; node: Node } | null = null;
+
+  constructor(private readonly onInPlaceContent?: InPlaceContentHook) {}
 
   apply(command: SendCommand): void {
     if (this.ended) throw new SendStreamError(`${command.cmd} after the end command`);
+    if (this.dataOf && !(isDataCommand(command) && command.path.equals(this.dataOf.path))) this.dataDone();
     if (!this.started) {
       if (command.cmd === 'snapshot') {
         this.started = true;
@@ -142,9 +165,19 @@ export class SendReplay {
       case 'write':
       case 'clone':
       case 'truncate':
-      case 'update_extent':
-        this.inodeOf(command.path).content = true;
+      case 'update_extent': {
+        const node = this.lookup(command.path);
+        this.mark(node);
+        const inode = node.inode;
+        inode.content = true;
+        if (command.cmd === 'truncate') inode.ranges = null;
+        else if (inode.ranges !== null) {
+          inode.ranges.push(command.offset, command.cmd === 'write' ? command.data.length : command.length);
+          if (inode.ranges.length > MAX_RANGES * 2) inode.ranges = null;
+        }
+        if (this.onInPlaceContent && !this.dataOf) this.dataOf = { path: command.path, node };
         return;
+      }
       case 'chmod':
       case 'chown':
         this.inodeOf(command.path).attrs = true;
@@ -158,17 +191,25 @@ export class SendReplay {
     }
   }
 
+  private dataDone(): void {
+    const { path, node } = this.dataOf as { path: Buffer; node: Node };
+    this.dataOf = null;
+    if (node.origin !== null && node.parent !== null && path.equals(node.origin)) this.onInPlaceContent?.(path, node.inode.ranges);
+  }
+
   /** The candidates, deduplicated by path (flags merged); in no particular order. */
   finish(): Candidate[] {
     if (!this.started) throw new SendStreamError('the stream has no snapshot command');
+    if (this.dataOf) this.dataDone();
     const out = new Map<string, Candidate>();
     const add = (path: Buffer, node: Node, added: boolean, deleted: boolean): void => {
       const k = key(path);
       let c = out.get(k);
       if (!c) {
-        c = { path, maybeAdded: false, maybeDeleted: false, content: false, attrs: false, xattrs: false, newInode: false };
+        c = { path, maybeAdded: false, maybeDeleted: false, content: false, attrs: false, xattrs: false, newInode: false, ranges: [] };
         out.set(k, c);
       }
+      c.ranges = mergeRanges(c.ranges, node.inode.content ? node.inode.ranges : []);
       c.maybeAdded ||= added;
       c.maybeDeleted ||= deleted;
       c.content ||= node.inode.content;
@@ -205,7 +246,8 @@ export class SendReplay {
       return known;
     }
     if (dir.origin === null) throw new SendStreamError(`the stream uses an unknown entry ${name.toString('latin1')} of a new directory`);
-    const node = new Node(joinRel(dir.origin, name), dir, name, freshInode(false));
+    // Names are copied: a slice would keep the stream's whole chunk alive with the node.
+    const node = new Node(joinRel(dir.origin, name), dir, Buffer.from(name), freshInode(false));
     (dir.children ??= new Map()).set(k, node);
     return node;
   }
@@ -244,13 +286,13 @@ export class SendReplay {
     } else if (existing === undefined && parent.origin !== null && mayReplaceOld && !(parent === this.root && isOrphanName(name))) {
       // The old tree may hold an entry here that this replaces: make it a candidate. (The
       // kernel picks orphan names that exist in neither tree, so those replace nothing.)
-      const old = new Node(joinRel(parent.origin, name), null, name, freshInode(false));
+      const old = new Node(joinRel(parent.origin, name), null, Buffer.from(name), freshInode(false));
       old.removed = true;
       this.mark(old);
     }
     (parent.children ??= new Map()).set(k, node);
     node.parent = parent;
-    node.name = name;
+    node.name = Buffer.from(name);
   }
 
   private detach(node: Node): void {
@@ -277,6 +319,17 @@ export class SendReplay {
     }
     return Buffer.concat(parts);
   }
+}
+
+const isDataCommand = (c: SendCommand): c is Extract<SendCommand, { cmd: 'write' | 'clone' | 'truncate' | 'update_extent' }> =>
+  c.cmd === 'write' || c.cmd === 'clone' || c.cmd === 'truncate' || c.cmd === 'update_extent';
+
+/** The union of two range lists (null = everywhere). */
+export function mergeRanges(a: number[] | null, b: readonly number[] | null): number[] | null {
+  if (a === null || b === null) return null;
+  if (b.length === 0) return a;
+  if (a.length === 0) return [...b];
+  return a.length + b.length > MAX_RANGES * 2 ? null : [...a, ...b];
 }
 
 /** Replays a whole command sequence (convenience for tests). */

@@ -21,7 +21,6 @@ import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { compareDiffEntries, type ChangeKind, type DiffEntry } from '../../core/diff.js';
 import { isErrno } from '../../system/fs.js';
 import { run } from '../../system/run.js';
-import type { Candidate } from './replay.js';
 
 const SLASH = Buffer.of(0x2f);
 const key = (rel: Buffer): string => rel.toString('latin1');
@@ -146,21 +145,55 @@ const BLOCK = 64 * 1024;
 const blockA = Buffer.alloc(BLOCK);
 const blockB = Buffer.alloc(BLOCK);
 
-/** Byte comparison of two regular files of `size` bytes each, streamed in blocks. */
-export async function contentsDiffer(oldAbs: Buffer, newAbs: Buffer, size: number, pacer: Pacer): Promise<boolean> {
+/**
+ * The byte spans of a file of `size` bytes to compare: all of it, or only `ranges` (flat
+ * [offset, length, …] pairs, from the send stream) clipped to the file, sorted and merged.
+ */
+export function spansToCompare(size: number, ranges: readonly number[] | null = null): Array<[number, number]> {
+  if (ranges === null) return size > 0 ? [[0, size]] : [];
+  const spans: Array<[number, number]> = [];
+  for (let i = 0; i + 1 < ranges.length; i += 2) {
+    const start = ranges[i] as number;
+    const end = Math.min(size, start + (ranges[i + 1] as number));
+    if (end > start) spans.push([start, end]);
+  }
+  spans.sort((x, y) => x[0] - y[0]);
+  const merged: Array<[number, number]> = [];
+  for (const span of spans) {
+    const last = merged.at(-1);
+    if (last && span[0] <= last[1]) last[1] = Math.max(last[1], span[1]);
+    else merged.push(span);
+  }
+  return merged;
+}
+
+/** Total bytes of `spans`. */
+export const spanBytes = (spans: ReadonlyArray<readonly [number, number]>): number => spans.reduce((n, [s, e]) => n + e - s, 0);
+
+/**
+ * Byte comparison of two regular files of `size` bytes each over `spans` (default: all of
+ * it), streamed in blocks; yields to the loop between blocks of large files.
+ */
+export async function contentsDiffer(
+  oldAbs: Buffer,
+  newAbs: Buffer,
+  size: number,
+  pacer: Pacer,
+  spans: ReadonlyArray<readonly [number, number]> = size > 0 ? [[0, size]] : [],
+): Promise<boolean> {
+  if (spans.length === 0) return false;
   const flags = fsc.O_RDONLY | fsc.O_NOFOLLOW;
   const fa = openSync(oldAbs, flags);
   try {
     const fb = openSync(newAbs, flags);
     try {
       // The sizes are known (and the trees read-only), so no read is spent finding EOF.
-      for (let pos = 0; pos < size; pos += BLOCK) {
-        const want = Math.min(BLOCK, size - pos);
-        const na = readFull(fa, blockA, want, pos);
-        const nb = readFull(fb, blockB, want, pos);
-        if (na !== want || nb !== want) return true;
-        if (blockA.compare(blockB, 0, want, 0, want) !== 0) return true;
-        if (size > BLOCK) await pacer.tick(Math.ceil(want / 4096));
+      for (const [start, end] of spans) {
+        for (let pos = start; pos < end; pos += BLOCK) {
+          const want = Math.min(BLOCK, end - pos);
+          if (blocksDiffer(fa, fb, want, pos)) return true;
+          if (end - start > BLOCK) await pacer.tick(Math.ceil(want / 4096));
+        }
       }
       return false;
     } finally {
@@ -169,6 +202,32 @@ export async function contentsDiffer(oldAbs: Buffer, newAbs: Buffer, size: numbe
   } finally {
     closeSync(fa);
   }
+}
+
+/** The synchronous twin of contentsDiffer, for spans known to be small. */
+export function contentsDifferSync(oldAbs: Buffer, newAbs: Buffer, spans: ReadonlyArray<readonly [number, number]>): boolean {
+  if (spans.length === 0) return false;
+  const flags = fsc.O_RDONLY | fsc.O_NOFOLLOW;
+  const fa = openSync(oldAbs, flags);
+  try {
+    const fb = openSync(newAbs, flags);
+    try {
+      for (const [start, end] of spans) {
+        for (let pos = start; pos < end; pos += BLOCK) if (blocksDiffer(fa, fb, Math.min(BLOCK, end - pos), pos)) return true;
+      }
+      return false;
+    } finally {
+      closeSync(fb);
+    }
+  } finally {
+    closeSync(fa);
+  }
+}
+
+function blocksDiffer(fa: number, fb: number, want: number, pos: number): boolean {
+  const na = readFull(fa, blockA, want, pos);
+  const nb = readFull(fb, blockB, want, pos);
+  return na !== want || nb !== want || blockA.compare(blockB, 0, want, 0, want) !== 0;
 }
 
 function readFull(fd: number, buf: Buffer, want: number, pos: number): number {
@@ -393,64 +452,4 @@ export class DiffCollector {
     if (this.xattrFailure) throw this.xattrFailure.err;
     return [...this.entries.values()].sort(compareDiffEntries);
   }
-}
-
-/**
- * Turns the replay's candidates into the final diff. Cost grows with the number of
- * candidates (plus the size of added or deleted subtrees), never with the tree size.
- */
-export async function verifyCandidates(
-  candidates: readonly Candidate[],
-  oldRoot: string,
-  newRoot: string,
-  options: VerifyOptions = {},
-): Promise<DiffEntry[]> {
-  const pacer = new Pacer(options.signal);
-  const oldTree = new Tree(oldRoot);
-  const newTree = new Tree(newRoot);
-  const out = new DiffCollector(oldTree, newTree, pacer, options.signal);
-  const queue = [...candidates];
-  const resolvedInodes = new Set<number>();
-
-  for (let c = queue.pop(); c !== undefined; c = queue.pop()) {
-    await pacer.tick();
-    const a = oldTree.entry(c.path);
-    const b = newTree.entry(c.path);
-    if (a === null && b === null) continue;
-    if (a === null && b !== null) await out.addTree(c.path, b, 'new');
-    else if (b === null && a !== null) await out.addTree(c.path, a, 'old');
-    else if (a !== null && b !== null) {
-      // A new name or a new inode here: nothing from the stream can be trusted about it.
-      const identity = c.maybeAdded || c.maybeDeleted;
-      await out.compare(c.path, a, b, { content: identity || c.content, xattrs: identity || c.xattrs });
-    }
-
-    // The stream names a changed inode by one of its paths only; its other hard links
-    // changed too. Find them unless the inode is new (then all its names are in the stream).
-    const inodeChanged = c.content || c.attrs || c.xattrs;
-    if (b !== null && !b.isDirectory() && b.nlink > 1 && inodeChanged && !c.newInode && !resolvedInodes.has(b.ino)) {
-      resolvedInodes.add(b.ino);
-      if (!options.inodePaths) throw new NeedsWalkError(`a changed inode has ${b.nlink} hard links and no resolver was given`);
-      let names: Buffer[];
-      try {
-        names = await options.inodePaths(newRoot, b.ino, { signal: options.signal });
-      } catch (err) {
-        if (options.signal?.aborted) throw err;
-        throw new NeedsWalkError(`cannot resolve the names of inode ${b.ino}`, { cause: err });
-      }
-      const found = new Map<string, Buffer>();
-      for (const p of names) {
-        if (newTree.entry(p)?.ino === b.ino) found.set(key(p), p);
-      }
-      if (found.size !== b.nlink) {
-        throw new NeedsWalkError(`resolved ${found.size} of the ${b.nlink} names of inode ${b.ino}`);
-      }
-      // Re-check every other name with this inode's flags, even one already checked: it
-      // may have been checked with fewer flags.
-      for (const p of found.values()) {
-        if (!p.equals(c.path)) queue.push({ ...c, path: p, maybeAdded: false, maybeDeleted: false });
-      }
-    }
-  }
-  return out.finish();
 }

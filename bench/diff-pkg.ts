@@ -1,0 +1,155 @@
+/**
+ * The diff of a real package install: a Debian bookworm minbase (mmdebstrap, cached in
+ * /var/tmp/zomg-bench like bench/import.ts), a box, a snapshot, `apt-get install python3`
+ * and `rm -rf /usr/share/doc/*` in the box. The .debs and apt lists are fetched from the
+ * mirror once and cached, so later runs install the same packages offline.
+ *
+ *   npx tsc -p tsconfig.json && node dist/bench/diff-pkg.js
+ *
+ * Prints, from one run: whole-process `zomg diff status` against its floor (ro snapshot +
+ * `btrfs send --no-data` + delete, plus `node -e 0`), warm `rsync -rlpgoDXcn` of the same
+ * two trees, and `zomg diff status --to` between two snapshots against `snapper status`
+ * on the same pair when snapper is installed. Needs root; the pool is removed at the end.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import { isRoot, makeTestPool } from '../tests/helpers/pool.js';
+import { median } from './lib.js';
+
+const MAIN = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+const CACHE = '/var/tmp/zomg-bench';
+const ARCHIVE = join(CACHE, 'debian-bookworm-minbase.tar.zst');
+const APT_CACHE = join(CACHE, 'apt-python3');
+const RUNS = Number(process.env.BENCH_RUNS ?? 7);
+const INSTALL = 'DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends python3';
+
+function timeRuns(fn: () => void, runs = RUNS): { median: number; min: number; max: number } {
+  fn(); // warm-up
+  const ms: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const t = performance.now();
+    fn();
+    ms.push(performance.now() - t);
+  }
+  return { median: median(ms), min: Math.min(...ms), max: Math.max(...ms) };
+}
+const fmt = (t: { median: number; min: number; max: number }): string => `${t.median.toFixed(0).padStart(6)} ms (min ${t.min.toFixed(0)}, max ${t.max.toFixed(0)})`;
+
+async function main(): Promise<void> {
+  if (!isRoot()) {
+    console.log('bench/diff-pkg: needs root; skipped');
+    return;
+  }
+  if (!existsSync(ARCHIVE)) {
+    mkdirSync(CACHE, { recursive: true });
+    console.log('building a Debian rootfs with mmdebstrap (once)…');
+    execFileSync('mmdebstrap', ['--variant=minbase', '--quiet', 'bookworm', `${ARCHIVE}.tmp.tar.zst`, 'http://deb.debian.org/debian'], { stdio: 'inherit' });
+    execFileSync('mv', [`${ARCHIVE}.tmp.tar.zst`, ARCHIVE]);
+  }
+  const pool = makeTestPool(8192);
+  const stateDir = mkdtempSync(join(tmpdir(), 'zomg-bench-pkg-'));
+  const env: NodeJS.ProcessEnv = { ...process.env, ZOMG_HOME: stateDir, ZOMG_POOL_PATH: pool.mnt, ZOMG_PROJECT: 'bench', ZOMG_NO_SIZE_WORKER: '1' };
+  for (const k of ['ZOMG_URL', 'ZOMG_API_URL', 'ZOMG_PROFILE']) delete env[k];
+  const zomg = (...args: string[]): string => {
+    const r = spawnSync(process.execPath, [MAIN, ...args], { env, encoding: 'utf8', timeout: 900_000, maxBuffer: 256 * 1024 * 1024 });
+    if (r.status !== 0) throw new Error(`zomg ${args.join(' ')} failed: ${r.stderr}`);
+    return r.stdout;
+  };
+  try {
+    zomg('base', 'import', 'deb', '--file', ARCHIVE);
+    const id = (JSON.parse(zomg('create', 'pkg', '--base', 'deb', '--json')) as { id: string }).id;
+    const root = join(pool.mnt, 'roots', id);
+    if (!existsSync(join(APT_CACHE, 'lists'))) {
+      console.log('fetching the python3 packages from the mirror (once)…');
+      zomg('exec', 'pkg', '--', 'bash', '-c', `apt-get update -q && ${INSTALL} --download-only`);
+      mkdirSync(APT_CACHE, { recursive: true });
+      cpSync(join(root, 'var/lib/apt/lists'), join(APT_CACHE, 'lists.tmp'), { recursive: true });
+      cpSync(join(root, 'var/cache/apt/archives'), join(APT_CACHE, 'archives'), { recursive: true });
+      execFileSync('mv', [join(APT_CACHE, 'lists.tmp'), join(APT_CACHE, 'lists')]);
+    } else {
+      cpSync(join(APT_CACHE, 'lists'), join(root, 'var/lib/apt/lists'), { recursive: true });
+      cpSync(join(APT_CACHE, 'archives'), join(root, 'var/cache/apt/archives'), { recursive: true });
+    }
+    zomg('snapshot', 'create', 'pkg');
+    zomg('exec', 'pkg', '--', 'bash', '-c', `${INSTALL} && rm -rf /usr/share/doc/*`);
+    execFileSync('sync');
+    const v0 = join(pool.mnt, 'checkpoints', id, 'v0');
+    if (!existsSync(v0)) throw new Error(`no snapshot at ${v0}`);
+    const lines = zomg('diff', 'status', 'pkg').trim().split('\n');
+    const entries = Number(execFileSync('bash', ['-c', `find ${root} -xdev | wc -l`]).toString().trim());
+    console.log(`\n== apt-get install python3 + rm -rf /usr/share/doc/*: ${lines.length} changed paths of ${entries}`);
+
+    const tmp = join(pool.mnt, 'staging', 'bench-floor');
+    mkdirSync(join(pool.mnt, 'staging'), { recursive: true });
+    const floor = timeRuns(() => {
+      execFileSync('btrfs', ['subvolume', 'snapshot', '-r', root, tmp], { stdio: 'ignore' });
+      execFileSync('btrfs', ['send', '-q', '--no-data', '-p', v0, '-f', '/dev/null', tmp]);
+      execFileSync('btrfs', ['subvolume', 'delete', tmp], { stdio: 'ignore' });
+    });
+    const nodeStart = timeRuns(() => execFileSync(process.execPath, ['-e', '0']));
+    const ours = timeRuns(() => zomg('diff', 'status', 'pkg'));
+    const oursJson = timeRuns(() => zomg('diff', 'status', 'pkg', '--json'));
+    const rsync = timeRuns(() => execFileSync('rsync', ['-rlpgoDXcn', '--delete', '--out-format=%n', `${v0}/`, `${root}/`], { maxBuffer: 256 * 1024 * 1024 }));
+    const anchor = floor.median + nodeStart.median;
+    console.log(`zomg diff status (whole process, local)                 ${fmt(ours)}`);
+    console.log(`zomg diff status --json                                 ${fmt(oursJson)}`);
+    console.log(`floor: ro snapshot + send --no-data + delete            ${fmt(floor)}`);
+    console.log(`  node -e 0                                             ${fmt(nodeStart)}`);
+    console.log(`rsync -rlpgoDXcn --delete (warm), same two trees        ${fmt(rsync)}`);
+    console.log(`ratios: zomg / (floor + node) ${(ours.median / anchor).toFixed(2)}×, rsync / zomg ${(rsync.median / ours.median).toFixed(2)}×`);
+
+    // Two snapshots: zomg --to against snapper on the same pair.
+    zomg('snapshot', 'create', 'pkg');
+    const to = timeRuns(() => zomg('diff', 'status', 'pkg', '--against', 'v0', '--to', 'v1'));
+    console.log(`zomg diff status --against v0 --to v1 (whole process)   ${fmt(to)}`);
+    snapperPair(pool.mnt, v0, join(pool.mnt, 'checkpoints', id, 'v1'), to.median);
+  } finally {
+    try {
+      zomg('stop', 'pkg');
+    } catch {
+      // not running
+    }
+    pool.cleanup();
+    rmSync(stateDir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * snapper compares two of its own snapshots of a config's subvolume: give it a subvolume
+ * whose .snapshots/1 and /2 are snapshots of the same two trees.
+ */
+function snapperPair(mnt: string, one: string, two: string, oursMs: number): void {
+  if (spawnSync('snapper', ['--version']).status !== 0) {
+    console.log('snapper is not installed (./dev.sh bench installs it): skipped');
+    return;
+  }
+  const template = '/usr/share/snapper/config-templates/default';
+  const sub = join(mnt, 'snapper-sub');
+  try {
+    execFileSync('btrfs', ['subvolume', 'create', sub], { stdio: 'ignore' });
+    execFileSync('btrfs', ['subvolume', 'create', join(sub, '.snapshots')], { stdio: 'ignore' });
+    for (const [n, from] of [['1', one], ['2', two]] as const) {
+      mkdirSync(join(sub, '.snapshots', n));
+      execFileSync('btrfs', ['subvolume', 'snapshot', '-r', from, join(sub, '.snapshots', n, 'snapshot')], { stdio: 'ignore' });
+      execFileSync('bash', ['-c', `printf '<?xml version="1.0"?>\\n<snapshot><type>single</type><num>${n}</num><date>2026-01-01 00:00:0${n}</date><cleanup></cleanup></snapshot>\\n' > ${join(sub, '.snapshots', n, 'info.xml')}`]);
+    }
+    mkdirSync(join(mnt, 'etc/snapper/configs'), { recursive: true });
+    mkdirSync(join(mnt, 'etc/default'), { recursive: true });
+    execFileSync('bash', ['-c', `sed -e 's|^SUBVOLUME=.*|SUBVOLUME="/snapper-sub"|' -e 's|^FSTYPE=.*|FSTYPE="btrfs"|' ${template} > ${mnt}/etc/snapper/configs/pkg && echo 'SNAPPER_CONFIGS="pkg"' > ${mnt}/etc/default/snapper`]);
+    const snapper = (): void => {
+      for (const n of ['1', '2']) for (const f of readdirSync(join(sub, '.snapshots', n))) if (f.startsWith('filelist-')) rmSync(join(sub, '.snapshots', n, f));
+      execFileSync('snapper', ['--no-dbus', `--root=${mnt}`, '-c', 'pkg', 'status', '1..2'], { maxBuffer: 256 * 1024 * 1024 });
+    };
+    const t = timeRuns(snapper);
+    console.log(`snapper status 1..2, same pair (no cached filelist)     ${fmt(t)}`);
+    console.log(`ratio: zomg --to / snapper ${(oursMs / t.median).toFixed(2)}×`);
+  } catch (err) {
+    console.log(`snapper did not work here: ${err instanceof Error ? err.message : String(err)}`);
+  }
+}
+
+await main();

@@ -1,0 +1,58 @@
+/**
+ * Writes `zomg diff status` while the diff is verified, byte for byte what the renderer
+ * prints for the whole result (`+ /path` lines or `No changes`; with --json the same
+ * 2-space-indented object as json(status)), so a diff of a million paths starts printing
+ * at once and is never held in memory as one string.
+ */
+import { diffEntryFromJson, renderDiffLine, type DiffEntryJson } from '../core/diff.js';
+import type { DiffStatusHead, DiffStatusSink } from '../core/service.js';
+
+const FLUSH_BYTES = 64 * 1024;
+
+export class DiffStatusWriter implements DiffStatusSink {
+  private buf = '';
+  private count = 0;
+
+  constructor(
+    private readonly asJson: boolean,
+    private readonly out: NodeJS.WritableStream = process.stdout,
+  ) {}
+
+  /** The head, once the diff said what it compares. */
+  headSeen: DiffStatusHead | undefined;
+
+  head(head: DiffStatusHead): Promise<void> {
+    this.headSeen = head;
+    if (this.asJson) {
+      // json(status) with the changes still to come: its text up to the array's '['.
+      const text = JSON.stringify({ ...head, changes: [0] }, null, 2);
+      this.buf += text.slice(0, text.lastIndexOf('[') + 1);
+    }
+    return this.flush(false);
+  }
+
+  change(entry: DiffEntryJson): Promise<void> {
+    if (this.asJson) {
+      const item = JSON.stringify(entry, null, 2).replace(/\n/g, '\n    ');
+      this.buf += `${this.count > 0 ? ',' : ''}\n    ${item}`;
+    } else {
+      this.buf += `${this.count > 0 ? '\n' : ''}${renderDiffLine(diffEntryFromJson(entry))}`;
+    }
+    this.count++;
+    return this.flush(false);
+  }
+
+  /** Closes the output after the last change. */
+  end(): Promise<void> {
+    if (this.asJson) this.buf += this.count > 0 ? '\n  ]\n}\n' : ']\n}\n';
+    else this.buf += this.count > 0 ? '\n' : 'No changes\n';
+    return this.flush(true);
+  }
+
+  private async flush(force: boolean): Promise<void> {
+    if (this.buf.length < FLUSH_BYTES && !force) return;
+    const chunk = this.buf;
+    this.buf = '';
+    if (chunk.length > 0 && !this.out.write(chunk)) await new Promise<void>((resolve) => this.out.once('drain', resolve));
+  }
+}

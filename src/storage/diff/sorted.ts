@@ -1,0 +1,386 @@
+/**
+ * The send path's verification (the rules are verify.ts'): turns the replay's candidates
+ * into diff entries, yielded in order (bytewise by path) as they are decided, so a caller
+ * can write the first line before the last path is checked.
+ *
+ * What each candidate costs is only what it must:
+ * - added or deleted paths: two lstats (plus a listing of an added or deleted directory);
+ * - an inode that stayed at its path (no new name, no new inode): its type, mode and owner
+ *   from lstat; its xattrs from the stream alone — send emits set_xattr/remove_xattr only
+ *   for names whose value differs from the parent's (a set-then-removed xattr sends
+ *   nothing) —; its bytes only where the stream says its extents changed (update_extent,
+ *   write, clone; a truncate means the whole file): the rest still shares the old tree's
+ *   extents, so it is equal without being read. Most of these byte comparisons were
+ *   already made while the stream was arriving (EarlyChecks), overlapping the kernel's
+ *   send;
+ * - a new inode or a new name where the old tree had an entry too (dpkg's rename over a
+ *   file): everything compared, its xattrs by getfattr in background batches.
+ *
+ * The I/O is synchronous on purpose: on this kind of machine sync lstat/open/read are
+ * several times faster than fs.promises (research/machine.md §4), and the parallelism
+ * that pays is the kernel producing the stream while Node checks what it has seen.
+ *
+ * Memory: the candidates (one small record per changed path) and the listings of added
+ * or deleted directories, never the rendered output.
+ */
+import type { Stats } from 'node:fs';
+import type { ChangeKind, DiffEntry } from '../../core/diff.js';
+import { mergeRanges, type Candidate } from './replay.js';
+import {
+  NeedsWalkError,
+  Pacer,
+  Tree,
+  contentsDiffer,
+  contentsDifferSync,
+  entryPath,
+  readXattrs,
+  spanBytes,
+  spansToCompare,
+  symlinkTargetsDiffer,
+  type VerifyOptions,
+} from './verify.js';
+
+const key = (rel: Buffer): string => rel.toString('latin1');
+const TYPE_MASK = 0o170000;
+const S_IFREG = 0o100000;
+const S_IFDIR = 0o040000;
+const S_IFLNK = 0o120000;
+const S_IFCHR = 0o020000;
+const S_IFBLK = 0o060000;
+
+/**
+ * What verification needs of an lstat, kept instead of the Stats object: thousands of
+ * candidates hold theirs from the lookup until their turn, and a Stats (with its four
+ * Dates) that lives that long costs more in garbage collection than the lstat itself.
+ */
+interface Meta {
+  mode: number;
+  uid: number;
+  gid: number;
+  rdev: number;
+  size: number;
+  nlink: number;
+  ino: number;
+}
+
+const meta = (st: Stats | null): Meta | null =>
+  st && { mode: st.mode, uid: st.uid, gid: st.gid, rdev: st.rdev, size: st.size, nlink: st.nlink, ino: st.ino };
+const typeOf = (m: Meta): number => m.mode & TYPE_MASK;
+
+/** statsDiffer (verify.ts) on Meta. */
+function metaDiffer(a: Meta, b: Meta): boolean {
+  if (typeOf(a) !== typeOf(b)) return true;
+  if ((a.mode & 0o7777) !== (b.mode & 0o7777)) return true;
+  if (a.uid !== b.uid || a.gid !== b.gid) return true;
+  return (typeOf(a) === S_IFCHR || typeOf(a) === S_IFBLK) && a.rdev !== b.rdev;
+}
+/** Early byte comparisons stay small: they run between chunks of the stream. */
+const EARLY_MAX_BYTES = 1024 * 1024;
+/** Pairs per getfattr run; a run starts when full or when the output waits for it. */
+const XATTR_BATCH = 4096;
+
+interface Early {
+  a: Meta | null;
+  b: Meta | null;
+  ranges: readonly number[] | null;
+  /** Whether the bytes in `ranges` differ; undefined when not compared. */
+  differs: boolean | undefined;
+}
+
+const sameRanges = (x: readonly number[] | null, y: readonly number[] | null): boolean =>
+  x === null || y === null ? x === y : x.length === y.length && x.every((v, i) => v === y[i]);
+
+/**
+ * Checks made while the send stream is still arriving: lstat of both sides and the byte
+ * comparison of the changed ranges of an inode the stream has finished with. Both trees
+ * are read-only, so an answer made early is the answer; verification uses it only when
+ * the candidate's final ranges are the ones checked.
+ */
+export class EarlyChecks {
+  private queue: Array<{ rel: Buffer; ranges: readonly number[] | null }> = [];
+  private readonly done = new Map<string, Early>();
+
+  constructor(
+    readonly oldTree: Tree,
+    readonly newTree: Tree,
+  ) {}
+
+  /** The replay's InPlaceContentHook. */
+  readonly enqueue = (rel: Buffer, ranges: readonly number[] | null): void => {
+    this.queue.push({ rel: Buffer.from(rel), ranges: ranges && [...ranges] });
+  };
+
+  /** Runs what is queued. */
+  run(): void {
+    const queue = this.queue;
+    this.queue = [];
+    for (const { rel, ranges } of queue) {
+      try {
+        const a = meta(this.oldTree.entry(rel));
+        const b = meta(this.newTree.entry(rel));
+        let differs: boolean | undefined;
+        if (a && b && typeOf(a) === S_IFREG && a.size === b.size && !metaDiffer(a, b)) {
+          const spans = spansToCompare(a.size, ranges);
+          if (spanBytes(spans) <= EARLY_MAX_BYTES) differs = contentsDifferSync(this.oldTree.abs(rel), this.newTree.abs(rel), spans);
+        }
+        this.done.set(key(rel), { a, b, ranges, differs });
+      } catch {
+        // Deliberately deferred, whatever it was: verification repeats this check at the
+        // end and reports its error there, where errors of the trees belong.
+      }
+    }
+  }
+
+  take(rel: Buffer): Early | undefined {
+    return this.done.get(key(rel));
+  }
+}
+
+interface Item {
+  c: Candidate;
+  a: Meta | null;
+  b: Meta | null;
+  early: Early | undefined;
+}
+
+function merged(x: Candidate, y: Candidate): Candidate {
+  return {
+    path: x.path,
+    maybeAdded: x.maybeAdded || y.maybeAdded,
+    maybeDeleted: x.maybeDeleted || y.maybeDeleted,
+    content: x.content || y.content,
+    attrs: x.attrs || y.attrs,
+    xattrs: x.xattrs || y.xattrs,
+    newInode: x.newInode || y.newInode,
+    ranges: mergeRanges(x.ranges === null ? null : [...x.ranges], y.ranges),
+  };
+}
+
+export interface SortedVerifyOptions extends VerifyOptions {
+  early?: EarlyChecks;
+}
+
+/**
+ * Looks up every candidate on both sides and finds the other names of changed inodes with
+ * several hard links (NeedsWalkError when it cannot: the caller walks instead), then
+ * returns the entries, sorted, as an async iterator that decides them one by one. All
+ * stream-side failures happen before this returns; the iterator fails only on errors of
+ * the trees themselves (or an abort).
+ */
+export async function verifySorted(
+  candidates: readonly Candidate[],
+  oldTree: Tree,
+  newTree: Tree,
+  options: SortedVerifyOptions = {},
+): Promise<AsyncGenerator<DiffEntry, void, undefined>> {
+  const pacer = new Pacer(options.signal);
+  const items = new Map<string, Item>();
+  const look = (c: Candidate): Item => {
+    const early = options.early?.take(c.path);
+    return { c, a: early ? early.a : meta(oldTree.entry(c.path)), b: early ? early.b : meta(newTree.entry(c.path)), early };
+  };
+  const work: Candidate[] = [...candidates];
+  const resolvedInodes = new Set<number>();
+  for (let c = work.pop(); c !== undefined; c = work.pop()) {
+    await pacer.tick();
+    const k = key(c.path);
+    const known = items.get(k);
+    const item = known ? { ...known, c: merged(known.c, c) } : look(c);
+    items.set(k, item);
+    const { b } = item;
+    // The stream names a changed inode by one of its paths only; its other hard links
+    // changed too. Find them unless the inode is new (then all its names are in the stream).
+    const inodeChanged = c.content || c.attrs || c.xattrs;
+    if (b !== null && typeOf(b) !== S_IFDIR && b.nlink > 1 && inodeChanged && !c.newInode && !resolvedInodes.has(b.ino)) {
+      resolvedInodes.add(b.ino);
+      if (!options.inodePaths) throw new NeedsWalkError(`a changed inode has ${b.nlink} hard links and no resolver was given`);
+      let names: Buffer[];
+      try {
+        names = await options.inodePaths(newTree.root.toString(), b.ino, options.signal ? { signal: options.signal } : {});
+      } catch (err) {
+        if (options.signal?.aborted) throw err;
+        throw new NeedsWalkError(`cannot resolve the names of inode ${b.ino}`, { cause: err });
+      }
+      const found = new Map<string, Buffer>();
+      for (const p of names) {
+        if (newTree.entry(p)?.ino === b.ino) found.set(key(p), p);
+      }
+      if (found.size !== b.nlink) throw new NeedsWalkError(`resolved ${found.size} of the ${b.nlink} names of inode ${b.ino}`);
+      for (const p of found.values()) {
+        if (!p.equals(c.path)) work.push({ ...c, path: p, maybeAdded: false, maybeDeleted: false });
+      }
+    }
+  }
+  const sorted = [...items.values()].sort((x, y) => Buffer.compare(x.c.path, y.c.path));
+  return emitSorted(sorted, oldTree, newTree, pacer, options.signal);
+}
+
+/** A sorted listing of a subtree that exists on one side only, emitted as it is reached. */
+interface Run {
+  rels: Buffer[];
+  kind: ChangeKind;
+  i: number;
+}
+
+interface XattrBatch {
+  rels: Buffer[];
+  slots: Slot[];
+  started: Promise<void> | undefined;
+  error: { err: unknown } | undefined;
+}
+
+interface Slot {
+  rel: Buffer;
+  kind: ChangeKind;
+  /** Set while the entry waits for its xattr comparison. */
+  batch: XattrBatch | undefined;
+  drop: boolean;
+}
+
+async function listBelow(tree: Tree, rel: Buffer, kind: ChangeKind, pacer: Pacer): Promise<Run> {
+  const rels: Buffer[] = [];
+  await tree.eachBelow(rel, pacer, (child) => rels.push(child));
+  rels.sort(Buffer.compare);
+  return { rels, kind, i: 0 };
+}
+
+async function* emitSorted(
+  items: readonly Item[],
+  oldTree: Tree,
+  newTree: Tree,
+  pacer: Pacer,
+  signal: AbortSignal | undefined,
+): AsyncGenerator<DiffEntry, void, undefined> {
+  let runs: Run[] = [];
+  let slots: Slot[] = [];
+  let head = 0;
+  let batch: XattrBatch | undefined;
+  let last: Buffer | undefined;
+
+  const produce = (rel: Buffer, kind: ChangeKind, pending?: XattrBatch): void => {
+    if (last !== undefined && last.equals(rel)) return;
+    last = rel;
+    const slot: Slot = { rel, kind, batch: pending, drop: false };
+    slots.push(slot);
+    pending?.slots.push(slot);
+  };
+  /** Produces the listed entries that sort before `upTo` (all of them without it). */
+  const drainRuns = (upTo?: Buffer): void => {
+    for (;;) {
+      let best: Run | undefined;
+      for (const r of runs) {
+        if (r.i < r.rels.length && (best === undefined || Buffer.compare(r.rels[r.i] as Buffer, best.rels[best.i] as Buffer) < 0)) best = r;
+      }
+      if (best === undefined) break;
+      const rel = best.rels[best.i] as Buffer;
+      if (upTo !== undefined && Buffer.compare(rel, upTo) >= 0) break;
+      best.i++;
+      produce(rel, best.kind);
+    }
+    if (runs.some((r) => r.i >= r.rels.length)) runs = runs.filter((r) => r.i < r.rels.length);
+  };
+  const startBatch = (x: XattrBatch): Promise<void> => {
+    if (x === batch) batch = undefined;
+    x.started ??= readXattrs([...x.rels.map((r) => oldTree.abs(r)), ...x.rels.map((r) => newTree.abs(r))], signal ? { signal } : {}).then(
+      (values) => {
+        x.slots.forEach((slot, i) => {
+          slot.drop = values[i] === values[i + x.rels.length];
+          slot.batch = undefined;
+        });
+      },
+      // Kept, not thrown here: rethrown when the output reaches this batch.
+      (err: unknown) => {
+        x.error = { err };
+      },
+    );
+    return x.started;
+  };
+  const pendingXattrs = (rel: Buffer): void => {
+    batch ??= { rels: [], slots: [], started: undefined, error: undefined };
+    const b = batch;
+    b.rels.push(rel);
+    produce(rel, 'modified', b);
+    if (b.rels.length >= XATTR_BATCH) void startBatch(b);
+  };
+
+  const decide = async (item: Item): Promise<void> => {
+    const { c, a, b } = item;
+    const rel = c.path;
+    if (a === null && b === null) return;
+    if (a === null || b === null) {
+      const m = (a ?? b) as Meta;
+      const kind: ChangeKind = a === null ? 'added' : 'deleted';
+      produce(rel, kind);
+      if (typeOf(m) === S_IFDIR) runs.push(await listBelow(a === null ? newTree : oldTree, rel, kind, pacer));
+      return;
+    }
+    const identity = c.maybeAdded || c.maybeDeleted;
+    if (typeOf(a) !== typeOf(b)) {
+      produce(rel, 'modified');
+      if (typeOf(a) === S_IFDIR) runs.push(await listBelow(oldTree, rel, 'deleted', pacer));
+      if (typeOf(b) === S_IFDIR) runs.push(await listBelow(newTree, rel, 'added', pacer));
+      return;
+    }
+    if (metaDiffer(a, b)) return produce(rel, 'modified');
+    if (typeOf(a) === S_IFLNK) {
+      if (symlinkTargetsDiffer(oldTree.abs(rel), newTree.abs(rel))) return produce(rel, 'modified');
+    } else if (typeOf(a) === S_IFREG && (identity || c.content)) {
+      if (a.size !== b.size) return produce(rel, 'modified');
+      const ranges = identity ? null : c.ranges;
+      const early = item.early;
+      const differs =
+        !identity && early?.differs !== undefined && sameRanges(early.ranges, ranges)
+          ? early.differs
+          : await contentsDiffer(oldTree.abs(rel), newTree.abs(rel), a.size, pacer, spansToCompare(a.size, ranges));
+      if (differs) return produce(rel, 'modified');
+    }
+    if (identity) pendingXattrs(rel);
+    else if (c.xattrs) produce(rel, 'modified');
+  };
+
+  for (const item of items) {
+    await pacer.tick();
+    drainRuns(item.c.path);
+    await decide(item);
+    // Emit what is decided; an entry waiting for xattrs holds back those after it, until
+    // its batch is full or enough output queues up behind it.
+    while (head < slots.length) {
+      const slot = slots[head] as Slot;
+      if (slot.batch) {
+        if (slot.batch.started === undefined && slots.length - head < XATTR_BATCH) break;
+        const x = slot.batch;
+        await startBatch(x);
+        if (x.error) throw x.error.err;
+        continue;
+      }
+      head++;
+      if (!slot.drop) yield { path: entryPath(slot.rel), kind: slot.kind };
+    }
+    if (head > 4096 && head * 2 > slots.length) {
+      slots = slots.slice(head);
+      head = 0;
+    }
+  }
+  drainRuns();
+  for (; head < slots.length; head++) {
+    const slot = slots[head] as Slot;
+    if (slot.batch) {
+      const x = slot.batch;
+      await startBatch(x);
+      if (x.error) throw x.error.err;
+    }
+    if (!slot.drop) yield { path: entryPath(slot.rel), kind: slot.kind };
+  }
+}
+
+/** Collects verifySorted's entries (for callers that want the whole list). */
+export async function verifyCandidates(
+  candidates: readonly Candidate[],
+  oldRoot: string,
+  newRoot: string,
+  options: SortedVerifyOptions = {},
+): Promise<DiffEntry[]> {
+  const out: DiffEntry[] = [];
+  for await (const e of await verifySorted(candidates, new Tree(oldRoot), new Tree(newRoot), options)) out.push(e);
+  return out;
+}

@@ -947,9 +947,8 @@ export async function execBackground(runDir: string, opts: Omit<ExecOptions, 'st
  * that connect the command to something else than pipes (a pty). Throws as `execInBox`.
  */
 export function execCommand(runDir: string, opts: ExecOptions): { file: string; args: string[]; env: Record<string, string> } {
-  const file = tool('nsenter', 'util-linux');
-  const { args, env } = prepareExec(runDir, opts, (command) => command);
-  return { file, args, env };
+  const { bin, args, env } = prepareExec(runDir, opts, (command) => command);
+  return { file: bin, args, env };
 }
 
 /**

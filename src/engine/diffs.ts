@@ -3,6 +3,7 @@
  * root is captured by a temporary read-only snapshot — O(1), and it makes the comparison
  * consistent and safe against concurrent writes — which is always deleted afterwards.
  */
+import { checkPath } from '../core/input.js';
 import { mkdir } from 'node:fs/promises';
 import { type DiffEntry, diffEntryToJson } from '../core/diff.js';
 import { NotFoundError } from '../core/errors.js';
@@ -84,6 +85,7 @@ export async function diffStatus(ctx: EngineContext, ref: BoxRef, options: DiffS
 
 /** One file against a snapshot: compared directly, never through the whole tree diff. */
 export async function diffFile(ctx: EngineContext, ref: BoxRef, path: string, options: { against?: string } = {}): Promise<FileDiff> {
+  checkPath(path);
   return ctx.locks.with(boxLockKey(ref), async () => {
     const box = findBox(ctx, ref);
     const against = againstName(ctx, box, options.against);

@@ -9,6 +9,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { ConflictError } from '../core/errors.js';
+import { checkExecInput } from '../core/input.js';
 import { parseEnvAssignment } from '../core/names.js';
 import type { BoxRef } from '../core/refs.js';
 import type { ExecRequest, LifecycleResult } from '../core/service.js';
@@ -97,6 +98,7 @@ export async function resume(ctx: EngineContext, ref: BoxRef): Promise<Lifecycle
 }
 
 function checkRequest(req: ExecRequest): void {
+  checkExecInput(req);
   for (const [k, v] of Object.entries(req.env ?? {})) parseEnvAssignment(`${k}=${v}`);
 }
 

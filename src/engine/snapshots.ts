@@ -5,6 +5,7 @@
  * checkpoint is built in staging → the live root is renamed aside → the new root is renamed
  * into place → commit → the old root is deleted.
  */
+import { checkText } from '../core/input.js';
 import { randomBytes } from 'node:crypto';
 import { mkdir, rename } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -40,6 +41,7 @@ const lockOpts = (ref: BoxRef) => ({ what: `box "${ref.project}:${ref.name}"`, t
 
 export async function createCheckpoint(ctx: EngineContext, ref: BoxRef, options: CreateCheckpointOptions = {}): Promise<Checkpoint> {
   const requested = options.name !== undefined ? parseSnapshotName(options.name) : undefined;
+  if (options.description !== undefined) checkText(options.description, 'description', 'text');
   return ctx.locks.with(boxLockKey(ref), async () => {
     const box = findBox(ctx, ref);
     const existing = ctx.checkpoints.list(box.id).map((c) => c.name);

@@ -392,6 +392,8 @@ async function launch(spec: BoxSpec, rootId: { dev: number; ino: number }, timeo
   const bwrap = tool('bwrap', 'bubblewrap');
   const mount = tool('mount', 'mount (util-linux)');
   const { args, path } = prepareRoot(spec);
+  // bwrap reads the list NUL-separated: an argument holding a NUL would smuggle in arguments of its own.
+  if (args.some((a) => a.includes('\0'))) throw new Error('a sandbox argument contains a NUL byte');
   const deadline = Date.now() + timeoutMs;
 
   const logFd = openSync(join(spec.runDir, LOG), 'a', 0o600);

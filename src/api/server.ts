@@ -1,20 +1,28 @@
 /**
  * `buildServer(service)` → a Fastify instance with the `/v1` routes over the engine. It never
- * listens by itself (tests use `inject`; `zomg serve` calls `listen`).
+ * listens by itself (tests use `inject`; `zomg serve` calls `listen`). Every route has one
+ * TypeBox schema (core/wire.ts, api/schemas.ts): its TypeScript types, its validation, its
+ * serialization and its OpenAPI entry come from it.
  */
 import { timingSafeEqual } from 'node:crypto';
 import swagger from '@fastify/swagger';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import websocket from '@fastify/websocket';
+import { Type } from '@sinclair/typebox';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { UnauthorizedError } from '../core/errors.js';
 import type { ZomgService } from '../core/service.js';
+import { quote } from '../core/input.js';
 import { errorHandler } from './errors.js';
+import { checkHostAndOrigin } from './origin.js';
 import { baseRoutes } from './routes/bases.js';
 import { boxRoutes } from './routes/boxes.js';
 import { buildRoutes } from './routes/builds.js';
 import { checkpointRoutes } from './routes/checkpoints.js';
 import { diffRoutes } from './routes/diffs.js';
 import { runningRoutes } from './routes/running.js';
+import { addSharedSchemas } from './schemas.js';
+import type { TypedApp } from './typed.js';
 
 export interface ServerOptions {
   service: ZomgService;
@@ -23,9 +31,17 @@ export interface ServerOptions {
   logger?: boolean;
   /** Largest JSON body accepted (bytes); tarball uploads are streamed and not bound by it. */
   bodyLimit?: number;
+  /**
+   * With no token: the `host:port` values requests (and browser Origins) may name, read per
+   * request (the port is known once listening). Anything else is refused (ZOMG_FORBIDDEN_ORIGIN).
+   */
+  allowedHosts?: () => Set<string>;
 }
 
 const PUBLIC = new Set(['/v1/health', '/v1/openapi.json']);
+
+/** Largest WebSocket frame (the exec request, a chunk of stdin). */
+export const WS_MAX_PAYLOAD_BYTES = 8 * 1024 * 1024;
 
 function tokenMatches(header: string | undefined, token: string): boolean {
   if (!header?.startsWith('Bearer ')) return false;
@@ -35,25 +51,44 @@ function tokenMatches(header: string | undefined, token: string): boolean {
 }
 
 export async function buildServer(options: ServerOptions): Promise<FastifyInstance> {
-  const app = Fastify({
+  const app: TypedApp = Fastify({
     logger: options.logger ?? false,
     bodyLimit: options.bodyLimit ?? 1024 * 1024,
+    // Long enough for any name to reach its parser (and its clear error) instead of "no route".
+    maxParamLength: 1024,
     // Unknown fields are errors, not silently dropped: a typo must not create the wrong thing.
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true } },
-  });
+  }).withTypeProvider<TypeBoxTypeProvider>();
   app.setErrorHandler(errorHandler);
   app.setNotFoundHandler((request, reply) => {
-    void reply.status(404).send({ statusCode: 404, code: 'ZOMG_ROUTE_NOT_FOUND', error: 'Not Found', message: `no route ${request.method} ${request.url.split('?')[0]}` });
+    const path = request.url.split('?')[0] ?? '';
+    void reply.status(404).send({ statusCode: 404, code: 'ZOMG_ROUTE_NOT_FOUND', error: 'Not Found', message: `no route ${request.method} ${quote(path)}` });
   });
+  addSharedSchemas(app);
   await app.register(swagger, {
     openapi: {
-      info: { title: 'zomg API', version: '1' },
+      openapi: '3.1.0',
+      info: { title: 'zomg API', version: '1', description: 'Boxes on btrfs: create, exec, checkpoint, restore, diff, and bases. Errors: docs/errors.md.' },
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
       security: [{ bearer: [] }],
+      tags: [
+        { name: 'boxes', description: 'Boxes: writable btrfs clones of a base' },
+        { name: 'running', description: 'Lifecycle and exec' },
+        { name: 'checkpoints', description: "Snapshots of a box's root" },
+        { name: 'diffs', description: 'What changed since a checkpoint' },
+        { name: 'bases', description: 'Read-only templates and their versions' },
+        { name: 'system', description: 'Health and this document' },
+      ],
     },
+    // Shared shapes are components named by their $id (Box, BaseVersion, Error, …).
+    refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
   });
-  await app.register(websocket);
+  await app.register(websocket, { options: { maxPayload: WS_MAX_PAYLOAD_BYTES } });
   const token = options.token;
+  const allowed = options.allowedHosts;
+  if (token === null && allowed !== undefined) {
+    app.addHook('onRequest', async (request) => checkHostAndOrigin(request, allowed()));
+  }
   if (token !== null) {
     app.addHook('onRequest', async (request) => {
       const path = request.url.split('?')[0] ?? '';
@@ -71,8 +106,24 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
     (_request, payload, done) => done(null, payload),
   );
 
-  app.get('/v1/health', { schema: { security: [], response: { 200: { type: 'object', properties: { status: { type: 'string' } } } } } }, async () => ({ status: 'ok' }));
-  app.get('/v1/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  app.get(
+    '/v1/health',
+    { schema: { operationId: 'health', summary: 'Liveness (no token needed)', tags: ['system'], security: [], response: { 200: Type.Object({ status: Type.Literal('ok') }) } } },
+    async () => ({ status: 'ok' as const }),
+  );
+  app.get(
+    '/v1/openapi.json',
+    {
+      schema: {
+        operationId: 'openapi',
+        summary: 'This OpenAPI document (no token needed)',
+        tags: ['system'],
+        security: [],
+        response: { 200: Type.Object({}, { additionalProperties: true, description: 'an OpenAPI 3.1 document' }) },
+      },
+    },
+    async () => app.swagger(),
+  );
 
   const service = options.service;
   await app.register(async (scope) => boxRoutes(scope, service));

@@ -22,9 +22,11 @@ import type {
   ImportBaseOptions,
   InstallBaseOptions,
   ListBoxesOptions,
+  ListOptions,
   ZomgService,
 } from '../core/service.js';
 import type { BaseDetails, BaseSummary, BaseVersion, Box, Checkpoint, DiffStatus, FileDiff, InstallOutcome } from '../core/types.js';
+import { type BaseList, type BoxList, type CheckpointList, type CreateBoxBody, PAGE_MAX_RESULTS } from '../core/wire.js';
 import { CommandError, run } from '../system/run.js';
 
 const enc = encodeURIComponent;
@@ -130,24 +132,39 @@ export class RemoteClient implements ZomgService {
   }
 
   async createBox(ref: BoxRef, options: CreateBoxOptions = {}): Promise<Box> {
-    return this.request('POST', `/v1/projects/${enc(ref.project)}/boxes`, {
-      json: {
-        name: ref.name,
-        ...(options.base !== undefined ? { base: options.base } : {}),
-        ...(options.fork ? { fork: `${options.fork.project}:${options.fork.name}` } : {}),
-        ...(options.tags ? { tags: options.tags } : {}),
-        ...(options.environment ? { environment: options.environment } : {}),
-      },
-    });
+    const body: CreateBoxBody = {
+      name: ref.name,
+      ...(options.base !== undefined ? { base: options.base } : {}),
+      ...(options.fork ? { fork: `${options.fork.project}:${options.fork.name}` } : {}),
+      ...(options.tags ? { tags: options.tags } : {}),
+      ...(options.environment ? { environment: options.environment } : {}),
+    };
+    return this.request('POST', `/v1/projects/${enc(ref.project)}/boxes`, { json: body });
+  }
+
+  /**
+   * Every item of a paged listing (or the first `maxResults`): fetches page after page,
+   * following next_page_token, until the server says there is no more.
+   */
+  private async allPages<T>(path: string, query: URLSearchParams, options: ListOptions, items: (page: never) => T[]): Promise<T[]> {
+    const out: T[] = [];
+    let token = options.pageToken;
+    for (;;) {
+      const q = new URLSearchParams(query);
+      if (options.maxResults !== undefined) q.set('max_results', String(Math.min(options.maxResults - out.length, PAGE_MAX_RESULTS)));
+      if (token !== undefined) q.set('page_token', token);
+      const page = await this.request<{ next_page_token?: string }>('GET', `${path}${q.size > 0 ? `?${q}` : ''}`);
+      out.push(...items(page as never));
+      token = page.next_page_token;
+      if (token === undefined || (options.maxResults !== undefined && out.length >= options.maxResults)) return out;
+    }
   }
 
   async listBoxes(options: ListBoxesOptions = {}): Promise<Box[]> {
     const q = new URLSearchParams();
     if (options.prefix) q.set('prefix', options.prefix);
     for (const [k, v] of Object.entries(options.tags ?? {})) q.append('tag', `${k}=${v}`);
-    if (options.maxResults !== undefined) q.set('max_results', String(options.maxResults));
-    const qs = q.size > 0 ? `?${q}` : '';
-    return (await this.request<{ boxes: Box[] }>('GET', `/v1/projects/${enc(options.project ?? '-')}/boxes${qs}`)).boxes;
+    return this.allPages(`/v1/projects/${enc(options.project ?? '-')}/boxes`, q, options, (page: BoxList) => page.boxes);
   }
 
   async getBox(ref: BoxRef): Promise<Box> {
@@ -226,8 +243,8 @@ export class RemoteClient implements ZomgService {
     });
   }
 
-  async listBases(): Promise<BaseSummary[]> {
-    return (await this.request<{ bases: BaseSummary[] }>('GET', '/v1/bases')).bases;
+  async listBases(options: ListOptions = {}): Promise<BaseSummary[]> {
+    return this.allPages('/v1/bases', new URLSearchParams(), options, (page: BaseList) => page.bases);
   }
 
   async inspectBase(name: string, options: { tag?: string } = {}): Promise<BaseDetails> {
@@ -356,8 +373,8 @@ export class RemoteClient implements ZomgService {
     return this.request('POST', `${boxPath(ref)}/checkpoints`, { json: options });
   }
 
-  async listCheckpoints(ref: BoxRef): Promise<Checkpoint[]> {
-    return (await this.request<{ checkpoints: Checkpoint[] }>('GET', `${boxPath(ref)}/checkpoints`)).checkpoints;
+  async listCheckpoints(ref: BoxRef, options: ListOptions = {}): Promise<Checkpoint[]> {
+    return this.allPages(`${boxPath(ref)}/checkpoints`, new URLSearchParams(), options, (page: CheckpointList) => page.checkpoints);
   }
 
   async getCheckpoint(ref: BoxRef, name: string): Promise<Checkpoint> {

@@ -15,6 +15,7 @@ export const ERROR_CATALOGUE = {
   // 400 — input
   ZOMG_INVALID_ARGUMENT: { kind: 'invalid', meaning: 'A request or flag combination that cannot be right (e.g. --base with --fork, a body that does not match the route schema).' },
   ZOMG_INVALID_INPUT: { kind: 'invalid', meaning: 'A string carries a NUL byte or a control character where it has no meaning (names, refs, paths, users, tags, argv, environment).' },
+  ZOMG_INVALID_PAGE_TOKEN: { kind: 'invalid', meaning: 'A page_token is not one this server handed out.' },
   ZOMG_USAGE: { kind: 'invalid', meaning: 'The CLI was called wrongly (an unknown flag, a missing argument).' },
   ZOMG_INVALID_NAME: { kind: 'invalid', meaning: 'A box, project, base or snapshot name breaks the name rule.' },
   ZOMG_INVALID_REF: { kind: 'invalid', meaning: 'A box or base reference cannot be parsed (e.g. "." outside a box, a bad sha256 prefix).' },
@@ -40,8 +41,8 @@ export const ERROR_CATALOGUE = {
   ZOMG_POOL_NOT_FOUND: { kind: 'invalid', meaning: 'The configured pool path does not exist.' },
   ZOMG_PROFILE_NO_URL: { kind: 'invalid', meaning: 'A profile is selected but its URL variable is not set.' },
   ZOMG_BAD_REQUEST: { kind: 'invalid', meaning: 'The HTTP request is malformed in a way the framework caught (e.g. a bad header).' },
-  ZOMG_UNSUPPORTED_MEDIA_TYPE: { kind: 'invalid', meaning: 'The request body has a Content-Type the route does not accept (HTTP 415).' },
-  ZOMG_FORBIDDEN_ORIGIN: { kind: 'invalid', meaning: 'A --no-auth server refused a request whose Host or Origin is not the loopback address it listens on (DNS rebinding protection).' },
+  ZOMG_UNSUPPORTED_MEDIA_TYPE: { kind: 'unsupported_media_type', meaning: 'The request body has a Content-Type the route does not accept (HTTP 415).' },
+  ZOMG_FORBIDDEN_ORIGIN: { kind: 'forbidden', meaning: 'A --no-auth server refused a request whose Host or Origin is not the loopback address it listens on (DNS rebinding protection).' },
   // 401
   ZOMG_UNAUTHORIZED: { kind: 'unauthorized', meaning: 'The bearer token is missing or wrong.' },
   // 404

@@ -13,6 +13,7 @@ export type ErrorKind =
   | 'conflict'
   | 'too_large'
   | 'unprocessable'
+  | 'unsupported_media_type'
   | 'pool_full'
   | 'unsupported'
   | 'tool'
@@ -141,6 +142,7 @@ export const HTTP_STATUS: Record<ErrorKind, number> = {
   conflict: 409,
   too_large: 413,
   unprocessable: 422,
+  unsupported_media_type: 415,
   pool_full: 507,
   unsupported: 501,
   tool: 500,

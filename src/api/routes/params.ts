@@ -1,14 +1,6 @@
-/** Route parameter schemas and ref parsing shared by the route files. */
+/** Ref parsing shared by the route files: every path parameter goes through core's parsers before use. */
 import { parseBoxName, parseProjectName } from '../../core/names.js';
 import type { BoxRef } from '../../core/refs.js';
-
-export const str = { type: 'string' } as const;
-
-export const boxParams = {
-  type: 'object',
-  required: ['project', 'name'],
-  properties: { project: str, name: str },
-} as const;
 
 export interface BoxParams {
   project: string;

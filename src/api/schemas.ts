@@ -1,0 +1,37 @@
+/**
+ * Route-level schema pieces: path parameters, the error responses every operation declares,
+ * and the registration of the shared shapes (core/wire.ts) that become OpenAPI components.
+ */
+import { type TSchema, Type } from '@sinclair/typebox';
+import type { FastifyInstance } from 'fastify';
+import { NAME_RULE } from '../core/names.js';
+import { ErrorBodySchema, SHARED_SCHEMAS } from '../core/wire.js';
+
+const name = (what: string) => Type.String({ description: `the ${what}: ${NAME_RULE}` });
+
+export const ProjectParams = Type.Object({ project: name('project') });
+export const ProjectOrAllParams = Type.Object({ project: Type.String({ description: `the project (${NAME_RULE}), or "-" for every project` }) });
+export const BoxParams = Type.Object({ project: name('project'), name: name('box name') });
+export const CheckpointParams = Type.Object({ project: name('project'), name: name('box name'), checkpoint: name('checkpoint name') });
+export const BaseParams = Type.Object({ name: name('base name') });
+export const BaseVersionParams = Type.Object({ name: name('base name'), version: Type.String({ description: 'the exact version name' }) });
+
+const ErrorRef = Type.Ref(ErrorBodySchema);
+
+/** Statuses every authenticated operation can answer: bad input, no token, a refused origin, a bug. */
+const COMMON = [400, 401, 403, 500] as const;
+
+/** The response map of an operation: its success shapes, then the error shape for `COMMON` and each extra status. */
+export function responses<T extends Record<number, TSchema>>(ok: T, ...errorStatuses: number[]): T & Record<number, TSchema> {
+  const out: Record<number, TSchema> = { ...ok };
+  for (const status of [...COMMON, ...errorStatuses]) out[status] = ErrorRef;
+  return out as T & Record<number, TSchema>;
+}
+
+/** An empty success answer (204). */
+export const NoContent = Type.Null({ description: 'No Content' });
+
+/** Registers the shared shapes, so routes can `$ref` them and the OpenAPI document lists them as components. */
+export function addSharedSchemas(app: FastifyInstance): void {
+  for (const schema of SHARED_SCHEMAS) app.addSchema(schema);
+}

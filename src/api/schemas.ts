@@ -21,10 +21,32 @@ const ErrorRef = Type.Ref(ErrorBodySchema);
 /** Statuses every authenticated operation can answer: bad input, no token, a refused origin, a bug. */
 const COMMON = [400, 401, 403, 500] as const;
 
+const REASON: Record<number, string> = {
+  101: 'Switching Protocols',
+  200: 'OK',
+  201: 'Created',
+  204: 'No Content',
+  400: 'Bad Request: invalid input (ZOMG_INVALID_*, …)',
+  401: 'Unauthorized: missing or wrong bearer token',
+  403: 'Forbidden: a --no-auth server refused the Host or Origin',
+  404: 'Not Found',
+  409: 'Conflict: exists already, busy, or in the wrong state',
+  413: 'Payload Too Large',
+  415: 'Unsupported Media Type',
+  422: 'Unprocessable: the input parses but cannot be used',
+  500: 'Internal error, or an external program failed',
+  507: 'Insufficient Storage: the pool is full',
+};
+
+/** `schema` with a description (OpenAPI needs one per response), keeping its own when it has one. */
+const described = (status: number, schema: TSchema): TSchema =>
+  typeof schema.description === 'string' ? schema : ({ ...schema, description: REASON[status] ?? String(status) } as TSchema);
+
 /** The response map of an operation: its success shapes, then the error shape for `COMMON` and each extra status. */
 export function responses<T extends Record<number, TSchema>>(ok: T, ...errorStatuses: number[]): T & Record<number, TSchema> {
-  const out: Record<number, TSchema> = { ...ok };
-  for (const status of [...COMMON, ...errorStatuses]) out[status] = ErrorRef;
+  const out: Record<number, TSchema> = {};
+  for (const [status, schema] of Object.entries(ok)) out[Number(status)] = described(Number(status), schema);
+  for (const status of [...COMMON, ...errorStatuses]) out[status] = described(status, ErrorRef);
   return out as T & Record<number, TSchema>;
 }
 

@@ -12,6 +12,7 @@ import { Type } from '@sinclair/typebox';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { UnauthorizedError } from '../core/errors.js';
 import type { ZomgService } from '../core/service.js';
+import { PAGE_MAX_RESULTS } from '../core/wire.js';
 import { quote } from '../core/input.js';
 import { errorHandler } from './errors.js';
 import { checkHostAndOrigin } from './origin.js';
@@ -36,7 +37,20 @@ export interface ServerOptions {
    * request (the port is known once listening). Anything else is refused (ZOMG_FORBIDDEN_ORIGIN).
    */
   allowedHosts?: () => Set<string>;
+  /** Listings answer at most this many items per page when the client names no max_results (default and most: PAGE_MAX_RESULTS). */
+  pageSize?: number;
 }
+
+export interface RegisteredRoute {
+  method: string;
+  url: string;
+  websocket: boolean;
+}
+
+const ROUTES = new WeakMap<object, RegisteredRoute[]>();
+
+/** Every route `buildServer` registered (HEAD twins left out): what the OpenAPI document must describe. */
+export const registeredRoutes = (app: FastifyInstance): RegisteredRoute[] => [...(ROUTES.get(app) ?? [])];
 
 const PUBLIC = new Set(['/v1/health', '/v1/openapi.json']);
 
@@ -55,10 +69,17 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
     logger: options.logger ?? false,
     bodyLimit: options.bodyLimit ?? 1024 * 1024,
     // Long enough for any name to reach its parser (and its clear error) instead of "no route".
-    maxParamLength: 1024,
+    routerOptions: { maxParamLength: 1024 },
     // Unknown fields are errors, not silently dropped: a typo must not create the wrong thing.
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true } },
   }).withTypeProvider<TypeBoxTypeProvider>();
+  const routes: RegisteredRoute[] = [];
+  ROUTES.set(app, routes);
+  app.addHook('onRoute', (route) => {
+    for (const method of [route.method].flat()) {
+      if (method !== 'HEAD') routes.push({ method, url: route.url, websocket: (route as { websocket?: boolean }).websocket === true });
+    }
+  });
   app.setErrorHandler(errorHandler);
   app.setNotFoundHandler((request, reply) => {
     const path = request.url.split('?')[0] ?? '';
@@ -80,6 +101,11 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
         { name: 'system', description: 'Health and this document' },
       ],
     },
+    // @fastify/websocket hides its routes from the document; ours are described (x-websocket), so they show.
+    transform: ({ schema, url }) => ({
+      url,
+      schema: schema && (schema as Record<string, unknown>)['x-websocket'] === true ? ({ ...schema, hide: false } as typeof schema) : schema,
+    }),
     // Shared shapes are components named by their $id (Box, BaseVersion, Error, …).
     refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
   });
@@ -108,7 +134,7 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
 
   app.get(
     '/v1/health',
-    { schema: { operationId: 'health', summary: 'Liveness (no token needed)', tags: ['system'], security: [], response: { 200: Type.Object({ status: Type.Literal('ok') }) } } },
+    { schema: { operationId: 'health', summary: 'Liveness (no token needed)', tags: ['system'], security: [], response: { 200: Type.Object({ status: Type.Literal('ok') }, { description: 'the server is up' }) } } },
     async () => ({ status: 'ok' as const }),
   );
   app.get(
@@ -126,9 +152,10 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
   );
 
   const service = options.service;
-  await app.register(async (scope) => boxRoutes(scope, service));
-  await app.register(async (scope) => checkpointRoutes(scope, service));
-  await app.register(async (scope) => baseRoutes(scope, service));
+  const paging = { pageSize: Math.min(options.pageSize ?? PAGE_MAX_RESULTS, PAGE_MAX_RESULTS) };
+  await app.register(async (scope) => boxRoutes(scope, service, paging));
+  await app.register(async (scope) => checkpointRoutes(scope, service, paging));
+  await app.register(async (scope) => baseRoutes(scope, service, paging));
   await app.register(async (scope) => buildRoutes(scope, service));
   await app.register(async (scope) => diffRoutes(scope, service));
   await app.register(async (scope) => runningRoutes(scope, service));

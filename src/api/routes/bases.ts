@@ -6,13 +6,13 @@ import { quote } from '../../core/input.js';
 import { parseBaseName } from '../../core/names.js';
 import { baseKey, pageOf } from '../../core/paging.js';
 import type { ZomgService } from '../../core/service.js';
-import { BaseDetailsSchema, BaseListSchema, BaseVersionSchema, InstallBaseBodySchema, InstallOutcomeSchema, PAGE_MAX_RESULTS, PageQuery } from '../../core/wire.js';
+import { BaseDetailsSchema, BaseListSchema, BaseVersionSchema, InstallBaseBodySchema, InstallOutcomeSchema, PageQuery } from '../../core/wire.js';
 import { BaseParams, BaseVersionParams, NoContent, responses } from '../schemas.js';
-import type { TypedApp } from '../typed.js';
+import type { Paging, TypedApp } from '../typed.js';
 
 const tags = ['bases'];
 
-export async function baseRoutes(app: TypedApp, service: ZomgService): Promise<void> {
+export async function baseRoutes(app: TypedApp, service: ZomgService, paging: Paging): Promise<void> {
   app.get(
     '/v1/bases',
     {
@@ -25,7 +25,7 @@ export async function baseRoutes(app: TypedApp, service: ZomgService): Promise<v
       },
     },
     async (request) => {
-      const maxResults = request.query.max_results ?? PAGE_MAX_RESULTS;
+      const maxResults = request.query.max_results ?? paging.pageSize;
       const all = await service.listBases({ maxResults: maxResults + 1, ...(request.query.page_token !== undefined ? { pageToken: request.query.page_token } : {}) });
       const page = pageOf(all, baseKey, { maxResults });
       return { bases: page.items, ...(page.nextPageToken !== undefined ? { next_page_token: page.nextPageToken } : {}) };

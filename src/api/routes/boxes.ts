@@ -4,14 +4,14 @@ import { InvalidArgumentError } from '../../core/errors.js';
 import { parseBoxName, parseProjectName, parseTag } from '../../core/names.js';
 import { boxKey, pageOf } from '../../core/paging.js';
 import type { ZomgService } from '../../core/service.js';
-import { BoxListSchema, BoxSchema, CreateBoxBodySchema, PAGE_MAX_RESULTS, PageQuery, UpdateBoxBodySchema } from '../../core/wire.js';
+import { BoxListSchema, BoxSchema, CreateBoxBodySchema, PageQuery, UpdateBoxBodySchema } from '../../core/wire.js';
 import { BoxParams, NoContent, ProjectOrAllParams, ProjectParams, responses } from '../schemas.js';
-import type { TypedApp } from '../typed.js';
+import type { Paging, TypedApp } from '../typed.js';
 import { boxRef } from './params.js';
 
 const tags = ['boxes'];
 
-export async function boxRoutes(app: TypedApp, service: ZomgService): Promise<void> {
+export async function boxRoutes(app: TypedApp, service: ZomgService, paging: Paging): Promise<void> {
   app.get(
     '/v1/projects/:project/boxes',
     {
@@ -39,7 +39,7 @@ export async function boxRoutes(app: TypedApp, service: ZomgService): Promise<vo
         const [k, v] = parseTag(t);
         filter[k] = v;
       }
-      const maxResults = request.query.max_results ?? PAGE_MAX_RESULTS;
+      const maxResults = request.query.max_results ?? paging.pageSize;
       // One more than the page: whether there is a next page.
       const boxes = await service.listBoxes({
         ...(project === '-' ? {} : { project: parseProjectName(project) }),

@@ -2,14 +2,14 @@
 import { Type } from '@sinclair/typebox';
 import { checkpointKey, pageOf } from '../../core/paging.js';
 import type { ZomgService } from '../../core/service.js';
-import { CheckpointListSchema, CheckpointSchema, CreateCheckpointBodySchema, PAGE_MAX_RESULTS, PageQuery } from '../../core/wire.js';
+import { CheckpointListSchema, CheckpointSchema, CreateCheckpointBodySchema, PageQuery } from '../../core/wire.js';
 import { BoxParams, CheckpointParams, NoContent, responses } from '../schemas.js';
-import type { TypedApp } from '../typed.js';
+import type { Paging, TypedApp } from '../typed.js';
 import { boxRef } from './params.js';
 
 const tags = ['checkpoints'];
 
-export async function checkpointRoutes(app: TypedApp, service: ZomgService): Promise<void> {
+export async function checkpointRoutes(app: TypedApp, service: ZomgService, paging: Paging): Promise<void> {
   const base = '/v1/projects/:project/boxes/:name/checkpoints';
   app.get(
     base,
@@ -24,7 +24,7 @@ export async function checkpointRoutes(app: TypedApp, service: ZomgService): Pro
       },
     },
     async (request) => {
-      const maxResults = request.query.max_results ?? PAGE_MAX_RESULTS;
+      const maxResults = request.query.max_results ?? paging.pageSize;
       const all = await service.listCheckpoints(boxRef(request.params), {
         maxResults: maxResults + 1,
         ...(request.query.page_token !== undefined ? { pageToken: request.query.page_token } : {}),

@@ -140,9 +140,9 @@ export async function runningRoutes(app: TypedApp, service: ZomgService): Promis
     `${base}/exec/ws`,
     {
       websocket: true,
-      // The parameters are checked before the upgrade: a bad name is a plain 400, never a socket.
+      // Checked before the upgrade: a bad name (400) or a missing box (404) is a plain HTTP answer, never a socket.
       preHandler: async (request) => {
-        boxRef(request.params);
+        await service.getBox(boxRef(request.params));
       },
       schema: {
         operationId: 'execStream',

@@ -61,8 +61,8 @@ export function toErrorBody(err: unknown): ErrorBody {
   const fe = err as FastifyError | undefined;
   const status = typeof fe?.statusCode === 'number' ? fe.statusCode : 500;
   if (fe === undefined || status < 400 || status >= 500) return body('ZOMG_INTERNAL', 'internal error');
-  // The framework's messages name the field and the rule, never the value sent.
-  return body(frameworkCode(fe), fe.message);
+  // The framework's messages name the field and the rule; a few quote the URL, so they are cut short.
+  return body(frameworkCode(fe), fe.message.length > 200 ? `${fe.message.slice(0, 200)}…` : fe.message);
 }
 
 export function errorHandler(err: unknown, request: FastifyRequest, reply: FastifyReply): void {

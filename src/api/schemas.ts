@@ -3,7 +3,8 @@
  * and the registration of the shared shapes (core/wire.ts) that become OpenAPI components.
  */
 import { type TSchema, Type } from '@sinclair/typebox';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { InvalidArgumentError } from '../core/errors.js';
 import { NAME_RULE } from '../core/names.js';
 import { ErrorBodySchema, SHARED_SCHEMAS } from '../core/wire.js';
 
@@ -48,6 +49,14 @@ export function responses<T extends Record<number, TSchema>>(ok: T, ...errorStat
   for (const [status, schema] of Object.entries(ok)) out[Number(status)] = described(Number(status), schema);
   for (const status of [...COMMON, ...errorStatuses]) out[status] = described(status, ErrorRef);
   return out as T & Record<number, TSchema>;
+}
+
+/** For routes that take no body: one sent anyway (but `{}`) is refused rather than ignored. */
+export async function noBody(request: FastifyRequest): Promise<void> {
+  const body = request.body;
+  if (body === undefined || body === null) return;
+  if (typeof body === 'object' && !Array.isArray(body) && Object.keys(body).length === 0) return;
+  throw new InvalidArgumentError('this operation takes no request body', { hint: 'send no body (or {})' });
 }
 
 /** An empty success answer (204). */

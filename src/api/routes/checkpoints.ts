@@ -3,7 +3,7 @@ import { Type } from '@sinclair/typebox';
 import { checkpointKey, pageOf } from '../../core/paging.js';
 import type { ZomgService } from '../../core/service.js';
 import { CheckpointListSchema, CheckpointSchema, CreateCheckpointBodySchema, PageQuery } from '../../core/wire.js';
-import { BoxParams, CheckpointParams, NoContent, responses } from '../schemas.js';
+import { BoxParams, CheckpointParams, NoContent, noBody, responses } from '../schemas.js';
 import type { Paging, TypedApp } from '../typed.js';
 import { boxRef } from './params.js';
 
@@ -75,6 +75,7 @@ export async function checkpointRoutes(app: TypedApp, service: ZomgService, pagi
   app.post(
     `${base}/:checkpoint/restore`,
     {
+      preValidation: noBody,
       schema: {
         operationId: 'restoreCheckpoint',
         summary: "Replace the box's root with the checkpoint, atomically (every checkpoint survives)",

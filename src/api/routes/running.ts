@@ -19,7 +19,7 @@ import {
   LifecycleResultSchema,
 } from '../../core/wire.js';
 import { toErrorBody } from '../errors.js';
-import { BoxParams, responses } from '../schemas.js';
+import { BoxParams, noBody, responses } from '../schemas.js';
 import type { TypedApp } from '../typed.js';
 import { boxRef } from './params.js';
 
@@ -101,10 +101,10 @@ const EXEC_HINT = 'send {"command":["id"]} (argv) or {"command":"echo hi"} (a sh
 export async function runningRoutes(app: TypedApp, service: ZomgService): Promise<void> {
   const base = '/v1/projects/:project/boxes/:name';
   const lifecycle = { params: BoxParams, response: responses({ 200: Type.Ref(LifecycleResultSchema) }, 404, 409, 422) };
-  app.post(`${base}/stop`, { schema: { operationId: 'stopBox', summary: 'Stop every process of a box (its root stays)', tags, ...lifecycle } }, async (request) =>
+  app.post(`${base}/stop`, { preValidation: noBody, schema: { operationId: 'stopBox', summary: 'Stop every process of a box (its root stays)', tags, ...lifecycle } }, async (request) =>
     service.stopBox(boxRef(request.params)),
   );
-  app.post(`${base}/resume`, { schema: { operationId: 'resumeBox', summary: 'Start a stopped box', tags, ...lifecycle } }, async (request) =>
+  app.post(`${base}/resume`, { preValidation: noBody, schema: { operationId: 'resumeBox', summary: 'Start a stopped box', tags, ...lifecycle } }, async (request) =>
     service.resumeBox(boxRef(request.params)),
   );
 

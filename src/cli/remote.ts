@@ -101,6 +101,16 @@ async function packContext(contextArg: string, dockerfileArg: string | undefined
     },
   };
 }
+/** The JSON of an answer, or undefined when it is not JSON (a proxy's HTML page, a cut-off body). */
+function parseAnswer(text: string): unknown {
+  if (text.length === 0) return undefined;
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return undefined;
+  }
+}
+
 const boxPath = (ref: BoxRef): string => `/v1/projects/${enc(ref.project)}/boxes/${enc(ref.name)}`;
 
 export class RemoteClient implements ZomgService {
@@ -126,8 +136,9 @@ export class RemoteClient implements ZomgService {
       throw new ToolError('ZOMG_UNREACHABLE', `cannot reach the zomg API at ${this.url}`, { cause: err, hint: 'is `zomg serve` running there?' });
     }
     const text = await res.text();
-    const data: unknown = text.length > 0 ? JSON.parse(text) : undefined;
+    const data = parseAnswer(text);
     if (!res.ok) throw errorFromWire(res.status, (data ?? {}) as Record<string, unknown>);
+    if (data === undefined && text.length > 0) throw new ToolError('ZOMG_UNREACHABLE', `the server at ${this.url} did not answer with JSON`, { hint: 'is this URL a zomg API?' });
     return data as T;
   }
 
@@ -231,9 +242,10 @@ export class RemoteClient implements ZomgService {
           (data[0] === CHANNEL_STDERR ? io.stderr : io.stdout).write(data.subarray(1));
           return;
         }
-        const msg = JSON.parse(data.toString('utf8')) as ServerMessage;
-        if (msg.type === 'exit') finish(() => resolve({ exit_code: msg.exit_code }));
-        else finish(() => reject(errorFromWire(msg.statusCode, msg)));
+        const msg = parseAnswer(data.toString('utf8')) as ServerMessage | undefined;
+        if (msg?.type === 'exit') finish(() => resolve({ exit_code: msg.exit_code }));
+        else if (msg?.type === 'error') finish(() => reject(errorFromWire(msg.statusCode, msg)));
+        else finish(() => reject(new ToolError('ZOMG_EXEC_INTERRUPTED', 'the server sent a message this client does not understand')));
       });
       socket.on('close', () => finish(() => reject(new ToolError('ZOMG_EXEC_INTERRUPTED', 'the connection closed before the command finished'))));
       // Aborting closes the socket; the server then kills the command in the box.

@@ -3,7 +3,7 @@ import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { errorCatalogueUrl, renderErrorCatalogue } from '../../src/cli/error-catalogue.js';
+import { errorCatalogueUrl, readmeUrl, renderErrorCatalogue, withStatusSummary } from '../../src/cli/error-catalogue.js';
 import { exitCodeOf } from '../../src/cli/exit-codes.js';
 import { ERROR_CATALOGUE, isErrorCode } from '../../src/core/error-codes.js';
 import { HTTP_STATUS, ToolError, UnprocessableError, UsageError, errorFromWire, rewordError } from '../../src/core/errors.js';
@@ -29,8 +29,10 @@ const KIND_OF_CLASS: Record<string, string> = {
 };
 
 describe('error codes as a closed set', () => {
-  it('the committed docs/errors.md is what `npm run docs:errors` generates', () => {
+  it('the committed docs/errors.md and the README summary are what `npm run docs:errors` generates', () => {
     assert.equal(readFileSync(errorCatalogueUrl, 'utf8'), renderErrorCatalogue(), 'docs/errors.md is stale: run `npm run docs:errors`');
+    const readme = readFileSync(readmeUrl, 'utf8');
+    assert.equal(withStatusSummary(readme), readme, 'the errors summary in README.md is stale: run `npm run docs:errors`');
   });
 
   it('every error class thrown with a code in src uses the kind the catalogue gives that code', () => {

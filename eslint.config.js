@@ -32,6 +32,17 @@ const layerRules = Object.entries(forbidden).map(([layer, banned]) => ({
         ...(layer === 'core' ? { paths: nodeIo.map((name) => ({ name, message: 'core is pure: no I/O.' })) } : {}),
       },
     ],
+    // The same rule for dynamic `import()`, which no-restricted-imports does not see.
+    'no-restricted-syntax': [
+      'error',
+      {
+        selector: `ImportExpression > Literal[value=/^(\\.\\.\\/)+(${banned.join('|')})(\\/|$)/]`,
+        message: `src/${layer} may not import from ${banned.join(', ')} (STYLE.md: imports flow inward only), dynamically either.`,
+      },
+      ...(layer === 'core'
+        ? [{ selector: `ImportExpression > Literal[value=/^(${nodeIo.join('|').replaceAll('/', '\\/')})$/]`, message: 'core is pure: no I/O.' }]
+        : []),
+    ],
   },
 }));
 

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseBoxName, parseProjectName } from '../src/core/names.js';
-import { commitVersion, placeStaged } from '../src/engine/bases.js';
+import { commitVersion, placeStaged } from '../src/engine/versions.js';
 import { type Engine, createEngine } from '../src/engine/engine.js';
 import { makeTestPool, type TestPool } from '../tests/helpers/pool.js';
 
@@ -68,9 +68,9 @@ export async function benchEngine(poolSizeMb = 4096): Promise<BenchEnv> {
 /** A base version holding a synthetic tree of `files` files (built in staging, committed like an import). */
 export async function syntheticBase(env: BenchEnv, name: string, files: number): Promise<void> {
   const ctx = env.engine.ctx;
-  const staging = ctx.stagingPath(name);
-  await ctx.driver.createSubvolume(staging);
-  fillTree(staging, files);
+  const staging = ctx.pool.newStaging(name);
+  await ctx.pool.create(staging);
+  fillTree(ctx.pool.hostPath(staging), files);
   execFileSync('sync');
   await commitVersion(ctx, { alias: name, kind: 'import', place: placeStaged(ctx, staging) });
 }

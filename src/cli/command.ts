@@ -42,5 +42,10 @@ export interface CommandSpec {
   /** Accepts --url/--profile/--state-dir (talks to an engine). Default true. */
   engine?: boolean;
   hidden?: boolean;
+  /**
+   * When the local engine repairs crash leftovers at open: `if-needed` (default: only when a
+   * crash left evidence), `always` (the server), `never` (background workers).
+   */
+  reconcile?: 'always' | 'if-needed' | 'never';
   run(ctx: RunContext, args: string[], opts: Record<string, unknown>): Promise<Output | undefined>;
 }

@@ -50,7 +50,7 @@ function progressRenderer(enabled: boolean): { fn: (p: Progress) => void; done()
   };
 }
 
-function makeContext(flags: GlobalFlags, progress: (p: Progress) => void, opened: ZomgService[]): RunContext {
+function makeContext(flags: GlobalFlags, progress: (p: Progress) => void, opened: ZomgService[], spec: CommandSpec): RunContext {
   let client: Promise<ZomgService> | undefined;
   const ctx: RunContext = {
     flags,
@@ -72,8 +72,11 @@ function makeContext(flags: GlobalFlags, progress: (p: Progress) => void, opened
         } else {
           const { createEngine } = await import('../engine/engine.js');
           let spawned = false;
+          const reconcile = spec.reconcile ?? 'if-needed';
           service = await createEngine({
             stateDir: target.stateDir,
+            reconcile,
+            ...(reconcile === 'always' ? { repairEveryMs: 30_000 } : {}),
             ...(process.env.ZOMG_POOL_PATH ? { poolPath: process.env.ZOMG_POOL_PATH } : {}),
             // What boxes get as ZOMG_API_URL: the server's address (`zomg serve` sets it), else the default one.
             ...(process.env.ZOMG_BOX_API_URL ? { apiUrl: process.env.ZOMG_BOX_API_URL } : {}),
@@ -139,7 +142,7 @@ function addCommand(program: Command, spec: CommandSpec, state: { result?: Outpu
     const progress = progressRenderer(!flags.json && process.stderr.isTTY === true);
     const opened: ZomgService[] = [];
     try {
-      const ctx = makeContext(flags, progress.fn, opened);
+      const ctx = makeContext(flags, progress.fn, opened, spec);
       const result = await spec.run(ctx, args, opts);
       if (result) state.result = result;
     } finally {

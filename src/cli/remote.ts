@@ -25,6 +25,7 @@ import type {
   ListOptions,
   ZomgService,
 } from '../core/service.js';
+import { aliasOfVersion } from '../core/versions.js';
 import type { BaseDetails, BaseSummary, BaseVersion, Box, Checkpoint, DiffStatus, FileDiff, InstallOutcome } from '../core/types.js';
 import { type BaseList, type BoxList, type CheckpointList, type CreateBoxBody, PAGE_MAX_RESULTS } from '../core/wire.js';
 import { CommandError, run } from '../system/run.js';
@@ -377,7 +378,7 @@ export class RemoteClient implements ZomgService {
   }
 
   async deleteBaseVersion(version: string): Promise<void> {
-    const alias = version.replace(/-v\d{14}$/, '');
+    const alias = aliasOfVersion(version);
     await this.request('DELETE', `/v1/bases/${enc(alias)}/versions/${enc(version)}`);
   }
 

@@ -4,7 +4,20 @@
  * table, every ZomgError constructor takes one, and docs/errors.md is generated from it
  * (`npm run docs:errors`; a unit test fails when the committed file is stale).
  */
-import type { ErrorKind } from './errors.js';
+/** What sort of failure: picks the HTTP status (errors.ts HTTP_STATUS) and, with the code, the CLI exit code. */
+export type ErrorKind =
+  | 'invalid'
+  | 'unauthorized'
+  | 'forbidden'
+  | 'not_found'
+  | 'conflict'
+  | 'too_large'
+  | 'unprocessable'
+  | 'unsupported_media_type'
+  | 'pool_full'
+  | 'unsupported'
+  | 'tool'
+  | 'internal';
 
 export interface ErrorCodeInfo {
   kind: ErrorKind;

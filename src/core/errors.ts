@@ -5,21 +5,9 @@
  * class's `kind`, never at a call site. Programmer errors stay plain `Error`.
  */
 
-export type ErrorKind =
-  | 'invalid'
-  | 'unauthorized'
-  | 'forbidden'
-  | 'not_found'
-  | 'conflict'
-  | 'too_large'
-  | 'unprocessable'
-  | 'unsupported_media_type'
-  | 'pool_full'
-  | 'unsupported'
-  | 'tool'
-  | 'internal';
+export type { ErrorKind } from './error-codes.js';
 
-import type { ErrorCode } from './error-codes.js';
+import type { ErrorCode, ErrorKind } from './error-codes.js';
 import { quote } from './quote.js';
 
 export type { ErrorCode } from './error-codes.js';

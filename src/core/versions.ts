@@ -32,7 +32,8 @@ export function nextVersionName(base: string, now: Date, exists: (name: string) 
   }
 }
 
-export const hasVersionSuffix = (name: string): boolean => STAMP.test(name);
+/** The alias a version name was written under (`<alias>` or `<alias>-vYYYYMMDDHHMMSS`). */
+export const aliasOfVersion = (version: string): string => version.replace(STAMP, '');
 
 /** The next automatic snapshot name: `v<N+1>` where N is the highest existing `vN` (v0 when there is none). */
 export function nextSnapshotName(existing: readonly string[]): string {

@@ -2,37 +2,18 @@
 import { quote } from '../core/input.js';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
-import { rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { ConflictError, InvalidArgumentError, NotFoundError, PoolFullError, ToolError, baseNotFound } from '../core/errors.js';
 import { parseBaseName } from '../core/names.js';
-import { parseBaseRef } from '../core/refs.js';
 import type { ImportBaseOptions, InstallBaseOptions } from '../core/service.js';
-import type { BaseConfig, BaseDetails, BaseKind, BaseSummary, BaseVersion, InstallOutcome } from '../core/types.js';
-import { nextVersionName } from '../core/versions.js';
-import { transaction } from '../db/database.js';
+import type { BaseDetails, BaseSummary, BaseVersion, InstallOutcome } from '../core/types.js';
 import { isErrno } from '../system/fs.js';
 import { Reverter } from '../system/reverter.js';
 import { CommandError, isNoSpace, run } from '../system/run.js';
-import { type EngineContext, isoNow } from './context.js';
-import { scheduleSizes } from './sizes.js';
-
-/** Resolves an alias (its latest version), an exact version, or `alias:<sha256 prefix>`. */
-export function resolveBase(ctx: EngineContext, value: string): BaseVersion {
-  const ref = parseBaseRef(value);
-  if (ref.kind === 'tag') {
-    const version = ctx.bases.newestWithTag(ref.alias, ref.tagPrefix);
-    if (!version) throw baseNotFound(value);
-    return version;
-  }
-  const target = ctx.bases.aliasTarget(ref.name);
-  const version = ctx.bases.getVersion(target ?? ref.name);
-  if (!version) throw baseNotFound(value);
-  return version;
-}
-
-export const versionPath = (ctx: EngineContext, version: string): string => join(ctx.paths.bases, version);
+import { baseId, mutation, withBases } from './access.js';
+import type { EngineContext } from './context.js';
+import { commitVersion, makeStaging, placeStaged, resolveBase } from './versions.js';
 
 export function listBases(ctx: EngineContext): BaseSummary[] {
   return ctx.bases.aliases().flatMap(({ name, version }) => {
@@ -61,81 +42,6 @@ export function inspectBase(ctx: EngineContext, name: string, options: { tag?: s
   return { name, latest_version: latest, versions };
 }
 
-export interface CommitOptions {
-  alias: string;
-  kind: BaseKind;
-  builder?: string | null;
-  /** Only its name and alias are recorded (a saved box's base version may have been deleted since). */
-  parent?: Pick<BaseVersion, 'name' | 'alias'> | null;
-  script?: string | null;
-  scriptSha256?: string | null;
-  config?: BaseConfig | null;
-  /** Puts a read-only subvolume at `dest` (which does not exist yet). */
-  place: (dest: string) => Promise<void>;
-}
-
-/**
- * Names the next version of `alias`, puts its subvolume into `bases/` and commits the row
- * and the alias in one transaction. Naming, placing and committing hold one lock, so two
- * writes in the same second get different names.
- */
-export async function commitVersion(ctx: EngineContext, options: CommitOptions): Promise<BaseVersion> {
-  return ctx.locks.with(
-    'bases',
-    async () => {
-      const now = ctx.now();
-      const name = nextVersionName(options.alias, now, (n) => ctx.bases.versionExists(n) || existsSync(versionPath(ctx, n)));
-      const dest = versionPath(ctx, name);
-      const reverter = new Reverter();
-      return reverter.run(async (r) => {
-        ctx.pending.add(dest, process.pid, isoNow(ctx));
-        r.add('forget pending', () => ctx.pending.remove(dest));
-        await options.place(dest);
-        r.add('delete version subvolume', () => ctx.driver.deleteSubvolume(dest));
-        await ctx.fault('base:placed');
-        const createdAt = isoNow(ctx);
-        transaction(ctx.db, () => {
-          ctx.bases.insertVersion({
-            name,
-            alias: options.alias,
-            kind: options.kind,
-            builder: options.builder ?? null,
-            parentAlias: options.parent?.alias ?? null,
-            parentVersion: options.parent?.name ?? null,
-            script: options.script ?? null,
-            scriptSha256: options.scriptSha256 ?? null,
-            config: options.config ?? null,
-            createdAt,
-          });
-          ctx.bases.setAlias(options.alias, name, createdAt);
-          ctx.pending.remove(dest);
-        });
-        scheduleSizes(ctx);
-        const version = ctx.bases.getVersion(name);
-        if (!version) throw new Error(`version ${name} vanished after commit`);
-        return version;
-      });
-    },
-    { what: 'base storage', timeoutMs: 120_000 },
-  );
-}
-
-/** Moves a finished staging subvolume to `dest` and makes it read-only (a read-only subvolume cannot change directory, so the flag comes after the rename). */
-export const placeStaged = (ctx: EngineContext, staging: string) => async (dest: string): Promise<void> => {
-  await rename(staging, dest);
-  await ctx.driver.setReadOnly(dest, true);
-};
-
-/** A staging subvolume: empty, or a writable snapshot of `parent`. Registered for deletion on failure. */
-export async function makeStaging(ctx: EngineContext, r: Reverter, label: string, parent?: BaseVersion): Promise<string> {
-  const staging = ctx.stagingPath(label);
-  if (parent) await ctx.driver.snapshot(versionPath(ctx, parent.name), staging, { readOnly: false });
-  else await ctx.driver.createSubvolume(staging);
-  // Failed imports and builds may have filled the pool: wait until the space is back.
-  r.add('delete staging subvolume', () => ctx.driver.deleteSubvolume(staging, { waitForSpace: true }));
-  return staging;
-}
-
 function checkImportSource(source: string | Readable): void {
   if (typeof source !== 'string') return;
   let st;
@@ -154,10 +60,10 @@ export async function importBase(ctx: EngineContext, name: string, source: strin
   checkImportSource(source);
   const parent = options.parent !== undefined ? resolveBase(ctx, options.parent) : undefined;
   const totalBytes = options.totalBytes ?? (typeof source === 'string' ? statSync(source).size : undefined);
-  return new Reverter().run(async (r) => {
+  return mutation(ctx, () => new Reverter().run(async (r) => {
     const staging = await makeStaging(ctx, r, 'import', parent);
     const { extractRootfs } = await import('../storage/tar.js');
-    await extractRootfs(source, staging, {
+    await extractRootfs(source, ctx.pool.hostPath(staging), {
       ...(options.onProgress ? { onProgress: options.onProgress } : {}),
       ...(totalBytes !== undefined ? { totalBytes } : {}),
       ...(options.signal ? { signal: options.signal } : {}),
@@ -165,9 +71,9 @@ export async function importBase(ctx: EngineContext, name: string, source: strin
     });
     await ctx.fault('import:extracted');
     options.onProgress?.({ phase: 'verify' });
-    await (await import('../storage/arch.js')).verifyArchitecture(staging);
+    await (await import('../storage/arch.js')).verifyArchitecture(ctx.pool.hostPath(staging));
     return commitVersion(ctx, { alias: name, kind: 'import', parent: parent ?? null, place: placeStaged(ctx, staging) });
-  });
+  }));
 }
 
 function maintainedScript(ctx: EngineContext, name: string): { path: string; text: string } {
@@ -205,11 +111,11 @@ export async function installBase(ctx: EngineContext, name: string, options: Ins
   return ctx.locks.with(
     `install:${name}`,
     () =>
-      new Reverter().run(async (r) => {
+      mutation(ctx, () => new Reverter().run(async (r) => {
         const staging = await makeStaging(ctx, r, `install-${name}`);
         options.onProgress?.({ phase: 'build' });
         try {
-          await run('bash', [script.path, staging], {
+          await run('bash', [script.path, ctx.pool.hostPath(staging)], {
             env: { ...process.env, ZOMG_CACHE_DIR: join(ctx.stateDir, 'cache') },
             ...(options.signal ? { signal: options.signal } : {}),
             onLine: (line) => options.onProgress?.({ phase: 'build', line }),
@@ -217,11 +123,11 @@ export async function installBase(ctx: EngineContext, name: string, options: Ins
         } catch (err) {
           if (isNoSpace(err)) throw new PoolFullError(undefined, { cause: err });
           // The script's last words, without host paths (the API never shows them).
-          const said = (err instanceof CommandError ? err.stderr.trim().split('\n').slice(-3).join(' | ') : 'it could not run').split(staging).join('<rootfs>');
+          const said = (err instanceof CommandError ? err.stderr.trim().split('\n').slice(-3).join(' | ') : 'it could not run').split(ctx.pool.hostPath(staging)).join('<rootfs>');
           throw new ToolError('ZOMG_INSTALL_FAILED', `the build script of "${name}" failed: ${said}`, { cause: err, hint: 'run `zomg base install` on a terminal to see the whole build output' });
         }
         options.onProgress?.({ phase: 'verify' });
-        await (await import('../storage/arch.js')).verifyArchitecture(staging);
+        await (await import('../storage/arch.js')).verifyArchitecture(ctx.pool.hostPath(staging));
         const version = await commitVersion(ctx, {
           alias: name,
           kind: 'install',
@@ -231,14 +137,14 @@ export async function installBase(ctx: EngineContext, name: string, options: Ins
           place: placeStaged(ctx, staging),
         });
         return { status: 'installed' as const, version };
-      }),
+      })),
     { what: `the install of ${name}`, timeoutMs: 30 * 60_000 },
   );
 }
 
 export async function deleteBaseAlias(ctx: EngineContext, name: string): Promise<void> {
   parseBaseName(name);
-  await ctx.locks.with('bases', async () => {
+  await withBases(ctx, async () => {
     if (!ctx.bases.deleteAlias(name)) {
       throw new NotFoundError('ZOMG_ALIAS_NOT_FOUND', `base alias "${name}" not found`, { hint: 'run `zomg base list`' });
     }
@@ -248,7 +154,7 @@ export async function deleteBaseAlias(ctx: EngineContext, name: string): Promise
 /** Deletes one immutable version; refused while an alias points to it. Boxes cloned from it are independent. */
 export async function deleteBaseVersion(ctx: EngineContext, version: string): Promise<void> {
   parseBaseName(version);
-  await ctx.locks.with('bases', async () => {
+  await mutation(ctx, () => withBases(ctx, async () => {
     if (!ctx.bases.getVersion(version)) {
       throw new NotFoundError('ZOMG_VERSION_NOT_FOUND', `base version "${version}" not found`, { hint: 'run `zomg base inspect <name>` to see versions' });
     }
@@ -259,6 +165,7 @@ export async function deleteBaseVersion(ctx: EngineContext, version: string): Pr
       });
     }
     ctx.bases.deleteVersion(version);
-    await ctx.driver.deleteSubvolume(versionPath(ctx, version));
-  });
+    await ctx.fault('base-delete:row-deleted');
+    await ctx.pool.delete(baseId(version));
+  }));
 }

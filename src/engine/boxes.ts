@@ -1,8 +1,6 @@
-/** Box use cases: create (from a base or a fork), list, get, delete. */
+/** Box use cases: create (from a base or a fork), list, get, update, delete. */
 import { randomBytes } from 'node:crypto';
-import { rm, rmdir } from 'node:fs/promises';
-import { join } from 'node:path';
-import { ConflictError, InvalidArgumentError, boxNotFound } from '../core/errors.js';
+import { ConflictError, InvalidArgumentError } from '../core/errors.js';
 import { parseEnvAssignment, parseTag } from '../core/names.js';
 import { boxKey, pageOf } from '../core/paging.js';
 import type { BoxRef } from '../core/refs.js';
@@ -10,23 +8,13 @@ import type { CreateBoxOptions, ListBoxesOptions } from '../core/service.js';
 import type { Box } from '../core/types.js';
 import type { BoxRow } from '../db/boxes-repo.js';
 import { transaction } from '../db/database.js';
-import { isErrno } from '../system/fs.js';
 import { Reverter } from '../system/reverter.js';
-import { resolveBase, versionPath } from './bases.js';
+import { baseId, checkpointId, findBox, mutation, rootId, runtimeBox, withBases, withBox, withBoxLock } from './access.js';
 import { type EngineContext, isoNow } from './context.js';
-import { runDirOf, startRow, stopRow, withStatus } from './running.js';
+import { startRow, stopRow, withStatus } from './lifecycle.js';
+import { resolveBase } from './versions.js';
 
 export const DEFAULT_BASE = 'box-base';
-
-export const rootPath = (ctx: EngineContext, boxId: string): string => join(ctx.paths.roots, boxId);
-export const boxLockKey = (ref: { project: string; name: string }): string => `box-${ref.project}-${ref.name}`;
-
-
-export function findBox(ctx: EngineContext, ref: BoxRef): BoxRow {
-  const row = ctx.boxes.get(ref.project, ref.name);
-  if (!row) throw boxNotFound(ref.project, ref.name);
-  return row;
-}
 
 function validateMaps(options: CreateBoxOptions): { tags: Record<string, string>; environment: Record<string, string> } {
   const tags: Record<string, string> = {};
@@ -48,47 +36,47 @@ export async function createBox(ctx: EngineContext, ref: BoxRef, options: Create
     throw new InvalidArgumentError('--base and --fork cannot be used together', { code: 'ZOMG_INVALID_ARGUMENT', hint: 'a fork clones the source box, which already has a base' });
   }
   const { tags, environment } = validateMaps(options);
-  return ctx.locks.with(boxLockKey(ref), async () => {
+  return withBoxLock(ctx, ref, async () => {
     if (ctx.boxes.get(ref.project, ref.name)) throw boxExists(ref);
     const id = randomBytes(8).toString('hex');
-    const root = rootPath(ctx, id);
+    const root = rootId({ id });
     const now = isoNow(ctx);
     let base = '';
     return new Reverter().run(async (r) => {
-      ctx.pending.add(root, process.pid, now);
-      r.add('forget pending', () => ctx.pending.remove(root));
       // The source is held still while it is cloned: a forked box's lock (no restore swaps its
       // root meanwhile), or the bases lock (no version is deleted meanwhile).
       if (options.fork) {
-        const fork = options.fork;
-        await ctx.locks.with(boxLockKey(fork), async () => {
-          const src = findBox(ctx, fork);
-          base = src.base;
-          await ctx.driver.snapshot(rootPath(ctx, src.id), root, { readOnly: false });
-        }, { what: `box "${fork.project}:${fork.name}"`, timeoutMs: 120_000 });
+        await withBox(
+          ctx,
+          options.fork,
+          async (src) => {
+            base = src.row.base;
+            await ctx.pool.snapshot(src.root, root, { readOnly: false });
+          },
+          { mutates: false }, // the shared pool lock is held already
+        );
       } else {
-        await ctx.locks.with('bases', async () => {
+        await withBases(ctx, async () => {
           const version = resolveBase(ctx, options.base ?? DEFAULT_BASE);
           base = version.name;
-          await ctx.driver.snapshot(versionPath(ctx, version.name), root, { readOnly: false });
-        }, { what: 'base storage', timeoutMs: 120_000 });
+          await ctx.pool.snapshot(baseId(version.name), root, { readOnly: false });
+        });
       }
-      r.add('delete box root', () => ctx.driver.deleteSubvolume(root));
+      r.add('delete box root', () => ctx.pool.delete(root));
       const row: BoxRow = { id, project: ref.project, name: ref.name, base, tags, environment, data_mounts: [], created_at: now, updated_at: now };
       await ctx.fault('create:snapshotted');
       transaction(ctx.db, () => {
         if (ctx.boxes.get(ref.project, ref.name)) throw boxExists(ref);
         ctx.boxes.insert(row);
-        ctx.pending.remove(root);
       });
       r.add('forget the box', () => transaction(ctx.db, () => ctx.boxes.delete(id)));
       if (options.start !== false) {
         await startRow(ctx, row);
-        r.add('stop the box', () => stopRow(ctx, row));
+        r.add('stop the box', () => ctx.runtime.remove(runtimeBox(ctx, row)));
       }
       return withStatus(ctx, row);
     });
-  }, { what: `box "${ref.project}:${ref.name}"` });
+  });
 }
 
 const boxExists = (ref: BoxRef): ConflictError =>
@@ -106,20 +94,22 @@ export async function getBox(ctx: EngineContext, ref: BoxRef): Promise<Box> {
   return withStatus(ctx, findBox(ctx, ref));
 }
 
-/** Deletes a box (stopping it first), its snapshots and its root. Rows go first; the subvolumes (irreversible) last. */
+/**
+ * Deletes a box: stops it and everything still holding its root, removes the row (the box
+ * is gone for every reader at that instant; its snapshot rows cascade), then the
+ * subvolumes. A crash after the row leaves subvolumes without a row, which the reconciler
+ * deletes; it never leaves a half-deleted box.
+ */
 export async function deleteBox(ctx: EngineContext, ref: BoxRef): Promise<void> {
-  await ctx.locks.with(boxLockKey(ref), async () => {
-    const row = findBox(ctx, ref);
+  await withBox(ctx, ref, async ({ row, root, runtime }) => {
     await stopRow(ctx, row);
+    await ctx.runtime.remove(runtime);
     const checkpoints = ctx.checkpoints.list(row.id);
-    transaction(ctx.db, () => ctx.boxes.delete(row.id)); // checkpoints cascade
-    for (const cp of checkpoints) await ctx.driver.deleteSubvolume(join(ctx.paths.checkpoints, row.id, cp.name));
-    await rmdir(join(ctx.paths.checkpoints, row.id)).catch((err: unknown) => {
-      if (!isErrno(err, 'ENOENT')) throw err;
-    });
-    await ctx.driver.deleteSubvolume(rootPath(ctx, row.id));
-    await rm(runDirOf(ctx, row.id), { recursive: true, force: true });
-  }, { what: `box "${ref.project}:${ref.name}"` });
+    transaction(ctx.db, () => ctx.boxes.delete(row.id));
+    await ctx.fault('delete:row-deleted');
+    for (const cp of checkpoints) await ctx.pool.delete(checkpointId(row, cp.name));
+    await ctx.pool.delete(root);
+  });
 }
 
 export async function updateBox(
@@ -128,13 +118,19 @@ export async function updateBox(
   fields: { tags?: Record<string, string>; environment?: Record<string, string> },
 ): Promise<Box> {
   const { tags, environment } = validateMaps(fields);
-  return ctx.locks.with(boxLockKey(ref), async () => {
-    const row = findBox(ctx, ref);
-    ctx.boxes.update(row.id, {
-      ...(fields.tags !== undefined ? { tags } : {}),
-      ...(fields.environment !== undefined ? { environment } : {}),
-      updatedAt: isoNow(ctx),
-    });
-    return withStatus(ctx, findBox(ctx, ref));
-  }, { what: `box "${ref.project}:${ref.name}"` });
+  return mutation(ctx, () =>
+    withBox(
+      ctx,
+      ref,
+      async ({ row }) => {
+        ctx.boxes.update(row.id, {
+          ...(fields.tags !== undefined ? { tags } : {}),
+          ...(fields.environment !== undefined ? { environment } : {}),
+          updatedAt: isoNow(ctx),
+        });
+        return withStatus(ctx, findBox(ctx, ref));
+      },
+      { mutates: false },
+    ),
+  );
 }

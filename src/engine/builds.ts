@@ -26,14 +26,17 @@ import { parseBaseName } from '../core/names.js';
 import type { BoxRef } from '../core/refs.js';
 import type { BuildBaseOptions } from '../core/service.js';
 import type { BaseVersion, BuilderName } from '../core/types.js';
-import { atomicWriteFile, isErrno, pidAlive } from '../system/fs.js';
+import { aliasOfVersion } from '../core/versions.js';
+import { atomicWriteFile, isErrno } from '../system/fs.js';
+import { isAlive, selfIdentity } from '../system/procfs.js';
 import { resolveInRoot } from '../system/rootpath.js';
 import { Reverter } from '../system/reverter.js';
 import { CommandError } from '../system/run.js';
 import type { DetectBuilderOptions } from '../storage/builders.js';
-import { commitVersion, placeStaged } from './bases.js';
-import { boxLockKey, findBox, rootPath } from './boxes.js';
+import { podmanStoreOf } from '../storage/layout.js';
+import { mutation, withBox } from './access.js';
 import type { EngineContext } from './context.js';
+import { commitVersion, placeStaged } from './versions.js';
 
 /** The lock every build takes (builds are serialized per state directory, hence per store). */
 export const BUILD_LOCK = 'builds';
@@ -50,7 +53,7 @@ export const DETACHED_DOCKERFILE = /^\.zomg-dockerfile-[0-9a-f]{8,32}$/;
 export function podmanStoreFor(poolRoot: string, runroot?: string): DetectBuilderOptions {
   const key = createHash('sha256').update(poolRoot).digest('hex').slice(0, 12);
   return {
-    podmanRoot: join(poolRoot, 'staging', 'podman'),
+    podmanRoot: podmanStoreOf(poolRoot),
     // tmpfs, so podman notices a reboot; keyed by pool, so two pools never share it.
     podmanRunroot: runroot ?? join('/run/zomg', `podman-${key}`),
     // The btrfs driver on the pool's filesystem: the snapshot hand-over applies.
@@ -58,12 +61,14 @@ export function podmanStoreFor(poolRoot: string, runroot?: string): DetectBuilde
   };
 }
 
-export const podmanStore = (ctx: EngineContext): DetectBuilderOptions => podmanStoreFor(ctx.paths.pool, ctx.options.podmanRunroot);
+export const podmanStore = (ctx: EngineContext): DetectBuilderOptions => podmanStoreFor(ctx.pool.root, ctx.options.podmanRunroot);
 
 // --- build markers --------------------------------------------------------------------
 
 interface BuildMarker {
   pid: number;
+  /** The builder process's start time (absent in markers of older versions). */
+  start_time?: number;
   builder: BuilderName;
   tag: string;
   since_ms: number;
@@ -102,7 +107,7 @@ export async function pruneStaleBuilds(ctx: EngineContext): Promise<number> {
       if (isErrno(err, 'ENOENT')) continue;
       // A marker cut short by a crash is not parseable; there is nothing to clean for it.
     }
-    if (marker !== null && pidAlive(marker.pid)) continue;
+    if (marker !== null && isAlive({ pid: marker.pid, startTime: marker.start_time })) continue;
     stale.push({ path, marker });
   }
   if (stale.length === 0) return 0;
@@ -205,8 +210,9 @@ export async function buildBase(ctx: EngineContext, name: string, options: Build
 async function buildUploaded(ctx: EngineContext, name: string, upload: Readable, options: BuildBaseOptions): Promise<BaseVersion> {
   const rel = contextRelative(options.dockerfile ?? 'Dockerfile');
   // A staging subvolume, so a crash leaves nothing the reconciler does not remove.
-  const context = ctx.stagingPath('context');
-  await ctx.driver.createSubvolume(context);
+  const contextId = ctx.pool.newStaging('context');
+  await ctx.pool.create(contextId);
+  const context = ctx.pool.hostPath(contextId);
   let aside: string | undefined;
   let failed = true;
   try {
@@ -230,7 +236,7 @@ async function buildUploaded(ctx: EngineContext, name: string, upload: Readable,
   } finally {
     if (aside !== undefined) await rm(aside, { recursive: true, force: true });
     try {
-      await ctx.driver.deleteSubvolume(context, { waitForSpace: failed });
+      await ctx.pool.delete(contextId, { waitForSpace: failed });
     } catch {
       // After a recorded build the context is garbage the reconciler removes (its pid is
       // then dead); after a failure the build's own error is what the user must see.
@@ -243,13 +249,13 @@ async function buildLocated(ctx: EngineContext, name: string, at: Located, scrip
   const progress = options.onProgress;
   const signal = options.signal;
   const { detectBuilder } = await import('../storage/builders.js');
-  return ctx.locks.with(
+  return mutation(ctx, () => ctx.locks.with(
     BUILD_LOCK,
     async () => {
       const store = podmanStore(ctx);
       const builder = await detectBuilder(options.builder, { ...store, ...(signal ? { signal } : {}) });
       progress?.({ phase: `build (${builder.name})` });
-      const marker = writeMarker(ctx, { pid: process.pid, builder: builder.name, tag: `${name.toLowerCase()}:latest`, since_ms: Date.now() });
+      const marker = writeMarker(ctx, { pid: process.pid, start_time: selfIdentity().startTime, builder: builder.name, tag: `${name.toLowerCase()}:latest`, since_ms: Date.now() });
       let leftBehind = false;
       try {
         let image;
@@ -272,15 +278,15 @@ async function buildLocated(ctx: EngineContext, name: string, at: Located, scrip
         }
         try {
           return await new Reverter().run(async (r) => {
-            const staging = ctx.stagingPath('build');
+            const staging = ctx.pool.newStaging('build');
             progress?.({ phase: 'hand-over' });
-            const handover = await image.exportTo(staging, ctx.driver, { method: ctx.options.buildHandover ?? 'auto', ...(signal ? { signal } : {}) });
-            r.add('delete staging subvolume', () => ctx.driver.deleteSubvolume(staging, { waitForSpace: true }));
+            const handover = await image.exportTo(ctx.pool.hostPath(staging), ctx.pool.driver, { method: ctx.options.buildHandover ?? 'auto', ...(signal ? { signal } : {}) });
+            r.add('delete staging subvolume', () => ctx.pool.delete(staging, { waitForSpace: true }));
             progress?.({ phase: `handed over by ${handover.method} in ${Math.round(handover.durationMs)} ms` });
             await ctx.fault('build:handed-over');
             // podman stamps the requested platform on any image: the binaries decide.
             progress?.({ phase: 'verify' });
-            await (await import('../storage/arch.js')).verifyArchitecture(staging);
+            await (await import('../storage/arch.js')).verifyArchitecture(ctx.pool.hostPath(staging));
             return commitVersion(ctx, {
               alias: name,
               kind: 'build',
@@ -305,13 +311,11 @@ async function buildLocated(ctx: EngineContext, name: string, at: Located, scrip
       }
     },
     { what: 'the container build', timeoutMs: BUILD_LOCK_TIMEOUT_MS, ...(signal ? { signal } : {}) },
-  );
+  ));
 }
 
 // --- save -----------------------------------------------------------------------------
 
-/** The alias a version name was written under (`<alias>` or `<alias>-vYYYYMMDDHHMMSS`). */
-const aliasOfVersion = (version: string): string => version.replace(/-v\d{14}$/, '');
 
 /**
  * Saves the box's current root as a new version of `name`: a read-only snapshot straight
@@ -321,19 +325,14 @@ const aliasOfVersion = (version: string): string => version.replace(/-v\d{14}$/,
  */
 export async function saveBase(ctx: EngineContext, name: string, ref: BoxRef): Promise<BaseVersion> {
   parseBaseName(name);
-  return ctx.locks.with(
-    boxLockKey(ref),
-    async () => {
-      const row = findBox(ctx, ref);
-      const parent = ctx.bases.getVersion(row.base);
-      return commitVersion(ctx, {
-        alias: name,
-        kind: 'save',
-        parent: parent ?? { name: row.base, alias: aliasOfVersion(row.base) },
-        config: parent?.config ?? null,
-        place: (dest) => ctx.driver.snapshot(rootPath(ctx, row.id), dest, { readOnly: true }),
-      });
-    },
-    { what: `box "${ref.project}:${ref.name}"`, timeoutMs: 120_000 },
-  );
+  return withBox(ctx, ref, async ({ row, root }) => {
+    const parent = ctx.bases.getVersion(row.base);
+    return commitVersion(ctx, {
+      alias: name,
+      kind: 'save',
+      parent: parent ?? { name: row.base, alias: aliasOfVersion(row.base) },
+      config: parent?.config ?? null,
+      place: (dest) => ctx.pool.snapshot(root, dest, { readOnly: true }),
+    });
+  });
 }

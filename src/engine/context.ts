@@ -1,19 +1,19 @@
 /**
- * The engine's composition: state directory, pool, database, storage driver and locks,
- * opened once and shared by every use case.
+ * The engine's composition: state directory, pool, database, runtime and locks, opened
+ * once and shared by every use case.
  */
-import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type Db, openDatabase } from '../db/database.js';
 import { BasesRepo } from '../db/bases-repo.js';
 import { BoxesRepo, CheckpointsRepo } from '../db/boxes-repo.js';
-import { PendingRepo } from '../db/pending-repo.js';
 import { LockManager } from '../system/lock.js';
 import { BtrfsDriver } from '../storage/btrfs.js';
+import { Pool } from '../storage/layout.js';
 import { openPool } from '../storage/pool.js';
-import type { StorageDriver } from '../storage/driver.js';
+import { BwrapRuntime } from '../runtime/bwrap.js';
+import type { BoxRuntime } from '../runtime/runtime.js';
 
 export interface EngineOptions {
   /** Default `/var/lib/zomg`. */
@@ -29,6 +29,13 @@ export interface EngineOptions {
    * the background; a short-lived CLI process hands the work to a detached process instead.
    */
   onSizesPending?: () => void;
+  /**
+   * When the reconciler runs at open: `always` (the server, tests), `if-needed` (a CLI
+   * process: only when a crash left evidence), `never` (background workers).
+   */
+  reconcile?: 'always' | 'if-needed' | 'never';
+  /** With `reconcile: 'always'`: look for crash leftovers again every this many ms (the server). */
+  repairEveryMs?: number;
   /** The API URL injected into boxes as ZOMG_API_URL. */
   apiUrl?: string;
   /**
@@ -43,33 +50,23 @@ export interface EngineOptions {
   now?: () => Date;
 }
 
-export interface Paths {
-  pool: string;
-  bases: string;
-  roots: string;
-  checkpoints: string;
-  staging: string;
-}
-
 export interface EngineContext {
   options: EngineOptions;
   stateDir: string;
-  paths: Paths;
-  pool: { root: string; mounted: 'loop' | 'existing' };
+  /** The pool's layout and every subvolume operation on it. */
+  pool: Pool;
+  poolMount: 'loop' | 'existing';
   db: Db;
   bases: BasesRepo;
   boxes: BoxesRepo;
   checkpoints: CheckpointsRepo;
-  pending: PendingRepo;
-  driver: StorageDriver;
+  runtime: BoxRuntime;
   locks: LockManager;
   maintainedBasesDir: string;
   now(): Date;
   fault(step: string): Promise<void>;
   /** `text` with the state directory and pool paths replaced (tool output reaching API clients). */
   redact(text: string): string;
-  /** A fresh path in the staging area, named after this process so the reconciler can tell live work from leftovers. */
-  stagingPath(label: string): string;
 }
 
 const defaultBasesDir = (): string => fileURLToPath(new URL('../../../bases/', import.meta.url));
@@ -77,30 +74,24 @@ const defaultBasesDir = (): string => fileURLToPath(new URL('../../../bases/', i
 export async function openContext(options: EngineOptions): Promise<EngineContext> {
   const stateDir = options.stateDir;
   mkdirSync(stateDir, { recursive: true, mode: 0o755 });
-  const pool = await openPool({
+  const opened = await openPool({
     stateDir,
     ...(options.poolPath !== undefined ? { poolPath: options.poolPath } : {}),
     ...(options.poolImageSizeBytes !== undefined ? { imageSizeBytes: options.poolImageSizeBytes } : {}),
   });
-  const paths: Paths = {
-    pool: pool.root,
-    bases: join(pool.root, 'bases'),
-    roots: join(pool.root, 'roots'),
-    checkpoints: join(pool.root, 'checkpoints'),
-    staging: join(pool.root, 'staging'),
-  };
+  const pool = new Pool(opened.root, new BtrfsDriver());
+  pool.ensureLayout();
   const db = openDatabase(join(stateDir, 'zomg.db'));
   return {
     options,
     stateDir,
-    paths,
     pool,
+    poolMount: opened.mounted,
     db,
     bases: new BasesRepo(db),
     boxes: new BoxesRepo(db),
     checkpoints: new CheckpointsRepo(db),
-    pending: new PendingRepo(db),
-    driver: new BtrfsDriver(),
+    runtime: new BwrapRuntime(stateDir),
     locks: new LockManager(join(stateDir, 'locks')),
     maintainedBasesDir: options.maintainedBasesDir ?? defaultBasesDir(),
     now: options.now ?? (() => new Date()),
@@ -108,10 +99,7 @@ export async function openContext(options: EngineOptions): Promise<EngineContext
       await options.faultPoint?.(step);
     },
     redact(text) {
-      return text.split(paths.pool).join('<pool>').split(stateDir).join('<state>');
-    },
-    stagingPath(label) {
-      return join(paths.staging, `${process.pid}-${label}-${randomBytes(4).toString('hex')}`);
+      return pool.redact(text).split(stateDir).join('<state>');
     },
   };
 }

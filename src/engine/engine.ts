@@ -2,11 +2,12 @@
  * The composition root: `createEngine()` opens the state directory, the pool and the
  * database, reconciles them, and returns the one object both faces (CLI and HTTP) drive.
  */
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { ConflictError } from '../core/errors.js';
-import { pidAlive } from '../system/fs.js';
+import { BwrapRuntime } from '../runtime/bwrap.js';
+import { LockManager } from '../system/lock.js';
 import { type ClosePoolResult, closePool as closeStoragePool } from '../storage/pool.js';
 import { baseKey, checkpointKey, pageOf } from '../core/paging.js';
 import type { BoxRef } from '../core/refs.js';
@@ -26,22 +27,36 @@ import type {
   ZomgService,
 } from '../core/service.js';
 import type { BaseDetails, BaseSummary, BaseVersion, Box, Checkpoint, DiffStatus, FileDiff, InstallOutcome } from '../core/types.js';
+import { MUTATIONS_LOCK } from './access.js';
 import * as bases from './bases.js';
 import * as boxes from './boxes.js';
 import * as builds from './builds.js';
 import * as running from './running.js';
 import { type EngineContext, type EngineOptions, openContext } from './context.js';
-import { type ReconcileReport, reconcile } from './reconcile.js';
+import { type ReconcileReport, reconcile, reconcileNeeded } from './reconcile.js';
 import { computePendingSizes, sizesSettled } from './sizes.js';
 import * as snapshots from './snapshots.js';
 
 export type { EngineOptions } from './context.js';
 
 export class Engine implements ZomgService {
+  private repairTimer: NodeJS.Timeout | undefined;
+
   constructor(readonly ctx: EngineContext) {}
 
+  /**
+   * A long-lived engine (the server) repairs what crashes of other processes (CLI commands
+   * killed mid-way) leave, when they leave something, every `everyMs`.
+   */
+  repairPeriodically(everyMs: number): void {
+    this.repairTimer ??= setInterval(() => {
+      if (this.reconcileNeeded()) void this.reconcile().catch(() => undefined);
+    }, everyMs);
+    this.repairTimer.unref();
+  }
+
   get pool(): PoolInfo {
-    return this.ctx.pool;
+    return { root: this.ctx.pool.root, mounted: this.ctx.poolMount };
   }
 
   async createBox(ref: BoxRef, options?: CreateBoxOptions): Promise<Box> {
@@ -125,49 +140,66 @@ export class Engine implements ZomgService {
     return diffs.diffFile(this.ctx, ref, path, options);
   }
 
-  /** Computes every size still missing (the background job). */
-  async computeSizes(): Promise<void> {
+  /** Computes every size still missing (the background job); false when another worker has it. */
+  async computeSizes(): Promise<boolean> {
     await sizesSettled();
-    await computePendingSizes(this.ctx);
+    return computePendingSizes(this.ctx);
   }
 
-  async reconcile(): Promise<ReconcileReport> {
-    return this.ctx.locks.with('reconcile', () => reconcile(this.ctx));
+  /** Repairs what crashes left; undefined when mutations are in flight (try again later). */
+  async reconcile(): Promise<ReconcileReport | undefined> {
+    return reconcile(this.ctx);
+  }
+
+  /** True when a crash left something for `reconcile` to repair. */
+  reconcileNeeded(): boolean {
+    return reconcileNeeded(this.ctx);
   }
 
   async close(): Promise<void> {
+    if (this.repairTimer) clearInterval(this.repairTimer);
     await sizesSettled();
     this.ctx.db.close();
   }
 }
 
-/** Opens (and on first use creates) the state directory and pool, then reconciles them. */
+/**
+ * Opens (and on first use creates) the state directory and pool, then reconciles them:
+ * always by default (the server), only when a crash left evidence with `if-needed` (a CLI
+ * process), never for background workers.
+ */
 export async function createEngine(options: EngineOptions): Promise<Engine> {
   const engine = new Engine(await openContext(options));
-  await engine.reconcile();
+  const mode = options.reconcile ?? 'always';
+  if (mode === 'always' || (mode === 'if-needed' && engine.reconcileNeeded())) await engine.reconcile();
+  if (mode === 'always' && options.repairEveryMs !== undefined) engine.repairPeriodically(options.repairEveryMs);
   return engine;
 }
 
 /**
- * Unmounts the loopback pool and detaches its loop device — refused while boxes run, since
- * their mount namespaces hold the filesystem (the loop device could not be detached).
+ * Unmounts the loopback pool and detaches its loop device. Taken with the pool's mutations
+ * lock exclusively (refused while an operation runs); inits left by starts cut short and
+ * sandboxes stuck half-way are ended first; refused while boxes run, since their mount
+ * namespaces hold the filesystem (the loop device could not be detached).
  */
 export async function closePool(stateDir: string): Promise<ClosePoolResult> {
-  const runDir = join(stateDir, 'run', 'boxes');
-  const running = existsSync(runDir) ? readdirSync(runDir).filter((id) => liveInit(join(runDir, id))) : [];
-  if (running.length > 0) {
-    throw new ConflictError('ZOMG_POOL_BUSY', `${running.length} box${running.length === 1 ? ' is' : 'es are'} running on this pool`, {
-      hint: 'stop them first (zomg list -a shows which)',
-    });
+  if (!existsSync(stateDir)) return closeStoragePool(stateDir);
+  const lock = new LockManager(join(stateDir, 'locks')).tryExclusive(MUTATIONS_LOCK);
+  if (lock === undefined) {
+    throw new ConflictError('ZOMG_POOL_BUSY', 'an operation on the pool is in progress', { hint: 'wait for it to finish, then try again' });
   }
-  return closeStoragePool(stateDir);
-}
-
-function liveInit(dir: string): boolean {
   try {
-    const { pid } = JSON.parse(readFileSync(join(dir, 'init.json'), 'utf8')) as { pid: number };
-    return pidAlive(pid);
-  } catch {
-    return false;
+    const runtime = new BwrapRuntime(stateDir);
+    await runtime.recoverAll();
+    const running = runtime.runningIds();
+    if (running.length > 0) {
+      throw new ConflictError('ZOMG_POOL_BUSY', `${running.length} box${running.length === 1 ? ' is' : 'es are'} running on this pool`, {
+        hint: 'stop them first (zomg list -a shows which)',
+      });
+    }
+    await runtime.releasePool(join(realpathSync(stateDir), 'pool'));
+    return await closeStoragePool(stateDir);
+  } finally {
+    lock.release();
   }
 }

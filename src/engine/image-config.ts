@@ -5,13 +5,12 @@
  * kept and shown as metadata only: an exec runs as root unless `--user` says otherwise, as in
  * every other box, and a box runs no entrypoint.
  */
+import { BOX_BIN } from '../core/box-layout.js';
 import { RESERVED_ENV } from '../core/names.js';
 import type { BaseConfig } from '../core/types.js';
 import { resolveInRoot } from '../system/rootpath.js';
 
 const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
-/** The read-only tools volume every box has; an image's PATH must not hide it. */
-const BOX_BIN = '/box/bin';
 
 /**
  * The image's ENV as a map, without what a box may not take from it: invalid names, the

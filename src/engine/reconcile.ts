@@ -1,129 +1,118 @@
 /**
- * The startup reconciler: brings the pool and the database back into agreement after a
- * crash. Staging leftovers of dead processes are deleted; rows whose subvolume is gone are
- * removed; subvolumes with no row are deleted — unless a live process registered them as
- * pending (it is between placing them and committing their row).
+ * The reconciler: brings the pool and the database back into agreement after a crash.
+ * It runs only with the pool's `mutations` lock held EXCLUSIVELY (every mutation holds it
+ * shared), so nothing it looks at is in flight: a subvolume without a row, or a row without
+ * its subvolume, is the leftover of a process that died mid-mutation, never work another
+ * process is about to commit. When the lock is busy it does nothing (a later run repairs).
+ *
+ * It repairs: staging leftovers of dead processes; swaps (restores) cut short — finished
+ * when the new subvolume made it into place, undone otherwise; rows whose subvolume is
+ * gone; subvolumes with no row; starts cut short that left an init unrecorded; the
+ * runtime's state of deleted boxes; what a killed build left in the container store.
  */
-import { existsSync, readdirSync } from 'node:fs';
-import { rename, rm, rmdir } from 'node:fs/promises';
-import { join } from 'node:path';
 import { transaction } from '../db/database.js';
-import { isErrno, pidAlive } from '../system/fs.js';
+import { isAlive } from '../system/procfs.js';
+import { MUTATIONS_LOCK, baseId, checkpointId, rootId, runtimeBox } from './access.js';
 import { pruneStaleBuilds } from './builds.js';
-import { ConflictError } from '../core/errors.js';
-import { boxLockKey } from './boxes.js';
 import type { EngineContext } from './context.js';
-import { ASIDE_MARK } from './snapshots.js';
-
-function entries(dir: string): string[] {
-  try {
-    return readdirSync(dir);
-  } catch (err) {
-    if (isErrno(err, 'ENOENT')) return [];
-    throw err;
-  }
-}
 
 export interface ReconcileReport {
   removedStaging: number;
   removedRows: number;
   removedSubvolumes: number;
+  /** Swaps cut short that were finished or undone. */
+  repairedSwaps: number;
+  /** Inits left unrecorded by starts cut short, stopped. */
+  stoppedStrays: number;
   /** Builds killed mid-way whose images and containers were removed from the engine's store. */
   removedBuilds: number;
 }
 
-export async function reconcile(ctx: EngineContext): Promise<ReconcileReport> {
-  const report: ReconcileReport = { removedStaging: 0, removedRows: 0, removedSubvolumes: 0, removedBuilds: 0 };
-  const { paths, driver } = ctx;
+/** True when a crash left something to repair (cheap: a few directory listings). */
+export function reconcileNeeded(ctx: EngineContext): boolean {
+  if (ctx.locks.staleShared(MUTATIONS_LOCK).length > 0) return true;
+  if (ctx.pool.listStaging().some((s) => s.pid === undefined || !isAlive({ pid: s.pid }))) return true;
+  return ctx.pool.listAsides().some((a) => !isAlive({ pid: a.pid }));
+}
 
-  for (const name of entries(paths.staging)) {
-    const pid = Number.parseInt(name, 10);
-    if (Number.isInteger(pid) && pid > 0 && pidAlive(pid)) continue;
-    if (name === 'podman') continue; // the container engine's own storage lives here
-    await driver.deleteSubvolume(join(paths.staging, name));
+/** Repairs what crashes left (see the module comment); undefined when mutations are in flight. */
+export async function reconcile(ctx: EngineContext): Promise<ReconcileReport | undefined> {
+  const lock = ctx.locks.tryExclusive(MUTATIONS_LOCK);
+  if (lock === undefined) return undefined;
+  try {
+    const report = await repair(ctx);
+    ctx.locks.clearStaleShared(MUTATIONS_LOCK);
+    return report;
+  } finally {
+    lock.release();
+  }
+}
+
+async function repair(ctx: EngineContext): Promise<ReconcileReport> {
+  const report: ReconcileReport = { removedStaging: 0, removedRows: 0, removedSubvolumes: 0, repairedSwaps: 0, stoppedStrays: 0, removedBuilds: 0 };
+  const { pool } = ctx;
+
+  // Work in progress of processes that are gone (a live one may be diffing: its own pid).
+  for (const s of pool.listStaging()) {
+    if (s.pid !== undefined && isAlive({ pid: s.pid })) continue;
+    await pool.delete(s.id);
     report.removedStaging++;
   }
 
-  // Restores cut short: the old root was renamed aside. If the new root made it into place
-  // the restore had committed and the aside copy is garbage; otherwise the old root goes back.
-  for (const name of entries(paths.roots)) {
-    const at = name.indexOf(ASIDE_MARK);
-    if (at < 0) continue;
-    const pid = Number.parseInt(name.slice(at + ASIDE_MARK.length), 10);
-    if (pidAlive(pid)) continue;
-    const root = join(paths.roots, name.slice(0, at));
-    if (existsSync(root)) await driver.deleteSubvolume(join(paths.roots, name));
-    else await rename(join(paths.roots, name), root);
-  }
-
-  const livePending = new Set<string>();
-  for (const p of ctx.pending.all()) {
-    if (pidAlive(p.pid)) livePending.add(p.path);
-    else ctx.pending.remove(p.path);
+  // Swaps cut short: the target was renamed aside. If the new one made it into place the
+  // swap had committed and the aside copy is garbage; otherwise the old one goes back.
+  for (const aside of pool.listAsides()) {
+    if (isAlive({ pid: aside.pid })) continue;
+    if (pool.exists(aside.target)) await pool.deleteAside(aside.target, aside.name);
+    else await pool.restoreAside(aside);
+    report.repairedSwaps++;
   }
 
   // Rows whose subvolume is gone.
   transaction(ctx.db, () => {
     for (const v of ctx.bases.allVersions()) {
-      if (existsSync(join(paths.bases, v.name))) continue;
+      if (pool.exists(baseId(v.name))) continue;
       for (const alias of ctx.bases.aliasesOf(v.name)) ctx.bases.deleteAlias(alias);
       ctx.bases.deleteVersion(v.name);
       report.removedRows++;
     }
     for (const cp of ctx.checkpoints.all()) {
-      if (existsSync(join(paths.checkpoints, cp.box_id, cp.name))) continue;
+      if (pool.exists(checkpointId({ id: cp.box_id }, cp.name))) continue;
       ctx.checkpoints.delete(cp.box_id, cp.name);
       report.removedRows++;
     }
   });
-
-  // Boxes whose root is gone — checked under the box's lock (skipped when it is busy): a
-  // restore in another process has the root renamed aside for a moment.
   for (const id of ctx.boxes.ids()) {
     const row = ctx.boxes.byId(id);
-    if (!row || existsSync(join(paths.roots, id))) continue;
-    let lock;
-    try {
-      lock = await ctx.locks.acquire(boxLockKey(row), { timeoutMs: 0 });
-    } catch (err) {
-      if (err instanceof ConflictError) continue;
-      throw err;
-    }
-    try {
-      if (existsSync(join(paths.roots, id)) || !ctx.boxes.byId(id)) continue;
-      transaction(ctx.db, () => ctx.boxes.delete(id));
-      report.removedRows++;
-    } finally {
-      lock.release();
-    }
-  }
-
-  // Run directories of boxes that no longer exist (their init is long gone).
-  const runRoot = join(ctx.stateDir, 'run', 'boxes');
-  for (const id of entries(runRoot)) {
-    if (!ctx.boxes.byId(id)) await rm(join(runRoot, id), { recursive: true, force: true });
+    if (!row || pool.exists(rootId(row))) continue;
+    await ctx.runtime.remove(runtimeBox(ctx, row));
+    transaction(ctx.db, () => ctx.boxes.delete(id)); // its snapshot rows cascade; their subvolumes are orphans below
+    report.removedRows++;
   }
 
   // Subvolumes with no row.
-  const orphan = async (path: string): Promise<void> => {
-    if (livePending.has(path)) return;
-    await driver.deleteSubvolume(path);
+  for (const version of pool.listBases()) {
+    if (ctx.bases.versionExists(version)) continue;
+    await pool.delete(baseId(version));
     report.removedSubvolumes++;
-  };
-  for (const name of entries(paths.bases)) {
-    if (!ctx.bases.versionExists(name)) await orphan(join(paths.bases, name));
   }
-  for (const id of entries(paths.roots)) {
-    if (id.includes(ASIDE_MARK)) continue;
-    if (!ctx.boxes.byId(id)) await orphan(join(paths.roots, id));
+  for (const id of pool.listRoots()) {
+    if (ctx.boxes.byId(id)) continue;
+    await ctx.runtime.remove(runtimeBox(ctx, { id }));
+    await pool.delete(rootId({ id }));
+    report.removedSubvolumes++;
   }
-  for (const boxId of entries(paths.checkpoints)) {
-    const known = ctx.boxes.byId(boxId) !== undefined;
-    for (const name of entries(join(paths.checkpoints, boxId))) {
-      if (!known || !ctx.checkpoints.get(boxId, name)) await orphan(join(paths.checkpoints, boxId, name));
-    }
-    if (!known) await rmdir(join(paths.checkpoints, boxId)).catch(() => undefined);
+  for (const cp of pool.listCheckpoints()) {
+    if (ctx.checkpoints.get(cp.box, cp.name)) continue;
+    await pool.delete(checkpointId({ id: cp.box }, cp.name));
+    report.removedSubvolumes++;
   }
+  pool.pruneEmptyDirs();
+
+  // Starts cut short (an init nobody recorded), and the runtime state of deleted boxes.
+  for (const row of ctx.boxes.list()) if (await ctx.runtime.recover(runtimeBox(ctx, row))) report.stoppedStrays++;
+  ctx.runtime.pruneState((id) => ctx.boxes.byId(id) !== undefined);
+
   report.removedBuilds = await pruneStaleBuilds(ctx);
   return report;
 }

@@ -1,15 +1,12 @@
 /**
- * Box snapshots ("checkpoints" in the API): read-only btrfs snapshots of a box root under
- * `checkpoints/<box-id>/<name>`, created in their final directory (a read-only subvolume
- * cannot change directory). Restore swaps roots atomically: a writable snapshot of the
- * checkpoint is built in staging → the live root is renamed aside → the new root is renamed
- * into place → commit → the old root is deleted.
+ * Box snapshots ("checkpoints" in the API): read-only snapshots of a box root, taken
+ * straight into their final place (a read-only subvolume cannot change directory). Restore
+ * swaps roots atomically (Pool.swap): a writable snapshot of the checkpoint is built in
+ * staging → the live root is renamed aside → the new root is renamed into place → commit →
+ * the old root is deleted.
  */
+import { ConflictError } from '../core/errors.js';
 import { checkText } from '../core/input.js';
-import { randomBytes } from 'node:crypto';
-import { mkdir, rename } from 'node:fs/promises';
-import { join } from 'node:path';
-import { ConflictError, snapshotNotFound } from '../core/errors.js';
 import { parseSnapshotName } from '../core/names.js';
 import type { BoxRef } from '../core/refs.js';
 import type { CreateCheckpointOptions } from '../core/service.js';
@@ -18,15 +15,10 @@ import { nextSnapshotName } from '../core/versions.js';
 import type { BoxRow, CheckpointRow } from '../db/boxes-repo.js';
 import { transaction } from '../db/database.js';
 import { Reverter } from '../system/reverter.js';
-import { boxLockKey, findBox, rootPath } from './boxes.js';
+import { checkpointId, findBox, findCheckpoint, withBox } from './access.js';
 import { type EngineContext, isoNow } from './context.js';
-import { startRow, stopRow } from './running.js';
+import { startRow, stopRow } from './lifecycle.js';
 import { scheduleSizes } from './sizes.js';
-
-export const checkpointPath = (ctx: EngineContext, boxId: string, name: string): string => join(ctx.paths.checkpoints, boxId, name);
-
-/** The aside name of a root during a restore; the reconciler finishes or undoes a restore from it. */
-export const ASIDE_MARK = '@restore-';
 
 const toCheckpoint = (box: BoxRow, row: CheckpointRow): Checkpoint => ({
   name: row.name,
@@ -37,48 +29,38 @@ const toCheckpoint = (box: BoxRow, row: CheckpointRow): Checkpoint => ({
   created_at: row.created_at,
 });
 
-const lockOpts = (ref: BoxRef) => ({ what: `box "${ref.project}:${ref.name}"`, timeoutMs: 120_000 });
-
+/**
+ * Takes a read-only snapshot of the box root. The name is chosen, the subvolume placed and
+ * the row committed under the box lock (and the pool's shared mutations lock, so the
+ * reconciler never sees the snapshot before its row): a name, once reported, belongs to a
+ * snapshot that exists.
+ */
 export async function createCheckpoint(ctx: EngineContext, ref: BoxRef, options: CreateCheckpointOptions = {}): Promise<Checkpoint> {
   const requested = options.name !== undefined ? parseSnapshotName(options.name) : undefined;
   if (options.description !== undefined) checkText(options.description, 'description', 'text');
-  return ctx.locks.with(boxLockKey(ref), async () => {
-    const box = findBox(ctx, ref);
+  const checkpoint = await withBox(ctx, ref, async ({ row: box, root }) => {
     const existing = ctx.checkpoints.list(box.id).map((c) => c.name);
     const name = requested ?? nextSnapshotName(existing);
-    if (existing.includes(name)) {
+    const dest = checkpointId(box, name);
+    if (existing.includes(name) || ctx.pool.exists(dest)) {
       throw new ConflictError('ZOMG_SNAPSHOT_EXISTS', `snapshot "${name}" of box "${box.name}" already exists`, { hint: 'pick another name, or omit it to get the next vN' });
     }
-    const dest = checkpointPath(ctx, box.id, name);
     const row: CheckpointRow = { box_id: box.id, name, description: options.description ?? '', size_bytes: null, created_at: isoNow(ctx) };
-    const checkpoint = await new Reverter().run(async (r) => {
-      await mkdir(join(ctx.paths.checkpoints, box.id), { recursive: true, mode: 0o700 });
-      ctx.pending.add(dest, process.pid, row.created_at);
-      r.add('forget pending', () => ctx.pending.remove(dest));
-      await ctx.driver.snapshot(rootPath(ctx, box.id), dest, { readOnly: true });
-      r.add('delete snapshot subvolume', () => ctx.driver.deleteSubvolume(dest));
+    return new Reverter().run(async (r) => {
+      await ctx.pool.snapshot(root, dest, { readOnly: true });
+      r.add('delete snapshot subvolume', () => ctx.pool.delete(dest));
       await ctx.fault('snapshot:placed');
-      transaction(ctx.db, () => {
-        ctx.checkpoints.insert(row);
-        ctx.pending.remove(dest);
-      });
+      transaction(ctx.db, () => ctx.checkpoints.insert(row));
       return toCheckpoint(box, row);
     });
-    scheduleSizes(ctx);
-    return checkpoint;
-  }, lockOpts(ref));
+  });
+  scheduleSizes(ctx);
+  return checkpoint;
 }
 
 export function listCheckpoints(ctx: EngineContext, ref: BoxRef): Checkpoint[] {
   const box = findBox(ctx, ref);
   return ctx.checkpoints.list(box.id).map((row) => toCheckpoint(box, row));
-}
-
-export function findCheckpoint(ctx: EngineContext, box: BoxRow, name: string): CheckpointRow {
-  parseSnapshotName(name);
-  const row = ctx.checkpoints.get(box.id, name);
-  if (!row) throw snapshotNotFound(box.name, name);
-  return row;
 }
 
 export function getCheckpoint(ctx: EngineContext, ref: BoxRef, name: string): Checkpoint {
@@ -92,18 +74,25 @@ export function getCheckpoint(ctx: EngineContext, ref: BoxRef, name: string): Ch
  * checkpoint survives, so the box can go back and forward again.
  */
 export async function restoreCheckpoint(ctx: EngineContext, ref: BoxRef, name: string): Promise<Checkpoint> {
-  return ctx.locks.with(boxLockKey(ref), async () => {
-    const box = findBox(ctx, ref);
+  return withBox(ctx, ref, async ({ row: box, root }) => {
     const cp = findCheckpoint(ctx, box, name);
-    const root = rootPath(ctx, box.id);
-    // Unique per restore: a leftover aside (a failed delete) never blocks the next restore.
-    const aside = `${root}${ASIDE_MARK}${process.pid}-${randomBytes(3).toString('hex')}`;
     // A running box is stopped for the swap (its processes hold the old tree) and resumed
     // afterwards — on the new root, or on the old one when the restore failed.
     const wasRunning = await stopRow(ctx, box);
     let failure: unknown;
+    let aside: string | undefined;
     try {
-      await swapRoot(ctx, box, cp, root, aside);
+      // The new root is built whole in staging first (a checkpoint may hold nested
+      // subvolumes, placed one by one), then two renames swap it in.
+      aside = await new Reverter().run(async (r) => {
+        const staged = ctx.pool.newStaging(`restore-${box.id}`);
+        await ctx.pool.snapshot(checkpointId(box, cp.name), staged, { readOnly: false });
+        r.add('delete the staged root', () => ctx.pool.delete(staged));
+        return ctx.pool.swap(root, staged, {
+          fault: (step) => ctx.fault(step),
+          commit: () => transaction(ctx.db, () => ctx.boxes.update(box.id, { updatedAt: isoNow(ctx) })),
+        });
+      });
     } catch (err) {
       failure = err;
     }
@@ -116,38 +105,15 @@ export async function restoreCheckpoint(ctx: EngineContext, ref: BoxRef, name: s
     }
     if (failure !== undefined) throw failure;
     // Irreversible, and after the commit: a failure here leaves only garbage the reconciler removes.
-    await ctx.driver.deleteSubvolume(aside).catch(() => undefined);
+    if (aside !== undefined) await ctx.pool.deleteAside(root, aside).catch(() => undefined);
     return toCheckpoint(box, cp);
-  }, lockOpts(ref));
-}
-
-/**
- * The new root is built completely in staging first (a checkpoint may hold nested
- * subvolumes, placed one by one), then two renames swap it in. A crash before the first
- * rename leaves the old root; between the two, the reconciler puts the aside back; after
- * the second, the new root is whole.
- */
-async function swapRoot(ctx: EngineContext, box: BoxRow, cp: CheckpointRow, root: string, aside: string): Promise<void> {
-  await new Reverter().run(async (r) => {
-    const staged = ctx.stagingPath(`restore-${box.id}`);
-    await ctx.driver.snapshot(checkpointPath(ctx, box.id, cp.name), staged, { readOnly: false });
-    r.add('delete the staged root', () => ctx.driver.deleteSubvolume(staged));
-    await rename(root, aside);
-    r.add('put the old root back', () => rename(aside, root));
-    await ctx.fault('restore:aside');
-    await rename(staged, root);
-    r.add('take the new root out', () => rename(root, staged));
-    await ctx.fault('restore:placed');
-    transaction(ctx.db, () => ctx.boxes.update(box.id, { updatedAt: isoNow(ctx) }));
-    await ctx.fault('restore:committed');
   });
 }
 
 export async function deleteCheckpoint(ctx: EngineContext, ref: BoxRef, name: string): Promise<void> {
-  await ctx.locks.with(boxLockKey(ref), async () => {
-    const box = findBox(ctx, ref);
+  await withBox(ctx, ref, async ({ row: box }) => {
     const cp = findCheckpoint(ctx, box, name);
     transaction(ctx.db, () => ctx.checkpoints.delete(box.id, cp.name));
-    await ctx.driver.deleteSubvolume(checkpointPath(ctx, box.id, cp.name));
-  }, lockOpts(ref));
+    await ctx.pool.delete(checkpointId(box, cp.name));
+  });
 }

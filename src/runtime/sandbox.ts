@@ -38,14 +38,16 @@
  * security boundary.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { accessSync, closeSync, constants as fsConstants, mkdirSync, openSync, readFileSync, statSync, unlinkSync } from 'node:fs';
+import { accessSync, closeSync, constants as fsConstants, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, unlinkSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { delimiter, join, posix } from 'node:path';
 import type { Readable, Stream, Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { BG_LOG_DIR, BOX_BIN } from '../core/box-layout.js';
 import { ConflictError, InvalidArgumentError, ToolError, UnprocessableError } from '../core/errors.js';
 import { atomicWriteFile, isErrno } from '../system/fs.js';
 import { LockManager } from '../system/lock.js';
+import { mountAt } from '../system/mountinfo.js';
 import { run } from '../system/run.js';
 import { DEFAULT_PATH, checkEnvKeys, execEnvironment, installBoxEnvironment, type ExecIdentity } from './environment.js';
 import { bootId, childPids, readProcStat } from './procfs.js';
@@ -75,6 +77,8 @@ export interface BoxSpec {
   volumes: BoxVolume[];
   /** A host directory private to this box for the runtime's state (created, mode 0700). */
   runDir: string;
+  /** Test hook: called between the steps of a start (crash injection). */
+  fault?: (step: string) => void | Promise<void>;
 }
 
 export type BoxRunState = 'running' | 'stopped';
@@ -139,11 +143,17 @@ interface InitRecord {
 }
 
 const RECORD = 'init.json';
+/** bwrap's info (the init's pid), written by bwrap itself. */
+const INFO = 'init.info';
+/** The argument list handed to bwrap. */
+const ARGS = 'init.args';
+/** A start in progress: the instant after which its init was made. */
+const INTENT = 'starting.json';
+/** USER_HZ: the unit of /proc/<pid>/stat start times (100 on every Linux ABI zomg runs on). */
+const CLOCK_TICKS = 100;
 const LOG = 'init.log';
 const LOCK = 'sandbox';
 const KEEPER = ['sleep', 'infinity'];
-const BOX_BIN = '/box/bin';
-const BG_LOG_DIR = '/tmp/boxes/exec';
 const START_TIMEOUT_MS = 15_000;
 const STOP_TIMEOUT_MS = 15_000;
 
@@ -234,6 +244,11 @@ function liveRecord(runDir: string): InitRecord | undefined {
   const record = readRecord(runDir);
   if (record === undefined || !initAlive(record)) return undefined;
   return sameFile(processRoot(record.pid), { dev: record.rootDev, ino: record.rootIno }) ? record : undefined;
+}
+
+/** True while the recorded init of this run directory lives (or a start cut short left one running). */
+export function isRunning(runDir: string): boolean {
+  return liveRecord(runDir) !== undefined || strayInit(runDir) !== undefined;
 }
 
 /**
@@ -362,24 +377,6 @@ function startFailed(runDir: string, why: string, cause?: unknown): ToolError {
   });
 }
 
-/** Reads `stream` to its end (bwrap closes the info fd once it has written the pid). */
-function readToEnd(stream: Readable, timeoutMs: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let text = '';
-    const timer = setTimeout(() => reject(new Error('timed out waiting for bwrap')), timeoutMs);
-    stream.setEncoding('utf8');
-    stream.on('data', (chunk: string) => (text += chunk));
-    stream.on('end', () => {
-      clearTimeout(timer);
-      resolve(text);
-    });
-    stream.on('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-  });
-}
-
 function killQuiet(pid: number): void {
   try {
     process.kill(pid, 'SIGKILL');
@@ -392,44 +389,52 @@ async function launch(spec: BoxSpec, rootId: { dev: number; ino: number }, timeo
   const bwrap = tool('bwrap', 'bubblewrap');
   const mount = tool('mount', 'mount (util-linux)');
   const { args, path } = prepareRoot(spec);
-  // bwrap reads the list NUL-separated: an argument holding a NUL would smuggle in arguments of its own.
-  if (args.some((a) => a.includes('\0'))) throw new Error('a sandbox argument contains a NUL byte');
   const deadline = Date.now() + timeoutMs;
 
+  // The arguments and bwrap's info go through FILES, never pipes to this process: a caller
+  // killed half-way must not leave bwrap with half its arguments, nor kill it with SIGPIPE
+  // while it reports the init's pid (its child would then wait forever, holding a copy of
+  // the host's mount namespace). bwrap finishes on its own; the pre-start intent and the
+  // info file let the next start, stop or delete find what it started.
+  for (const arg of args) {
+    if (arg.includes('\0')) throw new InvalidArgumentError('a sandbox argument contains a NUL byte', { code: 'ZOMG_INVALID_INPUT' });
+  }
+  writeIntent(spec.runDir);
+  const argsPath = join(spec.runDir, ARGS);
+  atomicWriteFile(argsPath, Buffer.from(args.map((a) => `${a}\0`).join('')), 0o600);
   const logFd = openSync(join(spec.runDir, LOG), 'a', 0o600);
+  const argsFd = openSync(argsPath, 'r');
+  const infoFd = openSync(join(spec.runDir, INFO), 'w', 0o600);
   let child: ChildProcess;
   try {
     // fd 3: the argument list (NUL-separated); fd 4: bwrap's info (the init's pid).
     child = spawn(bwrap, ['--args', '3', '--info-fd', '4', '--', ...KEEPER], {
       argv0: 'bwrap',
       detached: true,
-      stdio: ['ignore', logFd, logFd, 'pipe', 'pipe'],
+      stdio: ['ignore', logFd, logFd, argsFd, infoFd],
       env: { PATH: process.env.PATH ?? DEFAULT_PATH },
     });
   } finally {
     closeSync(logFd);
+    closeSync(argsFd);
+    closeSync(infoFd);
   }
   let exited: string | undefined;
   let spawnError: unknown;
   child.on('error', (err) => (spawnError = err));
   child.on('exit', (code, signal) => (exited = signal ?? `exit ${code}`));
-  const argsPipe = child.stdio[3] as Writable;
-  const infoPipe = child.stdio[4] as Readable;
-  argsPipe.on('error', () => {
-    /* bwrap failed before reading its arguments; its exit says why */
-  });
-  argsPipe.end(Buffer.from(args.map((a) => `${a}\0`).join('')));
+  await spec.fault?.('start:spawned');
 
   let pid: number | undefined;
   try {
-    const info = await readToEnd(infoPipe, timeoutMs);
-    if (spawnError !== undefined) throw spawnError;
-    try {
-      pid = (JSON.parse(info) as { 'child-pid'?: number })['child-pid'];
-    } catch {
-      pid = undefined;
+    for (;;) {
+      if (spawnError !== undefined) throw spawnError;
+      pid = readInfoPid(spec.runDir);
+      if (pid !== undefined) break;
+      if (exited !== undefined) throw startFailed(spec.runDir, `bwrap ended (${exited})`);
+      if (Date.now() > deadline) throw startFailed(spec.runDir, 'bwrap did not report the init process');
+      await sleep(2);
     }
-    if (pid === undefined || !Number.isInteger(pid)) throw startFailed(spec.runDir, 'bwrap did not report the init process');
     const stat = readProcStat(pid);
     if (stat === undefined) throw startFailed(spec.runDir, 'the init process exited at once');
 
@@ -470,12 +475,130 @@ async function launch(spec: BoxSpec, rootId: { dev: number; ino: number }, timeo
       await waitGone(pid, readProcStat(pid)?.startTime, 5000).catch(() => undefined);
     }
     removeRecord(spec.runDir);
-    throw err instanceof ToolError ? err : startFailed(spec.runDir, (err as Error).message, err);
+    throw err instanceof ToolError || err instanceof InvalidArgumentError ? err : startFailed(spec.runDir, (err as Error).message, err);
   } finally {
-    infoPipe.destroy();
-    argsPipe.destroy();
+    clearIntent(spec.runDir);
     child.unref();
   }
+}
+
+/** The init's pid as bwrap reported it in the info file, once the report is complete. */
+function readInfoPid(runDir: string): number | undefined {
+  let text: string;
+  try {
+    text = readFileSync(join(runDir, INFO), 'utf8');
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) return undefined;
+    throw err;
+  }
+  try {
+    const pid = (JSON.parse(text) as { 'child-pid'?: unknown })['child-pid'];
+    return typeof pid === 'number' && Number.isInteger(pid) && pid > 0 ? pid : undefined;
+  } catch {
+    return undefined; // not written completely yet
+  }
+}
+
+/** Clock ticks since boot, the unit of a process's start time. */
+function uptimeTicks(): number {
+  const seconds = Number.parseFloat(readFileSync('/proc/uptime', 'utf8').split(' ')[0] ?? '0');
+  return Math.floor(seconds * CLOCK_TICKS);
+}
+
+/** Recorded before bwrap is spawned: any init it makes starts after this instant, in this boot. */
+function writeIntent(runDir: string): void {
+  rmSync(join(runDir, INFO), { force: true });
+  atomicWriteFile(join(runDir, INTENT), JSON.stringify({ bootId: bootId(), afterTicks: uptimeTicks() - CLOCK_TICKS }), 0o600);
+}
+
+function clearIntent(runDir: string): void {
+  rmSync(join(runDir, INTENT), { force: true });
+}
+
+/**
+ * An init that a start cut short (its caller killed between spawning bwrap and recording
+ * the init) left running untracked: the pid bwrap reported, while that process is a bwrap
+ * started after the intent, in this boot. Undefined when there is none.
+ */
+function strayInit(runDir: string): { pid: number; startTime: number } | undefined {
+  let intent: { bootId?: string; afterTicks?: number };
+  try {
+    intent = JSON.parse(readFileSync(join(runDir, INTENT), 'utf8')) as typeof intent;
+  } catch {
+    return undefined;
+  }
+  const pid = readInfoPid(runDir);
+  if (pid === undefined || intent.bootId !== bootId()) return undefined;
+  if (readRecord(runDir)?.pid === pid && liveRecord(runDir) !== undefined) return undefined; // recorded after all: not a stray
+  const stat = readProcStat(pid);
+  if (stat === undefined || stat.state === 'Z' || stat.state === 'X' || stat.startTime < (intent.afterTicks ?? 0)) return undefined;
+  let comm = '';
+  try {
+    comm = readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+  } catch {
+    return undefined;
+  }
+  return comm === 'bwrap' ? { pid, startTime: stat.startTime } : undefined;
+}
+
+/** Kills an init left untracked by a start cut short (see `strayInit`) and forgets the intent; true when there was one. */
+export async function reapStray(runDir: string): Promise<boolean> {
+  const stray = strayInit(runDir);
+  if (stray !== undefined) {
+    killQuiet(stray.pid);
+    await waitGone(stray.pid, stray.startTime, STOP_TIMEOUT_MS);
+  }
+  clearIntent(runDir);
+  return stray !== undefined;
+}
+
+/**
+ * Kills bwrap processes stuck half-way with their own copy of a mount namespace that still
+ * holds the filesystem mounted at `point` (they pin it: it could not be unmounted). A
+ * running box's init is never among them: its root is its box, not the host's.
+ */
+export async function killStuckSandboxes(point: string): Promise<number> {
+  const source = mountAt(point)?.source;
+  if (source === undefined) return 0;
+  const ownNs = statSync('/proc/self/ns/mnt').ino;
+  const hostRoot = statRoot('/');
+  const victims: Array<{ pid: number; startTime: number }> = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const pid = Number(entry);
+    try {
+      if (readFileSync(`/proc/${pid}/comm`, 'utf8').trim() !== 'bwrap') continue;
+      if (statSync(`/proc/${pid}/ns/mnt`).ino === ownNs || !sameFile(processRoot(pid), hostRoot)) continue;
+      if (!readFileSync(`/proc/${pid}/mountinfo`, 'utf8').includes(` ${source} `)) continue;
+    } catch {
+      continue; // gone meanwhile
+    }
+    const stat = readProcStat(pid);
+    if (stat !== undefined) victims.push({ pid, startTime: stat.startTime });
+  }
+  for (const v of victims) killQuiet(v.pid);
+  for (const v of victims) await waitGone(v.pid, v.startTime, STOP_TIMEOUT_MS).catch(() => undefined);
+  return victims.length;
+}
+
+/**
+ * Kills every process whose root directory is `root` (a box root about to be deleted): the
+ * last resort after `stopBox`, for processes no record names. Returns how many it killed.
+ */
+export async function killProcessesRootedAt(root: string): Promise<number> {
+  const target = statRoot(root);
+  if (target === undefined) return 0;
+  const victims: Array<{ pid: number; startTime: number }> = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const pid = Number(entry);
+    if (pid === process.pid || !sameFile(processRoot(pid), target)) continue;
+    const stat = readProcStat(pid);
+    if (stat !== undefined) victims.push({ pid, startTime: stat.startTime });
+  }
+  for (const v of victims) killQuiet(v.pid);
+  for (const v of victims) await waitGone(v.pid, v.startTime, STOP_TIMEOUT_MS).catch(() => undefined);
+  return victims.length;
 }
 
 function readKeeperName(pid: number): string | undefined {
@@ -510,6 +633,8 @@ export async function startBox(spec: BoxSpec, options: { timeoutMs?: number } = 
         throw new ConflictError('ZOMG_BOX_RUNNING', 'the box is running on another root directory', { hint: 'stop the box first' });
       }
       removeRecord(spec.runDir);
+      // A start cut short may have left an init nobody recorded: never run a second one.
+      await reapStray(spec.runDir);
       const started = await launch(spec, rootId, options.timeoutMs ?? START_TIMEOUT_MS);
       return { pid: started.pid };
     },
@@ -539,16 +664,16 @@ async function waitGone(pid: number, startTime: number | undefined, timeoutMs: n
  * its mount namespace.
  */
 export async function stopBox(runDir: string, options: { timeoutMs?: number } = {}): Promise<'stopped' | 'not_running'> {
-  const record = readRecord(runDir);
-  if (record === undefined) return 'not_running';
+  if (readRecord(runDir) === undefined && !existsSync(join(runDir, INTENT))) return 'not_running';
   return new LockManager(runDir).with(
     LOCK,
     async () => {
+      const stray = await reapStray(runDir);
       // Only a verified init is killed: a stale record may name a pid reused by anything.
       const current = liveRecord(runDir);
       if (current === undefined) {
         removeRecord(runDir);
-        return 'not_running';
+        return stray ? 'stopped' : 'not_running';
       }
       killQuiet(current.pid);
       await waitGone(current.pid, current.startTime, options.timeoutMs ?? STOP_TIMEOUT_MS);

@@ -11,12 +11,13 @@
  *   paths relative to the filesystem's top level (also when a non-top subvolume is the
  *   mount); /proc/self/mountinfo maps those paths to host paths.
  */
-import { lstat, readdir, readFile, realpath, rmdir, statfs } from 'node:fs/promises';
+import { lstat, readdir, realpath, rmdir, statfs } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
 import { PassThrough, Writable } from 'node:stream';
 import type { Readable } from 'node:stream';
 import { PoolFullError, ToolError, ZomgError } from '../core/errors.js';
 import { isErrno, pathExists } from '../system/fs.js';
+import { mountHolding } from '../system/mountinfo.js';
 import { withReverter } from '../system/reverter.js';
 import { CommandError, isNoSpace, run, runText } from '../system/run.js';
 import type { DriverCapabilities, SnapshotOptions, StorageDriver } from './driver.js';
@@ -66,37 +67,6 @@ async function btrfs(op: string, args: readonly string[]): Promise<string> {
 /** True when `child` is strictly below `parent` (both normalized absolute paths). */
 const isBelow = (child: string, parent: string): boolean =>
   child.startsWith(parent.endsWith(sep) ? parent : parent + sep) && child !== parent;
-
-interface MountEntry {
-  /** Where the filesystem is mounted on the host. */
-  point: string;
-  /** The path inside the filesystem that the mount shows ("/" or e.g. "/@home"). */
-  root: string;
-  fstype: string;
-}
-
-// mountinfo escapes space, tab, newline and backslash as \ooo.
-const unescapeMountinfo = (s: string): string => s.replace(/\\([0-7]{3})/g, (_m, oct: string) => String.fromCharCode(Number.parseInt(oct, 8)));
-
-/** The mount that holds `path` (a realpath): the longest mount point above it, the latest on ties. */
-async function mountOf(path: string): Promise<MountEntry> {
-  const text = await readFile('/proc/self/mountinfo', 'utf8');
-  let best: MountEntry | undefined;
-  for (const line of text.split('\n')) {
-    const [pre, post] = line.split(' - ');
-    if (!pre || !post) continue;
-    const fields = pre.split(' ');
-    const root = fields[3];
-    const point = fields[4];
-    const fstype = post.split(' ')[0];
-    if (root === undefined || point === undefined || fstype === undefined) continue;
-    const entry = { point: unescapeMountinfo(point), root: unescapeMountinfo(root), fstype };
-    if (entry.point !== path && entry.point !== '/' && !isBelow(path, entry.point)) continue;
-    if (!best || entry.point.length >= best.point.length) best = entry;
-  }
-  if (!best) throw new Error(`no mount holds ${path}`);
-  return best;
-}
 
 const LIST_LINE = /^ID \d+ gen \d+ top level \d+ path (.*)$/;
 
@@ -200,8 +170,8 @@ export class BtrfsDriver implements StorageDriver {
    */
   async listNested(path: string): Promise<string[]> {
     const top = await realpath(path);
-    const mount = await mountOf(top);
-    if (mount.fstype !== 'btrfs') throw new Error(`${path} is not on btrfs`);
+    const mount = mountHolding(top);
+    if (mount?.fstype !== 'btrfs') throw new Error(`${path} is not on btrfs`);
     const mountRoot = mount.root.replace(/^\/+/, '');
     const found: string[] = [];
     const visit = async (dir: string): Promise<void> => {

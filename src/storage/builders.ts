@@ -33,6 +33,7 @@ import { PassThrough } from 'node:stream';
 import type { Readable } from 'node:stream';
 import { type ErrorCode, InvalidArgumentError, ToolError, UnprocessableError, UnsupportedError, ZomgError } from '../core/errors.js';
 import type { BaseConfig } from '../core/types.js';
+import { mountHolding } from '../system/mountinfo.js';
 import { isErrno } from '../system/fs.js';
 import { withReverter } from '../system/reverter.js';
 import { CommandError, run } from '../system/run.js';
@@ -454,41 +455,12 @@ export async function removeBuildLeftovers(builder: BuilderName, options: Detect
   }
 }
 
-interface MountInfo {
-  device: string;
-  fstype: string;
-}
-
-// mountinfo escapes space, tab, newline and backslash as \ooo.
-const unescapeMountinfo = (s: string): string => s.replace(/\\([0-7]{3})/g, (_m, oct: string) => String.fromCharCode(Number.parseInt(oct, 8)));
-
-/**
- * The filesystem that holds `path`: mountinfo's major:minor is the superblock's device, one
- * per btrfs filesystem, whereas `st_dev` and statfs's fsid differ between its subvolumes.
- */
-async function filesystemOf(path: string): Promise<MountInfo> {
-  const real = await realpath(path);
-  const text = await readFile('/proc/self/mountinfo', 'utf8');
-  let best: (MountInfo & { point: string }) | undefined;
-  for (const line of text.split('\n')) {
-    const [pre, post] = line.split(' - ');
-    if (pre === undefined || post === undefined) continue;
-    const fields = pre.split(' ');
-    const device = fields[2];
-    const rawPoint = fields[4];
-    const fstype = post.split(' ')[0];
-    if (device === undefined || rawPoint === undefined || fstype === undefined) continue;
-    const point = unescapeMountinfo(rawPoint);
-    const inside = point === '/' || real === point || real.startsWith(`${point}/`);
-    if (inside && (best === undefined || point.length >= best.point.length)) best = { point, device, fstype };
-  }
-  if (best === undefined) throw new Error(`no mount holds ${path}`);
-  return best;
-}
-
 async function sameBtrfsFilesystem(a: string, b: string): Promise<boolean> {
-  const [fa, fb] = await Promise.all([filesystemOf(a), filesystemOf(b)]);
-  return fa.fstype === 'btrfs' && fb.fstype === 'btrfs' && fa.device === fb.device;
+  // mountinfo's major:minor is the superblock's device, one per btrfs filesystem, whereas
+  // `st_dev` and statfs's fsid differ between its subvolumes.
+  const [ra, rb] = await Promise.all([realpath(a), realpath(b)]);
+  const [fa, fb] = [mountHolding(ra), mountHolding(rb)];
+  return fa?.fstype === 'btrfs' && fb?.fstype === 'btrfs' && fa.device === fb.device;
 }
 
 async function ensureAbsent(dest: string): Promise<void> {

@@ -8,16 +8,16 @@
  * one file that runs mount, umount, losetup, mkfs.btrfs and truncate.
  */
 import { chmod, mkdir, readFile, realpath, rename, rm, statfs } from 'node:fs/promises';
-import { basename, join, resolve, sep } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ConflictError, type ErrorCode, InvalidArgumentError, ToolError, UnsupportedError, ZomgError } from '../core/errors.js';
 import { isErrno, pathExists } from '../system/fs.js';
 import { LockManager } from '../system/lock.js';
 import { CommandError, run, runText } from '../system/run.js';
+import { mountAt } from '../system/mountinfo.js';
 import { BTRFS_SUPER_MAGIC } from './btrfs.js';
+import { LAYERS } from './layout.js';
 
-export const LAYERS = ['bases', 'roots', 'checkpoints', 'volumes', 'volume-checkpoints', 'volume-backups', 'staging'] as const;
-export type Layer = (typeof LAYERS)[number];
 
 export const DEFAULT_IMAGE_SIZE_BYTES = 20 * 1024 ** 3;
 // Below this, separate data and metadata chunks waste much of the image and hit ENOSPC
@@ -43,14 +43,6 @@ export interface ClosePoolResult {
   /** 'external': `<stateDir>/pool` is a btrfs mount zomg did not create, so it was left alone. */
   status: 'unmounted' | 'not-mounted' | 'external';
   message: string;
-}
-
-/** `<root>/<layer>/<parts…>`; throws (a programmer error) if `parts` would leave the layer. */
-export function layerPath(root: string, layer: Layer, ...parts: string[]): string {
-  const base = join(root, layer);
-  const path = join(base, ...parts);
-  if (path !== base && !path.startsWith(base + sep)) throw new Error(`path escapes the ${layer} layer`);
-  return path;
 }
 
 /** Opens (creating and mounting on first use) the pool and ensures its layer directories exist. */
@@ -83,7 +75,7 @@ export async function closePool(stateDir: string): Promise<ClosePoolResult> {
   return lockPool(dir, async () => {
     const root = join(dir, 'pool');
     const image = join(dir, 'pool.img');
-    const mount = await mountAt(root);
+    const mount = mountAt(root);
     if (mount && !(await backedBy(mount.source, image))) {
       return { status: 'external', message: 'The pool is a btrfs mount zomg did not create: left mounted' };
     }
@@ -103,7 +95,7 @@ function lockPool<T>(stateDir: string, fn: () => Promise<T>): Promise<T> {
 async function openEmbedded(stateDir: string, sizeBytes: number): Promise<OpenedPool> {
   const root = join(stateDir, 'pool');
   const image = join(stateDir, 'pool.img');
-  const mount = await mountAt(root);
+  const mount = mountAt(root);
   if (mount) {
     if (mount.fstype !== 'btrfs') throw notBtrfs();
     return { root, mounted: (await backedBy(mount.source, image)) ? 'loop' : 'existing' };
@@ -167,28 +159,6 @@ async function tool(code: ErrorCode, message: string, command: string, args: str
     if (err instanceof ZomgError) throw err;
     throw new ToolError(code, message, { cause: err });
   }
-}
-
-interface Mount {
-  fstype: string;
-  source: string;
-}
-
-const unescapeMountinfo = (s: string): string => s.replace(/\\([0-7]{3})/g, (_m, oct: string) => String.fromCharCode(Number.parseInt(oct, 8)));
-
-/** The filesystem mounted exactly on `point` (the topmost one), if any. */
-async function mountAt(point: string): Promise<Mount | undefined> {
-  const text = await readFile('/proc/self/mountinfo', 'utf8');
-  let found: Mount | undefined;
-  for (const line of text.split('\n')) {
-    const [pre, post] = line.split(' - ');
-    const mp = pre?.split(' ')[4];
-    const [fstype, source] = post?.split(' ') ?? [];
-    if (mp !== undefined && fstype !== undefined && source !== undefined && unescapeMountinfo(mp) === point) {
-      found = { fstype, source: unescapeMountinfo(source) };
-    }
-  }
-  return found;
 }
 
 /** True when the block device `source` is a loop device backed by `image`. */

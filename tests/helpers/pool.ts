@@ -53,7 +53,7 @@ export function makeTestPool(sizeMb = 512): TestPool {
  * unmount can detach the loop device. Only processes rooted in this test's own pool are
  * touched.
  */
-function killBoxesUnder(mnt: string): void {
+export function killBoxesUnder(mnt: string): void {
   const source = mountSource(readFileSync('/proc/self/mountinfo', 'utf8'), mnt);
   if (!source) return;
   for (const entry of readdirSync('/proc')) {

@@ -196,7 +196,7 @@ describe('engine: base build with podman', { skip: !isRoot() ? 'needs root for b
     const dead = spawnSync('true').pid;
     writeFileSync(join(t.stateDir, 'builds', `${dead}-0000.json`), JSON.stringify({ pid: dead, builder: 'podman', tag: 'ghost:latest', since_ms: Date.now() }));
     const report = await t.engine.reconcile();
-    assert.equal(report.removedBuilds, 1);
+    assert.equal(report?.removedBuilds, 1);
     assert.deepEqual(store.leftovers(), { images: '', containers: '' });
     assert.deepEqual(readdirSync(join(t.stateDir, 'builds')), []);
   });

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { ZomgError } from '../../src/core/errors.js';
 import type { BoxName, ProjectName } from '../../src/core/names.js';
-import { boxLockKey } from '../../src/engine/boxes.js';
+import { MUTATIONS_LOCK, boxLockKey } from '../../src/engine/access.js';
 import type { Engine } from '../../src/engine/engine.js';
 import { type TestEngine, makeTestEngine } from '../helpers/engine.js';
 import { busyboxRootfsTar } from '../helpers/fixtures.js';
@@ -113,7 +113,9 @@ describe('engine: snapshots and restore on real btrfs', { skip: !isRoot() && 'ne
   });
 
   it('a reconciler running while another process restores leaves the box alone', async () => {
-    // Mid-restore in "another process": the box lock is held and the root is renamed aside.
+    // Mid-restore in "another process": the pool's mutations lock is held shared, the box
+    // lock is held, and the root is renamed aside.
+    const shared = await t.engine.ctx.locks.acquireShared(MUTATIONS_LOCK);
     const lock = await t.engine.ctx.locks.acquire(boxLockKey({ project: 'default', name: 'box' }));
     const aside = `${root}@restore-${process.pid}-test`;
     execFileSync('mv', [root, aside]);
@@ -125,6 +127,7 @@ describe('engine: snapshots and restore on real btrfs', { skip: !isRoot() && 'ne
     } finally {
       execFileSync('mv', [aside, root]);
       lock.release();
+      shared.release();
     }
     assert.equal(readFileSync(join(root, 'state'), 'utf8'), 'zero');
   });

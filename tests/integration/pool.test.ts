@@ -12,7 +12,9 @@ import { after, afterEach, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { InvalidArgumentError, UnsupportedError } from '../../src/core/errors.js';
 import { BTRFS_SUPER_MAGIC } from '../../src/storage/btrfs.js';
-import { closePool, LAYERS, layerPath, openPool } from '../../src/storage/pool.js';
+import { BtrfsDriver } from '../../src/storage/btrfs.js';
+import { LAYERS, Pool } from '../../src/storage/layout.js';
+import { closePool, openPool } from '../../src/storage/pool.js';
 import { isRoot, makeTestPool } from '../helpers/pool.js';
 import type { TestPool } from '../helpers/pool.js';
 
@@ -134,7 +136,7 @@ describe('openPool on an existing btrfs', { skip }, () => {
     const stateDir = mkdtempSync(join(tmpdir(), 'zomg-pool-'));
     try {
       assert.deepEqual(await openPool({ stateDir, poolPath }), { root: poolPath, mounted: 'existing' });
-      for (const layer of LAYERS) assert.ok(statSync(layerPath(poolPath, layer)).isDirectory(), layer);
+      for (const layer of LAYERS) assert.ok(statSync(join(poolPath, layer)).isDirectory(), layer);
       assert.equal(existsSync(join(stateDir, 'pool.img')), false);
     } finally {
       await closePool(stateDir);
@@ -152,10 +154,16 @@ describe('openPool on an existing btrfs', { skip }, () => {
   });
 });
 
-describe('layerPath', () => {
-  it('joins inside a layer and refuses to leave it', () => {
-    assert.equal(layerPath('/p', 'roots', 'proj', 'box'), '/p/roots/proj/box');
-    assert.equal(layerPath('/p', 'staging'), '/p/staging');
-    assert.throws(() => layerPath('/p', 'roots', '..', 'bases'));
+describe('Pool layout', () => {
+  it('names every kind of subvolume by a typed id, and refuses ids that would leave their layer', () => {
+    const pool = new Pool('/p', new BtrfsDriver());
+    assert.equal(pool.hostPath({ kind: 'root', box: 'abc' }), '/p/roots/abc');
+    assert.equal(pool.hostPath({ kind: 'checkpoint', box: 'abc', name: 'v0' }), '/p/checkpoints/abc/v0');
+    assert.equal(pool.hostPath({ kind: 'base', version: 'b-v1' }), '/p/bases/b-v1');
+    assert.equal(pool.hostPath({ kind: 'volume', volume: 'x' }), '/p/volumes/x');
+    assert.equal(pool.hostPath({ kind: 'staging', name: '1-a-b' }), '/p/staging/1-a-b');
+    assert.throws(() => pool.hostPath({ kind: 'root', box: '..' }));
+    assert.throws(() => pool.hostPath({ kind: 'checkpoint', box: 'abc', name: 'a/b' }));
+    assert.throws(() => pool.hostPath({ kind: 'base', version: 'x\0y' }));
   });
 });

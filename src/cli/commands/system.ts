@@ -6,6 +6,7 @@ export const systemCommands: CommandSpec[] = [
   {
     path: ['serve'],
     summary: 'run the HTTP API over the local engine',
+    reconcile: 'always',
     options: [
       { flags: '--listen <host:port>', description: 'listen address (default 127.0.0.1:7070)' },
       { flags: '--no-auth', description: 'no bearer token (loopback addresses only)' },
@@ -60,7 +61,15 @@ export const systemCommands: CommandSpec[] = [
     path: ['__compute-sizes'],
     summary: 'compute pending sizes (background job)',
     hidden: true,
+    reconcile: 'never',
     async run(ctx) {
+      // Background work: it yields the CPU to what users are waiting for.
+      const { setPriority } = await import('node:os');
+      try {
+        setPriority(19);
+      } catch {
+        /* not allowed: run at the normal priority */
+      }
       const client = await ctx.client();
       await (client as unknown as { computeSizes?: () => Promise<void> }).computeSizes?.();
       return undefined;

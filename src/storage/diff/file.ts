@@ -7,6 +7,7 @@
  */
 import { lstatSync, readFileSync, readlinkSync, type Stats } from 'node:fs';
 import { createTwoFilesPatch } from 'diff';
+import { BOX_MOUNTS } from '../../core/box-layout.js';
 import { InvalidArgumentError, TooLargeError } from '../../core/errors.js';
 import type { FileDiff, FileSide } from '../../core/types.js';
 import { isErrno } from '../../system/fs.js';
@@ -16,7 +17,7 @@ import { readXattrs, statsDiffer } from './verify.js';
 export const FILE_DIFF_LIMIT_BYTES = 1024 * 1024;
 
 /** Paths that are mounts in a box, not part of its root: rejected, never resolved. */
-export const EXCLUDED_PREFIXES = ['/home', '/box/bin', '/box/all', '/box/proj'] as const;
+export const EXCLUDED_PREFIXES: readonly string[] = BOX_MOUNTS.map((m) => m.path);
 
 const escapeError = (path: string): InvalidArgumentError =>
   new InvalidArgumentError(`path "${path}" leaves the box root`, { code: 'ZOMG_PATH_ESCAPES', hint: 'name a file inside the box; ".." and symlinks cannot lead outside it' });

@@ -278,9 +278,12 @@ describe('zomg serve under hostile input', { skip: !isRoot() && 'needs root for 
     const huge = await ws(web, [JSON.stringify({ command: ['id'], cwd: `/${'c'.repeat(6 * 1024 * 1024)}` })]);
     expectWsError('a 6 MiB cwd (never echoed back)', huge, 'ZOMG_INVALID_INPUT');
     expectWsError('a bogus text frame after the request', await ws(web, [JSON.stringify({ command: ['sleep', '5'] }), '{"type":"resize"}']), 'ZOMG_INVALID_ARGUMENT');
-    // A frame over the limit is refused by the WebSocket layer (close 1009); the server lives on.
+    // A frame over the limit is refused by the WebSocket layer (close 1009, or 1006 when the
+    // connection drops while the client is still sending); the server lives on.
     const tooBig = await ws(web, [`{"command":["id"],"cwd":"${'x'.repeat(9 * 1024 * 1024)}"}`]);
-    assert.equal(tooBig.closeCode, 1009);
+    assert.ok(tooBig.closeCode === 1009 || tooBig.closeCode === 1006, String(tooBig.closeCode));
+    assert.equal(tooBig.messages.length, 0);
+    assert.ok(server?.alive());
     // And the protocol still works.
     const good = await ws(web, [JSON.stringify({ command: ['sh', '-c', 'cat; echo done'] }), Buffer.from('in '), '{"type":"stdin_end"}']);
     assert.deepEqual(good.messages, [{ type: 'exit', exit_code: 0 }]);

@@ -8,6 +8,7 @@ import { performance } from 'node:perf_hooks';
 import { ConflictError, InvalidArgumentError } from '../core/errors.js';
 import type { ZomgService } from '../core/service.js';
 import { atomicWriteFile, isErrno } from '../system/fs.js';
+import { allowedHosts } from './origin.js';
 import { buildServer } from './server.js';
 
 export interface ListenAddress {
@@ -104,6 +105,25 @@ export interface ServeOptions {
   logRequests?: boolean;
 }
 
+/**
+ * The last line of defence of a long-running server: an error that escaped every handler
+ * (a bug) is logged and the server keeps answering everyone else. Returns the uninstaller.
+ */
+export function installProcessGuard(log: (line: string) => void): () => void {
+  const onError = (kind: string) => (err: unknown): void => {
+    const detail = err instanceof Error ? (err.stack ?? err.message) : String(err);
+    log(`zomg serve: ${kind} (the server keeps running): ${detail}`);
+  };
+  const onException = onError('uncaught exception');
+  const onRejection = onError('unhandled rejection');
+  process.on('uncaughtException', onException);
+  process.on('unhandledRejection', onRejection);
+  return () => {
+    process.off('uncaughtException', onException);
+    process.off('unhandledRejection', onRejection);
+  };
+}
+
 export async function serve(options: ServeOptions): Promise<{ close(): Promise<void>; url: string }> {
   const addr = parseListen(options.listen);
   if (options.noAuth && !isLoopback(addr.host)) {
@@ -115,17 +135,28 @@ export async function serve(options: ServeOptions): Promise<{ close(): Promise<v
     token = t.token;
     if (t.created) options.log(`Created API token (stored in ${join(options.stateDir, 'token')}, mode 0600): ${t.token}`);
   }
-  const app = await buildServer({ service: options.service, token, logger: false, allowPrivileged: options.allowPrivileged === true });
+  // Known once listening (port 0 picks one); no request arrives before.
+  let hosts = new Set<string>();
+  const app = await buildServer({ service: options.service, token, logger: false, allowPrivileged: options.allowPrivileged === true, allowedHosts: () => hosts });
   if (options.logRequests) logRequests(app.server, options.log);
+  const uninstall = installProcessGuard(options.log);
   try {
     await app.listen({ host: addr.host, port: addr.port });
   } catch (err) {
+    uninstall();
     await app.close();
     throw listenError(err, addr);
   }
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : addr.port;
+  hosts = allowedHosts(addr.host, port);
   const url = `http://${addr.host.includes(':') ? `[${addr.host}]` : addr.host}:${port}`;
   options.log(`zomg API listening on ${url}`);
-  return { url, close: () => app.close() };
+  return {
+    url,
+    close: async () => {
+      await app.close();
+      uninstall();
+    },
+  };
 }

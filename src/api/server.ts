@@ -1,14 +1,21 @@
 /**
  * `buildServer(service)` → a Fastify instance with the `/v1` routes over the engine. It never
- * listens by itself (tests use `inject`; `zomg serve` calls `listen`).
+ * listens by itself (tests use `inject`; `zomg serve` calls `listen`). Every route has one
+ * TypeBox schema (core/wire.ts, api/schemas.ts): its TypeScript types, its validation, its
+ * serialization and its OpenAPI entry come from it.
  */
 import { timingSafeEqual } from 'node:crypto';
 import swagger from '@fastify/swagger';
+import { type TypeBoxTypeProvider, TypeBoxValidatorCompiler } from '@fastify/type-provider-typebox';
 import websocket from '@fastify/websocket';
-import Fastify, { type FastifyInstance } from 'fastify';
+import { type TSchema, Type, TypeGuard } from '@sinclair/typebox';
+import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import { UnauthorizedError } from '../core/errors.js';
 import type { ZomgService } from '../core/service.js';
-import { errorHandler } from './errors.js';
+import { PAGE_MAX_RESULTS } from '../core/wire.js';
+import { quote } from '../core/input.js';
+import { errorHandler, toErrorBody } from './errors.js';
+import { checkHostAndOrigin } from './origin.js';
 import { baseRoutes } from './routes/bases.js';
 import { boxRoutes } from './routes/boxes.js';
 import { buildRoutes } from './routes/builds.js';
@@ -17,6 +24,8 @@ import { diffRoutes } from './routes/diffs.js';
 import { fileRoutes } from './routes/files.js';
 import { runningRoutes } from './routes/running.js';
 import { terminalRoutes } from './routes/terminals.js';
+import { addSharedSchemas } from './schemas.js';
+import type { TypedApp } from './typed.js';
 
 export interface ServerOptions {
   service: ZomgService;
@@ -27,9 +36,30 @@ export interface ServerOptions {
   bodyLimit?: number;
   /** Whether clients may create `privileged` boxes (`zomg serve --allow-privileged`; default no). */
   allowPrivileged?: boolean;
+  /**
+   * With no token: the `host:port` values requests (and browser Origins) may name, read per
+   * request (the port is known once listening). Anything else is refused (ZOMG_FORBIDDEN_ORIGIN).
+   */
+  allowedHosts?: () => Set<string>;
+  /** Listings answer at most this many items per page when the client names no max_results (default and most: PAGE_MAX_RESULTS). */
+  pageSize?: number;
 }
 
+export interface RegisteredRoute {
+  method: string;
+  url: string;
+  websocket: boolean;
+}
+
+const ROUTES = new WeakMap<object, RegisteredRoute[]>();
+
+/** Every route `buildServer` registered (HEAD twins left out): what the OpenAPI document must describe. */
+export const registeredRoutes = (app: FastifyInstance): RegisteredRoute[] => [...(ROUTES.get(app) ?? [])];
+
 const PUBLIC = new Set(['/v1/health', '/v1/openapi.json']);
+
+/** Largest WebSocket frame (the exec request, a chunk of stdin). */
+export const WS_MAX_PAYLOAD_BYTES = 8 * 1024 * 1024;
 
 function tokenMatches(header: string | undefined, token: string): boolean {
   if (!header?.startsWith('Bearer ')) return false;
@@ -39,25 +69,69 @@ function tokenMatches(header: string | undefined, token: string): boolean {
 }
 
 export async function buildServer(options: ServerOptions): Promise<FastifyInstance> {
-  const app = Fastify({
+  const app: TypedApp = Fastify({
     logger: options.logger ?? false,
     bodyLimit: options.bodyLimit ?? 1024 * 1024,
-    // Unknown fields are errors, not silently dropped: a typo must not create the wrong thing.
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true } },
+    // Long enough for any name to reach its parser (and its clear error) instead of "no route".
+    // (Node refuses request heads over 16 KiB anyway.)
+    routerOptions: { maxParamLength: 16 * 1024 },
+    // Errors the router raises before any route runs (a malformed URL) get the same body as every other error.
+    frameworkErrors: (err, _request, reply) => {
+      const out = toErrorBody(err);
+      void (reply as FastifyReply).status(out.statusCode).send(out);
+    },
+  }).withTypeProvider<TypeBoxTypeProvider>();
+  const routes: RegisteredRoute[] = [];
+  ROUTES.set(app, routes);
+  app.addHook('onRoute', (route) => {
+    for (const method of [route.method].flat()) {
+      if (method !== 'HEAD') routes.push({ method, url: route.url, websocket: (route as { websocket?: boolean }).websocket === true });
+    }
   });
+  // TypeBox checks requests: bodies exactly as sent (no type coercion: 5 is not "5"), path and
+  // query strings converted to the declared types. An optional body may be absent.
+  app.setValidatorCompiler((req) => {
+    const check = TypeBoxValidatorCompiler(req as Parameters<typeof TypeBoxValidatorCompiler>[0]);
+    if (req.httpPart !== 'body' || !TypeGuard.IsOptional(req.schema as TSchema)) return check;
+    return (value: unknown) => (value === undefined ? { value } : check(value));
+  });
+  // Bodies are JSON or a stream of one of the upload types: anything else is a 415.
+  app.removeContentTypeParser('text/plain');
   app.setErrorHandler(errorHandler);
   app.setNotFoundHandler((request, reply) => {
-    void reply.status(404).send({ statusCode: 404, code: 'ZOMG_ROUTE_NOT_FOUND', error: 'Not Found', message: `no route ${request.method} ${request.url.split('?')[0]}` });
+    const path = request.url.split('?')[0] ?? '';
+    void reply.status(404).send({ statusCode: 404, code: 'ZOMG_ROUTE_NOT_FOUND', error: 'Not Found', message: `no route ${request.method} ${quote(path)}` });
   });
+  addSharedSchemas(app);
   await app.register(swagger, {
     openapi: {
-      info: { title: 'zomg API', version: '1' },
+      openapi: '3.1.0',
+      info: { title: 'zomg API', version: '1', description: 'Boxes on btrfs: create, exec, checkpoint, restore, diff, and bases. Errors: docs/errors.md.' },
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
       security: [{ bearer: [] }],
+      tags: [
+        { name: 'boxes', description: 'Boxes: writable btrfs clones of a base' },
+        { name: 'running', description: 'Lifecycle and exec' },
+        { name: 'checkpoints', description: "Snapshots of a box's root" },
+        { name: 'diffs', description: 'What changed since a checkpoint' },
+        { name: 'bases', description: 'Read-only templates and their versions' },
+        { name: 'system', description: 'Health and this document' },
+      ],
     },
+    // @fastify/websocket hides its routes from the document; ours are described (x-websocket), so they show.
+    transform: ({ schema, url }) => ({
+      url,
+      schema: schema && (schema as Record<string, unknown>)['x-websocket'] === true ? ({ ...schema, hide: false } as typeof schema) : schema,
+    }),
+    // Shared shapes are components named by their $id (Box, BaseVersion, Error, …).
+    refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
   });
-  await app.register(websocket);
+  await app.register(websocket, { options: { maxPayload: WS_MAX_PAYLOAD_BYTES } });
   const token = options.token;
+  const allowed = options.allowedHosts;
+  if (token === null && allowed !== undefined) {
+    app.addHook('onRequest', async (request) => checkHostAndOrigin(request, allowed()));
+  }
   if (token !== null) {
     app.addHook('onRequest', async (request) => {
       const path = request.url.split('?')[0] ?? '';
@@ -75,13 +149,30 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
     (_request, payload, done) => done(null, payload),
   );
 
-  app.get('/v1/health', { schema: { security: [], response: { 200: { type: 'object', properties: { status: { type: 'string' } } } } } }, async () => ({ status: 'ok' }));
-  app.get('/v1/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  app.get(
+    '/v1/health',
+    { schema: { operationId: 'health', summary: 'Liveness (no token needed)', tags: ['system'], security: [], response: { 200: Type.Object({ status: Type.Literal('ok') }, { description: 'the server is up' }) } } },
+    async () => ({ status: 'ok' as const }),
+  );
+  app.get(
+    '/v1/openapi.json',
+    {
+      schema: {
+        operationId: 'openapi',
+        summary: 'This OpenAPI document (no token needed)',
+        tags: ['system'],
+        security: [],
+        response: { 200: Type.Object({}, { additionalProperties: true, description: 'an OpenAPI 3.1 document' }) },
+      },
+    },
+    async () => app.swagger(),
+  );
 
   const service = options.service;
-  await app.register(async (scope) => boxRoutes(scope, service, { allowPrivileged: options.allowPrivileged === true }));
-  await app.register(async (scope) => checkpointRoutes(scope, service));
-  await app.register(async (scope) => baseRoutes(scope, service));
+  const paging = { pageSize: Math.min(options.pageSize ?? PAGE_MAX_RESULTS, PAGE_MAX_RESULTS) };
+  await app.register(async (scope) => boxRoutes(scope, service, paging, { allowPrivileged: options.allowPrivileged === true }));
+  await app.register(async (scope) => checkpointRoutes(scope, service, paging));
+  await app.register(async (scope) => baseRoutes(scope, service, paging));
   await app.register(async (scope) => buildRoutes(scope, service));
   await app.register(async (scope) => diffRoutes(scope, service));
   await app.register(async (scope) => runningRoutes(scope, service));

@@ -1,8 +1,11 @@
 /** The one table from error to exit code: 2 for usage errors, 1 for everything else. */
-import { UsageError, isZomgError } from '../core/errors.js';
+import type { ErrorCode } from '../core/error-codes.js';
+import { isZomgError } from '../core/errors.js';
+
+/** The exit code of the CLI when a command fails with `code`. */
+export const exitCodeOfCode = (code: ErrorCode): number => (code === 'ZOMG_USAGE' ? 2 : 1);
 
 export function exitCodeOf(err: unknown): number {
-  if (err instanceof UsageError) return 2;
-  if (isZomgError(err)) return 1;
+  if (isZomgError(err)) return exitCodeOfCode(err.code);
   return 1;
 }

@@ -27,5 +27,7 @@ export function fallbackHint(kind: ErrorKind | undefined, command: string[] | un
     case 'internal':
     case undefined:
       return `run it again with ZOMG_DEBUG=1 for details${kind === 'tool' ? '' : '; if it persists, report it with that output'}`;
+    default:
+      return 'run `zomg --help` to see what zomg can do';
   }
 }

@@ -26,10 +26,12 @@ import type {
   ImportBaseOptions,
   InstallBaseOptions,
   ListBoxesOptions,
+  ListOptions,
   ZomgService,
 } from '../core/service.js';
 import { aliasOfVersion } from '../core/versions.js';
 import type { BaseDetails, BaseSummary, BaseVersion, Box, Checkpoint, DiffStatus, FileDiff, InstallOutcome } from '../core/types.js';
+import { type BaseList, type BoxList, type CheckpointList, type CreateBoxBody, PAGE_MAX_RESULTS } from '../core/wire.js';
 import { CommandError, run } from '../system/run.js';
 import type { WebSocket as WebSocketClient } from 'ws';
 
@@ -117,6 +119,16 @@ async function packContext(contextArg: string, dockerfileArg: string | undefined
     },
   };
 }
+/** The JSON of an answer, or undefined when it is not JSON (a proxy's HTML page, a cut-off body). */
+function parseAnswer(text: string): unknown {
+  if (text.length === 0) return undefined;
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return undefined;
+  }
+}
+
 const boxPath = (ref: BoxRef): string => `/v1/projects/${enc(ref.project)}/boxes/${enc(ref.name)}`;
 
 export class RemoteClient implements ZomgService {
@@ -142,35 +154,51 @@ export class RemoteClient implements ZomgService {
       throw new ToolError('ZOMG_UNREACHABLE', `cannot reach the zomg API at ${this.url}`, { cause: err, hint: 'is `zomg serve` running there?' });
     }
     const text = await res.text();
-    const data: unknown = text.length > 0 ? JSON.parse(text) : undefined;
+    const data = parseAnswer(text);
     if (!res.ok) throw wireError(res.status, (data ?? {}) as Record<string, unknown>);
+    if (data === undefined && text.length > 0) throw new ToolError('ZOMG_UNREACHABLE', `the server at ${this.url} did not answer with JSON`, { hint: 'is this URL a zomg API?' });
     return data as T;
   }
 
   async createBox(ref: BoxRef, options: CreateBoxOptions = {}): Promise<Box> {
-    return this.request('POST', `/v1/projects/${enc(ref.project)}/boxes`, {
-      json: {
-        name: ref.name,
-        ...(options.base !== undefined ? { base: options.base } : {}),
-        ...(options.fork ? { fork: `${options.fork.project}:${options.fork.name}` } : {}),
-        ...(options.tags ? { tags: options.tags } : {}),
-        ...(options.environment ? { environment: options.environment } : {}),
-        ...(options.privileged !== undefined ? { privileged: options.privileged } : {}),
-        ...(options.cpus !== undefined ? { cpus: options.cpus } : {}),
-        ...(options.memory !== undefined ? { memory: options.memory } : {}),
-        ...(options.pids !== undefined ? { pids: options.pids } : {}),
-        ...(options.publish !== undefined ? { publish: options.publish } : {}),
-      },
-    });
+    const body: CreateBoxBody = {
+      name: ref.name,
+      ...(options.base !== undefined ? { base: options.base } : {}),
+      ...(options.fork ? { fork: `${options.fork.project}:${options.fork.name}` } : {}),
+      ...(options.tags ? { tags: options.tags } : {}),
+      ...(options.environment ? { environment: options.environment } : {}),
+      ...(options.privileged !== undefined ? { privileged: options.privileged } : {}),
+      ...(options.cpus !== undefined ? { cpus: options.cpus } : {}),
+      ...(options.memory !== undefined ? { memory: options.memory } : {}),
+      ...(options.pids !== undefined ? { pids: options.pids } : {}),
+      ...(options.publish !== undefined ? { publish: options.publish } : {}),
+    };
+    return this.request('POST', `/v1/projects/${enc(ref.project)}/boxes`, { json: body });
+  }
+
+  /**
+   * Every item of a paged listing (or the first `maxResults`): fetches page after page,
+   * following next_page_token, until the server says there is no more.
+   */
+  private async allPages<T>(path: string, query: URLSearchParams, options: ListOptions, items: (page: never) => T[]): Promise<T[]> {
+    const out: T[] = [];
+    let token = options.pageToken;
+    for (;;) {
+      const q = new URLSearchParams(query);
+      if (options.maxResults !== undefined) q.set('max_results', String(Math.min(options.maxResults - out.length, PAGE_MAX_RESULTS)));
+      if (token !== undefined) q.set('page_token', token);
+      const page = await this.request<{ next_page_token?: string }>('GET', `${path}${q.size > 0 ? `?${q}` : ''}`);
+      out.push(...items(page as never));
+      token = page.next_page_token;
+      if (token === undefined || (options.maxResults !== undefined && out.length >= options.maxResults)) return out;
+    }
   }
 
   async listBoxes(options: ListBoxesOptions = {}): Promise<Box[]> {
     const q = new URLSearchParams();
     if (options.prefix) q.set('prefix', options.prefix);
     for (const [k, v] of Object.entries(options.tags ?? {})) q.append('tag', `${k}=${v}`);
-    if (options.maxResults !== undefined) q.set('max_results', String(options.maxResults));
-    const qs = q.size > 0 ? `?${q}` : '';
-    return (await this.request<{ boxes: Box[] }>('GET', `/v1/projects/${enc(options.project ?? '-')}/boxes${qs}`)).boxes;
+    return this.allPages(`/v1/projects/${enc(options.project ?? '-')}/boxes`, q, options, (page: BoxList) => page.boxes);
   }
 
   async getBox(ref: BoxRef): Promise<Box> {
@@ -237,9 +265,10 @@ export class RemoteClient implements ZomgService {
           (data[0] === CHANNEL_STDERR ? io.stderr : io.stdout).write(data.subarray(1));
           return;
         }
-        const msg = JSON.parse(data.toString('utf8')) as ServerMessage;
-        if (msg.type === 'exit') finish(() => resolve({ exit_code: msg.exit_code }));
-        else finish(() => reject(wireError(msg.statusCode, msg)));
+        const msg = parseAnswer(data.toString('utf8')) as ServerMessage | undefined;
+        if (msg?.type === 'exit') finish(() => resolve({ exit_code: msg.exit_code }));
+        else if (msg?.type === 'error') finish(() => reject(wireError(msg.statusCode, msg)));
+        else finish(() => reject(new ToolError('ZOMG_EXEC_INTERRUPTED', 'the server sent a message this client does not understand')));
       });
       socket.on('close', () => finish(() => reject(new ToolError('ZOMG_EXEC_INTERRUPTED', 'the connection closed before the command finished'))));
       // Aborting closes the socket; the server then kills the command in the box.
@@ -362,8 +391,8 @@ export class RemoteClient implements ZomgService {
     await this.download(`${boxPath(ref)}/logs?${q}`, out, options.signal, 'the log');
   }
 
-  async listBases(): Promise<BaseSummary[]> {
-    return (await this.request<{ bases: BaseSummary[] }>('GET', '/v1/bases')).bases;
+  async listBases(options: ListOptions = {}): Promise<BaseSummary[]> {
+    return this.allPages('/v1/bases', new URLSearchParams(), options, (page: BaseList) => page.bases);
   }
 
   async inspectBase(name: string, options: { tag?: string } = {}): Promise<BaseDetails> {
@@ -506,8 +535,8 @@ export class RemoteClient implements ZomgService {
     return this.request('POST', `${boxPath(ref)}/checkpoints`, { json: options });
   }
 
-  async listCheckpoints(ref: BoxRef): Promise<Checkpoint[]> {
-    return (await this.request<{ checkpoints: Checkpoint[] }>('GET', `${boxPath(ref)}/checkpoints`)).checkpoints;
+  async listCheckpoints(ref: BoxRef, options: ListOptions = {}): Promise<Checkpoint[]> {
+    return this.allPages(`${boxPath(ref)}/checkpoints`, new URLSearchParams(), options, (page: CheckpointList) => page.checkpoints);
   }
 
   async getCheckpoint(ref: BoxRef, name: string): Promise<Checkpoint> {

@@ -5,17 +5,12 @@
  * class's `kind`, never at a call site. Programmer errors stay plain `Error`.
  */
 
-export type ErrorKind =
-  | 'invalid'
-  | 'unauthorized'
-  | 'not_found'
-  | 'conflict'
-  | 'too_large'
-  | 'unprocessable'
-  | 'pool_full'
-  | 'unsupported'
-  | 'tool'
-  | 'internal';
+export type { ErrorKind } from './error-codes.js';
+
+import type { ErrorCode, ErrorKind } from './error-codes.js';
+import { quote } from './quote.js';
+
+export type { ErrorCode } from './error-codes.js';
 
 export interface ZomgErrorOptions {
   hint?: string;
@@ -24,10 +19,10 @@ export interface ZomgErrorOptions {
 
 export abstract class ZomgError extends Error {
   abstract readonly kind: ErrorKind;
-  readonly code: string;
+  readonly code: ErrorCode;
   readonly hint: string | undefined;
 
-  constructor(code: string, message: string, options: ZomgErrorOptions = {}) {
+  constructor(code: ErrorCode, message: string, options: ZomgErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = new.target.name;
     this.code = code;
@@ -38,7 +33,7 @@ export abstract class ZomgError extends Error {
 /** Bad input: a name that breaks a rule, a flag combination, a malformed body. HTTP 400. */
 export class InvalidArgumentError extends ZomgError {
   readonly kind = 'invalid' as const;
-  constructor(message: string, options: ZomgErrorOptions & { code?: string } = {}) {
+  constructor(message: string, options: ZomgErrorOptions & { code?: ErrorCode } = {}) {
     super(options.code ?? 'ZOMG_INVALID_ARGUMENT', message, options);
   }
 }
@@ -57,23 +52,31 @@ export class UnauthorizedError extends ZomgError {
   }
 }
 
+/** A request the server refuses whoever sends it (a foreign Origin on a --no-auth server). HTTP 403. */
+export class ForbiddenError extends ZomgError {
+  readonly kind = 'forbidden' as const;
+  constructor(code: ErrorCode, message: string, options: ZomgErrorOptions = {}) {
+    super(code, message, options);
+  }
+}
+
 export class NotFoundError extends ZomgError {
   readonly kind = 'not_found' as const;
-  constructor(code: string, message: string, options: ZomgErrorOptions = {}) {
+  constructor(code: ErrorCode, message: string, options: ZomgErrorOptions = {}) {
     super(code, message, options);
   }
 }
 
 export class ConflictError extends ZomgError {
   readonly kind = 'conflict' as const;
-  constructor(code: string, message: string, options: ZomgErrorOptions = {}) {
+  constructor(code: ErrorCode, message: string, options: ZomgErrorOptions = {}) {
     super(code, message, options);
   }
 }
 
 export class TooLargeError extends ZomgError {
   readonly kind = 'too_large' as const;
-  constructor(code: string, message: string, options: ZomgErrorOptions = {}) {
+  constructor(code: ErrorCode, message: string, options: ZomgErrorOptions = {}) {
     super(code, message, options);
   }
 }
@@ -81,7 +84,7 @@ export class TooLargeError extends ZomgError {
 /** Input that parses but cannot be used (a rootfs of another architecture, a corrupt archive). HTTP 422. */
 export class UnprocessableError extends ZomgError {
   readonly kind = 'unprocessable' as const;
-  constructor(code: string, message: string, options: ZomgErrorOptions = {}) {
+  constructor(code: ErrorCode, message: string, options: ZomgErrorOptions = {}) {
     super(code, message, options);
   }
 }
@@ -95,7 +98,7 @@ export class PoolFullError extends ZomgError {
 
 export class UnsupportedError extends ZomgError {
   readonly kind = 'unsupported' as const;
-  constructor(code: string, message: string, options: ZomgErrorOptions = {}) {
+  constructor(code: ErrorCode, message: string, options: ZomgErrorOptions = {}) {
     super(code, message, options);
   }
 }
@@ -103,7 +106,7 @@ export class UnsupportedError extends ZomgError {
 /** An external program failed or is missing. HTTP 500 with this message (it names the tool, not host paths). */
 export class ToolError extends ZomgError {
   readonly kind = 'tool' as const;
-  constructor(code: string, message: string, options: ZomgErrorOptions = {}) {
+  constructor(code: ErrorCode, message: string, options: ZomgErrorOptions = {}) {
     super(code, message, options);
   }
 }
@@ -114,29 +117,35 @@ export const isZomgError = (err: unknown): err is ZomgError => err instanceof Zo
 export const boxNotFound = (project: string, name: string): NotFoundError =>
   new NotFoundError('ZOMG_BOX_NOT_FOUND', `box "${project}:${name}" not found`, { hint: 'run `zomg list` to see your boxes' });
 export const baseNotFound = (ref: string): NotFoundError =>
-  new NotFoundError('ZOMG_BASE_NOT_FOUND', `base "${ref}" not found`, { hint: 'run `zomg base list` to see installed bases, or `zomg base install box-base`' });
+  new NotFoundError('ZOMG_BASE_NOT_FOUND', `base ${quote(ref)} not found`, { hint: 'run `zomg base list` to see installed bases, or `zomg base install box-base`' });
 export const snapshotNotFound = (box: string, name: string): NotFoundError =>
-  new NotFoundError('ZOMG_SNAPSHOT_NOT_FOUND', `snapshot "${name}" of box "${box}" not found`, { hint: `run \`zomg snapshot list ${box}\`` });
+  new NotFoundError('ZOMG_SNAPSHOT_NOT_FOUND', `snapshot ${quote(name)} of box "${box}" not found`, { hint: `run \`zomg snapshot list ${box}\`` });
 
 /** HTTP status for each error kind — the one table (SPEC §9). */
 export const HTTP_STATUS: Record<ErrorKind, number> = {
   invalid: 400,
   unauthorized: 401,
+  forbidden: 403,
   not_found: 404,
   conflict: 409,
   too_large: 413,
   unprocessable: 422,
+  unsupported_media_type: 415,
   pool_full: 507,
   unsupported: 501,
   tool: 500,
   internal: 500,
 };
 
-/** An error received over HTTP, rebuilt so the remote CLI renders and exits exactly like the local one. */
+/**
+ * An error of a given kind and code that is not one of the classes above: an error received
+ * over HTTP (rebuilt so the remote CLI renders and exits exactly like the local one), or an
+ * error re-worded by {@link rewordError}.
+ */
 export class RemoteError extends ZomgError {
   constructor(
     readonly kind: ErrorKind,
-    code: string,
+    code: ErrorCode,
     message: string,
     options: ZomgErrorOptions = {},
   ) {
@@ -144,9 +153,29 @@ export class RemoteError extends ZomgError {
   }
 }
 
+/**
+ * A copy of `err` with another message (e.g. host paths redacted), the original kept as its
+ * cause. Errors are wrapped, never mutated in place: whoever else holds `err` still sees
+ * what it said.
+ */
+export function rewordError(err: ZomgError, message: string): ZomgError {
+  return new RemoteError(err.kind, err.code, message, { cause: err, ...(err.hint !== undefined ? { hint: err.hint } : {}) });
+}
+
+/** The kind for an HTTP status; an unknown 5xx (and 500 itself) is `internal`, an unknown 4xx `invalid`. */
+export function kindOfStatus(status: number): ErrorKind {
+  if (status === 500) return 'internal';
+  const kind = (Object.keys(HTTP_STATUS) as ErrorKind[]).find((k) => HTTP_STATUS[k] === status);
+  return kind ?? (status >= 500 ? 'internal' : 'invalid');
+}
+
+/**
+ * The error an HTTP answer carries. A code this client does not know (a newer server) is
+ * kept as sent: the server is the authority on its codes.
+ */
 export function errorFromWire(status: number, body: { code?: unknown; message?: unknown; hint?: unknown }): ZomgError {
-  const kind = (Object.entries(HTTP_STATUS).find(([, s]) => s === status)?.[0] ?? 'internal') as ErrorKind;
-  const code = typeof body.code === 'string' ? body.code : 'ZOMG_INTERNAL';
+  const kind = kindOfStatus(status);
+  const code = (typeof body.code === 'string' && /^ZOMG_[A-Z0-9_]{1,60}$/.test(body.code) ? body.code : 'ZOMG_INTERNAL') as ErrorCode;
   const message = typeof body.message === 'string' ? body.message : `the server answered ${status}`;
   return new RemoteError(kind, code, message, typeof body.hint === 'string' ? { hint: body.hint } : {});
 }

@@ -4,6 +4,7 @@
  * cannot reach the engine where a validated name is expected.
  */
 import { InvalidArgumentError } from './errors.js';
+import { checkText, quote } from './input.js';
 
 declare const brand: unique symbol;
 type Brand<T, B extends string> = T & { readonly [brand]: B };
@@ -30,9 +31,11 @@ export function nameProblem(value: string): string | undefined {
 }
 
 function check(kind: string, value: string): void {
+  if (typeof value !== 'string') throw new InvalidArgumentError(`invalid ${kind}: expected a string`, { code: 'ZOMG_INVALID_NAME' });
+  checkText(value, kind);
   const problem = nameProblem(value);
   if (problem !== undefined) {
-    throw new InvalidArgumentError(`invalid ${kind} "${value}": ${problem}; a ${kind} must be ${NAME_RULE}`, {
+    throw new InvalidArgumentError(`invalid ${kind} ${quote(value)}: ${problem}; a ${kind} must be ${NAME_RULE}`, {
       code: 'ZOMG_INVALID_NAME',
     });
   }
@@ -60,12 +63,13 @@ const TAG_PART = /^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$/;
 
 /** Parses `key=value` tags; keys and values follow the name rule and may also use `_` and `.`. */
 export function parseTag(value: string): [string, string] {
+  checkText(value, 'tag');
   const eq = value.indexOf('=');
   const key = eq < 0 ? value : value.slice(0, eq);
   const val = eq < 0 ? '' : value.slice(eq + 1);
   if (eq < 0 || !TAG_PART.test(key) || !TAG_PART.test(val) || key.includes('--') || val.includes('--')) {
     throw new InvalidArgumentError(
-      `invalid tag "${value}": a tag is key=value, each 1-63 characters of lowercase a-z, 0-9, "-", "_" and ".", starting and ending with a letter or digit`,
+      `invalid tag ${quote(value)}: a tag is key=value, each 1-63 characters of lowercase a-z, 0-9, "-", "_" and ".", starting and ending with a letter or digit`,
       { code: 'ZOMG_INVALID_TAG' },
     );
   }
@@ -78,8 +82,10 @@ export const RESERVED_ENV = ['ZOMG_PROJECT', 'BOX_NAME', 'ZOMG_API_URL', 'TERM']
 export function parseEnvAssignment(value: string): [string, string] {
   const eq = value.indexOf('=');
   const key = eq < 0 ? value : value.slice(0, eq);
+  checkText(key, 'environment variable name');
+  checkText(value.slice(eq + 1), `value of environment variable ${quote(key)}`, 'no-nul');
   if (eq <= 0 || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(key)) {
-    throw new InvalidArgumentError(`invalid environment variable "${value}": expected KEY=VALUE with KEY of letters, digits and "_"`, {
+    throw new InvalidArgumentError(`invalid environment variable ${quote(value)}: expected KEY=VALUE with KEY of letters, digits and "_"`, {
       code: 'ZOMG_INVALID_ENV',
     });
   }

@@ -1,5 +1,6 @@
 /** Box and base references (SPEC §2), parsed without I/O. */
 import { InvalidArgumentError } from './errors.js';
+import { checkText, quote } from './input.js';
 import { type BoxName, type ProjectName, isValidName, parseBaseName, parseBoxName, parseProjectName } from './names.js';
 
 export interface BoxRef {
@@ -19,6 +20,7 @@ export interface RefEnv {
 
 /** `name`, `project:name`, `project.name` (colon tried first), `.` (the current box), `-` (ephemeral). */
 export function parseBoxRef(value: string, env: RefEnv): ParsedBoxRef {
+  checkText(value, 'box reference');
   if (value === '-') return { kind: 'ephemeral' };
   if (value === '.') {
     if (!env.currentProject || !env.currentBox) {
@@ -46,6 +48,7 @@ export type BaseRef =
 
 /** An alias, an exact version name, or `alias:<sha256 prefix>`. */
 export function parseBaseRef(value: string): BaseRef {
+  checkText(value, 'base reference');
   const colon = value.indexOf(':');
   if (colon < 0) {
     parseBaseName(value);
@@ -55,7 +58,7 @@ export function parseBaseRef(value: string): BaseRef {
   const tagPrefix = value.slice(colon + 1).toLowerCase();
   parseBaseName(alias);
   if (!/^[0-9a-f]{1,64}$/.test(tagPrefix)) {
-    throw new InvalidArgumentError(`invalid base reference "${value}": after ":" comes a sha256 prefix of hex digits`, {
+    throw new InvalidArgumentError(`invalid base reference ${quote(value)}: after ":" comes a sha256 prefix of hex digits`, {
       code: 'ZOMG_INVALID_REF',
     });
   }

@@ -27,12 +27,18 @@ export interface CreateBoxOptions {
   publish?: string[];
 }
 
-export interface ListBoxesOptions {
+/** Paging of a listing (see core/paging.ts): at most `maxResults` items after `pageToken`. */
+export interface ListOptions {
+  maxResults?: number;
+  /** The `next_page_token` of the previous page. */
+  pageToken?: string;
+}
+
+export interface ListBoxesOptions extends ListOptions {
   /** Undefined = all projects. */
   project?: string;
   prefix?: string;
   tags?: Record<string, string>;
-  maxResults?: number;
 }
 
 export interface ImportBaseOptions {
@@ -147,7 +153,7 @@ export interface ZomgService {
   readLogs(ref: BoxRef, pid: number, out: Writable, options?: ReadLogsOptions): Promise<void>;
 
   // bases
-  listBases(): Promise<BaseSummary[]>;
+  listBases(options?: ListOptions): Promise<BaseSummary[]>;
   inspectBase(name: string, options?: { tag?: string }): Promise<BaseDetails>;
   importBase(name: string, source: string | Readable, options?: ImportBaseOptions): Promise<BaseVersion>;
   installBase(name: string, options?: InstallBaseOptions): Promise<InstallOutcome>;
@@ -160,7 +166,7 @@ export interface ZomgService {
 
   // snapshots (checkpoints in the API)
   createCheckpoint(ref: BoxRef, options?: CreateCheckpointOptions): Promise<Checkpoint>;
-  listCheckpoints(ref: BoxRef): Promise<Checkpoint[]>;
+  listCheckpoints(ref: BoxRef, options?: ListOptions): Promise<Checkpoint[]>;
   getCheckpoint(ref: BoxRef, name: string): Promise<Checkpoint>;
   restoreCheckpoint(ref: BoxRef, name: string): Promise<Checkpoint>;
   deleteCheckpoint(ref: BoxRef, name: string): Promise<void>;

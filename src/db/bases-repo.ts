@@ -1,6 +1,8 @@
 /** Rows of base_versions and base_aliases ↔ core types. */
 import type { BaseConfig, BaseKind, BaseVersion } from '../core/types.js';
+import { ConflictError } from '../core/errors.js';
 import type { Db } from './database.js';
+import { insertOrConflict } from './unique.js';
 
 interface VersionRow {
   name: string;
@@ -78,7 +80,7 @@ export class BasesRepo {
 
   insertVersion(v: NewVersion): void {
     const seq = (this.db.prepare('SELECT COALESCE(MAX(seq), 0) + 1 AS n FROM base_versions').get() as { n: number }).n;
-    this.db
+    insertOrConflict(() => this.db
       .prepare(
         `INSERT INTO base_versions (name, alias, kind, builder, parent_alias, parent_version, script, script_sha256, config, size_bytes, created_at, seq)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)`,
@@ -95,7 +97,7 @@ export class BasesRepo {
         v.config ? JSON.stringify(v.config) : null,
         v.createdAt,
         seq,
-      );
+      ), () => new ConflictError('ZOMG_VERSION_EXISTS', `base version "${v.name}" already exists`, { hint: 'versions are written at most once a second per base: try again' }));
   }
 
   deleteVersion(name: string): void {

@@ -1,7 +1,9 @@
-/** Rows of boxes and checkpoints ↔ core types. A UNIQUE violation becomes a conflict at the engine. */
+/** Rows of boxes and checkpoints ↔ core types. A UNIQUE violation becomes a ConflictError here (ZOMG_BOX_EXISTS, ZOMG_SNAPSHOT_EXISTS). */
+import { ConflictError } from '../core/errors.js';
 import { boxConfigFromJson } from '../core/limits.js';
 import type { Box } from '../core/types.js';
 import type { Db } from './database.js';
+import { insertOrConflict } from './unique.js';
 
 /** A box as stored: everything but its status, which is checked live. */
 export type BoxRow = Omit<Box, 'status'>;
@@ -47,7 +49,7 @@ export class BoxesRepo {
   }
 
   insert(box: BoxRow): void {
-    this.db
+    insertOrConflict(() => this.db
       .prepare(
         'INSERT INTO boxes (id, project, name, base, tags, environment, data_mounts, config, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
       )
@@ -62,7 +64,7 @@ export class BoxesRepo {
         JSON.stringify(box.config),
         box.created_at,
         box.updated_at,
-      );
+      ), () => new ConflictError('ZOMG_BOX_EXISTS', `box "${box.project}:${box.name}" already exists`, { hint: 'pick another name, or delete the existing box' }));
   }
 
   update(id: string, fields: { tags?: Record<string, string>; environment?: Record<string, string>; updatedAt: string }): void {
@@ -104,9 +106,12 @@ export class CheckpointsRepo {
 
   insert(row: CheckpointRow): void {
     const seq = (this.db.prepare('SELECT COALESCE(MAX(seq), 0) + 1 AS n FROM checkpoints WHERE box_id = ?').get(row.box_id) as { n: number }).n;
-    this.db
-      .prepare('INSERT INTO checkpoints (box_id, name, description, size_bytes, created_at, seq) VALUES (?, ?, ?, ?, ?, ?)')
-      .run(row.box_id, row.name, row.description, row.size_bytes, row.created_at, seq);
+    insertOrConflict(
+      () => this.db
+        .prepare('INSERT INTO checkpoints (box_id, name, description, size_bytes, created_at, seq) VALUES (?, ?, ?, ?, ?, ?)')
+        .run(row.box_id, row.name, row.description, row.size_bytes, row.created_at, seq),
+      () => new ConflictError('ZOMG_SNAPSHOT_EXISTS', `snapshot "${row.name}" already exists`, { hint: 'pick another name, or omit it to get the next vN' }),
+    );
   }
 
   delete(boxId: string, name: string): void {

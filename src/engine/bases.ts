@@ -1,4 +1,5 @@
 /** Base use cases: resolve refs, list, inspect, import, install, commit versions, delete. */
+import { quote } from '../core/input.js';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -34,7 +35,7 @@ export function inspectBase(ctx: EngineContext, name: string, options: { tag?: s
   if (options.tag !== undefined) {
     const tag = options.tag.toLowerCase();
     if (!/^[0-9a-f]{1,64}$/.test(tag)) {
-      throw new InvalidArgumentError(`invalid tag "${options.tag}": a tag is a sha256 (or a prefix) in hex`, { code: 'ZOMG_INVALID_REF' });
+      throw new InvalidArgumentError(`invalid tag ${quote(options.tag)}: a tag is a sha256 (or a prefix) in hex`, { code: 'ZOMG_INVALID_REF' });
     }
     versions = versions.filter((v) => v.provenance.build.script_sha256?.startsWith(tag));
   }

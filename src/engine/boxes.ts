@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { ConflictError, InvalidArgumentError } from '../core/errors.js';
 import { parseBoxConfig } from '../core/limits.js';
 import { parseEnvAssignment, parseTag } from '../core/names.js';
+import { boxKey, pageOf } from '../core/paging.js';
 import type { BoxRef } from '../core/refs.js';
 import type { CreateBoxOptions, ListBoxesOptions } from '../core/service.js';
 import type { Box } from '../core/types.js';
@@ -94,7 +95,7 @@ export async function listBoxes(ctx: EngineContext, options: ListBoxesOptions = 
   let rows = ctx.boxes.list(options.project);
   if (options.prefix) rows = rows.filter((b) => b.name.startsWith(options.prefix as string));
   for (const [k, v] of Object.entries(options.tags ?? {})) rows = rows.filter((b) => b.tags[k] === v);
-  if (options.maxResults !== undefined) rows = rows.slice(0, options.maxResults);
+  rows = pageOf(rows, boxKey, options).items;
   return Promise.all(rows.map((row) => withStatus(ctx, row)));
 }
 

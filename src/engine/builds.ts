@@ -21,7 +21,7 @@ import { mkdtemp, readFile, rm, stat, unlink, writeFile } from 'node:fs/promises
 import { tmpdir } from 'node:os';
 import { join, posix, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
-import { ConflictError, InvalidArgumentError, PoolFullError, ZomgError } from '../core/errors.js';
+import { ConflictError, InvalidArgumentError, PoolFullError, ZomgError, rewordError } from '../core/errors.js';
 import { parseBaseName } from '../core/names.js';
 import type { BoxRef } from '../core/refs.js';
 import type { BuildBaseOptions } from '../core/service.js';
@@ -269,11 +269,12 @@ async function buildLocated(ctx: EngineContext, name: string, at: Located, scrip
           });
         } catch (err) {
           // Build output quotes host paths (the uploaded context lives in the pool); API clients must not see them.
-          if (err instanceof ZomgError) err.message = ctx.redact(err.message);
-          if (err instanceof ZomgError && err.code === 'ZOMG_BUILD_FAILED' && /no space left on device/i.test(err.message)) {
-            throw new PoolFullError('the storage pool filled up during the build', { cause: err });
+          if (!(err instanceof ZomgError)) throw err;
+          const redacted = rewordError(err, ctx.redact(err.message));
+          if (redacted.code === 'ZOMG_BUILD_FAILED' && /no space left on device/i.test(redacted.message)) {
+            throw new PoolFullError('the storage pool filled up during the build', { cause: redacted });
           }
-          throw err;
+          throw redacted;
         }
         try {
           return await new Reverter().run(async (r) => {

@@ -6,6 +6,7 @@
  */
 import { BOX_MOUNT_ROOTS, isUnder } from '../core/box-layout.js';
 import { type DiffEntryJson, diffEntryToJson } from '../core/diff.js';
+import { checkPath } from '../core/input.js';
 import { NotFoundError } from '../core/errors.js';
 import type { BoxRef } from '../core/refs.js';
 import type { DiffStatusHead, DiffStatusOptions, DiffStatusSink } from '../core/service.js';
@@ -66,6 +67,7 @@ export async function diffStatusStream(ctx: EngineContext, ref: BoxRef, sink: Di
 
 /** One file against a snapshot: compared directly, never through the whole tree diff. */
 export async function diffFile(ctx: EngineContext, ref: BoxRef, path: string, options: { against?: string } = {}): Promise<FileDiff> {
+  checkPath(path);
   return withBox(
     ctx,
     ref,

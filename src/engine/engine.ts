@@ -10,6 +10,7 @@ import { ConflictError } from '../core/errors.js';
 import { BwrapRuntime } from '../runtime/bwrap.js';
 import { LockManager } from '../system/lock.js';
 import { type ClosePoolResult, closePool as closeStoragePool } from '../storage/pool.js';
+import { baseKey, checkpointKey, pageOf } from '../core/paging.js';
 import type { BoxRef } from '../core/refs.js';
 import type {
   BuildBaseOptions,
@@ -23,6 +24,7 @@ import type {
   InstallBaseOptions,
   LifecycleResult,
   ListBoxesOptions,
+  ListOptions,
   PoolInfo,
   ZomgService,
 } from '../core/service.js';
@@ -107,8 +109,8 @@ export class Engine implements ZomgService {
     return terminals.readLogs(this.ctx, ref, pid, out, options);
   }
 
-  async listBases(): Promise<BaseSummary[]> {
-    return bases.listBases(this.ctx);
+  async listBases(options?: ListOptions): Promise<BaseSummary[]> {
+    return pageOf(await bases.listBases(this.ctx), baseKey, options).items;
   }
   async inspectBase(name: string, options?: { tag?: string }): Promise<BaseDetails> {
     return bases.inspectBase(this.ctx, name, options);
@@ -135,8 +137,8 @@ export class Engine implements ZomgService {
   async createCheckpoint(ref: BoxRef, options?: CreateCheckpointOptions): Promise<Checkpoint> {
     return snapshots.createCheckpoint(this.ctx, ref, options);
   }
-  async listCheckpoints(ref: BoxRef): Promise<Checkpoint[]> {
-    return snapshots.listCheckpoints(this.ctx, ref);
+  async listCheckpoints(ref: BoxRef, options?: ListOptions): Promise<Checkpoint[]> {
+    return pageOf(await snapshots.listCheckpoints(this.ctx, ref), checkpointKey, options).items;
   }
   async getCheckpoint(ref: BoxRef, name: string): Promise<Checkpoint> {
     return snapshots.getCheckpoint(this.ctx, ref, name);

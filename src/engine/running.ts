@@ -1,6 +1,7 @@
 /** Running boxes: stop, resume and exec, through the runtime. */
 import { type Readable, Writable } from 'node:stream';
 import { ToolError } from '../core/errors.js';
+import { checkExecInput } from '../core/input.js';
 import { parseEnvAssignment } from '../core/names.js';
 import type { BoxRef } from '../core/refs.js';
 import type { ExecRequest, LifecycleResult } from '../core/service.js';
@@ -25,6 +26,7 @@ export async function resume(ctx: EngineContext, ref: BoxRef): Promise<Lifecycle
 }
 
 function checkRequest(req: ExecRequest): void {
+  checkExecInput(req);
   for (const [k, v] of Object.entries(req.env ?? {})) parseEnvAssignment(`${k}=${v}`);
 }
 

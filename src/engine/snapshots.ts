@@ -6,6 +6,7 @@
  * the old root is deleted.
  */
 import { ConflictError } from '../core/errors.js';
+import { checkText } from '../core/input.js';
 import { parseSnapshotName } from '../core/names.js';
 import type { BoxRef } from '../core/refs.js';
 import type { CreateCheckpointOptions } from '../core/service.js';
@@ -36,6 +37,7 @@ const toCheckpoint = (box: BoxRow, row: CheckpointRow): Checkpoint => ({
  */
 export async function createCheckpoint(ctx: EngineContext, ref: BoxRef, options: CreateCheckpointOptions = {}): Promise<Checkpoint> {
   const requested = options.name !== undefined ? parseSnapshotName(options.name) : undefined;
+  if (options.description !== undefined) checkText(options.description, 'description', 'text');
   const checkpoint = await withBox(ctx, ref, async ({ row: box, root }) => {
     const existing = ctx.checkpoints.list(box.id).map((c) => c.name);
     const name = requested ?? nextSnapshotName(existing);

@@ -37,7 +37,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { PassThrough } from 'node:stream';
 import type { Readable } from 'node:stream';
-import { InvalidArgumentError, ToolError, UnprocessableError, UnsupportedError, ZomgError } from '../core/errors.js';
+import { type ErrorCode, InvalidArgumentError, ToolError, UnprocessableError, UnsupportedError, ZomgError } from '../core/errors.js';
 import type { BaseConfig } from '../core/types.js';
 import { mountHolding } from '../system/mountinfo.js';
 import { isErrno } from '../system/fs.js';
@@ -270,7 +270,7 @@ export async function detectBuilder(preferred?: BuilderName, options: DetectBuil
 // Docker's reference grammar for a repository path component, which base names satisfy.
 const IMAGE_NAME = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
 
-async function requireFile(path: string, kind: 'file' | 'directory', code: string, what: string, hint: string): Promise<void> {
+async function requireFile(path: string, kind: 'file' | 'directory', code: ErrorCode, what: string, hint: string): Promise<void> {
   try {
     const st = await stat(path);
     if (kind === 'file' ? st.isFile() : st.isDirectory()) return;

@@ -10,7 +10,7 @@
 import { chmod, mkdir, readFile, realpath, rename, rm, statfs } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ConflictError, InvalidArgumentError, ToolError, UnsupportedError, ZomgError } from '../core/errors.js';
+import { ConflictError, type ErrorCode, InvalidArgumentError, ToolError, UnsupportedError, ZomgError } from '../core/errors.js';
 import { isErrno, pathExists } from '../system/fs.js';
 import { LockManager } from '../system/lock.js';
 import { CommandError, run, runText } from '../system/run.js';
@@ -181,7 +181,7 @@ const notBtrfs = (): UnsupportedError =>
 
 
 /** Runs a program, mapping its failure to a ToolError that names the step, not host paths. */
-async function tool(code: string, message: string, command: string, args: string[]): Promise<string> {
+async function tool(code: ErrorCode, message: string, command: string, args: string[]): Promise<string> {
   try {
     return await runText(command, args);
   } catch (err) {

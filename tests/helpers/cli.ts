@@ -8,13 +8,15 @@ export interface Served {
   url: string;
   /** Ends the server (SIGTERM to the process this helper started) and waits for it. */
   stop(): Promise<void>;
-  /** What the server has written to stderr so far (its request log). */
+  /** True while the server process has not exited. */
+  alive(): boolean;
+  /** What the server wrote on stderr so far. */
   stderr(): string;
 }
 
-/** Starts `zomg serve --listen 127.0.0.1:0 [args]` with `env` and resolves once it listens. */
-export function startServe(env: NodeJS.ProcessEnv, args: string[] = []): Promise<Served> {
-  const server = spawn(process.execPath, [MAIN, 'serve', '--listen', '127.0.0.1:0', ...args], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+/** Starts `zomg serve --listen 127.0.0.1:0 [extraArgs]` with `env` and resolves once it listens. */
+export function startServe(env: NodeJS.ProcessEnv, extraArgs: string[] = []): Promise<Served> {
+  const server = spawn(process.execPath, [MAIN, 'serve', '--listen', '127.0.0.1:0', ...extraArgs], { env, stdio: ['ignore', 'ignore', 'pipe'] });
   const exited = new Promise<void>((resolve) => server.once('exit', () => resolve()));
   return new Promise((resolve, reject) => {
     let text = '';
@@ -24,6 +26,7 @@ export function startServe(env: NodeJS.ProcessEnv, args: string[] = []): Promise
       if (m) {
         resolve({
           url: m[1] as string,
+          alive: () => server.exitCode === null && server.signalCode === null,
           stderr: () => text,
           async stop() {
             if (server.exitCode === null && server.pid !== undefined) process.kill(server.pid, 'SIGTERM');

@@ -78,7 +78,7 @@ describe('HTTP API: base build and save', { skip: !isRoot() ? 'needs root for bt
     assert.equal(created.statusCode, 201, created.body);
     const exec = await app.inject({ method: 'POST', url: '/v1/projects/default/boxes/apibox/exec', headers: auth, payload: { command: ['cat /built; pwd; ls -A'], shell: true } });
     assert.equal(exec.statusCode, 200, exec.body);
-    assert.deepEqual(exec.json(), { exit_code: 0, stdout: 'api-built\n/ctx\nhello.txt\nrootfs.tar\n', stderr: '' });
+    assert.deepEqual(exec.json(), { exit_code: 0, stdout: 'api-built\n/ctx\nhello.txt\nrootfs.tar\n', stderr: '', stdout_truncated: false, stderr_truncated: false });
     assert.deepEqual(store.leftovers(), { images: '', containers: '' });
   });
 

@@ -125,9 +125,9 @@ describe('HTTP API over a real engine', { skip: !isRoot() && 'needs root for btr
     await app.inject({ method: 'POST', url: '/v1/projects/demo/boxes', headers: auth, payload: { name: 'runner', base: 'bb' } });
     const url = '/v1/projects/demo/boxes/runner/exec';
     const argv = await app.inject({ method: 'POST', url, headers: auth, payload: { command: ['sh', '-c', 'cat; echo e >&2; exit 3'], stdin: 'in' } });
-    assert.deepEqual(argv.json(), { exit_code: 3, stdout: 'in', stderr: 'e\n' });
+    assert.deepEqual(argv.json(), { exit_code: 3, stdout: 'in', stderr: 'e\n', stdout_truncated: false, stderr_truncated: false });
     const shell = await app.inject({ method: 'POST', url, headers: auth, payload: { command: 'echo $BOX_NAME $((2+3))' } });
-    assert.deepEqual(shell.json(), { exit_code: 0, stdout: 'runner 5\n', stderr: '' });
+    assert.deepEqual(shell.json(), { exit_code: 0, stdout: 'runner 5\n', stderr: '', stdout_truncated: false, stderr_truncated: false });
     const bg = await app.inject({ method: 'POST', url, headers: auth, payload: { command: ['sleep', '1'], background: true } });
     assert.match(bg.json().log_path, /^\/tmp\/boxes\/exec\/\d+\.log$/);
     assert.equal((await app.inject({ method: 'POST', url: '/v1/projects/demo/boxes/runner/stop', headers: auth })).json().changed, true);

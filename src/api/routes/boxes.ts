@@ -1,74 +1,68 @@
 /** `/v1/projects/{project}/boxes…` */
-import type { FastifyInstance } from 'fastify';
+import { Type } from '@sinclair/typebox';
 import { InvalidArgumentError } from '../../core/errors.js';
 import { parseBoxName, parseProjectName, parseTag } from '../../core/names.js';
+import { boxKey, pageOf } from '../../core/paging.js';
 import type { ZomgService } from '../../core/service.js';
-import { type BoxParams, boxParams, boxRef, str } from './params.js';
+import { BoxListSchema, BoxSchema, CreateBoxBodySchema, PageQuery, UpdateBoxBodySchema } from '../../core/wire.js';
+import { BoxParams, NoContent, ProjectOrAllParams, ProjectParams, responses } from '../schemas.js';
+import type { Paging, TypedApp } from '../typed.js';
+import { boxRef } from './params.js';
 
-const stringMap = { type: 'object', additionalProperties: { type: 'string' } } as const;
+const tags = ['boxes'];
 
-interface CreateBody {
-  name: string;
-  base?: string;
-  fork?: string;
-  tags?: Record<string, string>;
-  environment?: Record<string, string>;
-  privileged?: boolean;
-  cpus?: number | string;
-  memory?: number | string;
-  pids?: number | string;
-  publish?: string[];
-}
-
-export async function boxRoutes(app: FastifyInstance, service: ZomgService, policy: { allowPrivileged: boolean } = { allowPrivileged: false }): Promise<void> {
-  app.get<{ Params: { project: string }; Querystring: { prefix?: string; tag?: string | string[]; max_results?: number } }>(
+export async function boxRoutes(app: TypedApp, service: ZomgService, paging: Paging, policy: { allowPrivileged: boolean } = { allowPrivileged: false }): Promise<void> {
+  app.get(
     '/v1/projects/:project/boxes',
     {
       schema: {
-        params: { type: 'object', properties: { project: str } },
-        querystring: { type: 'object', properties: { prefix: str, tag: { anyOf: [str, { type: 'array', items: str }] }, max_results: { type: 'integer', minimum: 1 } } },
+        operationId: 'listBoxes',
+        summary: 'List boxes (project "-" = every project), a page at a time',
+        tags,
+        params: ProjectOrAllParams,
+        querystring: Type.Object(
+          {
+            prefix: Type.Optional(Type.String({ description: 'only boxes whose name starts with this' })),
+            tag: Type.Optional(Type.Union([Type.String(), Type.Array(Type.String())], { description: 'key=value; repeat for several (all must match)' })),
+            ...PageQuery,
+          },
+          { additionalProperties: false },
+        ),
+        response: responses({ 200: Type.Ref(BoxListSchema) }),
       },
     },
     async (request) => {
       const { project } = request.params;
-      const tags: Record<string, string> = {};
+      const filter: Record<string, string> = {};
       const raw = request.query.tag;
       for (const t of raw === undefined ? [] : Array.isArray(raw) ? raw : [raw]) {
         const [k, v] = parseTag(t);
-        tags[k] = v;
+        filter[k] = v;
       }
+      const maxResults = request.query.max_results ?? paging.pageSize;
+      // One more than the page: whether there is a next page.
       const boxes = await service.listBoxes({
         ...(project === '-' ? {} : { project: parseProjectName(project) }),
         ...(request.query.prefix !== undefined ? { prefix: request.query.prefix } : {}),
-        tags,
-        ...(request.query.max_results !== undefined ? { maxResults: request.query.max_results } : {}),
+        tags: filter,
+        maxResults: maxResults + 1,
+        ...(request.query.page_token !== undefined ? { pageToken: request.query.page_token } : {}),
       });
-      return { boxes };
+      const page = pageOf(boxes, boxKey, { maxResults });
+      return { boxes: page.items, ...(page.nextPageToken !== undefined ? { next_page_token: page.nextPageToken } : {}) };
     },
   );
 
-  app.post<{ Params: { project: string }; Body: CreateBody }>(
+  app.post(
     '/v1/projects/:project/boxes',
     {
       schema: {
-        params: { type: 'object', properties: { project: str } },
-        body: {
-          type: 'object',
-          required: ['name'],
-          additionalProperties: false,
-          properties: {
-            name: str,
-            base: str,
-            fork: str,
-            tags: stringMap,
-            environment: stringMap,
-            privileged: { type: 'boolean' },
-            cpus: { anyOf: [{ type: 'number' }, str] },
-            memory: { anyOf: [{ type: 'integer' }, str] },
-            pids: { anyOf: [{ type: 'integer' }, str] },
-            publish: { type: 'array', items: str },
-          },
-        },
+        operationId: 'createBox',
+        summary: 'Create a box from a base (or fork another box) and start it',
+        tags,
+        params: ProjectParams,
+        body: CreateBoxBodySchema,
+        response: responses({ 201: Type.Ref(BoxSchema) }, 404, 409, 422, 507),
       },
     },
     async (request, reply) => {
@@ -103,23 +97,39 @@ export async function boxRoutes(app: FastifyInstance, service: ZomgService, poli
     },
   );
 
-  app.get<{ Params: BoxParams }>('/v1/projects/:project/boxes/:name', { schema: { params: boxParams } }, async (request) =>
-    service.getBox(boxRef(request.params)),
+  app.get(
+    '/v1/projects/:project/boxes/:name',
+    { schema: { operationId: 'getBox', summary: 'Get a box', tags, params: BoxParams, response: responses({ 200: Type.Ref(BoxSchema) }, 404) } },
+    async (request) => service.getBox(boxRef(request.params)),
   );
 
-  app.put<{ Params: BoxParams; Body: { tags?: Record<string, string>; environment?: Record<string, string> } }>(
+  app.put(
     '/v1/projects/:project/boxes/:name',
-    { schema: { params: boxParams, body: { type: 'object', additionalProperties: false, properties: { tags: stringMap, environment: stringMap } } } },
+    {
+      schema: {
+        operationId: 'updateBox',
+        summary: "Replace a box's tags and/or environment",
+        tags,
+        params: BoxParams,
+        body: UpdateBoxBodySchema,
+        response: responses({ 200: Type.Ref(BoxSchema) }, 404, 409),
+      },
+    },
     async (request) => {
+      const ref = boxRef(request.params);
       if (request.body.tags === undefined && request.body.environment === undefined) {
         throw new InvalidArgumentError('nothing to update: pass tags and/or environment');
       }
-      return service.updateBox(boxRef(request.params), request.body);
+      return service.updateBox(ref, request.body);
     },
   );
 
-  app.delete<{ Params: BoxParams }>('/v1/projects/:project/boxes/:name', { schema: { params: boxParams } }, async (request, reply) => {
-    await service.deleteBox(boxRef(request.params));
-    return reply.status(204).send();
-  });
+  app.delete(
+    '/v1/projects/:project/boxes/:name',
+    { schema: { operationId: 'deleteBox', summary: 'Stop and delete a box with its snapshots', tags, params: BoxParams, response: responses({ 204: NoContent }, 404, 409) } },
+    async (request, reply) => {
+      await service.deleteBox(boxRef(request.params));
+      return reply.status(204).send(null);
+    },
+  );
 }

@@ -12,23 +12,30 @@
  * version (201) once done.
  */
 import { PassThrough, type Readable } from 'node:stream';
-import type { FastifyInstance } from 'fastify';
+import { Type } from '@sinclair/typebox';
 import { InvalidArgumentError } from '../../core/errors.js';
+import { checkPath, checkText } from '../../core/input.js';
 import { parseBaseName, parseBoxName, parseProjectName } from '../../core/names.js';
 import type { BuildBaseOptions, ZomgService } from '../../core/service.js';
 import type { BuilderName } from '../../core/types.js';
+import { BaseVersionSchema, SaveBaseBodySchema } from '../../core/wire.js';
 import { toErrorBody } from '../errors.js';
-import { str } from './params.js';
+import { BaseParams, ProjectParams, responses } from '../schemas.js';
+import type { TypedApp } from '../typed.js';
 
 export const NDJSON = 'application/x-ndjson';
 
-export async function buildRoutes(app: FastifyInstance, service: ZomgService): Promise<void> {
-  app.post<{ Params: { project: string }; Body: { box: string; name: string } }>(
+export async function buildRoutes(app: TypedApp, service: ZomgService): Promise<void> {
+  app.post(
     '/v1/projects/:project/bases',
     {
       schema: {
-        params: { type: 'object', required: ['project'], properties: { project: str } },
-        body: { type: 'object', required: ['box', 'name'], additionalProperties: false, properties: { box: str, name: str } },
+        operationId: 'saveBase',
+        summary: "Save a box's current root as a new version of a base (O(1))",
+        tags: ['bases'],
+        params: ProjectParams,
+        body: SaveBaseBodySchema,
+        response: responses({ 201: Type.Ref(BaseVersionSchema) }, 404, 409, 507),
       },
     },
     async (request, reply) => {
@@ -38,16 +45,39 @@ export async function buildRoutes(app: FastifyInstance, service: ZomgService): P
     },
   );
 
-  app.post<{ Params: { name: string }; Querystring: { dockerfile?: string; builder?: string } }>(
+  app.post(
     '/v1/bases/:name/build',
     {
       schema: {
-        params: { type: 'object', required: ['name'], properties: { name: str } },
-        querystring: { type: 'object', additionalProperties: false, properties: { dockerfile: str, builder: str } },
+        operationId: 'buildBase',
+        summary: 'Build a Dockerfile from an uploaded context (a tar stream) into a new version',
+        description:
+          'Send the build context as a tar stream (Content-Type application/x-tar). With Accept: application/x-ndjson the answer (200) streams newline-delimited JSON events: {"type":"phase","phase"}, {"type":"line","line"}, then {"type":"result","version"} or {"type":"error", statusCode, code, error, message, hint?}. Without it, the created version (201) once done.',
+        tags: ['bases'],
+        params: BaseParams,
+        querystring: Type.Object(
+          {
+            dockerfile: Type.Optional(Type.String({ description: 'the Dockerfile inside the context (default Dockerfile)' })),
+            builder: Type.Optional(Type.String({ description: 'docker, podman or nerdctl (default: the first installed)' })),
+          },
+          { additionalProperties: false },
+        ),
+        consumes: ['application/x-tar'],
+        produces: ['application/json', NDJSON],
+        response: responses(
+          { 200: Type.String({ description: 'the NDJSON event stream (Accept: application/x-ndjson)' }), 201: Type.Ref(BaseVersionSchema) },
+          404,
+          409,
+          415,
+          422,
+          507,
+        ),
       },
     },
     async (request, reply) => {
       const name = parseBaseName(request.params.name);
+      if (request.query.dockerfile !== undefined) checkPath(request.query.dockerfile, 'Dockerfile path');
+      if (request.query.builder !== undefined) checkText(request.query.builder, 'builder');
       const body = request.body as Readable | undefined;
       if (!body || typeof (body as { pipe?: unknown }).pipe !== 'function') {
         throw new InvalidArgumentError('send the build context as a tar stream in the request body with Content-Type: application/x-tar', { code: 'ZOMG_INVALID_UPLOAD' });

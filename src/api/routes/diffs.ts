@@ -1,13 +1,33 @@
 /** `GET …/boxes/{name}/diff` and `GET …/boxes/{name}/diff/file`. */
-import type { FastifyInstance } from 'fastify';
+import { Type } from '@sinclair/typebox';
 import type { ZomgService } from '../../core/service.js';
 import { sendDiffNdjson, wantsNdjson } from '../diff-stream.js';
-import { type BoxParams, boxParams, boxRef, str } from './params.js';
+import { DiffStatusSchema, FileDiffSchema } from '../../core/wire.js';
+import { BoxParams, responses } from '../schemas.js';
+import type { TypedApp } from '../typed.js';
+import { boxRef } from './params.js';
 
-export async function diffRoutes(app: FastifyInstance, service: ZomgService): Promise<void> {
-  app.get<{ Params: BoxParams; Querystring: { against?: string; to?: string } }>(
+const tags = ['diffs'];
+
+export async function diffRoutes(app: TypedApp, service: ZomgService): Promise<void> {
+  app.get(
     '/v1/projects/:project/boxes/:name/diff',
-    { schema: { params: boxParams, querystring: { type: 'object', additionalProperties: false, properties: { against: str, to: str } } } },
+    {
+      schema: {
+        operationId: 'diffStatus',
+        summary: "What changed in the box's root since a checkpoint (default: the latest)",
+        tags,
+        params: BoxParams,
+        querystring: Type.Object(
+          {
+            against: Type.Optional(Type.String({ description: 'the checkpoint to compare against' })),
+            to: Type.Optional(Type.String({ description: 'compare to this checkpoint instead of the live root' })),
+          },
+          { additionalProperties: false },
+        ),
+        response: responses({ 200: Type.Ref(DiffStatusSchema) }, 404, 409, 422),
+      },
+    },
     async (request, reply) => {
       const options = {
         ...(request.query.against !== undefined ? { against: request.query.against } : {}),
@@ -19,9 +39,24 @@ export async function diffRoutes(app: FastifyInstance, service: ZomgService): Pr
     },
   );
 
-  app.get<{ Params: BoxParams; Querystring: { path: string; against?: string } }>(
+  app.get(
     '/v1/projects/:project/boxes/:name/diff/file',
-    { schema: { params: boxParams, querystring: { type: 'object', required: ['path'], additionalProperties: false, properties: { path: str, against: str } } } },
+    {
+      schema: {
+        operationId: 'diffFile',
+        summary: 'How one file changed since a checkpoint, with a unified diff for text',
+        tags,
+        params: BoxParams,
+        querystring: Type.Object(
+          {
+            path: Type.String({ description: 'an absolute path inside the box' }),
+            against: Type.Optional(Type.String({ description: 'the checkpoint to compare against' })),
+          },
+          { additionalProperties: false },
+        ),
+        response: responses({ 200: Type.Ref(FileDiffSchema) }, 404, 409, 413, 422),
+      },
+    },
     async (request) =>
       service.diffFile(boxRef(request.params), request.query.path, request.query.against !== undefined ? { against: request.query.against } : {}),
   );

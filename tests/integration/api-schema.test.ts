@@ -1,0 +1,163 @@
+import assert from 'node:assert/strict';
+import { createReadStream, statSync } from 'node:fs';
+import { after, before, describe, it } from 'node:test';
+import type { FastifyInstance } from 'fastify';
+import { buildServer, registeredRoutes } from '../../src/api/server.js';
+import { RemoteClient } from '../../src/cli/remote.js';
+import { parseBoxName, parseProjectName } from '../../src/core/names.js';
+import { type TestEngine, makeTestEngine } from '../helpers/engine.js';
+import { busyboxRootfsTar } from '../helpers/fixtures.js';
+import { isRoot } from '../helpers/pool.js';
+
+const TOKEN = 'schema-token-0123456789';
+const auth = { authorization: `Bearer ${TOKEN}` };
+const ref = { project: parseProjectName('demo'), name: parseBoxName('web') };
+
+type Json = Record<string, unknown>;
+
+/** Every `$ref` in the document, wherever it sits. */
+function refsIn(node: unknown, out: string[] = []): string[] {
+  if (Array.isArray(node)) for (const n of node) refsIn(n, out);
+  else if (node && typeof node === 'object') {
+    for (const [k, v] of Object.entries(node)) {
+      if (k === '$ref' && typeof v === 'string') out.push(v);
+      else refsIn(v, out);
+    }
+  }
+  return out;
+}
+
+describe('one schema per route: the OpenAPI document and what the serializer keeps', { skip: !isRoot() && 'needs root for btrfs' }, () => {
+  let t: TestEngine;
+  let app: FastifyInstance;
+
+  before(async () => {
+    t = await makeTestEngine();
+    // A page size of 2, so paging shows with a handful of items.
+    app = await buildServer({ service: t.engine, token: TOKEN, pageSize: 2 });
+    const tar = busyboxRootfsTar();
+    const res = await app.inject({
+      method: 'POST',
+      url: '/v1/bases/bb/versions',
+      headers: { ...auth, 'content-type': 'application/octet-stream', 'content-length': String(statSync(tar).size) },
+      payload: createReadStream(tar),
+    });
+    assert.equal(res.statusCode, 201, res.body);
+  });
+  after(async () => {
+    await app?.close();
+    await t?.cleanup();
+  });
+
+  it('describes every registered route: operationId, summary, tags, its success and error responses, shared components', async () => {
+    const res = await app.inject({ method: 'GET', url: '/v1/openapi.json' });
+    assert.equal(res.statusCode, 200);
+    const doc = res.json() as { openapi: string; paths: Record<string, Record<string, Json>>; components: { schemas: Record<string, Json> } };
+    assert.match(doc.openapi, /^3\.1\./);
+    const routes = registeredRoutes(app);
+    assert.ok(routes.length >= 26, `only ${routes.length} routes`);
+    const ids = new Set<string>();
+    for (const route of routes) {
+      const path = route.url.replace(/:(\w+)/g, '{$1}');
+      const op = doc.paths[path]?.[route.method.toLowerCase()];
+      assert.ok(op, `${route.method} ${path} is missing from the document`);
+      const where = `${route.method} ${path}`;
+      assert.equal(typeof op.operationId, 'string', `${where}: no operationId`);
+      assert.ok(!ids.has(op.operationId as string), `${where}: duplicate operationId ${String(op.operationId)}`);
+      ids.add(op.operationId as string);
+      assert.ok(typeof op.summary === 'string' && op.summary.length > 0, `${where}: no summary`);
+      assert.ok(Array.isArray(op.tags) && op.tags.length > 0, `${where}: no tags`);
+      const responses = op.responses as Record<string, Json>;
+      const statuses = Object.keys(responses);
+      assert.ok(statuses.some((s) => /^(2\d\d|101)$/.test(s)), `${where}: no success response (${statuses.join(',')})`);
+      for (const s of statuses) assert.notEqual((responses[s] as Json).description, 'Default Response', `${where} ${s}: undescribed`);
+      if (path !== '/v1/health' && path !== '/v1/openapi.json') {
+        for (const s of ['400', '401', '500']) {
+          const schema = JSON.stringify(responses[s] ?? {});
+          assert.match(schema, /#\/components\/schemas\/Error/, `${where}: ${s} is not the Error shape`);
+        }
+      }
+      if (route.websocket) {
+        assert.equal(op['x-websocket'], true, `${where}: a WebSocket route not marked x-websocket`);
+        assert.match(String(op.description), /stdin_end/);
+      }
+    }
+    for (const name of ['Error', 'Box', 'BaseVersion', 'BaseSummary', 'BaseDetails', 'Checkpoint', 'DiffStatus', 'FileDiff', 'LifecycleResult', 'InstallOutcome', 'ExecResult', 'BoxList']) {
+      assert.ok(doc.components.schemas[name], `component ${name} is missing`);
+    }
+    for (const r of refsIn(doc)) {
+      const m = /^#\/components\/schemas\/(.+)$/.exec(r);
+      assert.ok(m && doc.components.schemas[m[1] as string], `dangling $ref ${r}`);
+    }
+    const created = doc.paths['/v1/projects/{project}/boxes']?.post?.responses as Record<string, unknown>;
+    assert.ok(created['201'] && created['409'], 'createBox answers 201 and 409');
+    const deleted = doc.paths['/v1/projects/{project}/boxes/{name}']?.delete?.responses as Record<string, unknown>;
+    assert.ok(deleted['204'], 'deleteBox answers 204');
+  });
+
+  it('keeps every field of Box, BaseVersion, Checkpoint, DiffStatus and FileDiff through the response schemas', async () => {
+    const created = await app.inject({ method: 'POST', url: '/v1/projects/demo/boxes', headers: auth, payload: { name: 'web', base: 'bb', tags: { team: 'a' }, environment: { FOO: 'bar' } } });
+    assert.equal(created.statusCode, 201, created.body);
+    assert.deepEqual(created.json(), await t.engine.getBox(ref));
+    assert.deepEqual((await app.inject({ method: 'GET', url: '/v1/projects/demo/boxes/web', headers: auth })).json(), await t.engine.getBox(ref));
+
+    const base = (await app.inject({ method: 'GET', url: '/v1/bases/bb', headers: auth })).json() as { versions: Json[] };
+    assert.deepEqual(base, await t.engine.inspectBase('bb'));
+    for (const field of ['name', 'alias', 'created_at', 'size_bytes', 'provenance', 'config']) assert.ok(field in (base.versions[0] ?? {}), field);
+
+    const cp = await app.inject({ method: 'POST', url: '/v1/projects/demo/boxes/web/checkpoints', headers: auth, payload: { description: 'first' } });
+    assert.equal(cp.statusCode, 201, cp.body);
+    assert.deepEqual(cp.json(), await t.engine.getCheckpoint(ref, 'v0'));
+
+    const exec = await app.inject({
+      method: 'POST',
+      url: '/v1/projects/demo/boxes/web/exec',
+      headers: auth,
+      payload: { command: 'echo changed > /etc/motd; echo new > /new.txt; ln -s /etc/motd /link; rm -f /etc/hostname' },
+    });
+    assert.equal(exec.json().exit_code, 0, exec.body);
+    const diff = (await app.inject({ method: 'GET', url: '/v1/projects/demo/boxes/web/diff', headers: auth })).json();
+    assert.deepEqual(diff, await t.engine.diffStatus(ref));
+    assert.ok(diff.changes.length >= 3, JSON.stringify(diff));
+    const file = (await app.inject({ method: 'GET', url: '/v1/projects/demo/boxes/web/diff/file?path=/etc/motd', headers: auth })).json();
+    assert.deepEqual(file, await t.engine.diffFile(ref, '/etc/motd'));
+    assert.notEqual(file.status, 'unchanged');
+    const link = (await app.inject({ method: 'GET', url: '/v1/projects/demo/boxes/web/diff/file?path=/link', headers: auth })).json();
+    assert.equal(link.current?.target, '/etc/motd');
+    assert.deepEqual(link, await t.engine.diffFile(ref, '/link'));
+  });
+
+  it('pages listings with max_results and next_page_token, and the remote client follows them to the end', async () => {
+    for (let i = 1; i < 5; i++) {
+      assert.equal((await app.inject({ method: 'POST', url: '/v1/projects/demo/boxes/web/checkpoints', headers: auth, payload: {} })).statusCode, 201);
+    }
+    const all = (await t.engine.listCheckpoints(ref)).map((c) => c.name);
+    assert.equal(all.length, 5);
+    const seen: string[] = [];
+    let token: string | undefined;
+    let pages = 0;
+    do {
+      const res = await app.inject({ method: 'GET', url: `/v1/projects/demo/boxes/web/checkpoints${token ? `?page_token=${encodeURIComponent(token)}` : ''}`, headers: auth });
+      assert.equal(res.statusCode, 200, res.body);
+      const body = res.json();
+      assert.ok(body.checkpoints.length <= 2);
+      seen.push(...body.checkpoints.map((c: { name: string }) => c.name));
+      token = body.next_page_token;
+      pages++;
+    } while (token !== undefined);
+    assert.deepEqual(seen, all);
+    assert.equal(pages, 3);
+    const bad = await app.inject({ method: 'GET', url: '/v1/projects/demo/boxes/web/checkpoints?page_token=nonsense', headers: auth });
+    assert.equal(bad.statusCode, 400);
+    assert.equal(bad.json().code, 'ZOMG_INVALID_PAGE_TOKEN');
+
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    const address = app.server.address();
+    const port = typeof address === 'object' && address ? address.port : 0;
+    const client = new RemoteClient(`http://127.0.0.1:${port}`, TOKEN);
+    assert.deepEqual((await client.listCheckpoints(ref)).map((c) => c.name), all);
+    assert.deepEqual((await client.listCheckpoints(ref, { maxResults: 3 })).map((c) => c.name), all.slice(0, 3));
+    assert.deepEqual(await client.listBoxes({ project: 'demo' }), await t.engine.listBoxes({ project: 'demo' }));
+    assert.deepEqual(await client.listBases(), await t.engine.listBases());
+  });
+});

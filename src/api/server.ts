@@ -15,6 +15,7 @@ import { buildRoutes } from './routes/builds.js';
 import { checkpointRoutes } from './routes/checkpoints.js';
 import { diffRoutes } from './routes/diffs.js';
 import { runningRoutes } from './routes/running.js';
+import { volumeRoutes } from './routes/volumes.js';
 
 export interface ServerOptions {
   service: ZomgService;
@@ -81,5 +82,6 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
   await app.register(async (scope) => buildRoutes(scope, service));
   await app.register(async (scope) => diffRoutes(scope, service));
   await app.register(async (scope) => runningRoutes(scope, service));
+  await app.register(async (scope) => volumeRoutes(scope, service));
   return app;
 }

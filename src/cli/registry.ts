@@ -8,5 +8,6 @@ import { diffCommands } from './commands/diffs.js';
 import { runningCommands } from './commands/running.js';
 import { snapshotCommands } from './commands/snapshots.js';
 import { systemCommands } from './commands/system.js';
+import { volumeCommands } from './commands/volumes.js';
 
-export const registry: CommandSpec[] = [...boxCommands, ...runningCommands, ...snapshotCommands, ...diffCommands, ...baseCommands, ...buildCommands, ...systemCommands, ...configCommands];
+export const registry: CommandSpec[] = [...boxCommands, ...runningCommands, ...snapshotCommands, ...diffCommands, ...baseCommands, ...buildCommands, ...systemCommands, ...configCommands, ...volumeCommands];

@@ -5,6 +5,8 @@
 import type { Readable, Writable } from 'node:stream';
 import type { BoxRef } from './refs.js';
 import type { BaseDetails, BaseSummary, BaseVersion, Box, BuilderName, Checkpoint, DiffStatus, FileDiff, InstallOutcome, ProgressFn } from './types.js';
+import type { Volume, VolumeBackup, VolumeDiffStatus, VolumeSnapshot } from './types.js';
+import type { VolumeRef } from './volumes.js';
 
 export interface CreateBoxOptions {
   /** Start the box after creating it (default true). */
@@ -13,6 +15,39 @@ export interface CreateBoxOptions {
   fork?: BoxRef;
   tags?: Record<string, string>;
   environment?: Record<string, string>;
+  /** Data volumes to mount (`name` may be `project:name`); a fork adds clones of the source's own. */
+  dataMounts?: DataMountSpec[];
+}
+
+/** A volume to mount in a box: `name` (or `project:name`) at the absolute `path`. */
+export interface DataMountSpec {
+  name: string;
+  path: string;
+  read_only?: boolean;
+}
+
+export interface CreateVolumeOptions {
+  /** Clone this volume (O(1)) instead of creating an empty one. */
+  from?: VolumeRef;
+  /** With `from`: clone this snapshot of it. */
+  fromSnapshot?: string;
+}
+
+export interface CreateBackupOptions {
+  /** The target URL, e.g. file:///srv/backups. */
+  to: string;
+  name?: string;
+}
+
+export interface RestoreBackupOptions {
+  /** The target URL the backup is read from. */
+  from: string;
+  /** The backed-up volume (as named at the target: its project and name). */
+  source: VolumeRef;
+  /** The backup; default the newest of the volume at the target. */
+  backup?: string;
+  /** The new volume to create. */
+  to: VolumeRef;
 }
 
 export interface ListBoxesOptions {
@@ -133,6 +168,26 @@ export interface ZomgService {
   // diffs
   diffStatus(ref: BoxRef, options?: DiffStatusOptions): Promise<DiffStatus>;
   diffFile(ref: BoxRef, path: string, options?: { against?: string }): Promise<FileDiff>;
+
+  // data volumes (SPEC §7)
+  createVolume(ref: VolumeRef, options?: CreateVolumeOptions): Promise<Volume>;
+  /** Undefined project = every project. */
+  listVolumes(options?: { project?: string }): Promise<Volume[]>;
+  getVolume(ref: VolumeRef): Promise<Volume>;
+  deleteVolume(ref: VolumeRef): Promise<void>;
+  /** Mounts a volume in a stopped box (refused while it runs). */
+  attachVolume(box: BoxRef, mount: DataMountSpec): Promise<Box>;
+  detachVolume(box: BoxRef, name: string): Promise<Box>;
+  createVolumeSnapshot(ref: VolumeRef, options?: CreateCheckpointOptions): Promise<VolumeSnapshot>;
+  listVolumeSnapshots(ref: VolumeRef): Promise<VolumeSnapshot[]>;
+  restoreVolumeSnapshot(ref: VolumeRef, name: string): Promise<VolumeSnapshot>;
+  deleteVolumeSnapshot(ref: VolumeRef, name: string): Promise<void>;
+  volumeDiffStatus(ref: VolumeRef, options?: DiffStatusOptions): Promise<VolumeDiffStatus>;
+  volumeDiffFile(ref: VolumeRef, path: string, options?: { against?: string }): Promise<FileDiff>;
+  createBackup(ref: VolumeRef, options: CreateBackupOptions): Promise<VolumeBackup>;
+  /** The backups at a target: of one project (and volume) when given. */
+  listBackups(from: string, options?: { project?: string; volume?: string }): Promise<VolumeBackup[]>;
+  restoreBackup(options: RestoreBackupOptions): Promise<Volume>;
 
   close(): Promise<void>;
 }

@@ -4,7 +4,8 @@
  * consistent and safe against concurrent writes — which is always deleted afterwards.
  */
 import { diffEntryToJson } from '../core/diff.js';
-import { NotFoundError } from '../core/errors.js';
+import { InvalidArgumentError, NotFoundError } from '../core/errors.js';
+import { mountHolding } from '../core/volumes.js';
 import type { BoxRef } from '../core/refs.js';
 import type { DiffStatusOptions } from '../core/service.js';
 import type { DiffStatus, FileDiff } from '../core/types.js';
@@ -16,8 +17,11 @@ import { diffSubvolumes } from './tree-diff.js';
 
 /** Mount points of the volumes mounted into every box: never part of a root diff. */
 const EXCLUDED = ['/home', '/box'].map((p) => Buffer.from(p));
-const excluded = (path: Buffer): boolean =>
-  EXCLUDED.some((prefix) => path.equals(prefix) || (path.length > prefix.length && path.subarray(0, prefix.length).equals(prefix) && path[prefix.length] === 0x2f));
+const under = (path: Buffer, prefixes: readonly Buffer[]): boolean =>
+  prefixes.some((prefix) => path.equals(prefix) || (path.length > prefix.length && path.subarray(0, prefix.length).equals(prefix) && path[prefix.length] === 0x2f));
+
+/** What a root diff leaves out: the system mounts, and the box's data-volume mount points. */
+const excludedOf = (box: BoxRow): Buffer[] => [...EXCLUDED, ...box.data_mounts.map((m) => Buffer.from(m.path))];
 
 function againstName(ctx: EngineContext, box: BoxRow, against: string | undefined): string {
   if (against !== undefined) return findCheckpoint(ctx, box, against).name;
@@ -55,7 +59,7 @@ export async function diffStatus(ctx: EngineContext, ref: BoxRef, options: DiffS
         against,
         to,
         method: result.method,
-        changes: result.entries.filter((e) => !excluded(e.path)).map(diffEntryToJson),
+        changes: result.entries.filter((e) => !under(e.path, excludedOf(box))).map(diffEntryToJson),
       };
     },
     { mutates: false },
@@ -68,6 +72,13 @@ export async function diffFile(ctx: EngineContext, ref: BoxRef, path: string, op
     ctx,
     ref,
     async ({ row: box, root }) => {
+      const mount = mountHolding(box.data_mounts, path);
+      if (mount) {
+        throw new InvalidArgumentError(`path "${path}" is on data volume "${mount.name}" (mounted at ${mount.path}), not part of the box root`, {
+          code: 'ZOMG_PATH_EXCLUDED',
+          hint: `diff the volume instead: zomg data diff file ${mount.name} <path inside the volume>`,
+        });
+      }
       const against = againstName(ctx, box, options.against);
       return ctx.pool.withTemporarySnapshot(root, `diff-${box.id}`, (live) =>
         compareFile(ctx.pool.hostPath(checkpointId(box, against)), ctx.pool.hostPath(live), path),

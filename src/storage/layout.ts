@@ -237,6 +237,38 @@ export class Pool {
     return this.driver.sendNoData(this.hostPath(parent), this.hostPath(child), options);
   }
 
+  /**
+   * The change stream WITH data of `id` (read-only): whole, or with `parent` (read-only,
+   * same pool) only what changed since it. For backups.
+   */
+  send(id: SubvolumeId, options: { parent?: SubvolumeId; signal?: AbortSignal } = {}): Readable {
+    if (!this.driver.send) throw new Error(`the ${this.driver.name} driver cannot send subvolumes`);
+    return this.driver.send(this.hostPath(id), {
+      ...(options.parent !== undefined ? { parent: this.hostPath(options.parent) } : {}),
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
+  }
+
+  /**
+   * Replays a stream into the staging subvolume `into` (made with `create`): the received,
+   * read-only subvolume appears inside it under the name the stream carries. Incremental
+   * streams find their parent among the ones received before.
+   */
+  async receive(input: Readable, into: StagingId, options: { signal?: AbortSignal } = {}): Promise<void> {
+    if (!this.driver.receive) throw new Error(`the ${this.driver.name} driver cannot receive streams`);
+    await this.driver.receive(input, this.hostPath(into), options);
+  }
+
+  /** True when a stream received into `into` produced the subvolume `name`. */
+  hasReceived(into: StagingId, name: string): Promise<boolean> {
+    return this.driver.isSubvolume(join(this.hostPath(into), part(name)));
+  }
+
+  /** A writable snapshot of the subvolume `name` received into `into`, at `dest` (staging). */
+  async snapshotReceived(into: StagingId, name: string, dest: StagingId): Promise<void> {
+    await this.driver.snapshot(join(this.hostPath(into), part(name)), this.hostPath(dest), { readOnly: false });
+  }
+
   /** Bytes of the tree (a full walk: O(files)). */
   sizeBytes(id: SubvolumeId): Promise<number> {
     return this.driver.sizeBytes(this.hostPath(id));

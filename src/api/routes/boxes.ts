@@ -4,6 +4,7 @@ import { InvalidArgumentError } from '../../core/errors.js';
 import { parseBoxName, parseProjectName, parseTag } from '../../core/names.js';
 import type { ZomgService } from '../../core/service.js';
 import { type BoxParams, boxParams, boxRef, str } from './params.js';
+import { dataMountsSchema } from './volumes.js';
 
 const stringMap = { type: 'object', additionalProperties: { type: 'string' } } as const;
 
@@ -13,6 +14,7 @@ interface CreateBody {
   fork?: string;
   tags?: Record<string, string>;
   environment?: Record<string, string>;
+  data_mounts?: Array<{ name: string; path: string; read_only?: boolean }>;
 }
 
 export async function boxRoutes(app: FastifyInstance, service: ZomgService): Promise<void> {
@@ -51,7 +53,7 @@ export async function boxRoutes(app: FastifyInstance, service: ZomgService): Pro
           type: 'object',
           required: ['name'],
           additionalProperties: false,
-          properties: { name: str, base: str, fork: str, tags: stringMap, environment: stringMap },
+          properties: { name: str, base: str, fork: str, tags: stringMap, environment: stringMap, data_mounts: dataMountsSchema },
         },
       },
     },
@@ -70,6 +72,7 @@ export async function boxRoutes(app: FastifyInstance, service: ZomgService): Pro
           ...(fork ? { fork } : {}),
           ...(body.tags ? { tags: body.tags } : {}),
           ...(body.environment ? { environment: body.environment } : {}),
+          ...(body.data_mounts ? { dataMounts: body.data_mounts } : {}),
         },
       );
       return reply.status(201).send(box);

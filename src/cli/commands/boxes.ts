@@ -2,6 +2,7 @@
 import { UsageError } from '../../core/errors.js';
 import { parseEnvAssignment, parseTag } from '../../core/names.js';
 import type { Box } from '../../core/types.js';
+import { parseDataMountSpec } from '../../core/volumes.js';
 import type { CommandSpec } from '../command.js';
 import { table } from '../render.js';
 
@@ -25,6 +26,7 @@ export const boxCommands: CommandSpec[] = [
       { flags: '-f, --fork <box>', description: 'clone another box instead of a base' },
       { flags: '-t, --tag <key=value>', description: 'tag (repeatable)', repeatable: true },
       { flags: '-e, --env <KEY=VALUE>', description: 'environment variable (repeatable)', repeatable: true },
+      { flags: '-d, --data <VOLUME=/path[:ro|:rw]>', description: 'mount a data volume (repeatable)', repeatable: true },
     ],
     async run(ctx, [name], opts) {
       if (opts.base !== undefined && opts.fork !== undefined) throw new UsageError('--base and --fork cannot be used together');
@@ -37,6 +39,7 @@ export const boxCommands: CommandSpec[] = [
         ...(opts.fork !== undefined ? { fork: ctx.box(opts.fork as string) } : {}),
         tags,
         environment,
+        ...(opts.data !== undefined ? { dataMounts: (opts.data as string[]).map(parseDataMountSpec).map((m) => ({ name: m.volume, path: m.path, read_only: m.read_only })) } : {}),
       });
       return { data: box, text: `Created box ${box.project}:${box.name} from ${box.base}` };
     },
@@ -73,6 +76,7 @@ export const boxCommands: CommandSpec[] = [
         ['BASE', box.base],
         ['TAGS', Object.entries(box.tags).map(([k, v]) => `${k}=${v}`).join(', ') || '-'],
         ['ENVIRONMENT', Object.keys(box.environment).join(', ') || '-'],
+        ['DATA', box.data_mounts.map((m) => `${m.name}=${m.path}${m.read_only ? ':ro' : ''}`).join(', ') || '-'],
         ['CREATED', box.created_at],
         ['UPDATED', box.updated_at],
       ];

@@ -22,6 +22,7 @@ import {
   boxOwnedVolumeName,
   checkMountPath,
   checkMountSet,
+  parseVolumeName,
   parseVolumeRef,
   parseVolumeSnapshotName,
   volumeExists,
@@ -113,6 +114,7 @@ const newVolumeId = (): string => randomBytes(8).toString('hex');
 
 /** Creates an empty volume, or an O(1) clone of another volume (or of one of its snapshots). */
 export async function createVolume(ctx: EngineContext, ref: VolumeRef, options: CreateVolumeOptions = {}): Promise<Volume> {
+  parseVolumeName(ref.name);
   if (options.fromSnapshot !== undefined && options.from === undefined) {
     throw new InvalidArgumentError('--from-snapshot needs --from (the volume the snapshot belongs to)', { code: 'ZOMG_INVALID_ARGUMENT', hint: 'zomg data create <name> --from <volume> --from-snapshot <snapshot>' });
   }

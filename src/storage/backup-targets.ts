@@ -151,7 +151,24 @@ class FileTarget implements BackupTarget {
         }
       }
     }
-    return out.sort((a, b) => a.project.localeCompare(b.project) || a.volume.localeCompare(b.volume) || a.created_at.localeCompare(b.created_at) || a.name.localeCompare(b.name));
+    // Oldest first; backups taken within one second are ordered by their place in the chain.
+    const depth = (m: BackupManifest): number => {
+      let d = 0;
+      for (let at: BackupManifest | undefined = m; at?.parent != null && d < out.length; d++) {
+        const parent: string = at.parent;
+        at = out.find((x) => x.project === m.project && x.volume === m.volume && x.name === parent);
+      }
+      return d;
+    };
+    const depths = new Map(out.map((m) => [m, depth(m)]));
+    return out.sort(
+      (a, b) =>
+        a.project.localeCompare(b.project) ||
+        a.volume.localeCompare(b.volume) ||
+        a.created_at.localeCompare(b.created_at) ||
+        (depths.get(a) ?? 0) - (depths.get(b) ?? 0) ||
+        a.name.localeCompare(b.name),
+    );
   }
 
   async read(project: string, volume: string, name: string): Promise<BackupManifest | undefined> {

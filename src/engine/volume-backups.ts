@@ -135,6 +135,7 @@ export async function restoreBackup(ctx: EngineContext, options: RestoreBackupOp
         if (ctx.volumes.get(to.project, to.name)) throw volumeExists(to);
         const id = randomBytes(8).toString('hex');
         const receiving = ctx.pool.newStaging('receive');
+        let failed = true;
         try {
           await new Reverter().run(async (r) => {
             await ctx.pool.create(receiving);
@@ -171,9 +172,11 @@ export async function restoreBackup(ctx: EngineContext, options: RestoreBackupOp
               ctx.volumes.insert(row);
             });
           });
+          failed = false;
         } finally {
-          // The received chain is scaffolding, whatever happened (a crash leaves it to the reconciler).
-          await ctx.pool.delete(receiving, { waitForSpace: true }).catch(() => undefined);
+          // The received chain is scaffolding, whatever happened (a crash leaves it to the
+          // reconciler); after a failure (perhaps a full pool) wait until its space is back.
+          await ctx.pool.delete(receiving, { waitForSpace: failed }).catch(() => undefined);
         }
       },
       { what: `volume "${to.project}:${to.name}"`, timeoutMs: BOX_LOCK_TIMEOUT_MS },

@@ -13,7 +13,7 @@ APT_PACKAGES=(
   mmdebstrap debootstrap debian-archive-keyring ca-certificates
   python3 make g++ git
 )
-BENCH_PACKAGES=(hyperfine snapper)
+BENCH_PACKAGES=(hyperfine snapper restic)
 
 need_root() {
   if [ "$(id -u)" -ne 0 ]; then

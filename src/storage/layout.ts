@@ -26,6 +26,7 @@ import { mkdirSync, readdirSync, rmdirSync, statSync } from 'node:fs';
 import { mkdir, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
+import { PoolFullError } from '../core/errors.js';
 import { isErrno } from '../system/fs.js';
 import type { StorageDriver } from './driver.js';
 
@@ -67,6 +68,24 @@ function part(value: string): string {
     throw new Error(`invalid pool path component ${JSON.stringify(value)}`);
   }
   return value;
+}
+
+/**
+ * Makes the directory that holds a subvolume (one level under its layer). A full pool can
+ * refuse even that: ENOSPC (which a recursive mkdir may report as ENOENT) is the pool full.
+ */
+async function ensureDir(dir: string): Promise<void> {
+  try {
+    await mkdir(dir, { mode: 0o700 });
+  } catch (err) {
+    if (isErrno(err, 'EEXIST')) return;
+    if (isErrno(err, 'ENOSPC')) throw new PoolFullError(undefined, { cause: err });
+    if (isErrno(err, 'ENOENT')) {
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      return;
+    }
+    throw err;
+  }
 }
 
 function names(dir: string): string[] {
@@ -155,7 +174,7 @@ export class Pool {
 
   /** Creates an empty subvolume at `id` (its parent directories are made). */
   async create(id: SubvolumeId): Promise<void> {
-    await mkdir(this.parentDir(id), { recursive: true, mode: 0o700 });
+    await ensureDir(this.parentDir(id));
     await this.driver.createSubvolume(this.hostPath(id));
   }
 
@@ -165,13 +184,13 @@ export class Pool {
    * cannot change directory afterwards.
    */
   async snapshot(source: SubvolumeId, dest: SubvolumeId, options: { readOnly: boolean }): Promise<void> {
-    await mkdir(this.parentDir(dest), { recursive: true, mode: 0o700 });
+    await ensureDir(this.parentDir(dest));
     await this.driver.snapshot(this.hostPath(source), this.hostPath(dest), { readOnly: options.readOnly });
   }
 
   /** Moves a finished staging subvolume to `dest` (a rename) and optionally makes it read-only. */
   async place(staged: StagingId, dest: SubvolumeId, options: { readOnly: boolean }): Promise<void> {
-    await mkdir(this.parentDir(dest), { recursive: true, mode: 0o700 });
+    await ensureDir(this.parentDir(dest));
     await rename(this.hostPath(staged), this.hostPath(dest));
     if (options.readOnly) await this.driver.setReadOnly(this.hostPath(dest), true);
   }

@@ -14,7 +14,7 @@ APT_PACKAGES=(
   python3 make g++ git
   rsync
 )
-BENCH_PACKAGES=(hyperfine snapper)
+BENCH_PACKAGES=(hyperfine snapper restic)
 
 need_root() {
   if [ "$(id -u)" -ne 0 ]; then

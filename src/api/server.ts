@@ -26,6 +26,7 @@ import { runningRoutes } from './routes/running.js';
 import { terminalRoutes } from './routes/terminals.js';
 import { addSharedSchemas } from './schemas.js';
 import type { TypedApp } from './typed.js';
+import { volumeRoutes } from './routes/volumes.js';
 
 export interface ServerOptions {
   service: ZomgService;
@@ -178,5 +179,6 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
   await app.register(async (scope) => runningRoutes(scope, service));
   await app.register(async (scope) => terminalRoutes(scope, service));
   await app.register(async (scope) => fileRoutes(scope, service));
+  await app.register(async (scope) => volumeRoutes(scope, service));
   return app;
 }

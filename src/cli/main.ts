@@ -163,7 +163,8 @@ function addCommand(program: Command, spec: CommandSpec, state: CliState): void 
  */
 function relevantSpecs(argv: string[]): CommandSpec[] {
   const words = commandWords(argv);
-  const matching = registry.filter((spec) => spec.path.every((w, i) => words[i] === w));
+  // A spec matches when the words given so far are its first words (`data diff` also names `data diff file`).
+  const matching = registry.filter((spec) => spec.path.slice(0, words.length).every((w, i) => words[i] === w));
   return matching.length > 0 ? matching : registry;
 }
 

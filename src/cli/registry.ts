@@ -10,5 +10,6 @@ import { runningCommands } from './commands/running.js';
 import { snapshotCommands } from './commands/snapshots.js';
 import { systemCommands } from './commands/system.js';
 import { terminalCommands } from './commands/terminals.js';
+import { volumeCommands } from './commands/volumes.js';
 
-export const registry: CommandSpec[] = [...boxCommands, ...runningCommands, ...terminalCommands, ...snapshotCommands, ...diffCommands, ...baseCommands, ...buildCommands, ...systemCommands, ...configCommands, ...completionCommands];
+export const registry: CommandSpec[] = [...boxCommands, ...runningCommands, ...terminalCommands, ...snapshotCommands, ...diffCommands, ...baseCommands, ...buildCommands, ...systemCommands, ...configCommands, ...completionCommands, ...volumeCommands];

@@ -34,6 +34,9 @@ import type { BaseDetails, BaseSummary, BaseVersion, Box, Checkpoint, DiffStatus
 import { type BaseList, type BoxList, type CheckpointList, type CreateBoxBody, PAGE_MAX_RESULTS } from '../core/wire.js';
 import { CommandError, run } from '../system/run.js';
 import type { WebSocket as WebSocketClient } from 'ws';
+import type { CreateBackupOptions, CreateVolumeOptions, DataMountSpec, RestoreBackupOptions } from '../core/service.js';
+import type { Volume, VolumeBackup, VolumeDiffStatus, VolumeSnapshot } from '../core/types.js';
+import type { VolumeRef } from '../core/volumes.js';
 
 const enc = encodeURIComponent;
 
@@ -130,6 +133,8 @@ function parseAnswer(text: string): unknown {
 }
 
 const boxPath = (ref: BoxRef): string => `/v1/projects/${enc(ref.project)}/boxes/${enc(ref.name)}`;
+const volumePath = (ref: VolumeRef): string => `/v1/projects/${enc(ref.project)}/volumes/${enc(ref.name)}`;
+const volumeArg = (ref: VolumeRef, project: string): string => (ref.project === project ? ref.name : `${ref.project}:${ref.name}`);
 
 export class RemoteClient implements ZomgService {
   constructor(
@@ -172,6 +177,7 @@ export class RemoteClient implements ZomgService {
       ...(options.memory !== undefined ? { memory: options.memory } : {}),
       ...(options.pids !== undefined ? { pids: options.pids } : {}),
       ...(options.publish !== undefined ? { publish: options.publish } : {}),
+      ...(options.dataMounts !== undefined ? { data_mounts: options.dataMounts } : {}),
     };
     return this.request('POST', `/v1/projects/${enc(ref.project)}/boxes`, { json: body });
   }
@@ -595,6 +601,86 @@ export class RemoteClient implements ZomgService {
     const q = new URLSearchParams({ path });
     if (options.against !== undefined) q.set('against', options.against);
     return this.request('GET', `${boxPath(ref)}/diff/file?${q}`);
+  }
+
+  async createVolume(ref: VolumeRef, options: CreateVolumeOptions = {}): Promise<Volume> {
+    return this.request('POST', `/v1/projects/${enc(ref.project)}/volumes`, {
+      json: {
+        name: ref.name,
+        ...(options.from !== undefined ? { from: volumeArg(options.from, ref.project) } : {}),
+        ...(options.fromSnapshot !== undefined ? { from_snapshot: options.fromSnapshot } : {}),
+      },
+    });
+  }
+
+  async listVolumes(options: { project?: string } = {}): Promise<Volume[]> {
+    return (await this.request<{ volumes: Volume[] }>('GET', `/v1/projects/${enc(options.project ?? '-')}/volumes`)).volumes;
+  }
+
+  async getVolume(ref: VolumeRef): Promise<Volume> {
+    return this.request('GET', volumePath(ref));
+  }
+
+  async deleteVolume(ref: VolumeRef): Promise<void> {
+    await this.request('DELETE', volumePath(ref));
+  }
+
+  async attachVolume(box: BoxRef, mount: DataMountSpec): Promise<Box> {
+    return this.request('POST', `${boxPath(box)}/data-mounts`, { json: mount });
+  }
+
+  async detachVolume(box: BoxRef, name: string): Promise<Box> {
+    return this.request('DELETE', `${boxPath(box)}/data-mounts/${enc(name)}`);
+  }
+
+  async createVolumeSnapshot(ref: VolumeRef, options: CreateCheckpointOptions = {}): Promise<VolumeSnapshot> {
+    return this.request('POST', `${volumePath(ref)}/snapshots`, { json: options });
+  }
+
+  async listVolumeSnapshots(ref: VolumeRef): Promise<VolumeSnapshot[]> {
+    return (await this.request<{ snapshots: VolumeSnapshot[] }>('GET', `${volumePath(ref)}/snapshots`)).snapshots;
+  }
+
+  async restoreVolumeSnapshot(ref: VolumeRef, name: string): Promise<VolumeSnapshot> {
+    return this.request('POST', `${volumePath(ref)}/snapshots/${enc(name)}/restore`);
+  }
+
+  async deleteVolumeSnapshot(ref: VolumeRef, name: string): Promise<void> {
+    await this.request('DELETE', `${volumePath(ref)}/snapshots/${enc(name)}`);
+  }
+
+  async volumeDiffStatus(ref: VolumeRef, options: DiffStatusOptions = {}): Promise<VolumeDiffStatus> {
+    const q = new URLSearchParams();
+    if (options.against !== undefined) q.set('against', options.against);
+    if (options.to !== undefined) q.set('to', options.to);
+    return this.request('GET', `${volumePath(ref)}/diff${q.size > 0 ? `?${q}` : ''}`);
+  }
+
+  async volumeDiffFile(ref: VolumeRef, path: string, options: { against?: string } = {}): Promise<FileDiff> {
+    const q = new URLSearchParams({ path });
+    if (options.against !== undefined) q.set('against', options.against);
+    return this.request('GET', `${volumePath(ref)}/diff/file?${q}`);
+  }
+
+  async createBackup(ref: VolumeRef, options: CreateBackupOptions): Promise<VolumeBackup> {
+    return this.request('POST', `${volumePath(ref)}/backups`, { json: { to: options.to, ...(options.name !== undefined ? { name: options.name } : {}) } });
+  }
+
+  async listBackups(from: string, options: { project?: string; volume?: string } = {}): Promise<VolumeBackup[]> {
+    const q = new URLSearchParams({ from });
+    if (options.volume !== undefined) q.set('volume', options.volume);
+    return (await this.request<{ backups: VolumeBackup[] }>('GET', `/v1/projects/${enc(options.project ?? '-')}/backups?${q}`)).backups;
+  }
+
+  async restoreBackup(options: RestoreBackupOptions): Promise<Volume> {
+    return this.request('POST', `/v1/projects/${enc(options.to.project)}/backups/restore`, {
+      json: {
+        from: options.from,
+        volume: volumeArg(options.source, options.to.project),
+        ...(options.backup !== undefined ? { backup: options.backup } : {}),
+        to: options.to.name,
+      },
+    });
   }
 
   async close(): Promise<void> {}

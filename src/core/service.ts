@@ -7,6 +7,8 @@ import type { BoxProcess, CopyToBoxOptions, ReadLogsOptions, TerminalRequest, Te
 import type { DiffEntryJson } from './diff.js';
 import type { BoxRef } from './refs.js';
 import type { BaseDetails, BaseSummary, BaseVersion, Box, BuilderName, Checkpoint, DiffStatus, FileDiff, InstallOutcome, ProgressFn } from './types.js';
+import type { Volume, VolumeBackup, VolumeDiffStatus, VolumeSnapshot } from './types.js';
+import type { VolumeRef } from './volumes.js';
 
 export interface CreateBoxOptions {
   /** Start the box after creating it (default true). */
@@ -25,6 +27,39 @@ export interface CreateBoxOptions {
   pids?: string | number;
   /** `--publish [IP:]HOST:BOX[/tcp|udp]`, repeatable */
   publish?: string[];
+  /** Data volumes to mount (`name` may be `project:name`); a fork adds clones of the source's own. */
+  dataMounts?: DataMountSpec[];
+}
+
+/** A volume to mount in a box: `name` (or `project:name`) at the absolute `path`. */
+export interface DataMountSpec {
+  name: string;
+  path: string;
+  read_only?: boolean;
+}
+
+export interface CreateVolumeOptions {
+  /** Clone this volume (O(1)) instead of creating an empty one. */
+  from?: VolumeRef;
+  /** With `from`: clone this snapshot of it. */
+  fromSnapshot?: string;
+}
+
+export interface CreateBackupOptions {
+  /** The target URL, e.g. file:///srv/backups. */
+  to: string;
+  name?: string;
+}
+
+export interface RestoreBackupOptions {
+  /** The target URL the backup is read from. */
+  from: string;
+  /** The backed-up volume (as named at the target: its project and name). */
+  source: VolumeRef;
+  /** The backup; default the newest of the volume at the target. */
+  backup?: string;
+  /** The new volume to create. */
+  to: VolumeRef;
 }
 
 /** Paging of a listing (see core/paging.ts): at most `maxResults` items after `pageToken`. */
@@ -176,6 +211,26 @@ export interface ZomgService {
   /** diffStatus delivered incrementally: nothing holds the whole list (very large diffs). */
   diffStatusStream(ref: BoxRef, sink: DiffStatusSink, options?: DiffStatusOptions): Promise<void>;
   diffFile(ref: BoxRef, path: string, options?: { against?: string }): Promise<FileDiff>;
+
+  // data volumes (SPEC §7)
+  createVolume(ref: VolumeRef, options?: CreateVolumeOptions): Promise<Volume>;
+  /** Undefined project = every project. */
+  listVolumes(options?: { project?: string }): Promise<Volume[]>;
+  getVolume(ref: VolumeRef): Promise<Volume>;
+  deleteVolume(ref: VolumeRef): Promise<void>;
+  /** Mounts a volume in a stopped box (refused while it runs). */
+  attachVolume(box: BoxRef, mount: DataMountSpec): Promise<Box>;
+  detachVolume(box: BoxRef, name: string): Promise<Box>;
+  createVolumeSnapshot(ref: VolumeRef, options?: CreateCheckpointOptions): Promise<VolumeSnapshot>;
+  listVolumeSnapshots(ref: VolumeRef): Promise<VolumeSnapshot[]>;
+  restoreVolumeSnapshot(ref: VolumeRef, name: string): Promise<VolumeSnapshot>;
+  deleteVolumeSnapshot(ref: VolumeRef, name: string): Promise<void>;
+  volumeDiffStatus(ref: VolumeRef, options?: DiffStatusOptions): Promise<VolumeDiffStatus>;
+  volumeDiffFile(ref: VolumeRef, path: string, options?: { against?: string }): Promise<FileDiff>;
+  createBackup(ref: VolumeRef, options: CreateBackupOptions): Promise<VolumeBackup>;
+  /** The backups at a target: of one project (and volume) when given. */
+  listBackups(from: string, options?: { project?: string; volume?: string }): Promise<VolumeBackup[]>;
+  restoreBackup(options: RestoreBackupOptions): Promise<Volume>;
 
   close(): Promise<void>;
 }

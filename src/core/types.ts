@@ -4,6 +4,9 @@
  */
 
 import type { DiffEntryJson } from './diff.js';
+import type { DataMount } from './volumes.js';
+
+export type { DataMount } from './volumes.js';
 
 export type BoxStatus = 'running' | 'stopped' | 'created';
 
@@ -16,7 +19,8 @@ export interface Box {
   base: string;
   tags: Record<string, string>;
   environment: Record<string, string>;
-  data_mounts: Array<{ volume: string; path: string; mode: 'ro' | 'rw' }>;
+  /** Data volumes mounted in the box (SPEC §7). */
+  data_mounts: DataMount[];
   /** The box's security profile and limits (README "Security"). */
   config: BoxConfig;
   created_at: string;
@@ -144,4 +148,61 @@ export interface FileDiff {
   diff: string | null;
   /** True when the content differs and a side is binary (no bytes are shown). */
   binary: boolean;
+}
+
+// --- data volumes (SPEC §7) ------------------------------------------------------------
+
+export type VolumeOwnership = 'persistent' | 'box_owned';
+
+export interface Volume {
+  id: string;
+  name: string;
+  project: string;
+  ownership: VolumeOwnership;
+  /** True for box-owned volumes: deleted with the owning box once its deletion completes. */
+  delete_with_owner: boolean;
+  /** The owning box (`project:name`) of a box-owned volume. */
+  owner: string | null;
+  /** Logical bytes as last measured off the hot path; null until measured. */
+  size_bytes: number | null;
+  /** Boxes that mount the volume. */
+  attached: Array<{ box: string; project: string; path: string; read_only: boolean }>;
+  /** What it was cloned from, when it was: `volume` or `volume@snapshot`, or a backup. */
+  source: string | null;
+  created_at: string;
+}
+
+export interface VolumeSnapshot {
+  name: string;
+  volume: string;
+  project: string;
+  description: string;
+  size_bytes: number | null;
+  created_at: string;
+}
+
+export interface VolumeDiffStatus {
+  volume: string;
+  project: string;
+  against: string;
+  /** The snapshot compared to, or null for the live volume. */
+  to: string | null;
+  method: 'send' | 'walk';
+  changes: DiffEntryJson[];
+}
+
+/** A backup as its manifest at the target describes it. */
+export interface VolumeBackup {
+  name: string;
+  volume: string;
+  project: string;
+  kind: 'full' | 'incremental';
+  /** The backup this one is incremental against (same volume, same target). */
+  parent: string | null;
+  /** sha256 of the stream file. */
+  sha256: string;
+  stream_bytes: number;
+  /** The volume's logical size when it was backed up, when known. */
+  volume_size_bytes: number | null;
+  created_at: string;
 }

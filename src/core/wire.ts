@@ -38,7 +38,7 @@ export const BoxSchema = Type.Object(
     base: Type.String({ description: 'the exact base version the box was cloned from' }),
     tags: StringMap('tags, key → value'),
     environment: StringMap('environment variables given to every exec'),
-    data_mounts: Type.Array(Type.Object({ volume: Type.String(), path: Type.String(), mode: Type.Union([Type.Literal('ro'), Type.Literal('rw')]) })),
+    data_mounts: Type.Array(Type.Object({ name: Type.String(), path: Type.String(), read_only: Type.Boolean() }), { description: 'data volumes mounted in the box' }),
     config: Type.Object(
       {
         privileged: Type.Boolean({ description: 'opted out of the default security profile' }),
@@ -228,6 +228,11 @@ export const CreateBoxBodySchema = Type.Object(
     memory: Type.Optional(Type.Union([Type.Integer(), Type.String()], { description: 'memory limit in bytes, or e.g. "512m"' })),
     pids: Type.Optional(Type.Union([Type.Integer(), Type.String()], { description: 'limit on the number of processes' })),
     publish: Type.Optional(Type.Array(Type.String(), { description: 'ports to forward: [ip:]host:box[/udp]' })),
+    data_mounts: Type.Optional(
+      Type.Array(Type.Object({ name: Type.String(), path: Type.String(), read_only: Type.Optional(Type.Boolean()) }, { additionalProperties: false }), {
+        description: 'data volumes to mount: name (or project:name) at an absolute path',
+      }),
+    ),
   },
   { additionalProperties: false },
 );

@@ -15,9 +15,18 @@ const toBox = (r: RawBox): BoxRow => ({
   ...r,
   tags: JSON.parse(r.tags) as BoxRow['tags'],
   environment: JSON.parse(r.environment) as BoxRow['environment'],
-  data_mounts: JSON.parse(r.data_mounts) as BoxRow['data_mounts'],
+  data_mounts: dataMountsOf(r.data_mounts),
   config: boxConfigFromJson(r.config),
 });
+
+/**
+ * The stored data mounts: `[{name, path, read_only}]`, and rows written before that shape
+ * (`[{volume, path, mode}]`) read the same way.
+ */
+function dataMountsOf(text: string): BoxRow['data_mounts'] {
+  const raw = JSON.parse(text) as Array<{ name?: string; volume?: string; path: string; read_only?: boolean; mode?: string }>;
+  return raw.map((m) => ({ name: m.name ?? m.volume ?? '', path: m.path, read_only: m.read_only ?? m.mode === 'ro' }));
+}
 
 export interface CheckpointRow {
   box_id: string;
@@ -77,6 +86,11 @@ export class BoxesRepo {
 
   delete(id: string): void {
     this.db.prepare('DELETE FROM boxes WHERE id = ?').run(id);
+  }
+
+  /** Replaces the box's data mounts (attach, detach). */
+  setDataMounts(id: string, mounts: BoxRow['data_mounts'], updatedAt: string): void {
+    this.db.prepare('UPDATE boxes SET data_mounts = ?, updated_at = ? WHERE id = ?').run(JSON.stringify(mounts), updatedAt, id);
   }
 
   ids(): string[] {

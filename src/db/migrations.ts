@@ -57,4 +57,37 @@ export const migrations: readonly string[] = [
   `
   ALTER TABLE boxes ADD COLUMN config TEXT NOT NULL DEFAULT '{}';
   `,
+  // 3: data volumes (SPEC §7): the volumes, their snapshots, and the parent each backup
+  // target's next incremental backup is sent against.
+  `
+  CREATE TABLE volumes (
+    id           TEXT PRIMARY KEY,
+    project      TEXT NOT NULL,
+    name         TEXT NOT NULL,
+    ownership    TEXT NOT NULL CHECK (ownership IN ('persistent', 'box_owned')),
+    owner_box_id TEXT,
+    source       TEXT,
+    size_bytes   INTEGER,
+    sized_at     TEXT,
+    created_at   TEXT NOT NULL,
+    UNIQUE (project, name)
+  );
+  CREATE INDEX volumes_owner ON volumes (owner_box_id);
+  CREATE TABLE volume_snapshots (
+    volume_id   TEXT NOT NULL REFERENCES volumes (id) ON DELETE CASCADE,
+    name        TEXT NOT NULL,
+    description TEXT NOT NULL DEFAULT '',
+    size_bytes  INTEGER,
+    created_at  TEXT NOT NULL,
+    seq         INTEGER NOT NULL,
+    PRIMARY KEY (volume_id, name)
+  );
+  CREATE TABLE volume_backup_parents (
+    volume_id  TEXT NOT NULL REFERENCES volumes (id) ON DELETE CASCADE,
+    target     TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (volume_id, target)
+  );
+  `,
 ];

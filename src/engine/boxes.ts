@@ -14,6 +14,9 @@ import { baseId, checkpointId, findBox, mutation, rootId, runtimeBox, withBases,
 import { type EngineContext, isoNow } from './context.js';
 import { startRow, stopRow, withStatus } from './lifecycle.js';
 import { resolveBase } from './versions.js';
+import { checkMountSpecs, deleteOwnedVolumes, forkDataMounts, requireMountedVolumes } from './volumes.js';
+import { checkMountSet } from '../core/volumes.js';
+import type { DataMount } from '../core/types.js';
 
 export const DEFAULT_BASE = 'box-base';
 
@@ -37,6 +40,7 @@ export async function createBox(ctx: EngineContext, ref: BoxRef, options: Create
     throw new InvalidArgumentError('--base and --fork cannot be used together', { code: 'ZOMG_INVALID_ARGUMENT', hint: 'a fork clones the source box, which already has a base' });
   }
   const { tags, environment } = validateMaps(options);
+  const requested = checkMountSpecs(ref.project, options.dataMounts ?? []);
   const config = parseBoxConfig(options);
   if (config.privileged && config.publish.length > 0) {
     throw new InvalidArgumentError('--publish cannot be used with --privileged: a privileged box uses the host\'s network, its ports are the host\'s', {
@@ -45,12 +49,15 @@ export async function createBox(ctx: EngineContext, ref: BoxRef, options: Create
   }
   return withBoxLock(ctx, ref, async () => {
     if (ctx.boxes.get(ref.project, ref.name)) throw boxExists(ref);
+    requireMountedVolumes(ctx, ref.project, requested);
     // Checked before anything is made; the start checks again (slirp4netns binds them).
     if (options.start !== false) await ctx.runtime.checkPublish(config.publish);
     const id = randomBytes(8).toString('hex');
     const root = rootId({ id });
     const now = isoNow(ctx);
     let base = '';
+    let dataMounts: DataMount[] = requested;
+    let commitForked = (): void => undefined;
     return new Reverter().run(async (r) => {
       // The source is held still while it is cloned: a forked box's lock (no restore swaps its
       // root meanwhile), or the bases lock (no version is deleted meanwhile).
@@ -61,6 +68,12 @@ export async function createBox(ctx: EngineContext, ref: BoxRef, options: Create
           async (src) => {
             base = src.row.base;
             await ctx.pool.snapshot(src.root, root, { readOnly: false });
+            r.add('delete box root', () => ctx.pool.delete(root));
+            // The source's data volumes are cloned into volumes this box owns (SPEC §7).
+            const forked = await forkDataMounts(ctx, r, src.row, { id, project: ref.project, name: ref.name });
+            dataMounts = [...forked.mounts, ...requested];
+            checkMountSet(dataMounts);
+            commitForked = forked.commit;
           },
           { mutates: false }, // the shared pool lock is held already
         );
@@ -70,15 +83,22 @@ export async function createBox(ctx: EngineContext, ref: BoxRef, options: Create
           base = version.name;
           await ctx.pool.snapshot(baseId(version.name), root, { readOnly: false });
         });
+        r.add('delete box root', () => ctx.pool.delete(root));
       }
-      r.add('delete box root', () => ctx.pool.delete(root));
-      const row: BoxRow = { id, project: ref.project, name: ref.name, base, tags, environment, data_mounts: [], config, created_at: now, updated_at: now };
+      const row: BoxRow = { id, project: ref.project, name: ref.name, base, tags, environment, data_mounts: dataMounts, config, created_at: now, updated_at: now };
       await ctx.fault('create:snapshotted');
       transaction(ctx.db, () => {
         if (ctx.boxes.get(ref.project, ref.name)) throw boxExists(ref);
+        requireMountedVolumes(ctx, ref.project, requested);
         ctx.boxes.insert(row);
+        commitForked();
       });
-      r.add('forget the box', () => transaction(ctx.db, () => ctx.boxes.delete(id)));
+      r.add('forget the box', () =>
+        transaction(ctx.db, () => {
+          for (const v of ctx.volumes.ownedBy(id)) ctx.volumes.delete(v.id);
+          ctx.boxes.delete(id);
+        }),
+      );
       if (options.start !== false) {
         await startRow(ctx, row);
         r.add('stop the box', () => ctx.runtime.remove(runtimeBox(ctx, row)));
@@ -118,6 +138,7 @@ export async function deleteBox(ctx: EngineContext, ref: BoxRef): Promise<void> 
     await ctx.fault('delete:row-deleted');
     for (const cp of checkpoints) await ctx.pool.delete(checkpointId(row, cp.name));
     await ctx.pool.delete(root);
+    await deleteOwnedVolumes(ctx, row.id);
   });
 }
 

@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { type Db, openDatabase } from '../db/database.js';
 import { BasesRepo } from '../db/bases-repo.js';
 import { BoxesRepo, CheckpointsRepo } from '../db/boxes-repo.js';
+import { VolumesRepo } from '../db/volumes-repo.js';
 import { LockManager } from '../system/lock.js';
 import { BtrfsDriver } from '../storage/btrfs.js';
 import { Pool } from '../storage/layout.js';
@@ -66,6 +67,7 @@ export interface EngineContext {
   bases: BasesRepo;
   boxes: BoxesRepo;
   checkpoints: CheckpointsRepo;
+  volumes: VolumesRepo;
   runtime: BoxRuntime;
   locks: LockManager;
   maintainedBasesDir: string;
@@ -100,6 +102,7 @@ export async function openContext(options: EngineOptions): Promise<EngineContext
     bases: new BasesRepo(db),
     boxes: new BoxesRepo(db),
     checkpoints: new CheckpointsRepo(db),
+    volumes: new VolumesRepo(db),
     runtime: new BwrapRuntime(stateDir),
     locks: new LockManager(join(stateDir, 'locks')),
     maintainedBasesDir: options.maintainedBasesDir ?? defaultBasesDir(),

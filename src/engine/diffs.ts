@@ -7,7 +7,8 @@
 import { BOX_MOUNT_ROOTS, isUnder } from '../core/box-layout.js';
 import { type DiffEntryJson, diffEntryToJson } from '../core/diff.js';
 import { checkPath } from '../core/input.js';
-import { NotFoundError } from '../core/errors.js';
+import { InvalidArgumentError, NotFoundError } from '../core/errors.js';
+import { mountHolding } from '../core/volumes.js';
 import type { BoxRef } from '../core/refs.js';
 import type { DiffStatusHead, DiffStatusOptions, DiffStatusSink } from '../core/service.js';
 import type { DiffStatus, FileDiff } from '../core/types.js';
@@ -17,8 +18,8 @@ import { checkpointId, findCheckpoint, withBox } from './access.js';
 import type { EngineContext } from './context.js';
 import { openSubvolumeDiff } from './tree-diff.js';
 
-/** The mount points of the volumes every box has: never part of a root diff. */
-const excluded = (path: Buffer): boolean => BOX_MOUNT_ROOTS.some((root) => isUnder(path, root));
+/** What a root diff leaves out: the mount points of the volumes every box has, and the box's data-volume mount points. */
+const excludedFor = (box: BoxRow) => (path: Buffer): boolean => [...BOX_MOUNT_ROOTS, ...box.data_mounts.map((m) => m.path)].some((root) => isUnder(path, root));
 
 function againstName(ctx: EngineContext, box: BoxRow, against: string | undefined): string {
   if (against !== undefined) return findCheckpoint(ctx, box, against).name;
@@ -50,6 +51,7 @@ export async function diffStatusStream(ctx: EngineContext, ref: BoxRef, sink: Di
     async ({ row: box, root }) => {
       const against = againstName(ctx, box, options.against);
       const oldId = checkpointId(box, against);
+      const excluded = excludedFor(box);
       const to = options.to !== undefined ? findCheckpoint(ctx, box, options.to).name : null;
       const run = async (newId: Parameters<typeof openSubvolumeDiff>[2]): Promise<void> => {
         const { method, entries } = await openSubvolumeDiff(ctx, oldId, newId, options.signal);
@@ -72,6 +74,13 @@ export async function diffFile(ctx: EngineContext, ref: BoxRef, path: string, op
     ctx,
     ref,
     async ({ row: box, root }) => {
+      const mount = mountHolding(box.data_mounts, path);
+      if (mount) {
+        throw new InvalidArgumentError(`path "${path}" is on data volume "${mount.name}" (mounted at ${mount.path}), not part of the box root`, {
+          code: 'ZOMG_PATH_EXCLUDED',
+          hint: `diff the volume instead: zomg data diff file ${mount.name} <path inside the volume>`,
+        });
+      }
       const against = againstName(ctx, box, options.against);
       return ctx.pool.withTemporarySnapshot(root, `diff-${box.id}`, (live) =>
         compareFile(ctx.pool.hostPath(checkpointId(box, against)), ctx.pool.hostPath(live), path),

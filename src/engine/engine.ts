@@ -40,6 +40,10 @@ import { type EngineContext, type EngineOptions, openContext } from './context.j
 import { type ReconcileReport, reconcile, reconcileNeeded } from './reconcile.js';
 import { computePendingSizes, sizesSettled } from './sizes.js';
 import * as snapshots from './snapshots.js';
+import * as volumes from './volumes.js';
+import type { CreateBackupOptions, CreateVolumeOptions, DataMountSpec, RestoreBackupOptions } from '../core/service.js';
+import type { Volume, VolumeBackup, VolumeDiffStatus, VolumeSnapshot } from '../core/types.js';
+import type { VolumeRef } from '../core/volumes.js';
 
 export type { EngineOptions } from './context.js';
 
@@ -162,6 +166,55 @@ export class Engine implements ZomgService {
   async diffFile(ref: BoxRef, path: string, options?: { against?: string }): Promise<FileDiff> {
     const diffs = await import('./diffs.js');
     return diffs.diffFile(this.ctx, ref, path, options);
+  }
+
+  async createVolume(ref: VolumeRef, options?: CreateVolumeOptions): Promise<Volume> {
+    return volumes.createVolume(this.ctx, ref, options);
+  }
+  async listVolumes(options?: { project?: string }): Promise<Volume[]> {
+    return volumes.listVolumes(this.ctx, options);
+  }
+  async getVolume(ref: VolumeRef): Promise<Volume> {
+    return volumes.getVolume(this.ctx, ref);
+  }
+  async deleteVolume(ref: VolumeRef): Promise<void> {
+    return volumes.deleteVolume(this.ctx, ref);
+  }
+  async attachVolume(box: BoxRef, mount: DataMountSpec): Promise<Box> {
+    return volumes.attachVolume(this.ctx, box, mount);
+  }
+  async detachVolume(box: BoxRef, name: string): Promise<Box> {
+    return volumes.detachVolume(this.ctx, box, name);
+  }
+  async createVolumeSnapshot(ref: VolumeRef, options?: CreateCheckpointOptions): Promise<VolumeSnapshot> {
+    return volumes.createVolumeSnapshot(this.ctx, ref, options);
+  }
+  async listVolumeSnapshots(ref: VolumeRef): Promise<VolumeSnapshot[]> {
+    return volumes.listVolumeSnapshots(this.ctx, ref);
+  }
+  async restoreVolumeSnapshot(ref: VolumeRef, name: string): Promise<VolumeSnapshot> {
+    return volumes.restoreVolumeSnapshot(this.ctx, ref, name);
+  }
+  async deleteVolumeSnapshot(ref: VolumeRef, name: string): Promise<void> {
+    return volumes.deleteVolumeSnapshot(this.ctx, ref, name);
+  }
+  async volumeDiffStatus(ref: VolumeRef, options?: DiffStatusOptions): Promise<VolumeDiffStatus> {
+    return volumes.volumeDiffStatus(this.ctx, ref, options);
+  }
+  async volumeDiffFile(ref: VolumeRef, path: string, options?: { against?: string }): Promise<FileDiff> {
+    return volumes.volumeDiffFile(this.ctx, ref, path, options);
+  }
+  async createBackup(ref: VolumeRef, options: CreateBackupOptions): Promise<VolumeBackup> {
+    const backups = await import('./volume-backups.js');
+    return backups.createBackup(this.ctx, ref, options);
+  }
+  async listBackups(from: string, options?: { project?: string; volume?: string }): Promise<VolumeBackup[]> {
+    const backups = await import('./volume-backups.js');
+    return backups.listBackups(this.ctx, from, options);
+  }
+  async restoreBackup(options: RestoreBackupOptions): Promise<Volume> {
+    const backups = await import('./volume-backups.js');
+    return backups.restoreBackup(this.ctx, options);
   }
 
   /** Computes every size still missing (the background job); false when another worker has it. */

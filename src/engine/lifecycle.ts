@@ -14,6 +14,7 @@ import type { BoxVolume } from '../runtime/runtime.js';
 import { findBox, runtimeBox } from './access.js';
 import type { EngineContext } from './context.js';
 import { imageEnvironment } from './image-config.js';
+import { dataVolumesOf } from './volumes.js';
 
 /**
  * The system and project volumes, subvolumes outside every root: `/box/bin` (read-only
@@ -56,7 +57,7 @@ export async function startRow(ctx: EngineContext, row: BoxRow): Promise<void> {
     ...runtimeBox(ctx, row),
     hostname: `${row.name}.${row.project}`,
     env: boxEnvironment({ project: row.project, box: row.name, apiUrl: ctx.options.apiUrl ?? 'http://127.0.0.1:7070', user }),
-    volumes: await systemVolumes(ctx, row.project),
+    volumes: [...(await systemVolumes(ctx, row.project)), ...dataVolumesOf(ctx, row)],
     config: row.config,
     fault: (step) => ctx.fault(step),
   });

@@ -8,13 +8,15 @@
  * It repairs: staging leftovers of dead processes; swaps (restores) cut short — finished
  * when the new subvolume made it into place, undone otherwise; rows whose subvolume is
  * gone; subvolumes with no row; starts cut short that left an init unrecorded; the
- * runtime's state of deleted boxes; what a killed build left in the container store.
+ * runtime's state of deleted boxes; what a killed build left in the container store; the
+ * same for data volumes, their snapshots and backup parents (engine/volume-reconcile.ts).
  */
 import { transaction } from '../db/database.js';
 import { isAlive } from '../system/procfs.js';
 import { MUTATIONS_LOCK, baseId, checkpointId, rootId, runtimeBox } from './access.js';
 import { pruneStaleBuilds } from './builds.js';
 import type { EngineContext } from './context.js';
+import { repairVolumes } from './volume-reconcile.js';
 
 export interface ReconcileReport {
   removedStaging: number;
@@ -107,6 +109,7 @@ async function repair(ctx: EngineContext): Promise<ReconcileReport> {
     await pool.delete(checkpointId({ id: cp.box }, cp.name));
     report.removedSubvolumes++;
   }
+  await repairVolumes(ctx, report);
   pool.pruneEmptyDirs();
 
   // Starts cut short (an init nobody recorded), and the runtime state of deleted boxes.

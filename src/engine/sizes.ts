@@ -11,6 +11,7 @@ import type { SubvolumeId } from '../storage/layout.js';
 import { isErrno } from '../system/fs.js';
 import { baseId, checkpointId } from './access.js';
 import type { EngineContext } from './context.js';
+import { sizeVolumes, volumeSizesPending } from './volume-sizes.js';
 
 let running: Promise<void> | undefined;
 
@@ -34,7 +35,7 @@ export function scheduleSizes(ctx: EngineContext): void {
 
 /** True when some size is still missing. */
 export function sizesPending(ctx: EngineContext): boolean {
-  return ctx.bases.versionsWithoutSize().length > 0 || ctx.checkpoints.withoutSize().length > 0;
+  return ctx.bases.versionsWithoutSize().length > 0 || ctx.checkpoints.withoutSize().length > 0 || volumeSizesPending(ctx);
 }
 
 /**
@@ -83,6 +84,7 @@ async function sizeOnePass(ctx: EngineContext): Promise<boolean> {
       progressed = true;
     }
   }
+  if (await sizeVolumes(ctx)) progressed = true;
   return progressed;
 }
 

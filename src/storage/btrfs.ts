@@ -234,33 +234,32 @@ export class BtrfsDriver implements StorageDriver {
    * on the stream; destroying the stream early stops btrfs.
    */
   sendNoData(parent: string, child: string, options: { signal?: AbortSignal } = {}): Readable {
-    const out = new PassThrough();
-    const stop = new AbortController();
-    const signal = options.signal ? AbortSignal.any([stop.signal, options.signal]) : stop.signal;
-    let settled = false;
-    // run() ends the Writable it pipes into as soon as btrfs closes stdout, before the exit
-    // status is known. This sink forwards chunks (with backpressure) but leaves ending `out`
-    // to the exit status, so a failed send is an error, never a short stream that looks whole.
-    const sink = new Writable({
-      write(chunk: Buffer, _encoding, callback) {
-        if (out.destroyed || out.write(chunk)) callback();
-        else out.once('drain', () => callback());
-      },
-    });
-    out.on('close', () => {
-      if (!settled) stop.abort();
-    });
-    run('btrfs', ['send', '--no-data', '-q', '-p', parent, child], { stdout: sink, signal }).then(
-      () => {
-        settled = true;
-        out.end();
-      },
-      (err: unknown) => {
-        settled = true;
-        out.destroy(driverError('send a change stream', err) as Error);
-      },
-    );
-    return out;
+    return sendStream(['send', '--no-data', '-q', '-p', parent, child], 'send a change stream', options.signal);
+  }
+
+  /**
+   * Streams `btrfs send` with file data: the whole of `child`, or with `parent` only what
+   * changed since it (both read-only). Errors as for `sendNoData`.
+   */
+  send(child: string, options: { parent?: string; signal?: AbortSignal } = {}): Readable {
+    return sendStream(['send', '-q', ...(options.parent !== undefined ? ['-p', options.parent] : []), child], 'send a subvolume', options.signal);
+  }
+
+  /**
+   * `btrfs receive -e` of one stream into the directory `dir`: the received subvolume is
+   * created there, read-only, under the name the stream carries. An incremental stream
+   * needs its parent received (or present) on the same filesystem.
+   */
+  async receive(input: Readable, dir: string, options: { signal?: AbortSignal } = {}): Promise<void> {
+    try {
+      await run('btrfs', ['receive', '-e', dir], { input, ...(options.signal ? { signal: options.signal } : {}) });
+    } catch (err) {
+      if (err instanceof ZomgError || isNoSpace(err)) throw driverError('receive a stream', err);
+      if (err instanceof CommandError) {
+        throw new ToolError('ZOMG_RECEIVE_FAILED', `btrfs could not receive the stream: ${lastLine(err.stderr)}`, { cause: err });
+      }
+      throw err;
+    }
   }
 
   /** `btrfs inspect-internal inode-resolve`: every name of inode `ino` under `root`, relative to it. */
@@ -283,4 +282,43 @@ export class BtrfsDriver implements StorageDriver {
     }
     return paths;
   }
+}
+
+/** The last line btrfs printed, with host paths cut down to their last component. */
+function lastLine(stderr: string): string {
+  const line = stderr.trim().split('\n').at(-1) ?? '';
+  return line.replace(/\/[^\s:]*\/([^/\s:]+)/g, '$1') || 'unknown error';
+}
+
+/**
+ * Runs a `btrfs send` and streams its stdout. run() ends the Writable it pipes into as soon
+ * as btrfs closes stdout, before the exit status is known; this sink forwards chunks (with
+ * backpressure) but leaves ending the stream to the exit status, so a failed send is an
+ * error, never a short stream that looks whole. Destroying the stream early stops btrfs.
+ */
+function sendStream(args: string[], op: string, outer: AbortSignal | undefined): Readable {
+  const out = new PassThrough({ highWaterMark: 1 << 20 });
+  const stop = new AbortController();
+  const signal = outer ? AbortSignal.any([stop.signal, outer]) : stop.signal;
+  let settled = false;
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      if (out.destroyed || out.write(chunk)) callback();
+      else out.once('drain', () => callback());
+    },
+  });
+  out.on('close', () => {
+    if (!settled) stop.abort();
+  });
+  run('btrfs', args, { stdout: sink, signal }).then(
+    () => {
+      settled = true;
+      out.end();
+    },
+    (err: unknown) => {
+      settled = true;
+      out.destroy(driverError(op, err) as Error);
+    },
+  );
+  return out;
 }

@@ -58,6 +58,15 @@ export interface StorageDriver {
   sendNoData(parent: string, child: string, options?: { signal?: AbortSignal }): Readable;
 
   /**
+   * The change stream WITH file data: all of `child`, or with `parent` the change since it
+   * (both read-only). Only when `capabilities.sendStream`.
+   */
+  send?(child: string, options?: { parent?: string; signal?: AbortSignal }): Readable;
+
+  /** Replays a `send` stream into directory `dir` (a read-only received subvolume appears there). */
+  receive?(input: Readable, dir: string, options?: { signal?: AbortSignal }): Promise<void>;
+
+  /**
    * Every path (relative to `root`, no leading '/') of inode `ino` in the read-only tree at
    * `root`, when the driver can resolve inode numbers to names without a walk.
    */

@@ -26,6 +26,7 @@ import { readdirSync, rmdirSync, statSync } from 'node:fs';
 import { mkdir, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
+import { PoolFullError } from '../core/errors.js';
 import { isErrno } from '../system/fs.js';
 import type { StorageDriver } from './driver.js';
 
@@ -67,6 +68,24 @@ function part(value: string): string {
     throw new Error(`invalid pool path component ${JSON.stringify(value)}`);
   }
   return value;
+}
+
+/**
+ * Makes the directory that holds a subvolume (one level under its layer). A full pool can
+ * refuse even that: ENOSPC (which a recursive mkdir may report as ENOENT) is the pool full.
+ */
+async function ensureDir(dir: string): Promise<void> {
+  try {
+    await mkdir(dir, { mode: 0o700 });
+  } catch (err) {
+    if (isErrno(err, 'EEXIST')) return;
+    if (isErrno(err, 'ENOSPC')) throw new PoolFullError(undefined, { cause: err });
+    if (isErrno(err, 'ENOENT')) {
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      return;
+    }
+    throw err;
+  }
 }
 
 function names(dir: string): string[] {
@@ -150,7 +169,7 @@ export class Pool {
 
   /** Creates an empty subvolume at `id` (its parent directories are made). */
   async create(id: SubvolumeId): Promise<void> {
-    await mkdir(this.parentDir(id), { recursive: true, mode: 0o700 });
+    await ensureDir(this.parentDir(id));
     await this.driver.createSubvolume(this.hostPath(id));
   }
 
@@ -160,13 +179,13 @@ export class Pool {
    * cannot change directory afterwards.
    */
   async snapshot(source: SubvolumeId, dest: SubvolumeId, options: { readOnly: boolean }): Promise<void> {
-    await mkdir(this.parentDir(dest), { recursive: true, mode: 0o700 });
+    await ensureDir(this.parentDir(dest));
     await this.driver.snapshot(this.hostPath(source), this.hostPath(dest), { readOnly: options.readOnly });
   }
 
   /** Moves a finished staging subvolume to `dest` (a rename) and optionally makes it read-only. */
   async place(staged: StagingId, dest: SubvolumeId, options: { readOnly: boolean }): Promise<void> {
-    await mkdir(this.parentDir(dest), { recursive: true, mode: 0o700 });
+    await ensureDir(this.parentDir(dest));
     await rename(this.hostPath(staged), this.hostPath(dest));
     if (options.readOnly) await this.driver.setReadOnly(this.hostPath(dest), true);
   }
@@ -230,6 +249,38 @@ export class Pool {
   /** The data-less change stream from `parent` to `child` (both read-only). */
   sendNoData(parent: SubvolumeId, child: SubvolumeId, options: { signal?: AbortSignal } = {}): Readable {
     return this.driver.sendNoData(this.hostPath(parent), this.hostPath(child), options);
+  }
+
+  /**
+   * The change stream WITH data of `id` (read-only): whole, or with `parent` (read-only,
+   * same pool) only what changed since it. For backups.
+   */
+  send(id: SubvolumeId, options: { parent?: SubvolumeId; signal?: AbortSignal } = {}): Readable {
+    if (!this.driver.send) throw new Error(`the ${this.driver.name} driver cannot send subvolumes`);
+    return this.driver.send(this.hostPath(id), {
+      ...(options.parent !== undefined ? { parent: this.hostPath(options.parent) } : {}),
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
+  }
+
+  /**
+   * Replays a stream into the staging subvolume `into` (made with `create`): the received,
+   * read-only subvolume appears inside it under the name the stream carries. Incremental
+   * streams find their parent among the ones received before.
+   */
+  async receive(input: Readable, into: StagingId, options: { signal?: AbortSignal } = {}): Promise<void> {
+    if (!this.driver.receive) throw new Error(`the ${this.driver.name} driver cannot receive streams`);
+    await this.driver.receive(input, this.hostPath(into), options);
+  }
+
+  /** True when a stream received into `into` produced the subvolume `name`. */
+  hasReceived(into: StagingId, name: string): Promise<boolean> {
+    return this.driver.isSubvolume(join(this.hostPath(into), part(name)));
+  }
+
+  /** A writable snapshot of the subvolume `name` received into `into`, at `dest` (staging). */
+  async snapshotReceived(into: StagingId, name: string, dest: StagingId): Promise<void> {
+    await this.driver.snapshot(join(this.hostPath(into), part(name)), this.hostPath(dest), { readOnly: false });
   }
 
   /** Bytes of the tree (a full walk: O(files)). */

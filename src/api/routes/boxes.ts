@@ -91,6 +91,7 @@ export async function boxRoutes(app: TypedApp, service: ZomgService, paging: Pag
           ...(body.memory !== undefined ? { memory: body.memory } : {}),
           ...(body.pids !== undefined ? { pids: body.pids } : {}),
           ...(body.publish !== undefined ? { publish: body.publish } : {}),
+          ...(body.data_mounts ? { dataMounts: body.data_mounts } : {}),
         },
       );
       return reply.status(201).send(box);

@@ -3,6 +3,7 @@ import { UsageError, isZomgError } from '../../core/errors.js';
 import { parseEnvAssignment, parseTag } from '../../core/names.js';
 import type { BoxRef } from '../../core/refs.js';
 import type { Box, BoxConfig } from '../../core/types.js';
+import { parseDataMountSpec } from '../../core/volumes.js';
 import type { CommandSpec } from '../command.js';
 import { table } from '../render.js';
 
@@ -45,6 +46,7 @@ export const boxCommands: CommandSpec[] = [
       { flags: '--memory <size>', description: 'memory limit, e.g. 512m or 2g' },
       { flags: '--pids <n>', description: 'limit on the number of processes' },
       { flags: '--privileged', description: 'opt out of the default security profile: host root, host network (docker or systemd inside)' },
+      { flags: '-d, --data <VOLUME=/path[:ro|:rw]>', description: 'mount a data volume (repeatable)', repeatable: true },
     ],
     async run(ctx, [name], opts) {
       if (opts.base !== undefined && opts.fork !== undefined) throw new UsageError('--base and --fork cannot be used together', { hint: 'a fork copies the other box, whatever its base: drop one of them' });
@@ -62,6 +64,7 @@ export const boxCommands: CommandSpec[] = [
         ...(opts.memory !== undefined ? { memory: opts.memory as string } : {}),
         ...(opts.pids !== undefined ? { pids: opts.pids as string } : {}),
         ...(opts.publish !== undefined ? { publish: opts.publish as string[] } : {}),
+        ...(opts.data !== undefined ? { dataMounts: (opts.data as string[]).map(parseDataMountSpec).map((m) => ({ name: m.volume, path: m.path, read_only: m.read_only })) } : {}),
       });
       const made = `Created box ${box.project}:${box.name}`;
       if (opts.fork !== undefined) {
@@ -106,6 +109,7 @@ export const boxCommands: CommandSpec[] = [
         ['PROFILE', box.config.privileged ? 'privileged' : 'default'],
         ['LIMITS', limitsText(box.config)],
         ['PUBLISH', box.config.publish.map((p) => `${p.host_ip}:${p.host_port}->${p.box_port}/${p.protocol}`).join(', ') || '-'],
+        ['DATA', box.data_mounts.map((m) => `${m.name}=${m.path}${m.read_only ? ':ro' : ''}`).join(', ') || '-'],
         ['CREATED', box.created_at],
         ['UPDATED', box.updated_at],
       ];

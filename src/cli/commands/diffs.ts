@@ -3,7 +3,7 @@ import type { FileDiff } from '../../core/types.js';
 import type { CommandSpec } from '../command.js';
 import { DiffStatusWriter } from '../diff-output.js';
 
-function renderFileDiff(d: FileDiff): string {
+export function renderFileDiff(d: FileDiff): string {
   const side = (s: FileDiff['current']): string => (s ? `${s.type} ${s.mode} ${s.uid}:${s.gid} ${s.size_bytes} bytes${s.target !== undefined ? ` -> ${s.target}` : ''}` : 'absent');
   const lines = [`${d.path}: ${d.status}`];
   if (d.status === 'modified') {

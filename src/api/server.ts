@@ -24,6 +24,8 @@ import { diffRoutes } from './routes/diffs.js';
 import { fileRoutes } from './routes/files.js';
 import { runningRoutes } from './routes/running.js';
 import { terminalRoutes } from './routes/terminals.js';
+import { convertRouteSchema } from './plain-schema.js';
+import { describeRoute } from './route-docs.js';
 import { addSharedSchemas } from './schemas.js';
 import type { TypedApp } from './typed.js';
 import { volumeRoutes } from './routes/volumes.js';
@@ -85,6 +87,8 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
   const routes: RegisteredRoute[] = [];
   ROUTES.set(app, routes);
   app.addHook('onRoute', (route) => {
+    if (route.schema) for (const method of [route.method].flat()) describeRoute(method, route.url, route.schema as Record<string, unknown>);
+    convertRouteSchema(route.schema as Record<string, unknown> | undefined);
     for (const method of [route.method].flat()) {
       if (method !== 'HEAD') routes.push({ method, url: route.url, websocket: (route as { websocket?: boolean }).websocket === true });
     }

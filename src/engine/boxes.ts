@@ -14,7 +14,7 @@ import { baseId, checkpointId, findBox, mutation, rootId, runtimeBox, withBases,
 import { type EngineContext, isoNow } from './context.js';
 import { startRow, stopRow, withStatus } from './lifecycle.js';
 import { resolveBase } from './versions.js';
-import { checkMountSpecs, deleteOwnedVolumes, forkDataMounts, requireMountedVolumes } from './volumes.js';
+import { checkMountSpecs, deleteOwnedVolumes, forkDataMounts, requireMountedVolumes } from './volume-access.js';
 import { checkMountSet } from '../core/volumes.js';
 import type { DataMount } from '../core/types.js';
 

@@ -14,7 +14,7 @@ import type { BoxVolume } from '../runtime/runtime.js';
 import { findBox, runtimeBox } from './access.js';
 import type { EngineContext } from './context.js';
 import { imageEnvironment } from './image-config.js';
-import { dataVolumesOf } from './volumes.js';
+import { dataVolumesOf } from './volume-access.js';
 
 /**
  * The system and project volumes, subvolumes outside every root: `/box/bin` (read-only

@@ -19,7 +19,8 @@ import { type BackupManifest, corrupt, openBackupTarget } from '../storage/backu
 import { Reverter } from '../system/reverter.js';
 import { BOX_LOCK_TIMEOUT_MS, mutation } from './access.js';
 import { type EngineContext, isoNow } from './context.js';
-import { getVolume, volumeBackupId, volumeId, volumeLockKey, withVolume } from './volumes.js';
+import { volumeBackupId, volumeId, volumeLockKey, withVolume } from './volume-access.js';
+import { getVolume } from './volumes.js';
 
 const strip = (m: BackupManifest): VolumeBackup => ({
   name: m.name,

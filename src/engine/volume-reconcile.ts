@@ -7,7 +7,7 @@
 import { transaction } from '../db/database.js';
 import type { EngineContext } from './context.js';
 import type { ReconcileReport } from './reconcile.js';
-import { deleteOwnedVolumes, volumeBackupId, volumeId, volumeSnapshotId } from './volumes.js';
+import { deleteOwnedVolumes, volumeBackupId, volumeId, volumeSnapshotId } from './volume-access.js';
 
 export async function repairVolumes(ctx: EngineContext, report: ReconcileReport): Promise<void> {
   const { pool } = ctx;

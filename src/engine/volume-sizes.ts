@@ -6,7 +6,7 @@
  */
 import type { EngineContext } from './context.js';
 import { isoNow } from './context.js';
-import { VOLUME_SIZE_MAX_AGE_MS, volumeId, volumeSnapshotId } from './volumes.js';
+import { VOLUME_SIZE_MAX_AGE_MS, volumeId, volumeSnapshotId } from './volume-access.js';
 
 const staleBefore = (ctx: EngineContext): string => new Date(ctx.now().getTime() - VOLUME_SIZE_MAX_AGE_MS).toISOString();
 

@@ -79,7 +79,7 @@ describe('one schema per route: the OpenAPI document and what the serializer kee
       }
       if (route.websocket) {
         assert.equal(op['x-websocket'], true, `${where}: a WebSocket route not marked x-websocket`);
-        assert.match(String(op.description), /stdin_end/);
+        assert.match(String(op.description), /stdin_end|resize/, `${where}: a WebSocket route must describe its protocol`);
       }
     }
     for (const name of ['Error', 'Box', 'BaseVersion', 'BaseSummary', 'BaseDetails', 'Checkpoint', 'DiffStatus', 'FileDiff', 'LifecycleResult', 'InstallOutcome', 'ExecResult', 'BoxList']) {

@@ -76,23 +76,31 @@ export async function exec(ctx: EngineContext, ref: BoxRef, req: ExecRequest, st
 /**
  * Passes the command's stderr through, except that it holds back a first line in which
  * the namespace-entering tool itself says it failed (before the command ran): such an exit
- * is zomg's failure to enter the box, not the command's exit code 1.
+ * is zomg's failure to enter the box, not the command's exit code. Both entry programs
+ * are known: `zomg-enter` (default boxes; exit 125) and `nsenter` (boxes started by an older
+ * zomg; exit 1).
  */
-class EnterGuard extends Writable {
+export class EnterGuard extends Writable {
   private held: Buffer | undefined;
   private decided = false;
+  /** The first bytes were the entry program's failure: everything is held until the exit code says. */
+  private holding = false;
 
   constructor(private readonly target: Writable) {
     super();
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
-    if (!this.decided) {
+    if (!this.decided || this.holding) {
       this.held = this.held ? Buffer.concat([this.held, chunk]) : chunk;
+      if (this.holding) return callback(); // the tool's message, to its end
       const text = this.held.toString('utf8');
-      if (text.length < 9 && 'nsenter: '.startsWith(text)) return callback();
+      if (ENTER_PREFIXES.some((p) => text.length < p.length && p.startsWith(text))) return callback();
       this.decided = true;
-      if (ENTER_FAILURE.test(text)) return callback();
+      if (enterTool(text) !== undefined) {
+        this.holding = true;
+        return callback();
+      }
       const out = this.held;
       this.held = undefined;
       return this.forward(out, callback);
@@ -108,14 +116,23 @@ class EnterGuard extends Writable {
   /** The tool's own reason when the exec failed before the command ran; otherwise flushes what was held. */
   enterFailure(code: number): string | undefined {
     const text = this.held?.toString('utf8');
-    if (text !== undefined && code === 1 && ENTER_FAILURE.test(text)) return text.replace(/^nsenter: /, '').split('\n')[0]?.replace(/\/proc\/\d+/g, '/proc/<init>');
+    const tool = text === undefined ? undefined : enterTool(text);
+    if (text !== undefined && tool !== undefined && code === tool.exitCode) {
+      return text.slice(tool.prefix.length).split('\n')[0]?.replace(/\/proc\/\d+/g, '/proc/<init>');
+    }
     if (this.held) this.target.write(this.held);
     this.held = undefined;
     return undefined;
   }
 }
 
-const ENTER_FAILURE = /^nsenter: (cannot open|reassociate to namespace|neither filename nor target pid|failed to (change|set|read))/;
+const ENTER_TOOLS = [
+  // zomg-enter (runtime/enter.ts) says only its own failures this way, then exits 125.
+  { prefix: 'zomg-enter: ', exitCode: 125, failure: /^zomg-enter: / },
+  { prefix: 'nsenter: ', exitCode: 1, failure: /^nsenter: (cannot open|reassociate to namespace|neither filename nor target pid|failed to (change|set|read))/ },
+];
+const ENTER_PREFIXES = ENTER_TOOLS.map((t) => t.prefix);
+const enterTool = (text: string): (typeof ENTER_TOOLS)[number] | undefined => ENTER_TOOLS.find((t) => t.failure.test(text));
 
 /** Runs a command detached (`--bg`); its output goes to /tmp/boxes/exec/<pid>.log in the box. */
 export async function execDetached(ctx: EngineContext, ref: BoxRef, req: ExecRequest): Promise<{ pid: number; log_path: string }> {

@@ -37,7 +37,7 @@ try {
   const started = performance.now();
   let sized = 0;
   for (;;) {
-    const cps = await env.engine.listCheckpoints(ref);
+    const cps = await env.engine.listSnapshots(ref);
     sized = cps.filter((c) => c.size_bytes !== null).length;
     if (sized === SERIES || performance.now() - started > 120_000) break;
     await sleep(50);

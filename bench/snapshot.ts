@@ -20,12 +20,12 @@ try {
   const smallBox = await env.engine.createBox(ref('small'), { base: 'small', start: false });
   const bigBox = await env.engine.createBox(ref('big'), { base: 'big', start: false });
   void smallBox;
-  const snapSmall = await timeMs(RUNS, () => env.engine.createCheckpoint(ref('small')));
-  const snapBig = await timeMs(RUNS, () => env.engine.createCheckpoint(ref('big')));
+  const snapSmall = await timeMs(RUNS, () => env.engine.createSnapshot(ref('small')));
+  const snapBig = await timeMs(RUNS, () => env.engine.createSnapshot(ref('big')));
   const root = join(env.pool.mnt, 'roots', bigBox.id);
   const rawSnap = await timeMs(RUNS, (i) => btrfs('subvolume', 'snapshot', '-r', root, join(env.pool.mnt, 'staging', `raw-ro-${i + 1}`)));
 
-  const restore = await timeMs(RUNS, (i) => env.engine.restoreCheckpoint(ref('big'), i % 2 ? 'v0' : 'v1'));
+  const restore = await timeMs(RUNS, (i) => env.engine.restoreSnapshot(ref('big'), i % 2 ? 'v0' : 'v1'));
   // The raw operations a restore performs: rename aside, snapshot into place, delete the old root.
   const cp = join(env.pool.mnt, 'checkpoints', bigBox.id, 'v0');
   const scratch = join(env.pool.mnt, 'staging', 'raw-root');

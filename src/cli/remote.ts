@@ -16,7 +16,7 @@ import type { DiffEntryJson } from '../core/diff.js';
 import type {
   BuildBaseOptions,
   CreateBoxOptions,
-  CreateCheckpointOptions,
+  CreateSnapshotOptions,
   DiffStatusHead,
   DiffStatusOptions,
   DiffStatusSink,
@@ -30,7 +30,7 @@ import type {
   ZomgService,
 } from '../core/service.js';
 import { aliasOfVersion } from '../core/versions.js';
-import type { BaseDetails, BaseSummary, BaseVersion, Box, Checkpoint, DiffStatus, FileDiff, InstallOutcome } from '../core/types.js';
+import type { BaseDetails, BaseSummary, BaseVersion, Box, Snapshot, DiffStatus, FileDiff, InstallOutcome } from '../core/types.js';
 import { type BaseList, type BoxList, type CheckpointList, type CreateBoxBody, PAGE_MAX_RESULTS } from '../core/wire.js';
 import { CommandError, run } from '../system/run.js';
 import type { WebSocket as WebSocketClient } from 'ws';
@@ -537,23 +537,23 @@ export class RemoteClient implements ZomgService {
     await this.request('DELETE', `/v1/bases/${enc(alias)}/versions/${enc(version)}`);
   }
 
-  async createCheckpoint(ref: BoxRef, options: CreateCheckpointOptions = {}): Promise<Checkpoint> {
+  async createSnapshot(ref: BoxRef, options: CreateSnapshotOptions = {}): Promise<Snapshot> {
     return this.request('POST', `${boxPath(ref)}/checkpoints`, { json: options });
   }
 
-  async listCheckpoints(ref: BoxRef, options: ListOptions = {}): Promise<Checkpoint[]> {
+  async listSnapshots(ref: BoxRef, options: ListOptions = {}): Promise<Snapshot[]> {
     return this.allPages(`${boxPath(ref)}/checkpoints`, new URLSearchParams(), options, (page: CheckpointList) => page.checkpoints);
   }
 
-  async getCheckpoint(ref: BoxRef, name: string): Promise<Checkpoint> {
+  async getSnapshot(ref: BoxRef, name: string): Promise<Snapshot> {
     return this.request('GET', `${boxPath(ref)}/checkpoints/${enc(name)}`);
   }
 
-  async restoreCheckpoint(ref: BoxRef, name: string): Promise<Checkpoint> {
+  async restoreSnapshot(ref: BoxRef, name: string): Promise<Snapshot> {
     return this.request('POST', `${boxPath(ref)}/checkpoints/${enc(name)}/restore`);
   }
 
-  async deleteCheckpoint(ref: BoxRef, name: string): Promise<void> {
+  async deleteSnapshot(ref: BoxRef, name: string): Promise<void> {
     await this.request('DELETE', `${boxPath(ref)}/checkpoints/${enc(name)}`);
   }
 
@@ -633,7 +633,7 @@ export class RemoteClient implements ZomgService {
     return this.request('DELETE', `${boxPath(box)}/data-mounts/${enc(name)}`);
   }
 
-  async createVolumeSnapshot(ref: VolumeRef, options: CreateCheckpointOptions = {}): Promise<VolumeSnapshot> {
+  async createVolumeSnapshot(ref: VolumeRef, options: CreateSnapshotOptions = {}): Promise<VolumeSnapshot> {
     return this.request('POST', `${volumePath(ref)}/snapshots`, { json: options });
   }
 

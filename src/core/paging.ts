@@ -57,4 +57,4 @@ export function pageOf<T>(items: readonly T[], key: (item: T) => string, options
 /** Sort keys of the paged listings. Names are a-z, 0-9 and "-", all above " ", so " " separates without reordering. */
 export const boxKey = (b: { project: string; name: string }): string => `${b.project} ${b.name}`;
 export const baseKey = (b: { name: string }): string => b.name;
-export const checkpointKey = (c: { created_at: string; name: string }): string => `${c.created_at} ${c.name}`;
+export const snapshotKey = (c: { created_at: string; name: string }): string => `${c.created_at} ${c.name}`;

@@ -6,7 +6,7 @@ import type { Readable, Writable } from 'node:stream';
 import type { BoxProcess, CopyToBoxOptions, ReadLogsOptions, TerminalRequest, TerminalSession } from './console-protocol.js';
 import type { DiffEntryJson } from './diff.js';
 import type { BoxRef } from './refs.js';
-import type { BaseDetails, BaseSummary, BaseVersion, Box, BuilderName, Checkpoint, DiffStatus, FileDiff, InstallOutcome, ProgressFn } from './types.js';
+import type { BaseDetails, BaseSummary, BaseVersion, Box, BuilderName, Snapshot, DiffStatus, FileDiff, InstallOutcome, ProgressFn } from './types.js';
 import type { Volume, VolumeBackup, VolumeDiffStatus, VolumeSnapshot } from './types.js';
 import type { VolumeRef } from './volumes.js';
 
@@ -108,7 +108,7 @@ export interface BuildBaseOptions {
   signal?: AbortSignal;
 }
 
-export interface CreateCheckpointOptions {
+export interface CreateSnapshotOptions {
   name?: string;
   description?: string;
 }
@@ -200,11 +200,11 @@ export interface ZomgService {
   deleteBaseVersion(version: string): Promise<void>;
 
   // snapshots (checkpoints in the API)
-  createCheckpoint(ref: BoxRef, options?: CreateCheckpointOptions): Promise<Checkpoint>;
-  listCheckpoints(ref: BoxRef, options?: ListOptions): Promise<Checkpoint[]>;
-  getCheckpoint(ref: BoxRef, name: string): Promise<Checkpoint>;
-  restoreCheckpoint(ref: BoxRef, name: string): Promise<Checkpoint>;
-  deleteCheckpoint(ref: BoxRef, name: string): Promise<void>;
+  createSnapshot(ref: BoxRef, options?: CreateSnapshotOptions): Promise<Snapshot>;
+  listSnapshots(ref: BoxRef, options?: ListOptions): Promise<Snapshot[]>;
+  getSnapshot(ref: BoxRef, name: string): Promise<Snapshot>;
+  restoreSnapshot(ref: BoxRef, name: string): Promise<Snapshot>;
+  deleteSnapshot(ref: BoxRef, name: string): Promise<void>;
 
   // diffs
   diffStatus(ref: BoxRef, options?: DiffStatusOptions): Promise<DiffStatus>;
@@ -221,7 +221,7 @@ export interface ZomgService {
   /** Mounts a volume in a stopped box (refused while it runs). */
   attachVolume(box: BoxRef, mount: DataMountSpec): Promise<Box>;
   detachVolume(box: BoxRef, name: string): Promise<Box>;
-  createVolumeSnapshot(ref: VolumeRef, options?: CreateCheckpointOptions): Promise<VolumeSnapshot>;
+  createVolumeSnapshot(ref: VolumeRef, options?: CreateSnapshotOptions): Promise<VolumeSnapshot>;
   listVolumeSnapshots(ref: VolumeRef): Promise<VolumeSnapshot[]>;
   restoreVolumeSnapshot(ref: VolumeRef, name: string): Promise<VolumeSnapshot>;
   deleteVolumeSnapshot(ref: VolumeRef, name: string): Promise<void>;

@@ -93,7 +93,7 @@ export interface BaseDetails {
   versions: BaseVersion[];
 }
 
-export interface Checkpoint {
+export interface Snapshot {
   name: string;
   box: string;
   project: string;

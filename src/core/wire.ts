@@ -11,7 +11,7 @@ import { ERROR_CODES } from './error-codes.js';
 import type { ErrorCode } from './error-codes.js';
 import type { DiffEntryJson } from './diff.js';
 import type { LifecycleResult } from './service.js';
-import type { BaseConfig, BaseDetails, BaseProvenance, BaseSummary, BaseVersion, Box, Checkpoint, DiffStatus, FileDiff, FileSide, InstallOutcome } from './types.js';
+import type { BaseConfig, BaseDetails, BaseProvenance, BaseSummary, BaseVersion, Box, Snapshot, DiffStatus, FileDiff, FileSide, InstallOutcome } from './types.js';
 
 const Nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()]);
 const StringMap = (description: string) => Type.Record(Type.String(), Type.String(), { description });
@@ -111,7 +111,7 @@ export const CheckpointSchema = Type.Object(
     size_bytes: Nullable(Type.Integer()),
     created_at: Timestamp,
   },
-  { $id: 'Checkpoint' },
+  { $id: 'Snapshot' },
 );
 
 const DiffEntrySchema = Type.Object({
@@ -286,7 +286,7 @@ same<Same<Static<typeof BaseConfigSchema>, BaseConfig>>(true);
 same<Same<Static<typeof BaseProvenanceSchema>, BaseProvenance>>(true);
 same<Same<Static<typeof BaseSummarySchema>, BaseSummary>>(true);
 same<Same<Static<typeof BaseDetailsSchema>, BaseDetails>>(true);
-same<Same<Static<typeof CheckpointSchema>, Checkpoint>>(true);
+same<Same<Static<typeof CheckpointSchema>, Snapshot>>(true);
 same<Same<Static<typeof DiffEntrySchema>, DiffEntryJson>>(true);
 same<Same<Static<typeof DiffStatusSchema>, DiffStatus>>(true);
 same<Same<Static<typeof FileSideSchema>, FileSide>>(true);

@@ -28,7 +28,7 @@ function dataMountsOf(text: string): BoxRow['data_mounts'] {
   return raw.map((m) => ({ name: m.name ?? m.volume ?? '', path: m.path, read_only: m.read_only ?? m.mode === 'ro' }));
 }
 
-export interface CheckpointRow {
+export interface SnapshotRow {
   box_id: string;
   name: string;
   description: string;
@@ -103,22 +103,22 @@ export class BoxesRepo {
   }
 }
 
-export class CheckpointsRepo {
+export class SnapshotsRepo {
   constructor(private readonly db: Db) {}
 
-  list(boxId: string): CheckpointRow[] {
+  list(boxId: string): SnapshotRow[] {
     return this.db
       .prepare('SELECT box_id, name, description, size_bytes, created_at FROM checkpoints WHERE box_id = ? ORDER BY seq')
-      .all(boxId) as CheckpointRow[];
+      .all(boxId) as SnapshotRow[];
   }
 
-  get(boxId: string, name: string): CheckpointRow | undefined {
+  get(boxId: string, name: string): SnapshotRow | undefined {
     return this.db
       .prepare('SELECT box_id, name, description, size_bytes, created_at FROM checkpoints WHERE box_id = ? AND name = ?')
-      .get(boxId, name) as CheckpointRow | undefined;
+      .get(boxId, name) as SnapshotRow | undefined;
   }
 
-  insert(row: CheckpointRow): void {
+  insert(row: SnapshotRow): void {
     const seq = (this.db.prepare('SELECT COALESCE(MAX(seq), 0) + 1 AS n FROM checkpoints WHERE box_id = ?').get(row.box_id) as { n: number }).n;
     insertOrConflict(
       () => this.db

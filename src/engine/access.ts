@@ -7,7 +7,7 @@
 import { boxNotFound, snapshotNotFound } from '../core/errors.js';
 import { parseSnapshotName } from '../core/names.js';
 import type { BoxRef } from '../core/refs.js';
-import type { BoxRow, CheckpointRow } from '../db/boxes-repo.js';
+import type { BoxRow, SnapshotRow } from '../db/boxes-repo.js';
 import type { SubvolumeId } from '../storage/layout.js';
 import type { RuntimeBox } from '../runtime/runtime.js';
 import type { EngineContext } from './context.js';
@@ -23,7 +23,7 @@ export const boxLockKey = (ref: { project: string; name: string }): string => `b
 export const boxLabel = (ref: { project: string; name: string }): string => `box "${ref.project}:${ref.name}"`;
 
 export const rootId = (box: { id: string }): SubvolumeId => ({ kind: 'root', box: box.id });
-export const checkpointId = (box: { id: string }, name: string): SubvolumeId => ({ kind: 'checkpoint', box: box.id, name });
+export const snapshotId = (box: { id: string }, name: string): SubvolumeId => ({ kind: 'snapshot', box: box.id, name });
 export const baseId = (version: string): SubvolumeId => ({ kind: 'base', version });
 
 /** What the runtime needs to know of a box. */
@@ -35,9 +35,9 @@ export function findBox(ctx: EngineContext, ref: BoxRef): BoxRow {
   return row;
 }
 
-export function findCheckpoint(ctx: EngineContext, box: BoxRow, name: string): CheckpointRow {
+export function findSnapshot(ctx: EngineContext, box: BoxRow, name: string): SnapshotRow {
   parseSnapshotName(name);
-  const row = ctx.checkpoints.get(box.id, name);
+  const row = ctx.snapshots.get(box.id, name);
   if (!row) throw snapshotNotFound(box.name, name);
   return row;
 }

@@ -10,7 +10,7 @@ import type { Box } from '../core/types.js';
 import type { BoxRow } from '../db/boxes-repo.js';
 import { transaction } from '../db/database.js';
 import { Reverter } from '../system/reverter.js';
-import { baseId, checkpointId, findBox, mutation, rootId, runtimeBox, withBases, withBox, withBoxLock } from './access.js';
+import { baseId, snapshotId, findBox, mutation, rootId, runtimeBox, withBases, withBox, withBoxLock } from './access.js';
 import { type EngineContext, isoNow } from './context.js';
 import { startRow, stopRow, withStatus } from './lifecycle.js';
 import { resolveBase } from './versions.js';
@@ -133,10 +133,10 @@ export async function deleteBox(ctx: EngineContext, ref: BoxRef): Promise<void> 
   await withBox(ctx, ref, async ({ row, root, runtime }) => {
     await stopRow(ctx, row);
     await ctx.runtime.remove(runtime);
-    const checkpoints = ctx.checkpoints.list(row.id);
+    const checkpoints = ctx.snapshots.list(row.id);
     transaction(ctx.db, () => ctx.boxes.delete(row.id));
     await ctx.fault('delete:row-deleted');
-    for (const cp of checkpoints) await ctx.pool.delete(checkpointId(row, cp.name));
+    for (const cp of checkpoints) await ctx.pool.delete(snapshotId(row, cp.name));
     await ctx.pool.delete(root);
     await deleteOwnedVolumes(ctx, row.id);
   });

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type Db, openDatabase } from '../db/database.js';
 import { BasesRepo } from '../db/bases-repo.js';
-import { BoxesRepo, CheckpointsRepo } from '../db/boxes-repo.js';
+import { BoxesRepo, SnapshotsRepo } from '../db/boxes-repo.js';
 import { VolumesRepo } from '../db/volumes-repo.js';
 import { LockManager } from '../system/lock.js';
 import { BtrfsDriver } from '../storage/btrfs.js';
@@ -66,7 +66,7 @@ export interface EngineContext {
   db: Db;
   bases: BasesRepo;
   boxes: BoxesRepo;
-  checkpoints: CheckpointsRepo;
+  snapshots: SnapshotsRepo;
   volumes: VolumesRepo;
   runtime: BoxRuntime;
   locks: LockManager;
@@ -101,7 +101,7 @@ export async function openContext(options: EngineOptions): Promise<EngineContext
     db,
     bases: new BasesRepo(db),
     boxes: new BoxesRepo(db),
-    checkpoints: new CheckpointsRepo(db),
+    snapshots: new SnapshotsRepo(db),
     volumes: new VolumesRepo(db),
     runtime: new BwrapRuntime(stateDir),
     locks: new LockManager(join(stateDir, 'locks')),

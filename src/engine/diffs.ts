@@ -14,7 +14,7 @@ import type { DiffStatusHead, DiffStatusOptions, DiffStatusSink } from '../core/
 import type { DiffStatus, FileDiff } from '../core/types.js';
 import type { BoxRow } from '../db/boxes-repo.js';
 import { diffFile as compareFile } from '../storage/diff/file.js';
-import { checkpointId, findCheckpoint, withBox } from './access.js';
+import { snapshotId, findSnapshot, withBox } from './access.js';
 import type { EngineContext } from './context.js';
 import { openSubvolumeDiff } from './tree-diff.js';
 
@@ -22,8 +22,8 @@ import { openSubvolumeDiff } from './tree-diff.js';
 const excludedFor = (box: BoxRow) => (path: Buffer): boolean => [...BOX_MOUNT_ROOTS, ...box.data_mounts.map((m) => m.path)].some((root) => isUnder(path, root));
 
 function againstName(ctx: EngineContext, box: BoxRow, against: string | undefined): string {
-  if (against !== undefined) return findCheckpoint(ctx, box, against).name;
-  const latest = ctx.checkpoints.list(box.id).at(-1);
+  if (against !== undefined) return findSnapshot(ctx, box, against).name;
+  const latest = ctx.snapshots.list(box.id).at(-1);
   if (!latest) {
     throw new NotFoundError('ZOMG_NO_SNAPSHOT', `box "${box.name}" has no snapshots to diff against`, {
       hint: `create one with \`zomg snapshot create ${box.name}\`, or name one with --against`,
@@ -50,9 +50,9 @@ export async function diffStatusStream(ctx: EngineContext, ref: BoxRef, sink: Di
     ref,
     async ({ row: box, root }) => {
       const against = againstName(ctx, box, options.against);
-      const oldId = checkpointId(box, against);
+      const oldId = snapshotId(box, against);
       const excluded = excludedFor(box);
-      const to = options.to !== undefined ? findCheckpoint(ctx, box, options.to).name : null;
+      const to = options.to !== undefined ? findSnapshot(ctx, box, options.to).name : null;
       const run = async (newId: Parameters<typeof openSubvolumeDiff>[2]): Promise<void> => {
         const { method, entries } = await openSubvolumeDiff(ctx, oldId, newId, options.signal);
         await sink.head({ box: box.name, project: box.project, against, to, method });
@@ -60,7 +60,7 @@ export async function diffStatusStream(ctx: EngineContext, ref: BoxRef, sink: Di
           if (!excluded(entry.path)) await sink.change(diffEntryToJson(entry));
         }
       };
-      if (to !== null) await run(checkpointId(box, to));
+      if (to !== null) await run(snapshotId(box, to));
       else await ctx.pool.withTemporarySnapshot(root, `diff-${box.id}`, run);
     },
     { mutates: false },
@@ -83,7 +83,7 @@ export async function diffFile(ctx: EngineContext, ref: BoxRef, path: string, op
       }
       const against = againstName(ctx, box, options.against);
       return ctx.pool.withTemporarySnapshot(root, `diff-${box.id}`, (live) =>
-        compareFile(ctx.pool.hostPath(checkpointId(box, against)), ctx.pool.hostPath(live), path),
+        compareFile(ctx.pool.hostPath(snapshotId(box, against)), ctx.pool.hostPath(live), path),
       );
     },
     { mutates: false },

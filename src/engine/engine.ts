@@ -10,12 +10,12 @@ import { ConflictError } from '../core/errors.js';
 import { BwrapRuntime } from '../runtime/bwrap.js';
 import { LockManager } from '../system/lock.js';
 import { type ClosePoolResult, closePool as closeStoragePool } from '../storage/pool.js';
-import { baseKey, checkpointKey, pageOf } from '../core/paging.js';
+import { baseKey, snapshotKey, pageOf } from '../core/paging.js';
 import type { BoxRef } from '../core/refs.js';
 import type {
   BuildBaseOptions,
   CreateBoxOptions,
-  CreateCheckpointOptions,
+  CreateSnapshotOptions,
   DiffStatusOptions,
   DiffStatusSink,
   ExecIO,
@@ -28,7 +28,7 @@ import type {
   PoolInfo,
   ZomgService,
 } from '../core/service.js';
-import type { BaseDetails, BaseSummary, BaseVersion, Box, Checkpoint, DiffStatus, FileDiff, InstallOutcome } from '../core/types.js';
+import type { BaseDetails, BaseSummary, BaseVersion, Box, Snapshot, DiffStatus, FileDiff, InstallOutcome } from '../core/types.js';
 import { MUTATIONS_LOCK } from './access.js';
 import * as bases from './bases.js';
 import * as boxes from './boxes.js';
@@ -138,20 +138,20 @@ export class Engine implements ZomgService {
     return bases.deleteBaseVersion(this.ctx, version);
   }
 
-  async createCheckpoint(ref: BoxRef, options?: CreateCheckpointOptions): Promise<Checkpoint> {
-    return snapshots.createCheckpoint(this.ctx, ref, options);
+  async createSnapshot(ref: BoxRef, options?: CreateSnapshotOptions): Promise<Snapshot> {
+    return snapshots.createSnapshot(this.ctx, ref, options);
   }
-  async listCheckpoints(ref: BoxRef, options?: ListOptions): Promise<Checkpoint[]> {
-    return pageOf(await snapshots.listCheckpoints(this.ctx, ref), checkpointKey, options).items;
+  async listSnapshots(ref: BoxRef, options?: ListOptions): Promise<Snapshot[]> {
+    return pageOf(await snapshots.listSnapshots(this.ctx, ref), snapshotKey, options).items;
   }
-  async getCheckpoint(ref: BoxRef, name: string): Promise<Checkpoint> {
-    return snapshots.getCheckpoint(this.ctx, ref, name);
+  async getSnapshot(ref: BoxRef, name: string): Promise<Snapshot> {
+    return snapshots.getSnapshot(this.ctx, ref, name);
   }
-  async restoreCheckpoint(ref: BoxRef, name: string): Promise<Checkpoint> {
-    return snapshots.restoreCheckpoint(this.ctx, ref, name);
+  async restoreSnapshot(ref: BoxRef, name: string): Promise<Snapshot> {
+    return snapshots.restoreSnapshot(this.ctx, ref, name);
   }
-  async deleteCheckpoint(ref: BoxRef, name: string): Promise<void> {
-    return snapshots.deleteCheckpoint(this.ctx, ref, name);
+  async deleteSnapshot(ref: BoxRef, name: string): Promise<void> {
+    return snapshots.deleteSnapshot(this.ctx, ref, name);
   }
 
   async diffStatus(ref: BoxRef, options?: DiffStatusOptions): Promise<DiffStatus> {
@@ -186,7 +186,7 @@ export class Engine implements ZomgService {
   async detachVolume(box: BoxRef, name: string): Promise<Box> {
     return volumes.detachVolume(this.ctx, box, name);
   }
-  async createVolumeSnapshot(ref: VolumeRef, options?: CreateCheckpointOptions): Promise<VolumeSnapshot> {
+  async createVolumeSnapshot(ref: VolumeRef, options?: CreateSnapshotOptions): Promise<VolumeSnapshot> {
     return volumes.createVolumeSnapshot(this.ctx, ref, options);
   }
   async listVolumeSnapshots(ref: VolumeRef): Promise<VolumeSnapshot[]> {

@@ -13,7 +13,7 @@
  */
 import { transaction } from '../db/database.js';
 import { isAlive } from '../system/procfs.js';
-import { MUTATIONS_LOCK, baseId, checkpointId, rootId, runtimeBox } from './access.js';
+import { MUTATIONS_LOCK, baseId, snapshotId, rootId, runtimeBox } from './access.js';
 import { pruneStaleBuilds } from './builds.js';
 import type { EngineContext } from './context.js';
 import { repairVolumes } from './volume-reconcile.js';
@@ -78,9 +78,9 @@ async function repair(ctx: EngineContext): Promise<ReconcileReport> {
       ctx.bases.deleteVersion(v.name);
       report.removedRows++;
     }
-    for (const cp of ctx.checkpoints.all()) {
-      if (pool.exists(checkpointId({ id: cp.box_id }, cp.name))) continue;
-      ctx.checkpoints.delete(cp.box_id, cp.name);
+    for (const cp of ctx.snapshots.all()) {
+      if (pool.exists(snapshotId({ id: cp.box_id }, cp.name))) continue;
+      ctx.snapshots.delete(cp.box_id, cp.name);
       report.removedRows++;
     }
   });
@@ -104,9 +104,9 @@ async function repair(ctx: EngineContext): Promise<ReconcileReport> {
     await pool.delete(rootId({ id }));
     report.removedSubvolumes++;
   }
-  for (const cp of pool.listCheckpoints()) {
-    if (ctx.checkpoints.get(cp.box, cp.name)) continue;
-    await pool.delete(checkpointId({ id: cp.box }, cp.name));
+  for (const cp of pool.listSnapshots()) {
+    if (ctx.snapshots.get(cp.box, cp.name)) continue;
+    await pool.delete(snapshotId({ id: cp.box }, cp.name));
     report.removedSubvolumes++;
   }
   await repairVolumes(ctx, report);

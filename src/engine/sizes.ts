@@ -9,7 +9,7 @@
 import { lstat } from 'node:fs/promises';
 import type { SubvolumeId } from '../storage/layout.js';
 import { isErrno } from '../system/fs.js';
-import { baseId, checkpointId } from './access.js';
+import { baseId, snapshotId } from './access.js';
 import type { EngineContext } from './context.js';
 import { sizeVolumes, volumeSizesPending } from './volume-sizes.js';
 
@@ -35,7 +35,7 @@ export function scheduleSizes(ctx: EngineContext): void {
 
 /** True when some size is still missing. */
 export function sizesPending(ctx: EngineContext): boolean {
-  return ctx.bases.versionsWithoutSize().length > 0 || ctx.checkpoints.withoutSize().length > 0 || volumeSizesPending(ctx);
+  return ctx.bases.versionsWithoutSize().length > 0 || ctx.snapshots.withoutSize().length > 0 || volumeSizesPending(ctx);
 }
 
 /**
@@ -76,11 +76,11 @@ async function sizeOnePass(ctx: EngineContext): Promise<boolean> {
       progressed = true;
     }
   }
-  for (const cp of ctx.checkpoints.withoutSize()) {
+  for (const cp of ctx.snapshots.withoutSize()) {
     const predecessor = predecessorOf(ctx, cp.box_id, cp.name);
-    const size = await measure(ctx, checkpointId({ id: cp.box_id }, cp.name), predecessor);
+    const size = await measure(ctx, snapshotId({ id: cp.box_id }, cp.name), predecessor);
     if (size !== undefined) {
-      ctx.checkpoints.setSize(cp.box_id, cp.name, size);
+      ctx.snapshots.setSize(cp.box_id, cp.name, size);
       progressed = true;
     }
   }
@@ -90,11 +90,11 @@ async function sizeOnePass(ctx: EngineContext): Promise<boolean> {
 
 /** The sized subvolume a snapshot is best measured against: the previous sized snapshot of the box, else its base version. */
 function predecessorOf(ctx: EngineContext, boxId: string, name: string): { id: SubvolumeId; size: number } | undefined {
-  const list = ctx.checkpoints.list(boxId);
+  const list = ctx.snapshots.list(boxId);
   const at = list.findIndex((c) => c.name === name);
   for (let i = at - 1; i >= 0; i--) {
     const prev = list[i];
-    if (prev && prev.size_bytes !== null) return { id: checkpointId({ id: boxId }, prev.name), size: prev.size_bytes };
+    if (prev && prev.size_bytes !== null) return { id: snapshotId({ id: boxId }, prev.name), size: prev.size_bytes };
   }
   const box = ctx.boxes.byId(boxId);
   const base = box ? ctx.bases.getVersion(box.base) : undefined;

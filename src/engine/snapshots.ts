@@ -9,18 +9,18 @@ import { ConflictError } from '../core/errors.js';
 import { checkText } from '../core/input.js';
 import { parseSnapshotName } from '../core/names.js';
 import type { BoxRef } from '../core/refs.js';
-import type { CreateCheckpointOptions } from '../core/service.js';
-import type { Checkpoint } from '../core/types.js';
+import type { CreateSnapshotOptions } from '../core/service.js';
+import type { Snapshot } from '../core/types.js';
 import { nextSnapshotName } from '../core/versions.js';
-import type { BoxRow, CheckpointRow } from '../db/boxes-repo.js';
+import type { BoxRow, SnapshotRow } from '../db/boxes-repo.js';
 import { transaction } from '../db/database.js';
 import { Reverter } from '../system/reverter.js';
-import { checkpointId, findBox, findCheckpoint, withBox } from './access.js';
+import { snapshotId, findBox, findSnapshot, withBox } from './access.js';
 import { type EngineContext, isoNow } from './context.js';
 import { startRow, stopRow } from './lifecycle.js';
 import { scheduleSizes } from './sizes.js';
 
-const toCheckpoint = (box: BoxRow, row: CheckpointRow): Checkpoint => ({
+const toSnapshot = (box: BoxRow, row: SnapshotRow): Snapshot => ({
   name: row.name,
   box: box.name,
   project: box.project,
@@ -35,37 +35,37 @@ const toCheckpoint = (box: BoxRow, row: CheckpointRow): Checkpoint => ({
  * reconciler never sees the snapshot before its row): a name, once reported, belongs to a
  * snapshot that exists.
  */
-export async function createCheckpoint(ctx: EngineContext, ref: BoxRef, options: CreateCheckpointOptions = {}): Promise<Checkpoint> {
+export async function createSnapshot(ctx: EngineContext, ref: BoxRef, options: CreateSnapshotOptions = {}): Promise<Snapshot> {
   const requested = options.name !== undefined ? parseSnapshotName(options.name) : undefined;
   if (options.description !== undefined) checkText(options.description, 'description', 'text');
   const checkpoint = await withBox(ctx, ref, async ({ row: box, root }) => {
-    const existing = ctx.checkpoints.list(box.id).map((c) => c.name);
+    const existing = ctx.snapshots.list(box.id).map((c) => c.name);
     const name = requested ?? nextSnapshotName(existing);
-    const dest = checkpointId(box, name);
+    const dest = snapshotId(box, name);
     if (existing.includes(name) || ctx.pool.exists(dest)) {
       throw new ConflictError('ZOMG_SNAPSHOT_EXISTS', `snapshot "${name}" of box "${box.name}" already exists`, { hint: 'pick another name, or omit it to get the next vN' });
     }
-    const row: CheckpointRow = { box_id: box.id, name, description: options.description ?? '', size_bytes: null, created_at: isoNow(ctx) };
+    const row: SnapshotRow = { box_id: box.id, name, description: options.description ?? '', size_bytes: null, created_at: isoNow(ctx) };
     return new Reverter().run(async (r) => {
       await ctx.pool.snapshot(root, dest, { readOnly: true });
       r.add('delete snapshot subvolume', () => ctx.pool.delete(dest));
       await ctx.fault('snapshot:placed');
-      transaction(ctx.db, () => ctx.checkpoints.insert(row));
-      return toCheckpoint(box, row);
+      transaction(ctx.db, () => ctx.snapshots.insert(row));
+      return toSnapshot(box, row);
     });
   });
   scheduleSizes(ctx);
   return checkpoint;
 }
 
-export function listCheckpoints(ctx: EngineContext, ref: BoxRef): Checkpoint[] {
+export function listSnapshots(ctx: EngineContext, ref: BoxRef): Snapshot[] {
   const box = findBox(ctx, ref);
-  return ctx.checkpoints.list(box.id).map((row) => toCheckpoint(box, row));
+  return ctx.snapshots.list(box.id).map((row) => toSnapshot(box, row));
 }
 
-export function getCheckpoint(ctx: EngineContext, ref: BoxRef, name: string): Checkpoint {
+export function getSnapshot(ctx: EngineContext, ref: BoxRef, name: string): Snapshot {
   const box = findBox(ctx, ref);
-  return toCheckpoint(box, findCheckpoint(ctx, box, name));
+  return toSnapshot(box, findSnapshot(ctx, box, name));
 }
 
 /**
@@ -73,9 +73,9 @@ export function getCheckpoint(ctx: EngineContext, ref: BoxRef, name: string): Ch
  * exactly the checkpoint, or — after a failure at any step — exactly what it was. Every
  * checkpoint survives, so the box can go back and forward again.
  */
-export async function restoreCheckpoint(ctx: EngineContext, ref: BoxRef, name: string): Promise<Checkpoint> {
+export async function restoreSnapshot(ctx: EngineContext, ref: BoxRef, name: string): Promise<Snapshot> {
   return withBox(ctx, ref, async ({ row: box, root }) => {
-    const cp = findCheckpoint(ctx, box, name);
+    const cp = findSnapshot(ctx, box, name);
     // A running box is stopped for the swap (its processes hold the old tree) and resumed
     // afterwards — on the new root, or on the old one when the restore failed.
     const wasRunning = await stopRow(ctx, box);
@@ -86,7 +86,7 @@ export async function restoreCheckpoint(ctx: EngineContext, ref: BoxRef, name: s
       // subvolumes, placed one by one), then two renames swap it in.
       aside = await new Reverter().run(async (r) => {
         const staged = ctx.pool.newStaging(`restore-${box.id}`);
-        await ctx.pool.snapshot(checkpointId(box, cp.name), staged, { readOnly: false });
+        await ctx.pool.snapshot(snapshotId(box, cp.name), staged, { readOnly: false });
         r.add('delete the staged root', () => ctx.pool.delete(staged));
         return ctx.pool.swap(root, staged, {
           fault: (step) => ctx.fault(step),
@@ -106,14 +106,14 @@ export async function restoreCheckpoint(ctx: EngineContext, ref: BoxRef, name: s
     if (failure !== undefined) throw failure;
     // Irreversible, and after the commit: a failure here leaves only garbage the reconciler removes.
     if (aside !== undefined) await ctx.pool.deleteAside(root, aside).catch(() => undefined);
-    return toCheckpoint(box, cp);
+    return toSnapshot(box, cp);
   });
 }
 
-export async function deleteCheckpoint(ctx: EngineContext, ref: BoxRef, name: string): Promise<void> {
+export async function deleteSnapshot(ctx: EngineContext, ref: BoxRef, name: string): Promise<void> {
   await withBox(ctx, ref, async ({ row: box }) => {
-    const cp = findCheckpoint(ctx, box, name);
-    transaction(ctx.db, () => ctx.checkpoints.delete(box.id, cp.name));
-    await ctx.pool.delete(checkpointId(box, cp.name));
+    const cp = findSnapshot(ctx, box, name);
+    transaction(ctx.db, () => ctx.snapshots.delete(box.id, cp.name));
+    await ctx.pool.delete(snapshotId(box, cp.name));
   });
 }

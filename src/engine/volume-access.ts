@@ -28,7 +28,7 @@ import { BOX_LOCK_TIMEOUT_MS, mutation } from './access.js';
 import { type EngineContext, isoNow } from './context.js';
 
 export const volumeId = (v: { id: string }): SubvolumeId => ({ kind: 'volume', volume: v.id });
-export const volumeSnapshotId = (v: { id: string }, name: string): SubvolumeId => ({ kind: 'volume-checkpoint', volume: v.id, name });
+export const volumeSnapshotId = (v: { id: string }, name: string): SubvolumeId => ({ kind: 'volume-snapshot', volume: v.id, name });
 export const volumeBackupId = (v: { id: string }, name: string): SubvolumeId => ({ kind: 'volume-backup', volume: v.id, name });
 
 export const volumeLockKey = (ref: { project: string; name: string }): string => `volume-${ref.project}-${ref.name}`;

@@ -46,7 +46,7 @@ export async function repairVolumes(ctx: EngineContext, report: ReconcileReport)
     await pool.delete(volumeId({ id }));
     report.removedSubvolumes++;
   }
-  for (const s of pool.listVolumeCheckpoints()) {
+  for (const s of pool.listVolumeSnapshots()) {
     if (ctx.volumes.snapshot(s.box, s.name)) continue;
     await pool.delete(volumeSnapshotId({ id: s.box }, s.name));
     report.removedSubvolumes++;

@@ -12,7 +12,7 @@ import { ConflictError, InvalidArgumentError, NotFoundError } from '../core/erro
 import { diffEntryToJson } from '../core/diff.js';
 import type { ProjectName } from '../core/names.js';
 import type { BoxRef } from '../core/refs.js';
-import type { CreateCheckpointOptions, CreateVolumeOptions, DataMountSpec, DiffStatusOptions } from '../core/service.js';
+import type { CreateSnapshotOptions, CreateVolumeOptions, DataMountSpec, DiffStatusOptions } from '../core/service.js';
 import type { Box, FileDiff, Volume, VolumeDiffStatus, VolumeSnapshot } from '../core/types.js';
 import { nextSnapshotName } from '../core/versions.js';
 import {
@@ -199,7 +199,7 @@ export async function detachVolume(ctx: EngineContext, ref: BoxRef, name: string
 
 // --- snapshots ---------------------------------------------------------------------------
 
-export async function createVolumeSnapshot(ctx: EngineContext, ref: VolumeRef, options: CreateCheckpointOptions = {}): Promise<VolumeSnapshot> {
+export async function createVolumeSnapshot(ctx: EngineContext, ref: VolumeRef, options: CreateSnapshotOptions = {}): Promise<VolumeSnapshot> {
   const requested = options.name !== undefined ? parseVolumeSnapshotName(options.name) : undefined;
   const snapshot = await withVolume(ctx, ref, async (volume) => {
     const existing = ctx.volumes.snapshots(volume.id).map((s) => s.name);

@@ -1,7 +1,7 @@
 /**
  * The pool's layout and every subvolume operation on it — the one file that knows where
  * things live inside the pool (SPEC §3). Callers name subvolumes by typed ids
- * (`{kind: 'root', box}`, `{kind: 'checkpoint', box, name}`, …) and never build a pool
+ * (`{kind: 'root', box}`, `{kind: 'snapshot', box, name}`, …) and never build a pool
  * path themselves; host paths leave this file only for the runtime (bind mounts) and are
  * never shown to API clients.
  *
@@ -33,9 +33,9 @@ import type { StorageDriver } from './driver.js';
 export type SubvolumeId =
   | { kind: 'base'; version: string }
   | { kind: 'root'; box: string }
-  | { kind: 'checkpoint'; box: string; name: string }
+  | { kind: 'snapshot'; box: string; name: string }
   | { kind: 'volume'; volume: string }
-  | { kind: 'volume-checkpoint'; volume: string; name: string }
+  | { kind: 'volume-snapshot'; volume: string; name: string }
   | { kind: 'volume-backup'; volume: string; name: string }
   | { kind: 'system'; name: 'bin' | 'all' }
   | { kind: 'project'; project: string; name: 'proj' | 'home' }
@@ -119,11 +119,11 @@ export class Pool {
         return join(r, 'bases', part(id.version));
       case 'root':
         return join(r, 'roots', part(id.box));
-      case 'checkpoint':
+      case 'snapshot':
         return join(r, 'checkpoints', part(id.box), part(id.name));
       case 'volume':
         return join(r, 'volumes', part(id.volume));
-      case 'volume-checkpoint':
+      case 'volume-snapshot':
         return join(r, 'volume-checkpoints', part(id.volume), part(id.name));
       case 'volume-backup':
         return join(r, 'volume-backups', part(id.volume), part(id.name));
@@ -237,7 +237,7 @@ export class Pool {
    */
   async delete(id: SubvolumeId, options: { waitForSpace?: boolean } = {}): Promise<void> {
     await this.driver.deleteSubvolume(this.hostPath(id), options);
-    if (id.kind === 'checkpoint' || id.kind === 'volume-checkpoint' || id.kind === 'volume-backup') {
+    if (id.kind === 'snapshot' || id.kind === 'volume-snapshot' || id.kind === 'volume-backup') {
       try {
         rmdirSync(this.parentDir(id));
       } catch (err) {
@@ -321,8 +321,8 @@ export class Pool {
     return names(join(this.root, 'roots')).filter((n) => !n.includes(ASIDE_MARK));
   }
 
-  /** Checkpoints as `{box, name}`, plus per-box directories that hold none. */
-  listCheckpoints(): Array<{ box: string; name: string }> {
+  /** Box snapshots as `{box, name}`, plus per-box directories that hold none. */
+  listSnapshots(): Array<{ box: string; name: string }> {
     return this.listTwoLevel('checkpoints');
   }
 
@@ -330,7 +330,7 @@ export class Pool {
     return names(join(this.root, 'volumes')).filter((n) => !n.startsWith('_') && !n.includes(ASIDE_MARK));
   }
 
-  listVolumeCheckpoints(): Array<{ box: string; name: string }> {
+  listVolumeSnapshots(): Array<{ box: string; name: string }> {
     return this.listTwoLevel('volume-checkpoints');
   }
 

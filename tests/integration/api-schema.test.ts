@@ -82,7 +82,7 @@ describe('one schema per route: the OpenAPI document and what the serializer kee
         assert.match(String(op.description), /stdin_end|resize/, `${where}: a WebSocket route must describe its protocol`);
       }
     }
-    for (const name of ['Error', 'Box', 'BaseVersion', 'BaseSummary', 'BaseDetails', 'Checkpoint', 'DiffStatus', 'FileDiff', 'LifecycleResult', 'InstallOutcome', 'ExecResult', 'BoxList']) {
+    for (const name of ['Error', 'Box', 'BaseVersion', 'BaseSummary', 'BaseDetails', 'Snapshot', 'DiffStatus', 'FileDiff', 'LifecycleResult', 'InstallOutcome', 'ExecResult', 'BoxList']) {
       assert.ok(doc.components.schemas[name], `component ${name} is missing`);
     }
     for (const r of refsIn(doc)) {
@@ -95,7 +95,7 @@ describe('one schema per route: the OpenAPI document and what the serializer kee
     assert.ok(deleted['204'], 'deleteBox answers 204');
   });
 
-  it('keeps every field of Box, BaseVersion, Checkpoint, DiffStatus and FileDiff through the response schemas', async () => {
+  it('keeps every field of Box, BaseVersion, Snapshot, DiffStatus and FileDiff through the response schemas', async () => {
     const created = await app.inject({ method: 'POST', url: '/v1/projects/demo/boxes', headers: auth, payload: { name: 'web', base: 'bb', tags: { team: 'a' }, environment: { FOO: 'bar' } } });
     assert.equal(created.statusCode, 201, created.body);
     assert.deepEqual(created.json(), await t.engine.getBox(ref));
@@ -107,7 +107,7 @@ describe('one schema per route: the OpenAPI document and what the serializer kee
 
     const cp = await app.inject({ method: 'POST', url: '/v1/projects/demo/boxes/web/checkpoints', headers: auth, payload: { description: 'first' } });
     assert.equal(cp.statusCode, 201, cp.body);
-    assert.deepEqual(cp.json(), await t.engine.getCheckpoint(ref, 'v0'));
+    assert.deepEqual(cp.json(), await t.engine.getSnapshot(ref, 'v0'));
 
     const exec = await app.inject({
       method: 'POST',
@@ -131,7 +131,7 @@ describe('one schema per route: the OpenAPI document and what the serializer kee
     for (let i = 1; i < 5; i++) {
       assert.equal((await app.inject({ method: 'POST', url: '/v1/projects/demo/boxes/web/checkpoints', headers: auth, payload: {} })).statusCode, 201);
     }
-    const all = (await t.engine.listCheckpoints(ref)).map((c) => c.name);
+    const all = (await t.engine.listSnapshots(ref)).map((c) => c.name);
     assert.equal(all.length, 5);
     const seen: string[] = [];
     let token: string | undefined;
@@ -155,8 +155,8 @@ describe('one schema per route: the OpenAPI document and what the serializer kee
     const address = app.server.address();
     const port = typeof address === 'object' && address ? address.port : 0;
     const client = new RemoteClient(`http://127.0.0.1:${port}`, TOKEN);
-    assert.deepEqual((await client.listCheckpoints(ref)).map((c) => c.name), all);
-    assert.deepEqual((await client.listCheckpoints(ref, { maxResults: 3 })).map((c) => c.name), all.slice(0, 3));
+    assert.deepEqual((await client.listSnapshots(ref)).map((c) => c.name), all);
+    assert.deepEqual((await client.listSnapshots(ref, { maxResults: 3 })).map((c) => c.name), all.slice(0, 3));
     assert.deepEqual(await client.listBoxes({ project: 'demo' }), await t.engine.listBoxes({ project: 'demo' }));
     assert.deepEqual(await client.listBases(), await t.engine.listBases());
   });

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ConflictError } from '../../src/core/errors.js';
 import { BasesRepo } from '../../src/db/bases-repo.js';
-import { BoxesRepo, CheckpointsRepo } from '../../src/db/boxes-repo.js';
+import { BoxesRepo, SnapshotsRepo } from '../../src/db/boxes-repo.js';
 import { type Db, openDatabase } from '../../src/db/database.js';
 
 /** Asserts `fn` throws a ConflictError with `code`, the SQLite error kept as its cause. */
@@ -36,7 +36,7 @@ describe('a SQLite uniqueness violation is a conflict, raised by the repository 
     const row = { id: 'b1', project: 'p', name: 'web', base: 'bb', tags: {}, environment: {}, data_mounts: [], config: { privileged: false, cpus: null, memory_bytes: null, pids: null, publish: [] }, created_at: now, updated_at: now };
     boxes.insert(row);
     conflicts(() => boxes.insert({ ...row, id: 'b2' }), 'ZOMG_BOX_EXISTS');
-    const cps = new CheckpointsRepo(db);
+    const cps = new SnapshotsRepo(db);
     cps.insert({ box_id: 'b1', name: 'v0', description: '', size_bytes: null, created_at: now });
     conflicts(() => cps.insert({ box_id: 'b1', name: 'v0', description: '', size_bytes: null, created_at: now }), 'ZOMG_SNAPSHOT_EXISTS');
     const bases = new BasesRepo(db);

@@ -35,7 +35,7 @@ describe('engine: diffs on real btrfs', { skip: !isRoot() && 'needs root for btr
     writeFileSync(join(root, 'etc', 'motd'), 'hello\n');
     mkdirSync(join(root, 'srv', 'data'), { recursive: true });
     writeFileSync(join(root, 'srv', 'data', 'a.txt'), 'a\n');
-    await t.engine.createCheckpoint(ref('box'));
+    await t.engine.createSnapshot(ref('box'));
     assert.deepEqual(await status(), []);
     writeFileSync(join(root, 'etc', 'motd'), 'changed\n');
     writeFileSync(join(root, 'new-file'), 'n\n');
@@ -56,7 +56,7 @@ describe('engine: diffs on real btrfs', { skip: !isRoot() && 'needs root for btr
   });
 
   it('diffs against a named snapshot and between two snapshots', async () => {
-    await t.engine.createCheckpoint(ref('box'), { name: 'second' });
+    await t.engine.createSnapshot(ref('box'), { name: 'second' });
     assert.deepEqual(await status(), []);
     assert.equal((await status({ against: 'v0' })).length, 5);
     assert.deepEqual(await status({ against: 'v0', to: 'second' }), await status({ against: 'v0' }));
@@ -81,7 +81,7 @@ describe('engine: diffs on real btrfs', { skip: !isRoot() && 'needs root for btr
     assert.equal((await t.engine.diffFile(ref('box'), '/srv/data/a.txt', { against: 'v0' })).status, 'deleted');
     assert.equal((await t.engine.diffFile(ref('box'), '/etc/group')).status, 'unchanged');
     writeFileSync(join(root, 'blob'), Buffer.from([0, 1, 2]));
-    await t.engine.createCheckpoint(ref('box'), { name: 'third' });
+    await t.engine.createSnapshot(ref('box'), { name: 'third' });
     writeFileSync(join(root, 'blob'), Buffer.from([0, 1, 3]));
     const bin = await t.engine.diffFile(ref('box'), '/blob');
     assert.equal(bin.status, 'modified');
@@ -93,11 +93,11 @@ describe('engine: diffs on real btrfs', { skip: !isRoot() && 'needs root for btr
   });
 
   it('a snapshot deleted while a diff runs: the two are serialized, both complete cleanly', async () => {
-    await t.engine.createCheckpoint(ref('box'), { name: 'doomed' });
+    await t.engine.createSnapshot(ref('box'), { name: 'doomed' });
     writeFileSync(join(root, 'late'), 'x');
     const running = t.engine.diffStatus(ref('box'), { against: 'doomed' });
     await new Promise((r) => setTimeout(r, 5)); // the diff holds the box lock now
-    const [diff] = await Promise.all([running, t.engine.deleteCheckpoint(ref('box'), 'doomed')]);
+    const [diff] = await Promise.all([running, t.engine.deleteSnapshot(ref('box'), 'doomed')]);
     assert.ok(diff.changes.some((c) => c.path === '/late'));
     await assert.rejects(t.engine.diffStatus(ref('box'), { against: 'doomed' }), code('ZOMG_SNAPSHOT_NOT_FOUND'));
     assert.deepEqual(staging(), []);

@@ -85,7 +85,7 @@ describe('engine: running boxes', { skip: !isRoot() && 'needs root for btrfs' },
     assert.ok(!existsSync(join(t.pool.mnt, 'roots', box.id, 'box', 'all', 'f')));
     assert.ok(!existsSync(join(t.pool.mnt, 'roots', box.id, 'home', 'alice')));
     // Not in snapshots or diffs either.
-    await t.engine.createCheckpoint(ref('web'));
+    await t.engine.createSnapshot(ref('web'));
     await run('web', ['sh', '-c', 'echo more > /box/all/g; echo more > /home/alice/g; echo root > /in-root']);
     assert.ok(!existsSync(join(t.pool.mnt, 'checkpoints', box.id, 'v0', 'box', 'all', 'f')));
     const diff = await t.engine.diffStatus(ref('web'));
@@ -116,7 +116,7 @@ describe('engine: running boxes', { skip: !isRoot() && 'needs root for btrfs' },
   it('restore of a running box stops it, swaps the root and resumes it', async () => {
     await run('web', ['sh', '-c', 'echo after > /marker']);
     const init = (await run('web', ['cat', '/proc/1/stat'])).stdout;
-    await t.engine.restoreCheckpoint(ref('web'), 'v0');
+    await t.engine.restoreSnapshot(ref('web'), 'v0');
     assert.equal((await t.engine.getBox(ref('web'))).status, 'running');
     assert.notEqual((await run('web', ['ls', '/marker'])).exit_code, 0);
     assert.notEqual((await run('web', ['cat', '/proc/1/stat'])).stdout, init, 'a fresh init after the swap');

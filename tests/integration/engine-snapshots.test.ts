@@ -45,18 +45,18 @@ describe('engine: snapshots and restore on real btrfs', { skip: !isRoot() && 'ne
 
   it('names snapshots v0, v1, … and honours explicit names', async () => {
     writeFileSync(join(root, 'state'), 'zero');
-    assert.equal((await t.engine.createCheckpoint(ref('box'))).name, 'v0');
+    assert.equal((await t.engine.createSnapshot(ref('box'))).name, 'v0');
     writeFileSync(join(root, 'state'), 'one');
-    assert.equal((await t.engine.createCheckpoint(ref('box'), { description: 'first change' })).name, 'v1');
+    assert.equal((await t.engine.createSnapshot(ref('box'), { description: 'first change' })).name, 'v1');
     writeFileSync(join(root, 'state'), 'named');
-    const named = await t.engine.createCheckpoint(ref('box'), { name: 'before-upgrade', description: 'named' });
+    const named = await t.engine.createSnapshot(ref('box'), { name: 'before-upgrade', description: 'named' });
     assert.equal(named.name, 'before-upgrade');
-    await assert.rejects(t.engine.createCheckpoint(ref('box'), { name: 'v1' }), code('ZOMG_SNAPSHOT_EXISTS'));
+    await assert.rejects(t.engine.createSnapshot(ref('box'), { name: 'v1' }), code('ZOMG_SNAPSHOT_EXISTS'));
     for (const bad of ['', 'Bad', 'a--b', '-x', 'x-', 'a'.repeat(64), 'a_b']) {
-      await assert.rejects(t.engine.createCheckpoint(ref('box'), { name: bad }), code('ZOMG_INVALID_NAME'), bad);
+      await assert.rejects(t.engine.createSnapshot(ref('box'), { name: bad }), code('ZOMG_INVALID_NAME'), bad);
     }
-    await assert.rejects(t.engine.createCheckpoint(ref('nobox')), code('ZOMG_BOX_NOT_FOUND'));
-    const list = await t.engine.listCheckpoints(ref('box'));
+    await assert.rejects(t.engine.createSnapshot(ref('nobox')), code('ZOMG_BOX_NOT_FOUND'));
+    const list = await t.engine.listSnapshots(ref('box'));
     assert.deepEqual(list.map((c) => [c.name, c.description]), [['v0', ''], ['v1', 'first change'], ['before-upgrade', 'named']]);
     assert.match(list[0]?.created_at ?? '', /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
     // Read-only.
@@ -65,40 +65,40 @@ describe('engine: snapshots and restore on real btrfs', { skip: !isRoot() && 'ne
 
   it('restores backward and forward; every snapshot survives', async () => {
     writeFileSync(join(root, 'state'), 'live');
-    await t.engine.restoreCheckpoint(ref('box'), 'v0');
+    await t.engine.restoreSnapshot(ref('box'), 'v0');
     assert.equal(readFileSync(join(root, 'state'), 'utf8'), 'zero');
     assert.ok(treesEqual(root, join(t.pool.mnt, 'checkpoints', boxId, 'v0')));
-    await t.engine.restoreCheckpoint(ref('box'), 'before-upgrade');
+    await t.engine.restoreSnapshot(ref('box'), 'before-upgrade');
     assert.equal(readFileSync(join(root, 'state'), 'utf8'), 'named');
-    await t.engine.restoreCheckpoint(ref('box'), 'v1');
+    await t.engine.restoreSnapshot(ref('box'), 'v1');
     assert.equal(readFileSync(join(root, 'state'), 'utf8'), 'one');
-    assert.equal((await t.engine.listCheckpoints(ref('box'))).length, 3);
+    assert.equal((await t.engine.listSnapshots(ref('box'))).length, 3);
     // The restored root is writable, and no aside copy is left.
     writeFileSync(join(root, 'state'), 'after');
     assert.deepEqual(readdirSync(join(t.pool.mnt, 'roots')).filter((n) => n.startsWith(boxId)), [boxId]);
-    await assert.rejects(t.engine.restoreCheckpoint(ref('box'), 'nope'), code('ZOMG_SNAPSHOT_NOT_FOUND'));
+    await assert.rejects(t.engine.restoreSnapshot(ref('box'), 'nope'), code('ZOMG_SNAPSHOT_NOT_FOUND'));
   });
 
   it('a failure between any two steps of a restore leaves the root exactly as it was', async () => {
     writeFileSync(join(root, 'state'), 'precious');
     for (const step of ['restore:aside', 'restore:placed', 'restore:committed']) {
       failAt = step;
-      await assert.rejects(t.engine.restoreCheckpoint(ref('box'), 'v0'), /injected failure/);
+      await assert.rejects(t.engine.restoreSnapshot(ref('box'), 'v0'), /injected failure/);
       failAt = undefined;
       assert.equal(readFileSync(join(root, 'state'), 'utf8'), 'precious', step);
       assert.deepEqual(readdirSync(join(t.pool.mnt, 'roots')).filter((n) => n.startsWith(boxId)), [boxId], step);
     }
     // And with no failure it goes through.
-    await t.engine.restoreCheckpoint(ref('box'), 'v0');
+    await t.engine.restoreSnapshot(ref('box'), 'v0');
     assert.equal(readFileSync(join(root, 'state'), 'utf8'), 'zero');
   });
 
   it('a failure while placing a snapshot leaves nothing behind', async () => {
     failAt = 'snapshot:placed';
-    await assert.rejects(t.engine.createCheckpoint(ref('box'), { name: 'half' }), /injected failure/);
+    await assert.rejects(t.engine.createSnapshot(ref('box'), { name: 'half' }), /injected failure/);
     failAt = undefined;
     assert.ok(!existsSync(join(t.pool.mnt, 'checkpoints', boxId, 'half')));
-    await assert.rejects(t.engine.getCheckpoint(ref('box'), 'half'), code('ZOMG_SNAPSHOT_NOT_FOUND'));
+    await assert.rejects(t.engine.getSnapshot(ref('box'), 'half'), code('ZOMG_SNAPSHOT_NOT_FOUND'));
   });
 
   it('finishes or undoes a restore cut short by a crash (reconciler)', async () => {
@@ -122,7 +122,7 @@ describe('engine: snapshots and restore on real btrfs', { skip: !isRoot() && 'ne
     try {
       const e2 = await t.reopen();
       assert.equal((await e2.getBox(ref('box'))).id, boxId, 'the box row survives');
-      assert.equal((await e2.listCheckpoints(ref('box'))).length > 0, true, 'and its snapshots');
+      assert.equal((await e2.listSnapshots(ref('box'))).length > 0, true, 'and its snapshots');
       await e2.close();
     } finally {
       execFileSync('mv', [aside, root]);
@@ -135,8 +135,8 @@ describe('engine: snapshots and restore on real btrfs', { skip: !isRoot() && 'ne
   it('never produces the same name under concurrent creates (one process and two)', async () => {
     const other: Engine = await t.reopen();
     const results = await Promise.all([
-      ...Array.from({ length: 6 }, () => t.engine.createCheckpoint(ref('box'))),
-      ...Array.from({ length: 6 }, () => other.createCheckpoint(ref('box'))),
+      ...Array.from({ length: 6 }, () => t.engine.createSnapshot(ref('box'))),
+      ...Array.from({ length: 6 }, () => other.createSnapshot(ref('box'))),
     ]);
     const names = results.map((c) => c.name);
     assert.equal(new Set(names).size, names.length);
@@ -145,20 +145,20 @@ describe('engine: snapshots and restore on real btrfs', { skip: !isRoot() && 'ne
 
   it('serializes concurrent restores of one box: one applies after the other, never both half-way', async () => {
     const other: Engine = await t.reopen();
-    const [a, b] = await Promise.all([t.engine.restoreCheckpoint(ref('box'), 'v1'), other.restoreCheckpoint(ref('box'), 'before-upgrade')]);
+    const [a, b] = await Promise.all([t.engine.restoreSnapshot(ref('box'), 'v1'), other.restoreSnapshot(ref('box'), 'before-upgrade')]);
     assert.deepEqual([a.name, b.name], ['v1', 'before-upgrade']);
     const state = readFileSync(join(root, 'state'), 'utf8');
     assert.ok(state === 'one' || state === 'named', state);
     assert.ok(treesEqual(root, join(t.pool.mnt, 'checkpoints', boxId, state === 'one' ? 'v1' : 'before-upgrade')));
     assert.deepEqual(readdirSync(join(t.pool.mnt, 'roots')).filter((n) => n.startsWith(boxId)), [boxId]);
-    await t.engine.restoreCheckpoint(ref('box'), 'v0');
+    await t.engine.restoreSnapshot(ref('box'), 'v0');
   });
 
   it('namespaces snapshots per box: no cross-box restore', async () => {
     await t.engine.createBox(ref('second'), { base: 'bb' });
-    await assert.rejects(t.engine.restoreCheckpoint(ref('second'), 'v0'), code('ZOMG_SNAPSHOT_NOT_FOUND'));
-    await t.engine.createCheckpoint(ref('second'));
-    assert.equal((await t.engine.listCheckpoints(ref('second'))).length, 1);
+    await assert.rejects(t.engine.restoreSnapshot(ref('second'), 'v0'), code('ZOMG_SNAPSHOT_NOT_FOUND'));
+    await t.engine.createSnapshot(ref('second'));
+    assert.equal((await t.engine.listSnapshots(ref('second'))).length, 1);
   });
 
   it('copes with nested subvolumes in the box root: snapshot, restore, delete', async () => {
@@ -166,16 +166,16 @@ describe('engine: snapshots and restore on real btrfs', { skip: !isRoot() && 'ne
     mkdirSync(join(root, 'var', 'lib'), { recursive: true });
     execFileSync('btrfs', ['subvolume', 'create', nested], { stdio: 'ignore' });
     writeFileSync(join(nested, 'data'), 'nested content');
-    const cp = await t.engine.createCheckpoint(ref('box'), { name: 'with-nested' });
+    const cp = await t.engine.createSnapshot(ref('box'), { name: 'with-nested' });
     assert.equal(readFileSync(join(t.pool.mnt, 'checkpoints', boxId, cp.name, 'var', 'lib', 'inner', 'data'), 'utf8'), 'nested content');
     writeFileSync(join(nested, 'data'), 'changed');
-    await t.engine.restoreCheckpoint(ref('box'), 'with-nested');
+    await t.engine.restoreSnapshot(ref('box'), 'with-nested');
     assert.equal(readFileSync(join(root, 'var', 'lib', 'inner', 'data'), 'utf8'), 'nested content');
-    await t.engine.restoreCheckpoint(ref('box'), 'v0');
+    await t.engine.restoreSnapshot(ref('box'), 'v0');
     assert.ok(!existsSync(join(root, 'var', 'lib', 'inner')));
-    await t.engine.restoreCheckpoint(ref('box'), 'with-nested');
-    await t.engine.deleteCheckpoint(ref('box'), 'with-nested');
-    await assert.rejects(t.engine.deleteCheckpoint(ref('box'), 'with-nested'), code('ZOMG_SNAPSHOT_NOT_FOUND'));
+    await t.engine.restoreSnapshot(ref('box'), 'with-nested');
+    await t.engine.deleteSnapshot(ref('box'), 'with-nested');
+    await assert.rejects(t.engine.deleteSnapshot(ref('box'), 'with-nested'), code('ZOMG_SNAPSHOT_NOT_FOUND'));
   });
 
   it('deleting a box deletes its snapshots and leaves no subvolume', async () => {

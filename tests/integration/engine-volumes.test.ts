@@ -183,9 +183,9 @@ describe('engine: data volumes on real btrfs', { skip: !isRoot() && 'needs root 
 
   it('keeps volume data out of root snapshots, restores, base saves and root diffs', async () => {
     const box = await t.engine.getBox(ref('web'));
-    await t.engine.createCheckpoint(ref('web'));
+    await t.engine.createSnapshot(ref('web'));
     await run('web', ['sh', '-c', 'echo root > /root-file && echo vol > /srv/data/vol-file']);
-    const cp = await t.engine.createCheckpoint(ref('web'));
+    const cp = await t.engine.createSnapshot(ref('web'));
     const cpDir = join(t.pool.mnt, 'checkpoints', box.id, cp.name);
     assert.ok(existsSync(join(cpDir, 'root-file')));
     assert.deepEqual(readdirSync(join(cpDir, 'srv', 'data')), [], 'the snapshot holds the empty mount point only');
@@ -195,7 +195,7 @@ describe('engine: data volumes on real btrfs', { skip: !isRoot() && 'needs root 
     await assert.rejects(t.engine.diffFile(ref('web'), '/etc/../srv/data/vol-file'), code('ZOMG_PATH_EXCLUDED'));
     const saved = await t.engine.saveBase('saved', ref('web'));
     assert.deepEqual(readdirSync(join(t.pool.mnt, 'bases', saved.name, 'srv', 'data')), []);
-    await t.engine.restoreCheckpoint(ref('web'), 'v0');
+    await t.engine.restoreSnapshot(ref('web'), 'v0');
     assert.equal((await run('web', ['cat', '/srv/data/vol-file'])).stdout, 'vol\n', 'a root restore leaves the volume alone');
     assert.equal((await run('web', ['sh', '-c', 'test -e /root-file || echo gone'])).stdout, 'gone\n');
   });

@@ -44,7 +44,7 @@ describe('a full pool', { skip: !isRoot() && 'needs root for btrfs' }, () => {
     execFileSync('sync');
     const box = await t.engine.createBox(ref('after'), { base: 'bb' });
     writeFileSync(join(t.pool.mnt, 'roots', box.id, 'ok'), 'still usable');
-    assert.equal((await t.engine.createCheckpoint(ref('after'))).name, 'v0');
+    assert.equal((await t.engine.createSnapshot(ref('after'))).name, 'v0');
   });
 
   it('a snapshot on a full pool either succeeds whole or fails as pool-full with nothing half-made', async () => {
@@ -57,12 +57,12 @@ describe('a full pool', { skip: !isRoot() && 'needs root for btrfs' }, () => {
     }
     let outcome: string;
     try {
-      outcome = (await t.engine.createCheckpoint(ref('after'), { name: 'when-full' })).name;
+      outcome = (await t.engine.createSnapshot(ref('after'), { name: 'when-full' })).name;
     } catch (err) {
       assert.equal((err as ZomgError).code, 'ZOMG_POOL_FULL');
       outcome = 'refused';
     }
-    const names = (await t.engine.listCheckpoints(ref('after'))).map((c) => c.name);
+    const names = (await t.engine.listSnapshots(ref('after'))).map((c) => c.name);
     if (outcome === 'refused') {
       assert.deepEqual(names, ['v0']);
       assert.ok(!existsSync(join(t.pool.mnt, 'checkpoints', box.id, 'when-full')));

@@ -173,12 +173,12 @@ describe('Pool layout', () => {
   it('names every kind of subvolume by a typed id, and refuses ids that would leave their layer', () => {
     const pool = new Pool('/p', new BtrfsDriver());
     assert.equal(pool.hostPath({ kind: 'root', box: 'abc' }), '/p/roots/abc');
-    assert.equal(pool.hostPath({ kind: 'checkpoint', box: 'abc', name: 'v0' }), '/p/checkpoints/abc/v0');
+    assert.equal(pool.hostPath({ kind: 'snapshot', box: 'abc', name: 'v0' }), '/p/checkpoints/abc/v0');
     assert.equal(pool.hostPath({ kind: 'base', version: 'b-v1' }), '/p/bases/b-v1');
     assert.equal(pool.hostPath({ kind: 'volume', volume: 'x' }), '/p/volumes/x');
     assert.equal(pool.hostPath({ kind: 'staging', name: '1-a-b' }), '/p/staging/1-a-b');
     assert.throws(() => pool.hostPath({ kind: 'root', box: '..' }));
-    assert.throws(() => pool.hostPath({ kind: 'checkpoint', box: 'abc', name: 'a/b' }));
+    assert.throws(() => pool.hostPath({ kind: 'snapshot', box: 'abc', name: 'a/b' }));
     assert.throws(() => pool.hostPath({ kind: 'base', version: 'x\0y' }));
   });
 });

@@ -1,6 +1,6 @@
 /** `/v1/projects/{project}/boxes/{name}/checkpoints…` — box snapshots. */
 import { Type } from '@sinclair/typebox';
-import { checkpointKey, pageOf } from '../../core/paging.js';
+import { snapshotKey, pageOf } from '../../core/paging.js';
 import type { ZomgService } from '../../core/service.js';
 import { CheckpointListSchema, CheckpointSchema, CreateCheckpointBodySchema, PageQuery } from '../../core/wire.js';
 import { BoxParams, CheckpointParams, NoContent, noBody, responses } from '../schemas.js';
@@ -15,7 +15,7 @@ export async function checkpointRoutes(app: TypedApp, service: ZomgService, pagi
     base,
     {
       schema: {
-        operationId: 'listCheckpoints',
+        operationId: 'listSnapshots',
         summary: "List a box's checkpoints (snapshots), oldest first, a page at a time",
         tags,
         params: BoxParams,
@@ -25,11 +25,11 @@ export async function checkpointRoutes(app: TypedApp, service: ZomgService, pagi
     },
     async (request) => {
       const maxResults = request.query.max_results ?? paging.pageSize;
-      const all = await service.listCheckpoints(boxRef(request.params), {
+      const all = await service.listSnapshots(boxRef(request.params), {
         maxResults: maxResults + 1,
         ...(request.query.page_token !== undefined ? { pageToken: request.query.page_token } : {}),
       });
-      const page = pageOf(all, checkpointKey, { maxResults });
+      const page = pageOf(all, snapshotKey, { maxResults });
       return { checkpoints: page.items, ...(page.nextPageToken !== undefined ? { next_page_token: page.nextPageToken } : {}) };
     },
   );
@@ -38,7 +38,7 @@ export async function checkpointRoutes(app: TypedApp, service: ZomgService, pagi
     base,
     {
       schema: {
-        operationId: 'createCheckpoint',
+        operationId: 'createSnapshot',
         summary: "Snapshot a box's root (named v0, v1, … unless named)",
         tags,
         params: BoxParams,
@@ -49,7 +49,7 @@ export async function checkpointRoutes(app: TypedApp, service: ZomgService, pagi
     async (request, reply) => {
       const ref = boxRef(request.params);
       const body = request.body ?? {};
-      const cp = await service.createCheckpoint(ref, {
+      const cp = await service.createSnapshot(ref, {
         ...(body.name !== undefined ? { name: body.name } : {}),
         ...(body.description !== undefined ? { description: body.description } : {}),
       });
@@ -59,15 +59,15 @@ export async function checkpointRoutes(app: TypedApp, service: ZomgService, pagi
 
   app.get(
     `${base}/:checkpoint`,
-    { schema: { operationId: 'getCheckpoint', summary: 'Get a checkpoint', tags, params: CheckpointParams, response: responses({ 200: Type.Ref(CheckpointSchema) }, 404) } },
-    async (request) => service.getCheckpoint(boxRef(request.params), request.params.checkpoint),
+    { schema: { operationId: 'getSnapshot', summary: 'Get a checkpoint', tags, params: CheckpointParams, response: responses({ 200: Type.Ref(CheckpointSchema) }, 404) } },
+    async (request) => service.getSnapshot(boxRef(request.params), request.params.checkpoint),
   );
 
   app.delete(
     `${base}/:checkpoint`,
-    { schema: { operationId: 'deleteCheckpoint', summary: 'Delete a checkpoint', tags, params: CheckpointParams, response: responses({ 204: NoContent }, 404, 409) } },
+    { schema: { operationId: 'deleteSnapshot', summary: 'Delete a checkpoint', tags, params: CheckpointParams, response: responses({ 204: NoContent }, 404, 409) } },
     async (request, reply) => {
-      await service.deleteCheckpoint(boxRef(request.params), request.params.checkpoint);
+      await service.deleteSnapshot(boxRef(request.params), request.params.checkpoint);
       return reply.status(204).send(null);
     },
   );
@@ -77,13 +77,13 @@ export async function checkpointRoutes(app: TypedApp, service: ZomgService, pagi
     {
       preValidation: noBody,
       schema: {
-        operationId: 'restoreCheckpoint',
+        operationId: 'restoreSnapshot',
         summary: "Replace the box's root with the checkpoint, atomically (every checkpoint survives)",
         tags,
         params: CheckpointParams,
         response: responses({ 200: Type.Ref(CheckpointSchema) }, 404, 409, 507),
       },
     },
-    async (request) => service.restoreCheckpoint(boxRef(request.params), request.params.checkpoint),
+    async (request) => service.restoreSnapshot(boxRef(request.params), request.params.checkpoint),
   );
 }

@@ -14,7 +14,7 @@ export const snapshotCommands: CommandSpec[] = [
     ],
     async run(ctx, [box, positional], opts) {
       const name = (opts.name as string | undefined) ?? positional;
-      const cp = await (await ctx.client()).createCheckpoint(ctx.box(box as string), {
+      const cp = await (await ctx.client()).createSnapshot(ctx.box(box as string), {
         ...(name !== undefined ? { name } : {}),
         ...(opts.message !== undefined ? { description: opts.message as string } : {}),
       });
@@ -27,7 +27,7 @@ export const snapshotCommands: CommandSpec[] = [
     args: ['<box>'],
     project: true,
     async run(ctx, [box]) {
-      const cps = await (await ctx.client()).listCheckpoints(ctx.box(box as string));
+      const cps = await (await ctx.client()).listSnapshots(ctx.box(box as string));
       return {
         data: cps,
         text: cps.length === 0 ? 'No snapshots' : table(['NAME', 'SIZE', 'CREATED', 'DESCRIPTION'], cps.map((c) => [c.name, humanBytes(c.size_bytes), c.created_at, c.description])),
@@ -40,7 +40,7 @@ export const snapshotCommands: CommandSpec[] = [
     args: ['<box>', '<snapshot>'],
     project: true,
     async run(ctx, [box, name]) {
-      const cp = await (await ctx.client()).restoreCheckpoint(ctx.box(box as string), name as string);
+      const cp = await (await ctx.client()).restoreSnapshot(ctx.box(box as string), name as string);
       return { data: cp, text: `Restored ${cp.project}:${cp.box} to snapshot ${cp.name}` };
     },
   },
@@ -51,7 +51,7 @@ export const snapshotCommands: CommandSpec[] = [
     project: true,
     async run(ctx, [box, name]) {
       const ref = ctx.box(box as string);
-      await (await ctx.client()).deleteCheckpoint(ref, name as string);
+      await (await ctx.client()).deleteSnapshot(ref, name as string);
       return { data: { deleted: name }, text: `Deleted snapshot ${name} of ${ref.project}:${ref.name}` };
     },
   },

@@ -16,6 +16,9 @@ export const BoxParams = Type.Object({ project: name('project'), name: name('box
 export const CheckpointParams = Type.Object({ project: name('project'), name: name('box name'), checkpoint: name('checkpoint name') });
 export const BaseParams = Type.Object({ name: name('base name') });
 export const BaseVersionParams = Type.Object({ name: name('base name'), version: Type.String({ description: 'the exact version name' }) });
+export const VolumeParams = Type.Object({ project: name('project'), volume: name('volume name') });
+export const VolumeSnapshotParams = Type.Object({ project: name('project'), volume: name('volume name'), snapshot: name('volume snapshot name') });
+export const DataMountParams = Type.Object({ project: name('project'), name: name('box name'), volume: Type.String({ description: "the mounted volume, as named in the box's data_mounts" }) });
 
 const ErrorRef = Type.Ref(ErrorBodySchema);
 

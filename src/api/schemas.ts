@@ -62,6 +62,14 @@ export async function noBody(request: FastifyRequest): Promise<void> {
   throw new InvalidArgumentError('this operation takes no request body', { hint: 'send no body (or {})' });
 }
 
+/**
+ * A success answer that is a stream of `mediaType` rather than JSON (a tar, a log): documented
+ * under its own media type while the route's errors stay JSON. A stream is sent as it is, never
+ * serialized, so `schema` only describes it.
+ */
+export const Streamed = (mediaType: string, schema: TSchema): TSchema =>
+  Type.Unsafe<string>({ description: schema.description ?? mediaType, content: { [mediaType]: { schema } } });
+
 /** An empty success answer (204). */
 export const NoContent = Type.Null({ description: 'No Content' });
 

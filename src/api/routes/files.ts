@@ -3,7 +3,7 @@ import type { Readable } from 'node:stream';
 import { Type } from '@sinclair/typebox';
 import { InvalidArgumentError } from '../../core/errors.js';
 import type { ZomgService } from '../../core/service.js';
-import { BoxParams, NoContent, responses } from '../schemas.js';
+import { BoxParams, NoContent, Streamed, responses } from '../schemas.js';
 import type { TypedApp } from '../typed.js';
 import { boxRef } from './params.js';
 import { streamReply } from './streams.js';
@@ -24,8 +24,7 @@ export async function fileRoutes(app: TypedApp, service: ZomgService): Promise<v
         tags,
         params: BoxParams,
         querystring: Type.Object({ path: Path }, { additionalProperties: false }),
-        produces: [TAR],
-        response: responses({ 200: Type.String({ format: 'binary', description: 'a tar stream of the path (application/x-tar)' }) }, 404, 409),
+        response: responses({ 200: Streamed(TAR, Type.String({ format: 'binary', description: 'a tar stream of the path' })) }, 404, 409),
       },
     },
     async (request, reply) => {

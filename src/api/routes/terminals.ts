@@ -9,7 +9,7 @@ import { InvalidArgumentError } from '../../core/errors.js';
 import type { ZomgService } from '../../core/service.js';
 import { ProcessListSchema } from '../../core/wire.js';
 import { toErrorBody } from '../errors.js';
-import { BoxParams, responses } from '../schemas.js';
+import { BoxParams, Streamed, responses } from '../schemas.js';
 import type { TypedApp } from '../typed.js';
 import { boxRef } from './params.js';
 import { streamReply } from './streams.js';
@@ -208,8 +208,7 @@ export async function terminalRoutes(app: TypedApp, service: ZomgService): Promi
           },
           { additionalProperties: false },
         ),
-        produces: ['text/plain'],
-        response: responses({ 200: Type.String({ description: 'the log, as text' }) }, 404, 409),
+        response: responses({ 200: Streamed('text/plain', Type.String({ description: 'the log, as text (streamed while following)' })) }, 404, 409),
       },
     },
     async (request, reply) => {

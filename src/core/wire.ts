@@ -128,7 +128,7 @@ export const CheckpointSchema = Type.Object(
     size_bytes: Nullable(Type.Integer()),
     created_at: Timestamp,
   },
-  { $id: 'Snapshot' },
+  { $id: 'Checkpoint' },
 );
 
 const DiffEntrySchema = Type.Object({

@@ -115,7 +115,7 @@ describe('one schema per route: the OpenAPI document and what the serializer kee
         assert.match(String(op.description), /stdin_end|resize/, `${where}: a WebSocket route must describe its protocol`);
       }
     }
-    for (const name of ['Error', 'Box', 'BaseVersion', 'BaseSummary', 'BaseDetails', 'Snapshot', 'DiffStatus', 'FileDiff', 'LifecycleResult', 'InstallOutcome', 'ExecResult', 'BoxList']) {
+    for (const name of ['Error', 'Box', 'BaseVersion', 'BaseSummary', 'BaseDetails', 'Checkpoint', 'DiffStatus', 'FileDiff', 'LifecycleResult', 'InstallOutcome', 'ExecResult', 'BoxList']) {
       assert.ok(doc.components.schemas[name], `component ${name} is missing`);
     }
     for (const r of refsIn(doc)) {

@@ -61,7 +61,7 @@ import { enterHelper } from './enter.js';
 import { boxResolvConf, makeLifeline, startNetwork, stopNetwork } from './network.js';
 import { commandExists, commandNotFound, commandNotFoundMessage } from './command-lookup.js';
 import { bootId, childPids, readProcStat } from './procfs.js';
-import { capMaskHex, defaultProfileArgs } from './profile.js';
+import { capMaskHex, defaultProfileArgs, privilegedProfileArgs } from './profile.js';
 import { seccompFilter } from './seccomp.js';
 import { ensureDirInRoot, ensureFileInRoot, ensureHome, lookupUser, resolveInRoot } from './rootfs.js';
 
@@ -328,6 +328,7 @@ function prepareRoot(spec: BoxSpec, config: BoxConfig): { args: string[]; path: 
     ...(config.privileged ? [] : defaultProfileArgs(proc)),
     '--dev',
     dev,
+    ...(config.privileged ? privilegedProfileArgs(dir('/sys', '/sys')) : []),
     '--perms',
     '1777',
     '--tmpfs',

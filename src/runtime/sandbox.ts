@@ -428,6 +428,8 @@ function killQuiet(pid: number): void {
 
 async function launch(spec: BoxSpec, rootId: { dev: number; ino: number }, timeoutMs: number): Promise<InitRecord> {
   const config = spec.config ?? DEFAULT_BOX_CONFIG;
+  // First, before anything is made: a host the filter is not built for refuses a default box.
+  const filter = config.privileged ? undefined : seccompFilter();
   tool('bwrap', 'bubblewrap'); // run by name from the host's PATH, so /proc/1/cmdline names no host path
   const mount = tool('mount', 'mount (util-linux)');
   const slirp = config.privileged ? undefined : tool('slirp4netns', 'slirp4netns');
@@ -461,8 +463,8 @@ async function launch(spec: BoxSpec, rootId: { dev: number; ino: number }, timeo
     // fd 3: the argument list (NUL-separated); fd 4: bwrap's info (the init's pid);
     // fd 5: the seccomp program; fd 6: the box's resolv.conf; fd 7: the network lifeline.
     const stdio: Array<'ignore' | number> = ['ignore', logFd, logFd, open(argsPath, 'r'), open(join(spec.runDir, INFO), 'w', 0o600)];
-    if (!config.privileged) {
-      atomicWriteFile(join(spec.runDir, SECCOMP), seccompFilter(), 0o600);
+    if (filter !== undefined) {
+      atomicWriteFile(join(spec.runDir, SECCOMP), filter, 0o600);
       atomicWriteFile(join(spec.runDir, RESOLV), boxResolvConf(), 0o600);
       stdio[SECCOMP_FD] = open(join(spec.runDir, SECCOMP), 'r');
       stdio[RESOLV_FD] = open(join(spec.runDir, RESOLV), 'r');

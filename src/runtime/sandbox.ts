@@ -38,8 +38,9 @@
  * box a boundary: docker's capability set (minus mknod), no_new_privs, a seccomp filter,
  * masked /proc paths, its own network and cgroup namespaces and cgroup; every exec goes
  * through zomg-enter, which applies the same profile after entering. A privileged box is
- * host root with every capability and the host's network (docker or systemd inside), as
- * before: the sandbox then gives it its own view, not a security boundary.
+ * host root with every capability, the host's network and the host's /sys with its cgroup
+ * hierarchies (docker or systemd inside; tests/integration/nested-docker.test.ts): the
+ * sandbox then gives it its own view, not a security boundary.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, closeSync, constants as fsConstants, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, unlinkSync } from 'node:fs';

@@ -120,6 +120,9 @@ describe('docker in a box', { skip: !isRoot() && 'needs root for btrfs' }, () =>
     assert.equal(run.code, 7, 'docker run returns the container\'s exit code, and zomg exec returns docker\'s');
     const ok = await exec('dind', ['docker', 'run', '--rm', '--network', 'none', 'tiny:1', '/bin/busybox', 'true']);
     assert.equal(ok.code, 0, ok.stderr);
+    // The host's network (the box's own): no traffic, only that such a container starts.
+    const host = await exec('dind', ['docker', 'run', '--rm', '--network', 'host', 'tiny:1', '/bin/busybox', 'true']);
+    assert.equal(host.code, 0, host.stderr);
     assert.equal((await exec('dind', ['docker', 'ps', '-aq'])).stdout, '', '--rm left no container');
 
     // The nested subvolumes docker made do not break a snapshot or a diff of the box.

@@ -138,6 +138,28 @@ describe('docker in a box', { skip: !isRoot() && 'needs root for btrfs' }, () =>
     assert.notEqual((await exec('dind', ['docker', 'info'])).code, 0, 'dockerd is stopped');
   });
 
+  it('restores a snapshot that holds docker\'s nested subvolumes: the image is back and runs', async () => {
+    // Lose the image, then roll the box back to the snapshot taken while dockerd ran.
+    await sh('dind', 'rm -rf /var/lib/docker/image /var/lib/docker/btrfs/subvolumes/*/bin 2>/dev/null; true');
+    await t!.engine.restoreSnapshot(ref('dind'), 'with-docker');
+    assert.equal((await sh('dind', 'cat /etc/motd 2>/dev/null | grep -c changed')).stdout.trim(), '0');
+    // /run is part of a box's root (it persists, unlike a host's tmpfs /run): the pid files
+    // of the daemons that ran when the snapshot was taken are stale now, and a new pid may
+    // match one. Cleared as a boot would, before dockerd starts again.
+    await sh('dind', 'rm -f /run/docker.pid /run/docker/containerd/containerd.pid');
+    const daemon = await t!.engine.execBackground(ref('dind'), { command: DOCKERD });
+    let ready = -1;
+    for (let i = 0; i < 120 && ready !== 0; i++) {
+      ready = (await exec('dind', ['docker', 'info'])).code;
+      if (ready !== 0) await sleep(250);
+    }
+    assert.equal(ready, 0, `dockerd did not come back up on the restored root: ${(await sh('dind', `tail -5 ${daemon.log_path}`)).stdout}`);
+    const run = await exec('dind', ['docker', 'run', '--rm', '--network', 'none', 'tiny:1', '/bin/busybox', 'echo', 'restored']);
+    assert.equal(run.stdout, 'restored\n', run.stderr);
+    assert.equal(run.code, 0);
+    await stopDockerd('dind');
+  });
+
   it('refuses the same dockerd in a default box (no mounts, no cgroups, no capabilities for it)', async () => {
     // A daemon that started would run until the timeout (exit 124): it must fail on its own.
     const r = await exec('plain', ['timeout', '60', ...DOCKERD]);

@@ -62,3 +62,12 @@ function isDir(path: string): boolean {
     return false;
   }
 }
+
+/**
+ * bwrap arguments for a privileged box (docker or systemd inside): the host's /sys,
+ * recursively and writable, so its cgroup hierarchies (v1, v2 or both) are there to create
+ * cgroups in, as under `docker run --privileged`. `sys` is the resolved mount point.
+ */
+export function privilegedProfileArgs(sys: string): string[] {
+  return ['--bind', '/sys', sys];
+}

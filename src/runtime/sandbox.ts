@@ -38,8 +38,9 @@
  * box a boundary: docker's capability set (minus mknod), no_new_privs, a seccomp filter,
  * masked /proc paths, its own network and cgroup namespaces and cgroup; every exec goes
  * through zomg-enter, which applies the same profile after entering. A privileged box is
- * host root with every capability and the host's network (docker or systemd inside), as
- * before: the sandbox then gives it its own view, not a security boundary.
+ * host root with every capability, the host's network and the host's /sys with its cgroup
+ * hierarchies (docker or systemd inside; tests/integration/nested-docker.test.ts): the
+ * sandbox then gives it its own view, not a security boundary.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, closeSync, constants as fsConstants, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, unlinkSync } from 'node:fs';
@@ -61,7 +62,7 @@ import { enterHelper } from './enter.js';
 import { boxResolvConf, makeLifeline, startNetwork, stopNetwork } from './network.js';
 import { commandExists, commandNotFound, commandNotFoundMessage } from './command-lookup.js';
 import { bootId, childPids, readProcStat } from './procfs.js';
-import { capMaskHex, defaultProfileArgs } from './profile.js';
+import { capMaskHex, defaultProfileArgs, privilegedProfileArgs } from './profile.js';
 import { seccompFilter } from './seccomp.js';
 import { ensureDirInRoot, ensureFileInRoot, ensureHome, lookupUser, resolveInRoot } from './rootfs.js';
 
@@ -328,6 +329,7 @@ function prepareRoot(spec: BoxSpec, config: BoxConfig): { args: string[]; path: 
     ...(config.privileged ? [] : defaultProfileArgs(proc)),
     '--dev',
     dev,
+    ...(config.privileged ? privilegedProfileArgs(dir('/sys', '/sys')) : []),
     '--perms',
     '1777',
     '--tmpfs',
@@ -427,6 +429,8 @@ function killQuiet(pid: number): void {
 
 async function launch(spec: BoxSpec, rootId: { dev: number; ino: number }, timeoutMs: number): Promise<InitRecord> {
   const config = spec.config ?? DEFAULT_BOX_CONFIG;
+  // First, before anything is made: a host the filter is not built for refuses a default box.
+  const filter = config.privileged ? undefined : seccompFilter();
   tool('bwrap', 'bubblewrap'); // run by name from the host's PATH, so /proc/1/cmdline names no host path
   const mount = tool('mount', 'mount (util-linux)');
   const slirp = config.privileged ? undefined : tool('slirp4netns', 'slirp4netns');
@@ -460,8 +464,8 @@ async function launch(spec: BoxSpec, rootId: { dev: number; ino: number }, timeo
     // fd 3: the argument list (NUL-separated); fd 4: bwrap's info (the init's pid);
     // fd 5: the seccomp program; fd 6: the box's resolv.conf; fd 7: the network lifeline.
     const stdio: Array<'ignore' | number> = ['ignore', logFd, logFd, open(argsPath, 'r'), open(join(spec.runDir, INFO), 'w', 0o600)];
-    if (!config.privileged) {
-      atomicWriteFile(join(spec.runDir, SECCOMP), seccompFilter(), 0o600);
+    if (filter !== undefined) {
+      atomicWriteFile(join(spec.runDir, SECCOMP), filter, 0o600);
       atomicWriteFile(join(spec.runDir, RESOLV), boxResolvConf(), 0o600);
       stdio[SECCOMP_FD] = open(join(spec.runDir, SECCOMP), 'r');
       stdio[RESOLV_FD] = open(join(spec.runDir, RESOLV), 'r');

@@ -3,16 +3,23 @@
  * FD` and zomg-enter load with PR_SET_SECCOMP): docker's default policy expressed as a
  * deny list. Every listed system call returns EPERM; `clone` with a namespace flag returns
  * EPERM; `clone3` returns ENOSYS (its flags live in memory a filter cannot read, so libc
- * falls back to `clone`, as under docker); x32 calls and any other architecture return
- * EPERM. Everything else is allowed: capabilities (see profile.ts) do the rest.
+ * falls back to `clone`, as under docker); any other architecture (x32 calls on x86_64,
+ * 32-bit compat calls) returns EPERM. Everything else is allowed: capabilities (see
+ * profile.ts) do the rest.
  *
- * x86_64 only (the architecture zomg bases are built for); the numbers are the kernel's
- * (asm/unistd_64.h), checked against the system headers in tests/unit/seccomp.test.ts.
+ * Built for x86_64 and aarch64, each with its own syscall numbers and audit architecture
+ * (checked against the system headers, and run through a BPF interpreter, in
+ * tests/unit/boundary.test.ts). On any other host the default profile is refused with
+ * ZOMG_PROFILE_UNSUPPORTED before anything is started: never a silently unfiltered box.
  */
-
+import { endianness } from 'node:os';
 import { UnsupportedError } from '../core/errors.js';
 
-const AUDIT_ARCH_X86_64 = 0xc000003e;
+/** The architectures the filter is built for (Node's `process.arch` names). */
+export type SeccompArch = 'x64' | 'arm64';
+
+/** AUDIT_ARCH_* (linux/audit.h): what the kernel puts in seccomp_data.arch. */
+export const AUDIT_ARCH: Readonly<Record<SeccompArch, number>> = { x64: 0xc000003e, arm64: 0xc00000b7 };
 const X32_SYSCALL_BIT = 0x40000000;
 
 // BPF opcodes (linux/bpf_common.h)
@@ -35,78 +42,96 @@ const OFF_ARG0_LOW = 16;
 /** CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET */
 const CLONE_NS_FLAGS = 0x00020000 | 0x02000000 | 0x04000000 | 0x08000000 | 0x10000000 | 0x20000000 | 0x40000000;
 
-export const SYSCALL_CLONE = 56;
-export const SYSCALL_CLONE3 = 435;
+/** `clone` and `clone3` per architecture (clone's flags are its first argument on both). */
+export const SYSCALL_CLONE: Readonly<Record<SeccompArch, number>> = { x64: 56, arm64: 220 };
+export const SYSCALL_CLONE3: Readonly<Record<SeccompArch, number>> = { x64: 435, arm64: 435 };
 
-/** The system calls a default box may not make, with their x86_64 numbers. */
-export const DENIED_SYSCALLS: Readonly<Record<string, number>> = {
+/**
+ * The system calls a default box may not make: name → [x86_64 number, aarch64 number]
+ * (null where the architecture has no such call; aarch64 uses the generic table,
+ * asm-generic/unistd.h).
+ */
+const DENIED: Readonly<Record<string, readonly [number, number | null]>> = {
   // mounts, old and new API, and switching roots
-  mount: 165,
-  umount2: 166,
-  pivot_root: 155,
-  fsopen: 430,
-  fsconfig: 431,
-  fsmount: 432,
-  fspick: 433,
-  move_mount: 429,
-  open_tree: 428,
-  mount_setattr: 442,
+  mount: [165, 40],
+  umount2: [166, 39],
+  pivot_root: [155, 41],
+  fsopen: [430, 430],
+  fsconfig: [431, 431],
+  fsmount: [432, 432],
+  fspick: [433, 433],
+  move_mount: [429, 429],
+  open_tree: [428, 428],
+  mount_setattr: [442, 442],
   // namespaces
-  unshare: 272,
-  setns: 308,
+  unshare: [272, 97],
+  setns: [308, 268],
   // kernel modules and kexec
-  init_module: 175,
-  finit_module: 313,
-  delete_module: 176,
-  create_module: 174,
-  get_kernel_syms: 177,
-  query_module: 178,
-  kexec_load: 246,
-  kexec_file_load: 320,
+  init_module: [175, 105],
+  finit_module: [313, 273],
+  delete_module: [176, 106],
+  create_module: [174, null],
+  get_kernel_syms: [177, null],
+  query_module: [178, null],
+  kexec_load: [246, 104],
+  kexec_file_load: [320, 294],
   // kernel interfaces a container has no business with
-  bpf: 321,
-  perf_event_open: 298,
-  fanotify_init: 300,
-  userfaultfd: 323,
-  io_uring_setup: 425,
-  io_uring_enter: 426,
-  io_uring_register: 427,
-  keyctl: 250,
-  add_key: 248,
-  request_key: 249,
-  lookup_dcookie: 212,
+  bpf: [321, 280],
+  perf_event_open: [298, 241],
+  fanotify_init: [300, 262],
+  userfaultfd: [323, 282],
+  io_uring_setup: [425, 425],
+  io_uring_enter: [426, 426],
+  io_uring_register: [427, 427],
+  keyctl: [250, 219],
+  add_key: [248, 217],
+  request_key: [249, 218],
+  lookup_dcookie: [212, 18],
   // the machine: swap, reboot, kernel log, clocks, accounting, quotas, raw I/O
-  swapon: 167,
-  swapoff: 168,
-  reboot: 169,
-  syslog: 103,
-  settimeofday: 164,
-  clock_settime: 227,
-  clock_adjtime: 305,
-  adjtimex: 159,
-  acct: 163,
-  quotactl: 179,
-  quotactl_fd: 443,
-  iopl: 172,
-  ioperm: 173,
-  vhangup: 153,
-  sethostname: 170,
-  setdomainname: 171,
-  nfsservctl: 180,
+  swapon: [167, 224],
+  swapoff: [168, 225],
+  reboot: [169, 142],
+  syslog: [103, 116],
+  settimeofday: [164, 170],
+  clock_settime: [227, 112],
+  clock_adjtime: [305, 266],
+  adjtimex: [159, 171],
+  acct: [163, 89],
+  quotactl: [179, 60],
+  quotactl_fd: [443, 443],
+  iopl: [172, null],
+  ioperm: [173, null],
+  vhangup: [153, 58],
+  sethostname: [170, 161],
+  setdomainname: [171, 162],
+  nfsservctl: [180, 42],
   // file handles bypass path-based checks (the "shocker" escape)
-  open_by_handle_at: 304,
-  name_to_handle_at: 303,
+  open_by_handle_at: [304, 265],
+  name_to_handle_at: [303, 264],
   // other processes' memory and files (docker gates these on CAP_SYS_PTRACE)
-  process_vm_readv: 310,
-  process_vm_writev: 311,
-  kcmp: 312,
-  pidfd_getfd: 438,
+  process_vm_readv: [310, 270],
+  process_vm_writev: [311, 271],
+  kcmp: [312, 272],
+  pidfd_getfd: [438, 438],
   // obsolete
-  _sysctl: 156,
-  uselib: 134,
-  ustat: 136,
-  sysfs: 139,
+  _sysctl: [156, null],
+  uselib: [134, null],
+  ustat: [136, null],
+  sysfs: [139, null],
 };
+
+/** The denied system calls with their numbers on `arch` (calls it lacks are left out). */
+export function deniedSyscalls(arch: SeccompArch): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [name, [x64, arm64]] of Object.entries(DENIED)) {
+    const nr = arch === 'x64' ? x64 : arm64;
+    if (nr !== null) out[name] = nr;
+  }
+  return out;
+}
+
+/** The denied system calls with their x86_64 numbers. */
+export const DENIED_SYSCALLS: Readonly<Record<string, number>> = deniedSyscalls('x64');
 
 interface Insn {
   code: number;
@@ -116,22 +141,29 @@ interface Insn {
 }
 
 /**
- * The filter as `struct sock_filter[]` bytes (8 bytes per instruction, host byte order:
- * little-endian). On a host that is not x86_64 the filter would refuse every call, so the
- * default profile is refused there with a clear error instead.
+ * The architecture of this host as the filter knows it, or ZOMG_PROFILE_UNSUPPORTED: a
+ * default box cannot be given a filter here (the program would be wrong for its calls).
  */
-export function seccompFilter(): Buffer {
-  if (process.arch !== 'x64') {
-    throw new UnsupportedError('ZOMG_PROFILE_UNSUPPORTED', `the default box profile's seccomp filter is built for x86_64, not ${process.arch}`, {
-      hint: 'create the box with --privileged on this host',
-    });
-  }
-  const denied = Object.values(DENIED_SYSCALLS);
+export function seccompArch(arch: string = process.arch, byteOrder: string = endianness()): SeccompArch {
+  if ((arch === 'x64' || arch === 'arm64') && byteOrder === 'LE') return arch;
+  throw new UnsupportedError('ZOMG_PROFILE_UNSUPPORTED', `the default box profile's seccomp filter is built for x86_64 and aarch64, not ${arch}${byteOrder === 'LE' ? '' : ' (big-endian)'}`, {
+    hint: 'create the box with --privileged on this host (it is then not a security boundary)',
+  });
+}
+
+/**
+ * The filter for `arch` (default: this host's, see `seccompArch`) as `struct
+ * sock_filter[]` bytes: 8 bytes per instruction, little-endian (both architectures are).
+ */
+export function seccompFilter(arch: SeccompArch = seccompArch()): Buffer {
+  const denied = Object.values(deniedSyscalls(arch));
+  const x32 = arch === 'x64';
   // Layout (jumps only go forward):
-  //   0 ld arch; 1 jeq x86_64 ? next : DENY; 2 ld nr; 3 jge x32 ? DENY : next;
-  //   4 jeq clone ? CLONE : next; 5 jeq clone3 ? NOSYS : next; 6.. jeq denied ? DENY : next;
+  //   ld arch; jeq AUDIT_ARCH ? next : DENY; ld nr; [x86_64: jge x32 ? DENY : next;]
+  //   jeq clone ? CLONE : next; jeq clone3 ? NOSYS : next; jeq denied ? DENY : next …;
   //   ALLOW: ret allow; CLONE: ld arg0; jset ns ? DENY : next; ret allow; DENY; NOSYS
-  const firstDenied = 6;
+  const head = x32 ? 4 : 3;
+  const firstDenied = head + 2;
   const allow = firstDenied + denied.length;
   const clone = allow + 1;
   const deny = clone + 3;
@@ -143,11 +175,11 @@ export function seccompFilter(): Buffer {
   };
   const prog: Insn[] = [
     { code: LD_W_ABS, jt: 0, jf: 0, k: OFF_ARCH },
-    { code: JEQ_K, jt: 0, jf: to(1, deny), k: AUDIT_ARCH_X86_64 },
+    { code: JEQ_K, jt: 0, jf: to(1, deny), k: AUDIT_ARCH[arch] },
     { code: LD_W_ABS, jt: 0, jf: 0, k: OFF_NR },
-    { code: JGE_K, jt: to(3, deny), jf: 0, k: X32_SYSCALL_BIT },
-    { code: JEQ_K, jt: to(4, clone), jf: 0, k: SYSCALL_CLONE },
-    { code: JEQ_K, jt: to(5, nosys), jf: 0, k: SYSCALL_CLONE3 },
+    ...(x32 ? [{ code: JGE_K, jt: to(3, deny), jf: 0, k: X32_SYSCALL_BIT }] : []),
+    { code: JEQ_K, jt: to(head, clone), jf: 0, k: SYSCALL_CLONE[arch] },
+    { code: JEQ_K, jt: to(head + 1, nosys), jf: 0, k: SYSCALL_CLONE3[arch] },
     ...denied.map((nr, i) => ({ code: JEQ_K, jt: to(firstDenied + i, deny), jf: 0, k: nr })),
     { code: RET_K, jt: 0, jf: 0, k: RET_ALLOW },
     { code: LD_W_ABS, jt: 0, jf: 0, k: OFF_ARG0_LOW },

@@ -61,6 +61,8 @@ function makeContext(flags: GlobalFlags, progress: (p: Progress) => void, opened
           });
         }
         opened.push(service);
+        // The launcher keeps a code cache covering the engine's code once a command has run it (cli/launcher.ts).
+        if (target.mode === 'local') (globalThis as Record<symbol, unknown>)[Symbol.for('zomg.engineOpened')] = true;
         return service;
       })();
       return client;

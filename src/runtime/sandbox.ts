@@ -41,7 +41,7 @@
  * host root with every capability and the host's network (docker or systemd inside), as
  * before: the sandbox then gives it its own view, not a security boundary.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { accessSync, closeSync, constants as fsConstants, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, unlinkSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { basename, delimiter, join, posix } from 'node:path';
@@ -51,6 +51,7 @@ import { BG_LOG_DIR, BOX_BIN } from '../core/box-layout.js';
 import { ConflictError, InvalidArgumentError, NotFoundError, ToolError, UnprocessableError } from '../core/errors.js';
 import { DEFAULT_BOX_CONFIG } from '../core/limits.js';
 import type { BoxConfig } from '../core/types.js';
+import { childProcess } from '../system/builtins.js';
 import { atomicWriteFile, isErrno } from '../system/fs.js';
 import { LockManager } from '../system/lock.js';
 import { mountAt } from '../system/mountinfo.js';
@@ -468,7 +469,7 @@ async function launch(spec: BoxSpec, rootId: { dev: number; ino: number }, timeo
     }
     if (lifeline !== undefined) stdio[LIFELINE_FD] = lifeline.writeFd;
     // zomg-enter puts bwrap (and so every process of the box) into the box's cgroup before it runs.
-    child = spawn(helper, [...cgroups.flatMap((c) => ['--cgroup', c]), '--', 'bwrap', '--args', '3', '--info-fd', '4', '--', ...KEEPER], {
+    child = childProcess().spawn(helper, [...cgroups.flatMap((c) => ['--cgroup', c]), '--', 'bwrap', '--args', '3', '--info-fd', '4', '--', ...KEEPER], {
       argv0: 'bwrap',
       detached: true,
       stdio: stdio.map((x) => x ?? 'ignore'),
@@ -869,7 +870,7 @@ export function execInBox(runDir: string, opts: ExecOptions): ExecHandle {
   if (missing) return commandNotFound(missing.box, missing.command, { stdout: opts.stdout ?? 'pipe', stderr: opts.stderr ?? 'pipe' });
   // Not `system/run`: an exec is a live handle with streams handed to the caller, and its
   // environment is the box's (no LC_ALL=C).
-  const child = spawn(bin, args, {
+  const child = childProcess().spawn(bin, args, {
     env,
     stdio: [opts.stdin ?? 'pipe', opts.stdout ?? 'pipe', opts.stderr ?? 'pipe'],
   });
@@ -923,7 +924,7 @@ export async function execBackground(runDir: string, opts: Omit<ExecOptions, 'st
   if (missing) throw new NotFoundError('ZOMG_COMMAND_NOT_FOUND', commandNotFoundMessage(missing.box, missing.command).replace(/^zomg: /, ''), { hint: `check the name, or run it through a shell with --sh` });
   // Not `system/run`: the job must get the box's environment untouched (run adds LC_ALL=C),
   // and `detached` puts it in a session of its own, away from the caller's terminal signals.
-  const child = spawn(bin, args, { env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = childProcess().spawn(bin, args, { env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
   const { code, stdout, stderr } = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve, reject) => {
     let out = '';
     let err = '';

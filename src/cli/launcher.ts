@@ -36,12 +36,15 @@ function readIfThere(path: string): Buffer | undefined {
   }
 }
 
-/** Runs a write or a removal of a cache file; a directory that does not take it (read-only, full) is no error. */
+/**
+ * Runs a write or a removal of a cache file. A directory that does not take it (read-only,
+ * full) or that went away meanwhile (a rebuild) is no error: the next start compiles.
+ */
 function tolerant(fn: () => void): void {
   try {
     fn();
   } catch (err) {
-    if (!['EACCES', 'EPERM', 'EROFS', 'ENOSPC', 'EDQUOT'].includes((err as NodeJS.ErrnoException).code ?? '')) throw err;
+    if (!['EACCES', 'EPERM', 'EROFS', 'ENOSPC', 'EDQUOT', 'ENOENT'].includes((err as NodeJS.ErrnoException).code ?? '')) throw err;
   }
 }
 
@@ -77,7 +80,10 @@ process.once('exit', () => {
   const engineOpened = (globalThis as Record<symbol, unknown>)[ENGINE_OPENED] === true;
   // A rejected cache goes (or every start would try it first and fail again).
   if (stale && cached !== undefined) tolerant(() => rmSync(cacheFor(kind), { force: true }));
-  if (stale || (kind === 'light' && engineOpened)) writeCache(cacheFor(engineOpened ? 'engine' : 'light'), script.createCachedData());
+  if (!stale && !(kind === 'light' && engineOpened)) return;
+  writeCache(cacheFor(engineOpened ? 'engine' : 'light'), script.createCachedData());
+  // The light cache is never read once the engine's exists.
+  if (engineOpened && cached !== undefined && kind === 'light') tolerant(() => rmSync(cacheFor('light'), { force: true }));
 });
 const mod = new Module(bundle);
 mod.filename = bundle;

@@ -55,7 +55,7 @@ import { childProcess } from '../system/builtins.js';
 import { atomicWriteFile, isErrno } from '../system/fs.js';
 import { LockManager } from '../system/lock.js';
 import { mountAt } from '../system/mountinfo.js';
-import { run } from '../system/run.js';
+import { CommandError, run } from '../system/run.js';
 import { DEFAULT_PATH, checkEnvKeys, execEnvironment, installBoxEnvironment, type ExecIdentity } from './environment.js';
 import { removeCgroup, setupCgroup } from './cgroups.js';
 import { enterHelper } from './enter.js';
@@ -935,7 +935,8 @@ export async function execBackground(runDir: string, opts: Omit<ExecOptions, 'st
   });
   const pid = Number.parseInt(stdout, 10);
   if (code !== 0 || !Number.isInteger(pid) || pid <= 0) {
-    throw new ToolError('ZOMG_EXEC_FAILED', `could not start the background command in the box (exit ${code}): ${stderr.trim()}`);
+    // The entry program's stderr and exit code go with it: the engine tells its failures apart (engine/enter-guard.ts).
+    throw new ToolError('ZOMG_EXEC_FAILED', `could not start the background command in the box (exit ${code}): ${stderr.trim()}`, { cause: new CommandError(bin, args, code, stderr) });
   }
   return { pid, logPath: `${BG_LOG_DIR}/${pid}.log` };
 }

@@ -3,10 +3,10 @@
  * The `zomg` entry: parse → dispatch → render → exit code, with one catch. Commands come
  * from the registry; the client is the in-process engine (local) or the HTTP API (remote).
  */
-import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
 import { UsageError, isZomgError } from '../core/errors.js';
+import { childProcess } from '../system/builtins.js';
 import { parseBoxRef } from '../core/refs.js';
 import type { ZomgService } from '../core/service.js';
 import type { Progress } from '../core/types.js';
@@ -56,11 +56,13 @@ function makeContext(flags: GlobalFlags, progress: (p: Progress) => void, opened
             onSizesPending: () => {
               if (spawned || process.env.ZOMG_NO_SIZE_WORKER === '1') return;
               spawned = true;
-              spawn(process.execPath, [MAIN, '__compute-sizes', '--state-dir', target.stateDir], { detached: true, stdio: 'ignore' }).unref();
+              childProcess().spawn(process.execPath, [MAIN, '__compute-sizes', '--state-dir', target.stateDir], { detached: true, stdio: 'ignore' }).unref();
             },
           });
         }
         opened.push(service);
+        // The launcher keeps a code cache covering the engine's code once a command has run it (cli/launcher.ts).
+        if (target.mode === 'local') (globalThis as Record<symbol, unknown>)[Symbol.for('zomg.engineOpened')] = true;
         return service;
       })();
       return client;

@@ -1,6 +1,6 @@
 /** Base use cases: resolve refs, list, inspect, import, install, commit versions, delete. */
 import { quote } from '../core/input.js';
-import { createHash } from 'node:crypto';
+import { nodeCrypto } from '../system/builtins.js';
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -105,7 +105,7 @@ const readdirNames = (dir: string): string[] => readdirSync(dir).sort();
  */
 export async function installBase(ctx: EngineContext, name: string, options: InstallBaseOptions = {}): Promise<InstallOutcome> {
   const script = maintainedScript(ctx, name);
-  const sha = createHash('sha256').update(script.text).digest('hex');
+  const sha = nodeCrypto().createHash('sha256').update(script.text).digest('hex');
   const existing = ctx.bases.newestWithTag(name, sha);
   if (existing && !options.update) return { status: 'up_to_date', version: existing };
   return ctx.locks.with(

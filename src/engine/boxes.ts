@@ -1,5 +1,5 @@
 /** Box use cases: create (from a base or a fork), list, get, update, delete. */
-import { randomBytes } from 'node:crypto';
+import { randomHex } from '../system/builtins.js';
 import { ConflictError, InvalidArgumentError } from '../core/errors.js';
 import { parseBoxConfig } from '../core/limits.js';
 import { parseEnvAssignment, parseTag } from '../core/names.js';
@@ -52,7 +52,7 @@ export async function createBox(ctx: EngineContext, ref: BoxRef, options: Create
     requireMountedVolumes(ctx, ref.project, requested);
     // Checked before anything is made; the start checks again (slirp4netns binds them).
     if (options.start !== false) await ctx.runtime.checkPublish(config.publish);
-    const id = randomBytes(8).toString('hex');
+    const id = randomHex(8);
     const root = rootId({ id });
     const now = isoNow(ctx);
     let base = '';

@@ -15,7 +15,7 @@
  * a concurrent build in the same store would lose. A marker file per running build lets the
  * next engine start remove what a build killed mid-way left in the store.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { nodeCrypto, randomHex } from '../system/builtins.js';
 import { mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { mkdtemp, readFile, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -51,7 +51,7 @@ export const DETACHED_DOCKERFILE = /^\.zomg-dockerfile-[0-9a-f]{8,32}$/;
 
 /** zomg's own podman store for the pool at `poolRoot`: on the pool, never the host's. */
 export function podmanStoreFor(poolRoot: string, runroot?: string): DetectBuilderOptions {
-  const key = createHash('sha256').update(poolRoot).digest('hex').slice(0, 12);
+  const key = nodeCrypto().createHash('sha256').update(poolRoot).digest('hex').slice(0, 12);
   return {
     podmanRoot: podmanStoreOf(poolRoot),
     // tmpfs, so podman notices a reboot; keyed by pool, so two pools never share it.
@@ -78,7 +78,7 @@ const markersDir = (ctx: EngineContext): string => join(ctx.stateDir, 'builds');
 
 function writeMarker(ctx: EngineContext, marker: BuildMarker): string {
   mkdirSync(markersDir(ctx), { recursive: true, mode: 0o700 });
-  const path = join(markersDir(ctx), `${marker.pid}-${randomBytes(4).toString('hex')}.json`);
+  const path = join(markersDir(ctx), `${marker.pid}-${randomHex(4)}.json`);
   atomicWriteFile(path, JSON.stringify(marker), 0o600);
   return path;
 }
@@ -245,7 +245,7 @@ async function buildUploaded(ctx: EngineContext, name: string, upload: Readable,
 }
 
 async function buildLocated(ctx: EngineContext, name: string, at: Located, script: string, options: BuildBaseOptions): Promise<BaseVersion> {
-  const sha = createHash('sha256').update(script).digest('hex');
+  const sha = nodeCrypto().createHash('sha256').update(script).digest('hex');
   const progress = options.onProgress;
   const signal = options.signal;
   const { detectBuilder } = await import('../storage/builders.js');

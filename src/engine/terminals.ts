@@ -8,9 +8,11 @@ import { type BoxProcess, type ReadLogsOptions, type TerminalRequest, type Termi
 import { InvalidArgumentError } from '../core/errors.js';
 import { parseEnvAssignment } from '../core/names.js';
 import type { BoxRef } from '../core/refs.js';
-import type { Writable } from 'node:stream';
+import { Writable } from 'node:stream';
+import type { BoxRow } from '../db/boxes-repo.js';
 import { runtimeBox } from './access.js';
 import type { EngineContext } from './context.js';
+import { EnterGuard, enterFailed } from './enter-guard.js';
 import { imageWorkdir } from './image-config.js';
 import { asStopped, baseConfigOf, runningRow } from './lifecycle.js';
 
@@ -40,7 +42,7 @@ export async function openTerminal(ctx: EngineContext, ref: BoxRef, request: Ter
   const box = runtimeBox(ctx, row);
   const cwd = request.cwd ?? (login ? undefined : imageWorkdir(baseConfigOf(ctx, row), box.root));
   try {
-    return ctx.runtime.terminal(box, {
+    return guardEntry(row, ctx.runtime.terminal(box, {
       command: request.command ?? LOGIN_SHELL,
       cols: request.cols,
       rows: request.rows,
@@ -48,10 +50,49 @@ export async function openTerminal(ctx: EngineContext, ref: BoxRef, request: Ter
       ...(cwd !== undefined ? { cwd } : {}),
       ...(request.shell && !login ? { shell: true } : {}),
       ...(request.user !== undefined ? { user: request.user } : {}),
-    });
+    }));
   } catch (err) {
     throw asStopped(row, err);
   }
+}
+
+/**
+ * The session with its first output held until it is clear it is not the entry program's
+ * failure (then `exited` rejects with `ZOMG_EXEC_FAILED`, as `exec` does); everything else
+ * passes through as produced.
+ */
+function guardEntry(row: BoxRow, session: TerminalSession): TerminalSession {
+  const listeners: Array<(chunk: Buffer) => void> = [];
+  const guard = new EnterGuard(
+    new Writable({
+      write(chunk: Buffer, _encoding, callback) {
+        for (const listener of listeners) listener(chunk);
+        callback();
+      },
+    }),
+  );
+  let subscribed = false;
+  const exited = session.exited.then(async (code) => {
+    // Output the pty handed over together with the exit reaches the guard first.
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    const failure = guard.enterFailure(code);
+    if (failure !== undefined) throw enterFailed(row, failure);
+    return code;
+  });
+  return {
+    onData(listener) {
+      listeners.push(listener);
+      // Subscribed when the caller subscribes, as the session itself would be: no output is lost before.
+      if (!subscribed) {
+        subscribed = true;
+        session.onData((chunk) => guard.write(chunk));
+      }
+    },
+    write: (data) => session.write(data),
+    resize: (cols, rows) => session.resize(cols, rows),
+    close: () => session.close(),
+    exited,
+  };
 }
 
 /** The processes of the running box (`zomg ps`). Throws `ZOMG_BOX_NOT_FOUND`, `ZOMG_BOX_STOPPED`. */

@@ -4,7 +4,7 @@
  * makes, and the box-owned volumes a deleted box leaves. The volume use cases themselves
  * are in engine/volumes.ts.
  */
-import { randomBytes } from 'node:crypto';
+import { randomHex } from '../system/builtins.js';
 import { NotFoundError } from '../core/errors.js';
 import type { ProjectName } from '../core/names.js';
 import type { DataMountSpec } from '../core/service.js';
@@ -62,7 +62,7 @@ export function attachmentsOf(ctx: EngineContext, volume: { project: string; nam
 }
 
 
-export const newVolumeId = (): string => randomBytes(8).toString('hex');
+export const newVolumeId = (): string => randomHex(8);
 
 
 export const VOLUME_SIZE_MAX_AGE_MS = 5 * 60_000;
@@ -126,7 +126,7 @@ export async function forkDataMounts(
     const ref = mountRef(m, source.project);
     const src = findVolume(ctx, ref);
     let name: string;
-    do name = boxOwnedVolumeName(box.name, randomBytes(6).toString('hex'));
+    do name = boxOwnedVolumeName(box.name, randomHex(6));
     while (ctx.volumes.get(box.project, name));
     const id = newVolumeId();
     await ctx.pool.snapshot(volumeId(src), volumeId({ id }), { readOnly: false });

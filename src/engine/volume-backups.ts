@@ -7,7 +7,7 @@
  * read-only subvolumes), snapshots the last one writable, places it by rename, then records
  * it: afterwards the volume exists whole, or not at all.
  */
-import { randomBytes } from 'node:crypto';
+import { randomHex } from '../system/builtins.js';
 import { ConflictError, PoolFullError, ToolError, UnprocessableError } from '../core/errors.js';
 import type { CreateBackupOptions, RestoreBackupOptions } from '../core/service.js';
 import type { Volume, VolumeBackup } from '../core/types.js';
@@ -134,7 +134,7 @@ export async function restoreBackup(ctx: EngineContext, options: RestoreBackupOp
       volumeLockKey(to),
       async () => {
         if (ctx.volumes.get(to.project, to.name)) throw volumeExists(to);
-        const id = randomBytes(8).toString('hex');
+        const id = randomHex(8);
         const receiving = ctx.pool.newStaging('receive');
         let failed = true;
         try {

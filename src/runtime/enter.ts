@@ -14,7 +14,7 @@
  * It is compiled with the host's C compiler on first use (about 0.2 s) into
  * /run/zomg/libexec/zomg-enter-<hash of the source> and reused; /run is per boot.
  */
-import { createHash } from 'node:crypto';
+import { nodeCrypto } from '../system/builtins.js';
 import { accessSync, constants, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ToolError } from '../core/errors.js';
@@ -184,7 +184,7 @@ function executable(path: string): boolean {
 /** The path of the zomg-enter binary, compiled on first use. */
 export async function enterHelper(): Promise<string> {
   if (built !== undefined && executable(built)) return built;
-  const hash = createHash('sha256').update(SOURCE).digest('hex').slice(0, 16);
+  const hash = nodeCrypto().createHash('sha256').update(SOURCE).digest('hex').slice(0, 16);
   const path = join(LIBEXEC, `zomg-enter-${hash}`);
   if (!executable(path)) {
     mkdirSync(LIBEXEC, { recursive: true, mode: 0o700 });

@@ -13,14 +13,13 @@
  * itself when the box dies however it dies (`--exit-fd`): its exit fd is the read end of a
  * pipe whose only write end is held by the box's init (see `makeLifeline`).
  */
-import { spawn } from 'node:child_process';
 import { closeSync, constants, openSync, readFileSync, rmSync, unlinkSync } from 'node:fs';
-import { connect, createServer, type Server } from 'node:net';
-import { createSocket } from 'node:dgram';
+import type { Server } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ConflictError, ToolError } from '../core/errors.js';
 import type { PortForward } from '../core/types.js';
+import { childProcess, nodeDgram, nodeNet } from '../system/builtins.js';
 import { atomicWriteFile, isErrno } from '../system/fs.js';
 import { run } from '../system/run.js';
 import { readProcStat } from './procfs.js';
@@ -48,11 +47,11 @@ export async function checkPortsFree(publish: PortForward[]): Promise<void> {
     await new Promise<void>((resolve, reject) => {
       const fail = (err: unknown): void => reject(isErrno(err, 'EADDRINUSE', 'EACCES') ? portInUse(p, err) : err);
       if (p.protocol === 'udp') {
-        const socket = createSocket('udp4');
+        const socket = nodeDgram().createSocket('udp4');
         socket.once('error', fail);
         socket.bind(p.host_port, p.host_ip, () => socket.close(() => resolve()));
       } else {
-        const server: Server = createServer();
+        const server: Server = nodeNet().createServer();
         server.once('error', fail);
         server.listen({ port: p.host_port, host: p.host_ip, exclusive: true }, () => server.close(() => resolve()));
       }
@@ -131,7 +130,7 @@ export async function makeLifeline(runDir: string): Promise<{ readFd: number; wr
 /** One request on slirp4netns's API socket. */
 function slirpApi(socketPath: string, request: object): Promise<{ return?: unknown; error?: { desc?: string } }> {
   return new Promise((resolve, reject) => {
-    const sock = connect(socketPath);
+    const sock = nodeNet().connect(socketPath);
     let text = '';
     const timer = setTimeout(() => sock.destroy(new Error('slirp4netns did not answer')), 5000);
     sock.setEncoding('utf8');
@@ -163,7 +162,7 @@ export async function startNetwork(slirp: string, runDir: string, initPid: numbe
   const child = (() => {
     try {
       // fd 3: the ready pipe (slirp4netns writes "1" once tap0 is up); fd 4: the lifeline.
-      return spawn(
+      return childProcess().spawn(
         slirp,
         ['--configure', '--mtu=65520', '--disable-host-loopback', '--enable-sandbox', '--enable-seccomp', '--api-socket', socketPath, '--ready-fd', '3', '--exit-fd', '4', String(initPid), 'tap0'],
         { detached: true, stdio: ['ignore', logFd, logFd, 'pipe', exitFd] },

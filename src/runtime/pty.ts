@@ -22,14 +22,23 @@
  * kills the command; nsenter then ends with the same signal and the session's `exited`
  * settles with 128+9.
  */
-import { spawn as spawnPty } from '@lydell/node-pty';
+import type * as NodePty from '@lydell/node-pty';
 import { accessSync, constants as fsConstants, statfsSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { checkTerminalSize, type TerminalSession } from '../core/console-protocol.js';
 import { ToolError } from '../core/errors.js';
 import { isErrno } from '../system/fs.js';
 import { childPids } from './procfs.js';
 import { resolveInRoot } from '../system/rootpath.js';
 import { type ExecOptions, boxView, execCommand } from './sandbox.js';
+
+declare const require: NodeJS.Require | undefined;
+
+// node-pty (a native addon) loads with the first terminal, not with every CLI start. In the
+// bundle the plain `require` call is bundled (evaluated only here); unbundled ESM has none.
+let nodePty: typeof NodePty | undefined;
+const loadPty = (): typeof NodePty =>
+  (nodePty ??= (typeof require === 'function' ? require('@lydell/node-pty') : createRequire(import.meta.url)('@lydell/node-pty')) as typeof NodePty);
 
 /**
  * The relay: argv = [box pts dir, program, args…]. ioctl numbers are the generic Linux ones
@@ -126,7 +135,7 @@ export function execInBoxPty(runDir: string, opts: PtyExecOptions): TerminalSess
   const [program, argv] = python !== undefined && pts !== undefined ? [python, ['-c', RELAY, pts, file, ...args]] : [file, args];
   let pty;
   try {
-    pty = spawnPty(program, argv, { name: env.TERM ?? 'xterm-256color', cols: size.cols, rows: size.rows, cwd: '/', env, encoding: null });
+    pty = loadPty().spawn(program, argv, { name: env.TERM ?? 'xterm-256color', cols: size.cols, rows: size.rows, cwd: '/', env, encoding: null });
   } catch (err) {
     throw new ToolError('ZOMG_PTY_FAILED', 'could not open a terminal for the command', { cause: err, hint: 'the host may be out of ptys (see /proc/sys/kernel/pty/max)' });
   }

@@ -42,7 +42,7 @@
  * hierarchies (docker or systemd inside; tests/integration/nested-docker.test.ts): the
  * sandbox then gives it its own view, not a security boundary.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { accessSync, closeSync, constants as fsConstants, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, unlinkSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { basename, delimiter, join, posix } from 'node:path';
@@ -52,10 +52,11 @@ import { BG_LOG_DIR, BOX_BIN } from '../core/box-layout.js';
 import { ConflictError, InvalidArgumentError, NotFoundError, ToolError, UnprocessableError } from '../core/errors.js';
 import { DEFAULT_BOX_CONFIG } from '../core/limits.js';
 import type { BoxConfig } from '../core/types.js';
+import { childProcess } from '../system/builtins.js';
 import { atomicWriteFile, isErrno } from '../system/fs.js';
 import { LockManager } from '../system/lock.js';
 import { mountAt } from '../system/mountinfo.js';
-import { run } from '../system/run.js';
+import { CommandError, run } from '../system/run.js';
 import { DEFAULT_PATH, checkEnvKeys, execEnvironment, installBoxEnvironment, type ExecIdentity } from './environment.js';
 import { removeCgroup, setupCgroup } from './cgroups.js';
 import { enterHelper } from './enter.js';
@@ -472,7 +473,7 @@ async function launch(spec: BoxSpec, rootId: { dev: number; ino: number }, timeo
     }
     if (lifeline !== undefined) stdio[LIFELINE_FD] = lifeline.writeFd;
     // zomg-enter puts bwrap (and so every process of the box) into the box's cgroup before it runs.
-    child = spawn(helper, [...cgroups.flatMap((c) => ['--cgroup', c]), '--', 'bwrap', '--args', '3', '--info-fd', '4', '--', ...KEEPER], {
+    child = childProcess().spawn(helper, [...cgroups.flatMap((c) => ['--cgroup', c]), '--', 'bwrap', '--args', '3', '--info-fd', '4', '--', ...KEEPER], {
       argv0: 'bwrap',
       detached: true,
       stdio: stdio.map((x) => x ?? 'ignore'),
@@ -873,7 +874,7 @@ export function execInBox(runDir: string, opts: ExecOptions): ExecHandle {
   if (missing) return commandNotFound(missing.box, missing.command, { stdout: opts.stdout ?? 'pipe', stderr: opts.stderr ?? 'pipe' });
   // Not `system/run`: an exec is a live handle with streams handed to the caller, and its
   // environment is the box's (no LC_ALL=C).
-  const child = spawn(bin, args, {
+  const child = childProcess().spawn(bin, args, {
     env,
     stdio: [opts.stdin ?? 'pipe', opts.stdout ?? 'pipe', opts.stderr ?? 'pipe'],
   });
@@ -927,7 +928,7 @@ export async function execBackground(runDir: string, opts: Omit<ExecOptions, 'st
   if (missing) throw new NotFoundError('ZOMG_COMMAND_NOT_FOUND', commandNotFoundMessage(missing.box, missing.command).replace(/^zomg: /, ''), { hint: `check the name, or run it through a shell with --sh` });
   // Not `system/run`: the job must get the box's environment untouched (run adds LC_ALL=C),
   // and `detached` puts it in a session of its own, away from the caller's terminal signals.
-  const child = spawn(bin, args, { env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = childProcess().spawn(bin, args, { env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
   const { code, stdout, stderr } = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve, reject) => {
     let out = '';
     let err = '';
@@ -938,7 +939,8 @@ export async function execBackground(runDir: string, opts: Omit<ExecOptions, 'st
   });
   const pid = Number.parseInt(stdout, 10);
   if (code !== 0 || !Number.isInteger(pid) || pid <= 0) {
-    throw new ToolError('ZOMG_EXEC_FAILED', `could not start the background command in the box (exit ${code}): ${stderr.trim()}`);
+    // The entry program's stderr and exit code go with it: the engine tells its failures apart (engine/enter-guard.ts).
+    throw new ToolError('ZOMG_EXEC_FAILED', `could not start the background command in the box (exit ${code}): ${stderr.trim()}`, { cause: new CommandError(bin, args, code, stderr) });
   }
   return { pid, logPath: `${BG_LOG_DIR}/${pid}.log` };
 }

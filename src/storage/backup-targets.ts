@@ -9,7 +9,7 @@
  * manifest last: a crash never leaves a half-written stream that a listing shows (a stream
  * without its manifest is invisible, and overwritten by the next backup of that name).
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { nodeCrypto, randomHex } from '../system/builtins.js';
 import { constants, createReadStream } from 'node:fs';
 import { access, mkdir, open, readFile, readdir, realpath, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -116,7 +116,7 @@ class FileTarget implements BackupTarget {
   async checkWritable(): Promise<void> {
     await this.resolve();
     // access(W_OK) says yes to root on a read-only filesystem: try to write for real.
-    const probe = join(this.dir, `.zomg-probe-${process.pid}-${randomBytes(4).toString('hex')}`);
+    const probe = join(this.dir, `.zomg-probe-${process.pid}-${randomHex(4)}`);
     try {
       await access(this.dir, constants.W_OK);
       const fh = await open(probe, 'wx', 0o600);
@@ -207,8 +207,8 @@ class FileTarget implements BackupTarget {
     const dir = this.volumeDir(project, volume);
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const final = join(dir, `${name}${STREAM_EXT}`);
-    const tmp = join(dir, `.${name}${STREAM_EXT}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
-    const hash = createHash('sha256');
+    const tmp = join(dir, `.${name}${STREAM_EXT}.tmp-${process.pid}-${randomHex(4)}`);
+    const hash = nodeCrypto().createHash('sha256');
     let bytes = 0;
     const fh = await open(tmp, 'wx', 0o600);
     try {
@@ -236,7 +236,7 @@ class FileTarget implements BackupTarget {
 
   async writeManifest(manifest: BackupManifest): Promise<void> {
     const dir = this.volumeDir(manifest.project, manifest.volume);
-    const tmp = join(dir, `.${manifest.name}${MANIFEST_EXT}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
+    const tmp = join(dir, `.${manifest.name}${MANIFEST_EXT}.tmp-${process.pid}-${randomHex(4)}`);
     const fh = await open(tmp, 'wx', 0o600);
     try {
       await fh.writeFile(`${JSON.stringify(manifest, null, 2)}\n`);
@@ -258,7 +258,7 @@ class FileTarget implements BackupTarget {
   async verify(m: BackupManifest): Promise<void> {
     const path = join(this.volumeDir(m.project, m.volume), m.stream);
     const where = `${m.project}/${m.volume}/${m.name}`;
-    const hash = createHash('sha256');
+    const hash = nodeCrypto().createHash('sha256');
     let bytes = 0;
     try {
       for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 }) as AsyncIterable<Buffer>) {

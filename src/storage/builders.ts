@@ -29,7 +29,7 @@
  *   gives the tree podman gives. A failed build leaves the images of its finished steps
  *   (untagged), which are removed here; `--force-rm` removes its containers.
  */
-import { randomBytes } from 'node:crypto';
+import { randomHex } from '../system/builtins.js';
 import { closeSync, constants, createReadStream, openSync } from 'node:fs';
 import { chmod, lstat, mkdir, mkdtemp, readFile, readdir, realpath, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -625,7 +625,7 @@ class EngineImage implements BuiltImage {
       await this.applySavedLayers(dest, driver, signal);
       return;
     }
-    const name = `zomg-export-${randomBytes(6).toString('hex')}`;
+    const name = `zomg-export-${randomHex(6)}`;
     try {
       await this.cli.run(['create', '--name', name, '--network', 'none', this.id, PLACEHOLDER_COMMAND], { signal });
     } catch (err) {

@@ -1,5 +1,5 @@
 /** Small filesystem helpers: errno checks and atomic writes. */
-import { randomBytes } from 'node:crypto';
+import { randomHex } from './builtins.js';
 import { closeSync, fsyncSync, openSync, renameSync, writeSync } from 'node:fs';
 import { lstat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -11,7 +11,7 @@ export function isErrno(err: unknown, ...codes: string[]): err is NodeJS.ErrnoEx
 
 /** Writes `data` to `path` through a temporary file and a rename, fsynced, with `mode`. */
 export function atomicWriteFile(path: string, data: string | Buffer, mode = 0o644): void {
-  const tmp = join(dirname(path), `.${randomBytes(6).toString('hex')}.tmp`);
+  const tmp = join(dirname(path), `.${randomHex(6)}.tmp`);
   const fd = openSync(tmp, 'wx', mode);
   try {
     writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data);

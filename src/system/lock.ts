@@ -5,7 +5,7 @@
  * and is broken — under a second "breaker" lock that re-checks the owner, so a fresh lock
  * taken meanwhile is never removed by mistake.
  */
-import { randomBytes } from 'node:crypto';
+import { randomHex } from './builtins.js';
 import { closeSync, mkdirSync, openSync, readFileSync, readdirSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -139,7 +139,7 @@ export class LockManager {
   async acquireShared(key: string, options: LockOptions = {}): Promise<Lock> {
     mkdirSync(this.dir, { recursive: true, mode: 0o700 });
     const excl = this.pathOf(key);
-    const mine = join(this.dir, `${this.sharedPrefix(key)}${ownerTag().replace(' ', '.')}.${randomBytes(4).toString('hex')}`);
+    const mine = join(this.dir, `${this.sharedPrefix(key)}${ownerTag().replace(' ', '.')}.${randomHex(4)}`);
     const deadline = Date.now() + (options.timeoutMs ?? 60_000);
     let delay = 5;
     for (;;) {

@@ -2,7 +2,7 @@
  * The one way zomg runs external programs: argv arrays (never a shell string), `LC_ALL=C`,
  * stderr captured into the error, an AbortSignal and a timeout.
  */
-import { spawn } from 'node:child_process';
+import { childProcess } from './builtins.js';
 import type { Readable, Writable } from 'node:stream';
 import { ToolError } from '../core/errors.js';
 
@@ -55,7 +55,7 @@ function lineSplitter(stream: 'stdout' | 'stderr', onLine: NonNullable<RunOption
 
 export function run(command: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, {
+    const child = childProcess().spawn(command, args, {
       cwd: options.cwd,
       env: { ...(options.env ?? process.env), LC_ALL: 'C' },
       // No stdin pipe unless there is input: one fewer pipe to set up and tear down per call.

@@ -6,7 +6,6 @@
  * component between the check and the read.
  */
 import { lstatSync, readFileSync, readlinkSync, type Stats } from 'node:fs';
-import { createTwoFilesPatch } from 'diff';
 import { BOX_MOUNTS } from '../../core/box-layout.js';
 import { InvalidArgumentError, TooLargeError } from '../../core/errors.js';
 import type { FileDiff, FileSide } from '../../core/types.js';
@@ -128,6 +127,8 @@ export async function diffFile(oldRoot: string, newRoot: string, path: string): 
   }
   if (!contentDiffers) return { ...base, status: modified ? 'modified' : 'unchanged' };
   if (isBinary(before) || isBinary(after)) return { ...base, status: 'modified', binary: true };
+  // Loaded here: the diff library is a dozen modules every other command would load for nothing.
+  const { createTwoFilesPatch } = await import('diff');
   const patch = createTwoFilesPatch(`a${path}`, `b${path}`, before.toString('utf8'), after.toString('utf8'), undefined, undefined, { context: 3 });
   return { ...base, status: 'modified', diff: patch.split('\n').slice(1).join('\n') };
 }

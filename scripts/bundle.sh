@@ -1,0 +1,31 @@
+#!/bin/sh
+# Builds the CLI as users run it (dist/bundle/cli): zomg-main.cjs, the whole CLI in one
+# CommonJS file (Node's ESM loader was the largest single cost of a start), and zomg.cjs,
+# the `bin`: a small launcher that runs zomg-main.cjs through V8's code cache
+# (src/cli/launcher.ts), which it finds by the bundle's content hash.
+set -eu
+cd "$(dirname "$0")/.."
+out=dist/bundle/cli
+esbuild=node_modules/.bin/esbuild
+rm -rf dist/bundle
+# Dynamic import() inside the bundle becomes require(): the launcher compiles the bundle
+# with vm.Script, which has no loader for import(), and require() of a builtin or of a
+# package with a CommonJS entry is also cheaper than booting the ESM loader.
+"$esbuild" src/cli/main.ts --bundle --format=cjs --platform=node --target=node20 --supported:dynamic-import=false --minify-whitespace \
+  --external:fastify '--external:@fastify/*' --external:ws --external:yaml --external:diff --external:cli-progress \
+  --define:import.meta.url=__zomgImportMetaUrl \
+  "--banner:js='use strict'; const __zomgImportMetaUrl = require('node:url').pathToFileURL(__filename).href;" \
+  --outfile="$out/zomg-main.cjs" --log-level=warning
+hash=$(sha256sum "$out/zomg-main.cjs" | cut -c1-16)
+"$esbuild" src/cli/launcher.ts --bundle --format=cjs --platform=node --target=node20 \
+  --define:import.meta.url=__zomgImportMetaUrl "--define:ZOMG_BUNDLE_HASH=\"$hash\"" \
+  "--banner:js=#!/usr/bin/env node
+'use strict'; const __zomgImportMetaUrl = require('node:url').pathToFileURL(__filename).href;" \
+  --outfile="$out/zomg.cjs" --log-level=warning
+chmod +x "$out/zomg.cjs"
+# The launcher decodes the bundle as latin1 (cheaper than UTF-8): esbuild escapes non-ASCII
+# characters in code and --minify-whitespace drops the comments that could hold them.
+if LC_ALL=C grep -q -P '[^\x00-\x7F]' "$out/zomg-main.cjs"; then
+  echo "bundle.sh: $out/zomg-main.cjs is not ASCII" >&2
+  exit 1
+fi

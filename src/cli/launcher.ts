@@ -1,0 +1,91 @@
+/**
+ * The `zomg` executable (`bin`, built into dist/bundle/cli/zomg.cjs by scripts/bundle.sh):
+ * runs the CLI bundle beside it through V8's code cache, so a start neither parses the
+ * 1 MB bundle nor compiles the functions a command runs (measured in bench/cli-start.ts).
+ *
+ * The cache is V8's serialized code for the bundle, in a file named by the bundle's
+ * content hash (fixed at build time): a rebuilt bundle never meets a stale cache. V8
+ * itself rejects a cache made by another Node version or other V8 flags, and then a fresh
+ * one is written. A cache is written, through a temporary file and a rename, when there is
+ * none, when V8 rejected it, or when the existing one was made by a command that never
+ * opened the engine (so it lacks the code most commands run). A directory the cache cannot
+ * be written to (a read-only install) just means starts without it: nothing fails.
+ */
+import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { Module, createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Script } from 'node:vm';
+
+/** The first 16 hex digits of the bundle's sha256 (defined at build time). */
+declare const ZOMG_BUNDLE_HASH: string;
+
+/** What the CLI sets once it has opened an engine (cli/main.ts), so the cache it leaves covers that code. */
+const ENGINE_OPENED = Symbol.for('zomg.engineOpened');
+
+const here = dirname(fileURLToPath(import.meta.url));
+const bundle = join(here, 'zomg-main.cjs');
+const cacheFor = (kind: 'engine' | 'light'): string => join(here, `zomg-main.${ZOMG_BUNDLE_HASH}.${kind}.v8cache`);
+
+function readIfThere(path: string): Buffer | undefined {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+/**
+ * Runs a write or a removal of a cache file. A directory that does not take it (read-only,
+ * full) or that went away meanwhile (a rebuild) is no error: the next start compiles.
+ */
+function tolerant(fn: () => void): void {
+  try {
+    fn();
+  } catch (err) {
+    if (!['EACCES', 'EPERM', 'EROFS', 'ENOSPC', 'EDQUOT', 'ENOENT'].includes((err as NodeJS.ErrnoException).code ?? '')) throw err;
+  }
+}
+
+function writeCache(path: string, data: Buffer): void {
+  const tmp = `${path}.${process.pid}.tmp`;
+  tolerant(() => {
+    try {
+      writeFileSync(tmp, data, { mode: 0o644 });
+      renameSync(tmp, path);
+    } finally {
+      rmSync(tmp, { force: true });
+    }
+  });
+}
+
+let kind: 'engine' | 'light' = 'engine';
+let cached = readIfThere(cacheFor('engine'));
+if (cached === undefined) {
+  kind = 'light';
+  cached = readIfThere(cacheFor('light'));
+}
+// The bundle is ASCII (scripts/bundle.sh checks): read as latin1, which costs a copy, where
+// Node's UTF-8 decoding of the 1 MB file took ~10 ms of every start.
+const source = readFileSync(bundle).toString('latin1');
+// The same wrapper Node's CommonJS loader puts around a file (a #! line made a comment).
+const body = source.startsWith('#!') ? `//${source.slice(2)}` : source;
+const script = new Script(`(function (exports, require, module, __filename, __dirname) {${body}\n})`, {
+  filename: bundle,
+  ...(cached !== undefined ? { cachedData: cached } : {}),
+});
+const stale = cached === undefined || script.cachedDataRejected === true;
+process.once('exit', () => {
+  const engineOpened = (globalThis as Record<symbol, unknown>)[ENGINE_OPENED] === true;
+  // A rejected cache goes (or every start would try it first and fail again).
+  if (stale && cached !== undefined) tolerant(() => rmSync(cacheFor(kind), { force: true }));
+  if (!stale && !(kind === 'light' && engineOpened)) return;
+  writeCache(cacheFor(engineOpened ? 'engine' : 'light'), script.createCachedData());
+  // The light cache is never read once the engine's exists.
+  if (engineOpened && cached !== undefined && kind === 'light') tolerant(() => rmSync(cacheFor('light'), { force: true }));
+});
+const mod = new Module(bundle);
+mod.filename = bundle;
+const run = script.runInThisContext() as (exports: unknown, require: NodeJS.Require, module: Module, filename: string, dirname: string) => void;
+run.call(mod.exports, mod.exports, createRequire(bundle), mod, bundle, here);

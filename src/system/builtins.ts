@@ -1,0 +1,22 @@
+/**
+ * Node built-ins that cost milliseconds to load (crypto, child_process, zlib, net, dgram),
+ * loaded on first use: every CLI start paid for them, also the commands that never use
+ * them (`zomg list` spawns nothing, hashes nothing). Measured in bench/cli-start.ts.
+ */
+import type * as ChildProcess from 'node:child_process';
+import type * as Crypto from 'node:crypto';
+import type * as Dgram from 'node:dgram';
+import { createRequire } from 'node:module';
+import type * as Net from 'node:net';
+import type * as Zlib from 'node:zlib';
+
+const load = createRequire(import.meta.url);
+
+export const nodeCrypto = (): typeof Crypto => load('node:crypto') as typeof Crypto;
+export const childProcess = (): typeof ChildProcess => load('node:child_process') as typeof ChildProcess;
+export const nodeZlib = (): typeof Zlib => load('node:zlib') as typeof Zlib;
+export const nodeNet = (): typeof Net => load('node:net') as typeof Net;
+export const nodeDgram = (): typeof Dgram => load('node:dgram') as typeof Dgram;
+
+/** `bytes` random bytes as hex (node:crypto, loaded on first use). */
+export const randomHex = (bytes: number): string => nodeCrypto().randomBytes(bytes).toString('hex');

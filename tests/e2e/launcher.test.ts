@@ -1,0 +1,134 @@
+/**
+ * The `zomg` launcher (src/cli/launcher.ts) as a user meets it: the same output with and
+ * without a code cache, a cache written beside the bundle on first use (and one covering
+ * the engine once a command opened it), a corrupt cache replaced, and a read-only install
+ * that works without writing anything. Each test runs a copy of the built launcher and
+ * bundle in a directory of its own beside dist/bundle/cli (so packages still resolve).
+ */
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { copyFileSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { MAIN } from '../helpers/cli.js';
+import { busyboxRootfsTar } from '../helpers/fixtures.js';
+import { type TestPool, isRoot, makeTestPool } from '../helpers/pool.js';
+
+const BUILT = dirname(MAIN);
+
+interface Result {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** A copy of the built launcher and bundle, without any cache. */
+function install(): { dir: string; zomg(args: string[], env?: NodeJS.ProcessEnv): Result; caches(): string[]; cleanup(): void } {
+  const dir = mkdtempSync(join(dirname(BUILT), 'cli-launcher-test-'));
+  for (const file of ['zomg.cjs', 'zomg-main.cjs']) copyFileSync(join(BUILT, file), join(dir, file));
+  return {
+    dir,
+    zomg(args, env = process.env) {
+      const r = spawnSync(process.execPath, [join(dir, 'zomg.cjs'), ...args], { env, encoding: 'utf8', timeout: 120_000 });
+      return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+    },
+    caches: () => readdirSync(dir).filter((f) => f !== 'zomg.cjs' && f !== 'zomg-main.cjs').sort(),
+    cleanup: () => rmSync(dir, { recursive: true, force: true }),
+  };
+}
+
+describe('zomg launcher: the code cache', () => {
+  it('writes a cache on first use, then runs from it with the same output', () => {
+    const z = install();
+    try {
+      const first = z.zomg(['--version']);
+      assert.deepEqual(first, { code: 0, stdout: '0.1.0\n', stderr: '' });
+      const [cache, ...others] = z.caches();
+      assert.match(cache ?? '', /^zomg-main\.[0-9a-f]{16}\.light\.v8cache$/);
+      assert.deepEqual(others, []);
+      const written = statSync(join(z.dir, cache as string)).mtimeMs;
+      const help = z.zomg(['--help']);
+      assert.equal(help.code, 0);
+      assert.match(help.stdout, /Usage: zomg/);
+      assert.deepEqual(z.zomg(['--version']), first);
+      assert.equal(statSync(join(z.dir, cache as string)).mtimeMs, written, 'a cache V8 accepted is not rewritten');
+      // A usage error reads the same from the cache.
+      const bad = z.zomg(['bogus']);
+      assert.equal(bad.code, 2);
+      assert.match(bad.stderr, /unknown command 'bogus'/);
+    } finally {
+      z.cleanup();
+    }
+  });
+
+  it('replaces a cache V8 rejects (corrupt, or from another Node) and still runs', () => {
+    const z = install();
+    try {
+      z.zomg(['--version']);
+      const cache = join(z.dir, z.caches()[0] as string);
+      writeFileSync(cache, Buffer.alloc(4096, 7));
+      assert.deepEqual(z.zomg(['--version']), { code: 0, stdout: '0.1.0\n', stderr: '' });
+      assert.notDeepEqual(readFileSync(cache), Buffer.alloc(4096, 7));
+      assert.deepEqual(z.zomg(['--version']), { code: 0, stdout: '0.1.0\n', stderr: '' });
+      assert.equal(z.caches().length, 1);
+    } finally {
+      z.cleanup();
+    }
+  });
+
+  it('runs from a read-only install without writing anything', { skip: !isRoot() && 'needs root for a read-only bind mount' }, () => {
+    const z = install();
+    execFileSync('mount', ['--bind', z.dir, z.dir]);
+    try {
+      execFileSync('mount', ['-o', 'remount,ro,bind', z.dir]);
+      assert.deepEqual(z.zomg(['--version']), { code: 0, stdout: '0.1.0\n', stderr: '' });
+      assert.deepEqual(z.zomg(['--version']), { code: 0, stdout: '0.1.0\n', stderr: '' });
+      assert.deepEqual(z.caches(), []);
+    } finally {
+      execFileSync('umount', [z.dir]);
+      z.cleanup();
+    }
+  });
+
+  describe('with an engine', { skip: !isRoot() && 'needs root for btrfs' }, () => {
+    let pool: TestPool;
+    let stateDir: string;
+    let env: NodeJS.ProcessEnv;
+    before(() => {
+      pool = makeTestPool(256);
+      stateDir = mkdtempSync(join(tmpdir(), 'zomg-launcher-'));
+      env = { ...process.env, ZOMG_HOME: stateDir, ZOMG_POOL_PATH: pool.mnt, ZOMG_PROJECT: 'launcher', ZOMG_NO_SIZE_WORKER: '1' };
+      delete env.ZOMG_URL;
+      delete env.ZOMG_API_URL;
+      delete env.ZOMG_PROFILE;
+    });
+    after(() => {
+      pool?.cleanup();
+      rmSync(stateDir, { recursive: true, force: true });
+    });
+
+    it('keeps a cache covering the engine once a command has opened it', () => {
+      const z = install();
+      try {
+        assert.equal(z.zomg(['--version'], env).code, 0);
+        assert.match(z.caches().join(' '), /\.light\.v8cache$/);
+        const none = z.zomg(['list'], env);
+        assert.deepEqual(none, { code: 0, stdout: 'No boxes\n', stderr: '' });
+        const [cache, ...others] = z.caches();
+        assert.match(cache ?? '', /\.engine\.v8cache$/, 'the light cache made way for the engine one');
+        assert.deepEqual(others, []);
+        const imported = z.zomg(['base', 'import', 'bb', '--file', busyboxRootfsTar()], env);
+        assert.equal(imported.code, 0, imported.stderr);
+        assert.equal(z.zomg(['create', 'one', '--base', 'bb'], env).code, 0);
+        const ran = z.zomg(['exec', 'one', '--', 'sh', '-c', 'echo hello; exit 3'], env);
+        assert.deepEqual(ran, { code: 3, stdout: 'hello\n', stderr: '' });
+        assert.deepEqual(z.zomg(['list', '-q'], env), { code: 0, stdout: 'one\n', stderr: '' });
+        assert.deepEqual(z.caches(), [cache]);
+        assert.equal(z.zomg(['delete', 'one'], env).code, 0);
+      } finally {
+        z.cleanup();
+      }
+    });
+  });
+});

@@ -30,8 +30,17 @@ export interface Candidate {
   attrs: boolean;
   /** The inode here had an xattr set or removed. */
   xattrs: boolean;
-  /** The inode that ended here was created by the stream (all its names are in the stream). */
+  /**
+   * The inode that ended here was created by the stream (all its names are in the stream;
+   * for a directory, every entry it holds in the new tree is a candidate of its own).
+   */
   newInode: boolean;
+  /**
+   * The old tree's directory here was removed by the stream (rmdir), which the kernel
+   * emits only once it is empty: every name it held in the old tree is a candidate of its
+   * own (unlinked, removed or renamed away).
+   */
+  emptiedDir: boolean;
   /**
    * When `content`: the byte ranges the stream says changed, as flat [offset, length, …]
    * pairs (write, update_extent, clone), or null for "anywhere" (a truncate, or too many
@@ -66,6 +75,8 @@ class Node {
   children: Map<string, Node | null> | undefined;
   moved = false;
   removed = false;
+  /** Removed by rmdir (so it was empty then). */
+  emptied = false;
   touched = false;
 
   constructor(
@@ -155,6 +166,7 @@ export class SendReplay {
         const node = this.lookup(command.path);
         this.detach(node);
         node.removed = true;
+        if (command.cmd === 'rmdir') node.emptied = true;
         this.mark(node);
         return;
       }
@@ -206,9 +218,11 @@ export class SendReplay {
       const k = key(path);
       let c = out.get(k);
       if (!c) {
-        c = { path, maybeAdded: false, maybeDeleted: false, content: false, attrs: false, xattrs: false, newInode: false, ranges: [] };
+        c = { path, maybeAdded: false, maybeDeleted: false, content: false, attrs: false, xattrs: false, newInode: false, emptiedDir: false, ranges: [] };
         out.set(k, c);
       }
+      // Only the node that came from this path in the old tree says what the old entry was.
+      if (!added && node.emptied) c.emptiedDir = true;
       c.ranges = mergeRanges(c.ranges, node.inode.content ? node.inode.ranges : []);
       c.maybeAdded ||= added;
       c.maybeDeleted ||= deleted;

@@ -4,7 +4,11 @@
  * can write the first line before the last path is checked.
  *
  * What each candidate costs is only what it must:
- * - added or deleted paths: two lstats (plus a listing of an added or deleted directory);
+ * - added or deleted paths: two lstats, plus a listing of an added or deleted directory
+ *   only when the stream did not name what it holds: a directory the stream created
+ *   (mkdir) or removed (rmdir, which it emits only once the directory is empty) has every
+ *   entry as a candidate of its own, so only a directory that arrived or left by a rename
+ *   is listed;
  * - an inode that stayed at its path (no new name, no new inode): its type, mode and owner
  *   from lstat; its xattrs from the stream alone — send emits set_xattr/remove_xattr only
  *   for names whose value differs from the parent's (a set-then-removed xattr sends
@@ -152,6 +156,7 @@ function merged(x: Candidate, y: Candidate): Candidate {
     attrs: x.attrs || y.attrs,
     xattrs: x.xattrs || y.xattrs,
     newInode: x.newInode || y.newInode,
+    emptiedDir: x.emptiedDir || y.emptiedDir,
     ranges: mergeRanges(x.ranges === null ? null : [...x.ranges], y.ranges),
   };
 }
@@ -311,14 +316,14 @@ async function* emitSorted(
       const m = (a ?? b) as Meta;
       const kind: ChangeKind = a === null ? 'added' : 'deleted';
       produce(rel, kind);
-      if (typeOf(m) === S_IFDIR) runs.push(await listBelow(a === null ? newTree : oldTree, rel, kind, pacer));
+      if (typeOf(m) === S_IFDIR && !(a === null ? c.newInode : c.emptiedDir)) runs.push(await listBelow(a === null ? newTree : oldTree, rel, kind, pacer));
       return;
     }
     const identity = c.maybeAdded || c.maybeDeleted;
     if (typeOf(a) !== typeOf(b)) {
       produce(rel, 'modified');
-      if (typeOf(a) === S_IFDIR) runs.push(await listBelow(oldTree, rel, 'deleted', pacer));
-      if (typeOf(b) === S_IFDIR) runs.push(await listBelow(newTree, rel, 'added', pacer));
+      if (typeOf(a) === S_IFDIR && !c.emptiedDir) runs.push(await listBelow(oldTree, rel, 'deleted', pacer));
+      if (typeOf(b) === S_IFDIR && !c.newInode) runs.push(await listBelow(newTree, rel, 'added', pacer));
       return;
     }
     if (metaDiffer(a, b)) return produce(rel, 'modified');

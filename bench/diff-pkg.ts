@@ -9,7 +9,8 @@
  * Prints, from one run: whole-process `zomg diff status` against its floor (ro snapshot +
  * `btrfs send --no-data` + delete, plus `node -e 0`), warm `rsync -rlpgoDXcn` of the same
  * two trees, and `zomg diff status --to` between two snapshots against `snapper status`
- * on the same pair when snapper is installed. Needs root; the pool is removed at the end.
+ * on the same pair when snapper is installed. Needs root; the pool is removed at the end
+ * (BENCH_KEEP=1: built, then kept for profiling by hand, and its environment printed).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
@@ -20,7 +21,8 @@ import { fileURLToPath } from 'node:url';
 import { isRoot, makeTestPool } from '../tests/helpers/pool.js';
 import { median } from './lib.js';
 
-const MAIN = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+// What `bin` runs (npm run build makes it): the whole-process numbers are a user's.
+const MAIN = fileURLToPath(new URL('../bundle/cli/zomg.cjs', import.meta.url));
 const CACHE = '/var/tmp/zomg-bench';
 const ARCHIVE = join(CACHE, 'debian-bookworm-minbase.tar.zst');
 const APT_CACHE = join(CACHE, 'apt-python3');
@@ -54,6 +56,7 @@ async function main(): Promise<void> {
   const stateDir = mkdtempSync(join(tmpdir(), 'zomg-bench-pkg-'));
   const env: NodeJS.ProcessEnv = { ...process.env, ZOMG_HOME: stateDir, ZOMG_POOL_PATH: pool.mnt, ZOMG_PROJECT: 'bench', ZOMG_NO_SIZE_WORKER: '1' };
   for (const k of ['ZOMG_URL', 'ZOMG_API_URL', 'ZOMG_PROFILE']) delete env[k];
+  let keep = false;
   const zomg = (...args: string[]): string => {
     const r = spawnSync(process.execPath, [MAIN, ...args], { env, encoding: 'utf8', timeout: 900_000, maxBuffer: 256 * 1024 * 1024 });
     if (r.status !== 0) throw new Error(`zomg ${args.join(' ')} failed: ${r.stderr}`);
@@ -79,6 +82,12 @@ async function main(): Promise<void> {
     execFileSync('sync');
     const v0 = join(pool.mnt, 'checkpoints', id, 'v0');
     if (!existsSync(v0)) throw new Error(`no snapshot at ${v0}`);
+    if (process.env.BENCH_KEEP === '1') {
+      // For profiling by hand: leave the pool and state as they are, print how to reach them.
+      keep = true;
+      console.log(`kept: ZOMG_HOME=${stateDir} ZOMG_POOL_PATH=${pool.mnt} ZOMG_PROJECT=bench ZOMG_NO_SIZE_WORKER=1 (box pkg, snapshot v0); remove with: zomg stop pkg; umount -l ${pool.mnt}; rm -rf ${pool.dir} ${stateDir}`);
+      return;
+    }
     const lines = zomg('diff', 'status', 'pkg').trim().split('\n');
     const entries = Number(execFileSync('bash', ['-c', `find ${root} -xdev | wc -l`]).toString().trim());
     console.log(`\n== apt-get install python3 + rm -rf /usr/share/doc/*: ${lines.length} changed paths of ${entries}`);
@@ -108,13 +117,15 @@ async function main(): Promise<void> {
     console.log(`zomg diff status --against v0 --to v1 (whole process)   ${fmt(to)}`);
     snapperPair(pool.mnt, v0, join(pool.mnt, 'checkpoints', id, 'v1'), to.median);
   } finally {
-    try {
-      zomg('stop', 'pkg');
-    } catch {
-      // not running
+    if (!keep) {
+      try {
+        zomg('stop', 'pkg');
+      } catch {
+        // not running
+      }
+      pool.cleanup();
+      rmSync(stateDir, { recursive: true, force: true });
     }
-    pool.cleanup();
-    rmSync(stateDir, { recursive: true, force: true });
   }
 }
 

@@ -5,6 +5,8 @@
  *
  *   npx tsc -p tsconfig.json && node dist/bench/diff-stages.js
  *   BENCH_DIRS=200 node dist/bench/diff-stages.js
+ *   node dist/bench/diff-stages.js OLD NEW    (two read-only snapshots on a btrfs mount,
+ *                                             e.g. the pair BENCH_KEEP=1 diff-pkg.js keeps)
  *
  * Needs root. The pool is always removed at the end.
  */
@@ -76,6 +78,12 @@ async function stages(label: string, mnt: string, old: string, now: string): Pro
 async function main(): Promise<void> {
   if (!isRoot()) {
     console.log('bench/diff-stages: needs root; skipped');
+    return;
+  }
+  const [old, now] = process.argv.slice(2);
+  if (old !== undefined && now !== undefined) {
+    const mnt = execFileSync('findmnt', ['-n', '-o', 'TARGET', '-T', now]).toString().trim();
+    await stages(`${old} → ${now}`, mnt, old, now);
     return;
   }
   let pool: TestPool | undefined;

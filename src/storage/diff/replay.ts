@@ -30,8 +30,17 @@ export interface Candidate {
   attrs: boolean;
   /** The inode here had an xattr set or removed. */
   xattrs: boolean;
-  /** The inode that ended here was created by the stream (all its names are in the stream). */
+  /**
+   * The inode that ended here was created by the stream (all its names are in the stream;
+   * for a directory, every entry it holds in the new tree is a candidate of its own).
+   */
   newInode: boolean;
+  /**
+   * The old tree's directory here was removed by the stream (rmdir), which the kernel
+   * emits only once it is empty: every name it held in the old tree is a candidate of its
+   * own (unlinked, removed or renamed away).
+   */
+  emptiedDir: boolean;
   /**
    * When `content`: the byte ranges the stream says changed, as flat [offset, length, …]
    * pairs (write, update_extent, clone), or null for "anywhere" (a truncate, or too many
@@ -61,17 +70,20 @@ export type InPlaceContentHook = (path: Buffer, ranges: readonly number[] | null
 
 class Node {
   parent: Node | null;
-  name: Buffer;
+  /** The name in its parent, as a latin1 string (the parent's map key; no Buffer per node). */
+  name: string;
   /** Explicit entries below this node; null marks a name that was removed or renamed away. */
   children: Map<string, Node | null> | undefined;
   moved = false;
   removed = false;
+  /** Removed by rmdir (so it was empty then). */
+  emptied = false;
   touched = false;
 
   constructor(
     readonly origin: Buffer | null,
     parent: Node | null,
-    name: Buffer,
+    name: string,
     readonly inode: InodeState,
   ) {
     this.parent = parent;
@@ -81,14 +93,17 @@ class Node {
 
 const SLASH = 0x2f;
 const key = (name: Buffer): string => name.toString('latin1');
-const freshInode = (created: boolean): InodeState => ({ content: false, attrs: false, xattrs: false, created, ranges: [] });
+/** The ranges of an inode with no data command yet: shared, replaced on the first push. */
+const NO_RANGES: number[] = [];
+Object.freeze(NO_RANGES);
+const freshInode = (created: boolean): InodeState => ({ content: false, attrs: false, xattrs: false, created, ranges: NO_RANGES });
 
 function joinRel(dir: Buffer, name: Buffer): Buffer {
   return dir.length === 0 ? name : Buffer.concat([dir, Buffer.of(SLASH), name]);
 }
 
 const ORPHAN = /^o\d+-\d+-\d+$/;
-const isOrphanName = (name: Buffer): boolean => name.length < 64 && ORPHAN.test(name.toString('latin1'));
+const isOrphanName = (name: string): boolean => name.length < 64 && ORPHAN.test(name);
 
 function splitRel(path: Buffer): Buffer[] {
   const parts: Buffer[] = [];
@@ -104,7 +119,7 @@ function splitRel(path: Buffer): Buffer[] {
 
 /** Feed `apply` every command of one incremental stream, then call `finish`. */
 export class SendReplay {
-  private readonly root = new Node(Buffer.alloc(0), null, Buffer.alloc(0), freshInode(false));
+  private readonly root = new Node(Buffer.alloc(0), null, '', freshInode(false));
   private readonly touched: Node[] = [];
   private started = false;
   private ended = false;
@@ -155,6 +170,7 @@ export class SendReplay {
         const node = this.lookup(command.path);
         this.detach(node);
         node.removed = true;
+        if (command.cmd === 'rmdir') node.emptied = true;
         this.mark(node);
         return;
       }
@@ -172,6 +188,7 @@ export class SendReplay {
         inode.content = true;
         if (command.cmd === 'truncate') inode.ranges = null;
         else if (inode.ranges !== null) {
+          if (inode.ranges === NO_RANGES) inode.ranges = [];
           inode.ranges.push(command.offset, command.cmd === 'write' ? command.data.length : command.length);
           if (inode.ranges.length > MAX_RANGES * 2) inode.ranges = null;
         }
@@ -206,9 +223,11 @@ export class SendReplay {
       const k = key(path);
       let c = out.get(k);
       if (!c) {
-        c = { path, maybeAdded: false, maybeDeleted: false, content: false, attrs: false, xattrs: false, newInode: false, ranges: [] };
+        c = { path, maybeAdded: false, maybeDeleted: false, content: false, attrs: false, xattrs: false, newInode: false, emptiedDir: false, ranges: [] };
         out.set(k, c);
       }
+      // Only the node that came from this path in the old tree says what the old entry was.
+      if (!added && node.emptied) c.emptiedDir = true;
       c.ranges = mergeRanges(c.ranges, node.inode.content ? node.inode.ranges : []);
       c.maybeAdded ||= added;
       c.maybeDeleted ||= deleted;
@@ -246,8 +265,8 @@ export class SendReplay {
       return known;
     }
     if (dir.origin === null) throw new SendStreamError(`the stream uses an unknown entry ${name.toString('latin1')} of a new directory`);
-    // Names are copied: a slice would keep the stream's whole chunk alive with the node.
-    const node = new Node(joinRel(dir.origin, name), dir, Buffer.from(name), freshInode(false));
+    // The name is kept as its key string: a slice would keep the stream's chunk alive.
+    const node = new Node(joinRel(dir.origin, name), dir, k, freshInode(false));
     (dir.children ??= new Map()).set(k, node);
     return node;
   }
@@ -269,7 +288,7 @@ export class SendReplay {
 
   private create(path: Buffer, inode: InodeState): void {
     const [parent, name] = this.parentOf(path);
-    const node = new Node(null, parent, name, inode);
+    const node = new Node(null, parent, key(name), inode);
     this.mark(node);
     // create(2) and link(2) fail on an existing name, so nothing of the old tree is replaced.
     this.attach(parent, name, node, false);
@@ -283,41 +302,39 @@ export class SendReplay {
       existing.removed = true;
       existing.parent = null;
       this.mark(existing);
-    } else if (existing === undefined && parent.origin !== null && mayReplaceOld && !(parent === this.root && isOrphanName(name))) {
+    } else if (existing === undefined && parent.origin !== null && mayReplaceOld && !(parent === this.root && isOrphanName(k))) {
       // The old tree may hold an entry here that this replaces: make it a candidate. (The
       // kernel picks orphan names that exist in neither tree, so those replace nothing.)
-      const old = new Node(joinRel(parent.origin, name), null, Buffer.from(name), freshInode(false));
+      const old = new Node(joinRel(parent.origin, name), null, k, freshInode(false));
       old.removed = true;
       this.mark(old);
     }
     (parent.children ??= new Map()).set(k, node);
     node.parent = parent;
-    node.name = Buffer.from(name);
+    node.name = k;
   }
 
   private detach(node: Node): void {
     const parent = node.parent;
     if (parent === null) throw new SendStreamError('the stream removes or renames the root');
-    parent.children?.set(key(node.name), null);
+    // A removed name is remembered (its old entry is gone), except the kernel's orphan
+    // names: no tree holds them and each is used once, so a million new inodes born under
+    // them leave no million marks behind.
+    if (parent === this.root && isOrphanName(node.name)) parent.children?.delete(node.name);
+    else parent.children?.set(node.name, null);
     node.parent = null;
   }
 
   /** Where `node` is now, or null when it (or a directory above it) was removed. */
   private currentPath(node: Node): Buffer | null {
-    const names: Buffer[] = [];
+    const names: string[] = [];
     let n: Node = node;
     while (n !== this.root) {
       if (n.parent === null) return null;
       names.push(n.name);
       n = n.parent;
     }
-    names.reverse();
-    const parts: Buffer[] = [];
-    for (const [i, name] of names.entries()) {
-      if (i > 0) parts.push(Buffer.of(SLASH));
-      parts.push(name);
-    }
-    return Buffer.concat(parts);
+    return Buffer.from(names.reverse().join('/'), 'latin1');
   }
 }
 

@@ -4,7 +4,11 @@
  * can write the first line before the last path is checked.
  *
  * What each candidate costs is only what it must:
- * - added or deleted paths: two lstats (plus a listing of an added or deleted directory);
+ * - added or deleted paths: two lstats, plus a listing of an added or deleted directory
+ *   only when the stream did not name what it holds: a directory the stream created
+ *   (mkdir) or removed (rmdir, which it emits only once the directory is empty) has every
+ *   entry as a candidate of its own, so only a directory that arrived or left by a rename
+ *   is listed;
  * - an inode that stayed at its path (no new name, no new inode): its type, mode and owner
  *   from lstat; its xattrs from the stream alone — send emits set_xattr/remove_xattr only
  *   for names whose value differs from the parent's (a set-then-removed xattr sends
@@ -131,16 +135,31 @@ export class EarlyChecks {
     }
   }
 
+  /** The early result for `rel`, kept for `take`. */
+  peek(rel: Buffer): Early | undefined {
+    return this.done.size === 0 ? undefined : this.done.get(key(rel));
+  }
+
+  /** The early result for `rel`, let go. */
   take(rel: Buffer): Early | undefined {
-    return this.done.get(key(rel));
+    if (this.done.size === 0) return undefined;
+    const k = key(rel);
+    const e = this.done.get(k);
+    this.done.delete(k);
+    return e;
   }
 }
 
+/**
+ * A candidate on its way to a decision. Its lstat results are taken when its turn comes
+ * (`looked` false), so a million candidates do not hold two records each meanwhile; only
+ * a changed inode with several names is looked up in advance (to find its other names).
+ */
 interface Item {
   c: Candidate;
+  looked: boolean;
   a: Meta | null;
   b: Meta | null;
-  early: Early | undefined;
 }
 
 function merged(x: Candidate, y: Candidate): Candidate {
@@ -152,6 +171,7 @@ function merged(x: Candidate, y: Candidate): Candidate {
     attrs: x.attrs || y.attrs,
     xattrs: x.xattrs || y.xattrs,
     newInode: x.newInode || y.newInode,
+    emptiedDir: x.emptiedDir || y.emptiedDir,
     ranges: mergeRanges(x.ranges === null ? null : [...x.ranges], y.ranges),
   };
 }
@@ -161,58 +181,83 @@ export interface SortedVerifyOptions extends VerifyOptions {
 }
 
 /**
- * Looks up every candidate on both sides and finds the other names of changed inodes with
- * several hard links (NeedsWalkError when it cannot: the caller walks instead), then
- * returns the entries, sorted, as an async iterator that decides them one by one. All
- * stream-side failures happen before this returns; the iterator fails only on errors of
- * the trees themselves (or an abort).
+ * Finds the other names of changed inodes with several hard links (NeedsWalkError when it
+ * cannot: the caller walks instead), then returns the entries, sorted, as an async
+ * iterator that looks up and decides them one by one. All stream-side failures happen
+ * before this returns; the iterator fails only on errors of the trees themselves (or an
+ * abort). `candidates`: one per path, as the replay gives them.
  */
 export async function verifySorted(
-  candidates: readonly Candidate[],
+  candidates: Candidate[],
   oldTree: Tree,
   newTree: Tree,
   options: SortedVerifyOptions = {},
 ): Promise<AsyncGenerator<DiffEntry, void, undefined>> {
   const pacer = new Pacer(options.signal);
-  const items = new Map<string, Item>();
-  const look = (c: Candidate): Item => {
-    const early = options.early?.take(c.path);
-    return { c, a: early ? early.a : meta(oldTree.entry(c.path)), b: early ? early.b : meta(newTree.entry(c.path)), early };
-  };
-  const work: Candidate[] = [...candidates];
+  const early = options.early;
+  const items: Item[] = new Array<Item>(candidates.length);
+  /** Further names of hard-linked inodes, merged into the candidates at the end. */
+  const extra = new Map<string, Item>();
   const resolvedInodes = new Set<number>();
-  for (let c = work.pop(); c !== undefined; c = work.pop()) {
-    await pacer.tick();
-    const k = key(c.path);
-    const known = items.get(k);
-    const item = known ? { ...known, c: merged(known.c, c) } : look(c);
-    items.set(k, item);
-    const { b } = item;
+  const resolve = async (item: Item): Promise<void> => {
+    const { c } = item;
     // The stream names a changed inode by one of its paths only; its other hard links
     // changed too. Find them unless the inode is new (then all its names are in the stream).
-    const inodeChanged = c.content || c.attrs || c.xattrs;
-    if (b !== null && typeOf(b) !== S_IFDIR && b.nlink > 1 && inodeChanged && !c.newInode && !resolvedInodes.has(b.ino)) {
-      resolvedInodes.add(b.ino);
-      if (!options.inodePaths) throw new NeedsWalkError(`a changed inode has ${b.nlink} hard links and no resolver was given`);
-      let names: Buffer[];
-      try {
-        names = await options.inodePaths(newTree.root.toString(), b.ino, options.signal ? { signal: options.signal } : {});
-      } catch (err) {
-        if (options.signal?.aborted) throw err;
-        throw new NeedsWalkError(`cannot resolve the names of inode ${b.ino}`, { cause: err });
-      }
-      const found = new Map<string, Buffer>();
-      for (const p of names) {
-        if (newTree.entry(p)?.ino === b.ino) found.set(key(p), p);
-      }
-      if (found.size !== b.nlink) throw new NeedsWalkError(`resolved ${found.size} of the ${b.nlink} names of inode ${b.ino}`);
-      for (const p of found.values()) {
-        if (!p.equals(c.path)) work.push({ ...c, path: p, maybeAdded: false, maybeDeleted: false });
-      }
+    if (!(c.content || c.attrs || c.xattrs) || c.newInode) return;
+    lookUp(item, oldTree, newTree, early);
+    const { b } = item;
+    if (b === null || typeOf(b) === S_IFDIR || b.nlink <= 1 || resolvedInodes.has(b.ino)) return;
+    resolvedInodes.add(b.ino);
+    if (!options.inodePaths) throw new NeedsWalkError(`a changed inode has ${b.nlink} hard links and no resolver was given`);
+    let names: Buffer[];
+    try {
+      names = await options.inodePaths(newTree.root.toString(), b.ino, options.signal ? { signal: options.signal } : {});
+    } catch (err) {
+      if (options.signal?.aborted) throw err;
+      throw new NeedsWalkError(`cannot resolve the names of inode ${b.ino}`, { cause: err });
     }
+    const found = new Map<string, Buffer>();
+    for (const p of names) {
+      if (newTree.entry(p)?.ino === b.ino) found.set(key(p), p);
+    }
+    if (found.size !== b.nlink) throw new NeedsWalkError(`resolved ${found.size} of the ${b.nlink} names of inode ${b.ino}`);
+    for (const [k, p] of found) {
+      if (p.equals(c.path)) continue;
+      const more: Item = { c: { ...c, path: p, maybeAdded: false, maybeDeleted: false }, looked: false, a: null, b: null };
+      const known = extra.get(k);
+      extra.set(k, known ? { ...known, c: merged(known.c, more.c) } : more);
+      await resolve(more);
+    }
+  };
+  for (let i = 0; i < candidates.length; i++) {
+    await pacer.tick();
+    const item: Item = { c: candidates[i] as Candidate, looked: false, a: null, b: null };
+    items[i] = item;
+    await resolve(item);
   }
-  const sorted = [...items.values()].sort((x, y) => Buffer.compare(x.c.path, y.c.path));
-  return emitSorted(sorted, oldTree, newTree, pacer, options.signal);
+  if (extra.size > 0) {
+    // A further name that is a candidate already: one item with the flags of both.
+    for (let i = 0; i < items.length; i++) {
+      const item = items[i] as Item;
+      const k = key(item.c.path);
+      const more = extra.get(k);
+      if (more === undefined) continue;
+      extra.delete(k);
+      items[i] = { ...item, c: merged(item.c, more.c) };
+    }
+    items.push(...extra.values());
+  }
+  items.sort((x, y) => Buffer.compare(x.c.path, y.c.path));
+  return emitSorted(items, oldTree, newTree, pacer, early, options.signal);
+}
+
+/** Both sides' lstat of the item's path, once (from the early checks when they made it). */
+function lookUp(item: Item, oldTree: Tree, newTree: Tree, early: EarlyChecks | Early | undefined): void {
+  if (item.looked) return;
+  const e = early instanceof EarlyChecks ? early.peek(item.c.path) : early;
+  item.a = e ? e.a : meta(oldTree.entry(item.c.path));
+  item.b = e ? e.b : meta(newTree.entry(item.c.path));
+  item.looked = true;
 }
 
 /** A sorted listing of a subtree that exists on one side only, emitted as it is reached. */
@@ -245,10 +290,11 @@ async function listBelow(tree: Tree, rel: Buffer, kind: ChangeKind, pacer: Pacer
 }
 
 async function* emitSorted(
-  items: readonly Item[],
+  items: Item[],
   oldTree: Tree,
   newTree: Tree,
   pacer: Pacer,
+  earlyChecks: EarlyChecks | undefined,
   signal: AbortSignal | undefined,
 ): AsyncGenerator<DiffEntry, void, undefined> {
   let runs: Run[] = [];
@@ -304,6 +350,8 @@ async function* emitSorted(
   };
 
   const decide = async (item: Item): Promise<void> => {
+    const early = earlyChecks?.take(item.c.path);
+    lookUp(item, oldTree, newTree, early);
     const { c, a, b } = item;
     const rel = c.path;
     if (a === null && b === null) return;
@@ -311,14 +359,14 @@ async function* emitSorted(
       const m = (a ?? b) as Meta;
       const kind: ChangeKind = a === null ? 'added' : 'deleted';
       produce(rel, kind);
-      if (typeOf(m) === S_IFDIR) runs.push(await listBelow(a === null ? newTree : oldTree, rel, kind, pacer));
+      if (typeOf(m) === S_IFDIR && !(a === null ? c.newInode : c.emptiedDir)) runs.push(await listBelow(a === null ? newTree : oldTree, rel, kind, pacer));
       return;
     }
     const identity = c.maybeAdded || c.maybeDeleted;
     if (typeOf(a) !== typeOf(b)) {
       produce(rel, 'modified');
-      if (typeOf(a) === S_IFDIR) runs.push(await listBelow(oldTree, rel, 'deleted', pacer));
-      if (typeOf(b) === S_IFDIR) runs.push(await listBelow(newTree, rel, 'added', pacer));
+      if (typeOf(a) === S_IFDIR && !c.emptiedDir) runs.push(await listBelow(oldTree, rel, 'deleted', pacer));
+      if (typeOf(b) === S_IFDIR && !c.newInode) runs.push(await listBelow(newTree, rel, 'added', pacer));
       return;
     }
     if (metaDiffer(a, b)) return produce(rel, 'modified');
@@ -327,7 +375,6 @@ async function* emitSorted(
     } else if (typeOf(a) === S_IFREG && (identity || c.content)) {
       if (a.size !== b.size) return produce(rel, 'modified');
       const ranges = identity ? null : c.ranges;
-      const early = item.early;
       const differs =
         !identity && early?.differs !== undefined && sameRanges(early.ranges, ranges)
           ? early.differs
@@ -338,7 +385,10 @@ async function* emitSorted(
     else if (c.xattrs) produce(rel, 'modified');
   };
 
-  for (const item of items) {
+  for (let i = 0; i < items.length; i++) {
+    const item = items[i] as Item;
+    // Decided items are let go: the output is never held, and neither is the input behind it.
+    (items as Array<Item | undefined>)[i] = undefined;
     await pacer.tick();
     drainRuns(item.c.path);
     await decide(item);
@@ -375,7 +425,7 @@ async function* emitSorted(
 
 /** Collects verifySorted's entries (for callers that want the whole list). */
 export async function verifyCandidates(
-  candidates: readonly Candidate[],
+  candidates: Candidate[],
   oldRoot: string,
   newRoot: string,
   options: SortedVerifyOptions = {},

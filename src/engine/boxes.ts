@@ -18,7 +18,7 @@ import { checkMountSpecs, deleteOwnedVolumes, forkDataMounts, requireMountedVolu
 import { checkMountSet } from '../core/volumes.js';
 import type { DataMount } from '../core/types.js';
 
-export const DEFAULT_BASE = 'box-base';
+const DEFAULT_BASE = 'box-base';
 
 function validateMaps(options: CreateBoxOptions): { tags: Record<string, string>; environment: Record<string, string> } {
   const tags: Record<string, string> = {};

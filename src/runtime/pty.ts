@@ -27,7 +27,7 @@ import { accessSync, constants as fsConstants, statfsSync } from 'node:fs';
 import { checkTerminalSize, type TerminalSession } from '../core/console-protocol.js';
 import { ToolError } from '../core/errors.js';
 import { isErrno } from '../system/fs.js';
-import { childPids } from './procfs.js';
+import { childPids } from '../system/procfs.js';
 import { resolveInRoot } from '../system/rootpath.js';
 import { type ExecOptions, boxView, execCommand } from './sandbox.js';
 

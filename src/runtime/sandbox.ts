@@ -60,7 +60,7 @@ import { removeCgroup, setupCgroup } from './cgroups.js';
 import { enterHelper } from './enter.js';
 import { boxResolvConf, makeLifeline, startNetwork, stopNetwork } from './network.js';
 import { commandExists, commandNotFound, commandNotFoundMessage } from './command-lookup.js';
-import { bootId, childPids, readProcStat } from './procfs.js';
+import { bootId, childPids, readProcStat } from '../system/procfs.js';
 import { capMaskHex, defaultProfileArgs } from './profile.js';
 import { seccompFilter } from './seccomp.js';
 import { ensureDirInRoot, ensureFileInRoot, ensureHome, lookupUser, resolveInRoot } from './rootfs.js';

@@ -11,14 +11,14 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** Where built fixtures are cached; ZOMG_TEST_FIXTURES_CACHE points elsewhere (e.g. an empty directory, to run cold). */
-export const FIXTURES_CACHE = process.env.ZOMG_TEST_FIXTURES_CACHE ?? '/var/tmp/zomg-test-fixtures';
+const FIXTURES_CACHE = process.env.ZOMG_TEST_FIXTURES_CACHE ?? '/var/tmp/zomg-test-fixtures';
 const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
 const script = join(repoRoot, 'tests/fixtures/make-fixtures.sh');
 
 let built: string | undefined;
 
 /** The directory holding the script-built fixtures, building them on first use. */
-export function fixturesDir(): string {
+function fixturesDir(): string {
   if (built) return built;
   const hash = createHash('sha256');
   for (const f of [script, join(repoRoot, 'bases/busybox/build.sh')]) hash.update(readFileSync(f));

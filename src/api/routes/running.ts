@@ -81,7 +81,7 @@ function schemaProblem(value: unknown): string | undefined {
 }
 
 /** Parses and checks the first WebSocket frame; throws a ZomgError for anything but a valid exec request. */
-export function parseExecFrame(data: Buffer, isBinary: boolean): ExecRequest {
+function parseExecFrame(data: Buffer, isBinary: boolean): ExecRequest {
   if (isBinary) {
     throw new InvalidArgumentError('the first message must be the exec request as a JSON text frame, not binary data', { hint: EXEC_HINT });
   }

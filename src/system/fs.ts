@@ -1,4 +1,4 @@
-/** Small filesystem helpers: errno checks and atomic writes. */
+/** Small filesystem helpers: errno checks, atomic writes, the size of a file a user named. */
 import { randomBytes } from 'node:crypto';
 import { closeSync, fsyncSync, openSync, renameSync, statSync, writeSync } from 'node:fs';
 import { lstat } from 'node:fs/promises';

@@ -1,4 +1,4 @@
-/** Lifecycle and exec: `POST …/stop`, `…/resume`, `…/exec` (buffered) and `GET …/exec/ws` (streamed). */
+/** Lifecycle and exec: `POST …/stop`, `…/resume`, `…/exec` (buffered, or detached with `background`) and `GET …/exec/ws` (streamed). */
 import { PassThrough, Readable, Writable } from 'node:stream';
 import { Type } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';

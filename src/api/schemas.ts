@@ -16,6 +16,9 @@ export const BoxParams = Type.Object({ project: name('project'), name: name('box
 export const CheckpointParams = Type.Object({ project: name('project'), name: name('box name'), checkpoint: name('checkpoint name') });
 export const BaseParams = Type.Object({ name: name('base name') });
 export const BaseVersionParams = Type.Object({ name: name('base name'), version: Type.String({ description: 'the exact version name' }) });
+export const VolumeParams = Type.Object({ project: name('project'), volume: name('volume name') });
+export const VolumeSnapshotParams = Type.Object({ project: name('project'), volume: name('volume name'), snapshot: name('volume snapshot name') });
+export const DataMountParams = Type.Object({ project: name('project'), name: name('box name'), volume: Type.String({ description: "the mounted volume, as named in the box's data_mounts" }) });
 
 const ErrorRef = Type.Ref(ErrorBodySchema);
 
@@ -58,6 +61,14 @@ export async function noBody(request: FastifyRequest): Promise<void> {
   if (typeof body === 'object' && !Array.isArray(body) && Object.keys(body).length === 0) return;
   throw new InvalidArgumentError('this operation takes no request body', { hint: 'send no body (or {})' });
 }
+
+/**
+ * A success answer that is a stream of `mediaType` rather than JSON (a tar, a log): documented
+ * under its own media type while the route's errors stay JSON. A stream is sent as it is, never
+ * serialized, so `schema` only describes it.
+ */
+export const Streamed = (mediaType: string, schema: TSchema): TSchema =>
+  Type.Unsafe<string>({ description: schema.description ?? mediaType, content: { [mediaType]: { schema } } });
 
 /** An empty success answer (204). */
 export const NoContent = Type.Null({ description: 'No Content' });

@@ -24,8 +24,6 @@ import { diffRoutes } from './routes/diffs.js';
 import { fileRoutes } from './routes/files.js';
 import { runningRoutes } from './routes/running.js';
 import { terminalRoutes } from './routes/terminals.js';
-import { convertRouteSchema } from './plain-schema.js';
-import { describeRoute } from './route-docs.js';
 import { addSharedSchemas } from './schemas.js';
 import type { TypedApp } from './typed.js';
 import { volumeRoutes } from './routes/volumes.js';
@@ -52,6 +50,8 @@ export interface RegisteredRoute {
   method: string;
   url: string;
   websocket: boolean;
+  /** The route's schema as registered (TypeBox parts, OpenAPI fields). */
+  schema: Record<string, unknown> | undefined;
 }
 
 const ROUTES = new WeakMap<object, RegisteredRoute[]>();
@@ -87,10 +87,10 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
   const routes: RegisteredRoute[] = [];
   ROUTES.set(app, routes);
   app.addHook('onRoute', (route) => {
-    if (route.schema) for (const method of [route.method].flat()) describeRoute(method, route.url, route.schema as Record<string, unknown>);
-    convertRouteSchema(route.schema as Record<string, unknown> | undefined);
     for (const method of [route.method].flat()) {
-      if (method !== 'HEAD') routes.push({ method, url: route.url, websocket: (route as { websocket?: boolean }).websocket === true });
+      if (method !== 'HEAD') {
+        routes.push({ method, url: route.url, websocket: (route as { websocket?: boolean }).websocket === true, schema: route.schema as Record<string, unknown> | undefined });
+      }
     }
   });
   // TypeBox checks requests: bodies exactly as sent (no type coercion: 5 is not "5"), path and
@@ -120,6 +120,9 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
         { name: 'checkpoints', description: "Snapshots of a box's root" },
         { name: 'diffs', description: 'What changed since a checkpoint' },
         { name: 'bases', description: 'Read-only templates and their versions' },
+        { name: 'terminals', description: 'Consoles, processes and background logs of a running box' },
+        { name: 'files', description: 'Copying files in and out of a box as tar streams' },
+        { name: 'volumes', description: 'Data volumes: snapshots, diffs, backups, mounts in boxes' },
         { name: 'system', description: 'Health and this document' },
       ],
     },

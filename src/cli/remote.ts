@@ -32,6 +32,16 @@ import type {
 import { aliasOfVersion } from '../core/versions.js';
 import type { BaseDetails, BaseSummary, BaseVersion, Box, Snapshot, DiffStatus, FileDiff, InstallOutcome } from '../core/types.js';
 import { type BaseList, type BoxList, type CheckpointList, type CreateBoxBody, NDJSON, PAGE_MAX_RESULTS } from '../core/wire.js';
+import type {
+  CreateBackupBody,
+  CreateVolumeBody,
+  CreateVolumeSnapshotBody,
+  ProcessList,
+  RestoreBackupBody,
+  VolumeBackupList,
+  VolumeList,
+  VolumeSnapshotList,
+} from '../core/wire.js';
 import { regularFileSize } from '../system/fs.js';
 import { CommandError, run } from '../system/run.js';
 import { dockerfileInUpload, locateBuildContext } from '../engine/build-context.js';
@@ -351,7 +361,7 @@ export class RemoteClient implements ZomgService {
   }
 
   async listProcesses(ref: BoxRef): Promise<BoxProcess[]> {
-    return (await this.request<{ processes: BoxProcess[] }>('GET', `${boxPath(ref)}/processes`)).processes;
+    return (await this.request<ProcessList>('GET', `${boxPath(ref)}/processes`)).processes;
   }
 
   async readLogs(ref: BoxRef, pid: number, out: Writable, options: ReadLogsOptions = {}): Promise<void> {
@@ -559,17 +569,16 @@ export class RemoteClient implements ZomgService {
   }
 
   async createVolume(ref: VolumeRef, options: CreateVolumeOptions = {}): Promise<Volume> {
-    return this.request('POST', `/v1/projects/${enc(ref.project)}/volumes`, {
-      json: {
-        name: ref.name,
-        ...(options.from !== undefined ? { from: volumeArg(options.from, ref.project) } : {}),
-        ...(options.fromSnapshot !== undefined ? { from_snapshot: options.fromSnapshot } : {}),
-      },
-    });
+    const body: CreateVolumeBody = {
+      name: ref.name,
+      ...(options.from !== undefined ? { from: volumeArg(options.from, ref.project) } : {}),
+      ...(options.fromSnapshot !== undefined ? { from_snapshot: options.fromSnapshot } : {}),
+    };
+    return this.request('POST', `/v1/projects/${enc(ref.project)}/volumes`, { json: body });
   }
 
   async listVolumes(options: { project?: string } = {}): Promise<Volume[]> {
-    return (await this.request<{ volumes: Volume[] }>('GET', `/v1/projects/${enc(options.project ?? '-')}/volumes`)).volumes;
+    return (await this.request<VolumeList>('GET', `/v1/projects/${enc(options.project ?? '-')}/volumes`)).volumes;
   }
 
   async getVolume(ref: VolumeRef): Promise<Volume> {
@@ -589,11 +598,12 @@ export class RemoteClient implements ZomgService {
   }
 
   async createVolumeSnapshot(ref: VolumeRef, options: CreateSnapshotOptions = {}): Promise<VolumeSnapshot> {
-    return this.request('POST', `${volumePath(ref)}/snapshots`, { json: options });
+    const body: CreateVolumeSnapshotBody = options;
+    return this.request('POST', `${volumePath(ref)}/snapshots`, { json: body });
   }
 
   async listVolumeSnapshots(ref: VolumeRef): Promise<VolumeSnapshot[]> {
-    return (await this.request<{ snapshots: VolumeSnapshot[] }>('GET', `${volumePath(ref)}/snapshots`)).snapshots;
+    return (await this.request<VolumeSnapshotList>('GET', `${volumePath(ref)}/snapshots`)).snapshots;
   }
 
   async restoreVolumeSnapshot(ref: VolumeRef, name: string): Promise<VolumeSnapshot> {
@@ -618,24 +628,24 @@ export class RemoteClient implements ZomgService {
   }
 
   async createBackup(ref: VolumeRef, options: CreateBackupOptions): Promise<VolumeBackup> {
-    return this.request('POST', `${volumePath(ref)}/backups`, { json: { to: options.to, ...(options.name !== undefined ? { name: options.name } : {}) } });
+    const body: CreateBackupBody = { to: options.to, ...(options.name !== undefined ? { name: options.name } : {}) };
+    return this.request('POST', `${volumePath(ref)}/backups`, { json: body });
   }
 
   async listBackups(from: string, options: { project?: string; volume?: string } = {}): Promise<VolumeBackup[]> {
     const q = new URLSearchParams({ from });
     if (options.volume !== undefined) q.set('volume', options.volume);
-    return (await this.request<{ backups: VolumeBackup[] }>('GET', `/v1/projects/${enc(options.project ?? '-')}/backups?${q}`)).backups;
+    return (await this.request<VolumeBackupList>('GET', `/v1/projects/${enc(options.project ?? '-')}/backups?${q}`)).backups;
   }
 
   async restoreBackup(options: RestoreBackupOptions): Promise<Volume> {
-    return this.request('POST', `/v1/projects/${enc(options.to.project)}/backups/restore`, {
-      json: {
-        from: options.from,
-        volume: volumeArg(options.source, options.to.project),
-        ...(options.backup !== undefined ? { backup: options.backup } : {}),
-        to: options.to.name,
-      },
-    });
+    const body: RestoreBackupBody = {
+      from: options.from,
+      volume: volumeArg(options.source, options.to.project),
+      ...(options.backup !== undefined ? { backup: options.backup } : {}),
+      to: options.to.name,
+    };
+    return this.request('POST', `/v1/projects/${enc(options.to.project)}/backups/restore`, { json: body });
   }
 
   async close(): Promise<void> {}

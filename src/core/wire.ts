@@ -9,9 +9,26 @@
 import { type Static, type TSchema, Type } from '@sinclair/typebox';
 import { ERROR_CODES } from './error-codes.js';
 import type { ErrorCode } from './error-codes.js';
+import type { BoxProcess } from './console-protocol.js';
 import type { DiffEntryJson } from './diff.js';
-import type { LifecycleResult } from './service.js';
-import type { BaseConfig, BaseDetails, BaseProvenance, BaseSummary, BaseVersion, Box, Snapshot, DiffStatus, FileDiff, FileSide, InstallOutcome } from './types.js';
+import type { DataMountSpec, LifecycleResult } from './service.js';
+import type {
+  BaseConfig,
+  BaseDetails,
+  BaseProvenance,
+  BaseSummary,
+  BaseVersion,
+  Box,
+  Snapshot,
+  DiffStatus,
+  FileDiff,
+  FileSide,
+  InstallOutcome,
+  Volume,
+  VolumeBackup,
+  VolumeDiffStatus,
+  VolumeSnapshot,
+} from './types.js';
 
 /** The media type of the streamed answers (a build's events, a large diff): newline-delimited JSON. */
 export const NDJSON = 'application/x-ndjson';
@@ -114,7 +131,7 @@ export const CheckpointSchema = Type.Object(
     size_bytes: Nullable(Type.Integer()),
     created_at: Timestamp,
   },
-  { $id: 'Snapshot' },
+  { $id: 'Checkpoint' },
 );
 
 const DiffEntrySchema = Type.Object({
@@ -186,6 +203,86 @@ export const BackgroundExecSchema = Type.Object(
   { $id: 'BackgroundExec' },
 );
 
+const BoxProcessSchema = Type.Object(
+  {
+    pid: Type.Integer({ description: "the pid inside the box's PID namespace" }),
+    ppid: Type.Integer(),
+    user: Type.String({ description: "name from the box's /etc/passwd, else the numeric uid" }),
+    cpu_seconds: Type.Number({ description: 'CPU time (user + system)' }),
+    command: Type.String({ description: 'the command line (or [name] when it has none)' }),
+  },
+  { $id: 'BoxProcess' },
+);
+
+export const ProcessListSchema = Type.Object({ processes: Type.Array(Type.Ref(BoxProcessSchema)) }, { $id: 'ProcessList' });
+export type ProcessList = Static<typeof ProcessListSchema>;
+
+// Data volumes (SPEC §7).
+
+export const VolumeSchema = Type.Object(
+  {
+    id: Type.String(),
+    name: Type.String(),
+    project: Type.String(),
+    ownership: Type.Union([Type.Literal('persistent'), Type.Literal('box_owned')]),
+    delete_with_owner: Type.Boolean({ description: 'true for box-owned volumes: deleted with the owning box' }),
+    owner: Nullable(Type.String({ description: 'the owning box (project:name) of a box-owned volume' })),
+    size_bytes: Nullable(Type.Integer({ description: 'logical bytes as last measured off the hot path; null until measured' })),
+    attached: Type.Array(Type.Object({ box: Type.String(), project: Type.String(), path: Type.String(), read_only: Type.Boolean() }), {
+      description: 'boxes that mount the volume',
+    }),
+    source: Nullable(Type.String({ description: 'what it was cloned from: volume, volume@snapshot, or a backup' })),
+    created_at: Timestamp,
+  },
+  { $id: 'Volume' },
+);
+
+export const VolumeSnapshotSchema = Type.Object(
+  {
+    name: Type.String(),
+    volume: Type.String(),
+    project: Type.String(),
+    description: Type.String(),
+    size_bytes: Nullable(Type.Integer()),
+    created_at: Timestamp,
+  },
+  { $id: 'VolumeSnapshot' },
+);
+
+export const VolumeDiffStatusSchema = Type.Object(
+  {
+    volume: Type.String(),
+    project: Type.String(),
+    against: Type.String(),
+    to: Nullable(Type.String({ description: 'the snapshot compared to; null for the live volume' })),
+    method: Type.Union([Type.Literal('send'), Type.Literal('walk')]),
+    changes: Type.Array(DiffEntrySchema),
+  },
+  { $id: 'VolumeDiffStatus' },
+);
+
+export const VolumeBackupSchema = Type.Object(
+  {
+    name: Type.String(),
+    volume: Type.String(),
+    project: Type.String(),
+    kind: Type.Union([Type.Literal('full'), Type.Literal('incremental')]),
+    parent: Nullable(Type.String({ description: 'the backup this one is incremental against' })),
+    sha256: Type.String({ description: 'of the stream file' }),
+    stream_bytes: Type.Integer(),
+    volume_size_bytes: Nullable(Type.Integer({ description: "the volume's logical size when it was backed up, when known" })),
+    created_at: Timestamp,
+  },
+  { $id: 'VolumeBackup', description: 'a backup as its manifest at the target describes it' },
+);
+
+export const VolumeListSchema = Type.Object({ volumes: Type.Array(Type.Ref(VolumeSchema)) }, { $id: 'VolumeList' });
+export const VolumeSnapshotListSchema = Type.Object({ snapshots: Type.Array(Type.Ref(VolumeSnapshotSchema)) }, { $id: 'VolumeSnapshotList' });
+export const VolumeBackupListSchema = Type.Object({ backups: Type.Array(Type.Ref(VolumeBackupSchema)) }, { $id: 'VolumeBackupList' });
+export type VolumeList = Static<typeof VolumeListSchema>;
+export type VolumeSnapshotList = Static<typeof VolumeSnapshotListSchema>;
+export type VolumeBackupList = Static<typeof VolumeBackupListSchema>;
+
 const NextPageToken = Type.Optional(Type.String({ description: 'pass as page_token for the next page; absent on the last page' }));
 
 export const BoxListSchema = Type.Object({ boxes: Type.Array(Type.Ref(BoxSchema)), next_page_token: NextPageToken }, { $id: 'BoxList' });
@@ -212,12 +309,27 @@ export const SHARED_SCHEMAS = [
   BoxListSchema,
   BaseListSchema,
   CheckpointListSchema,
+  BoxProcessSchema,
+  ProcessListSchema,
+  VolumeSchema,
+  VolumeSnapshotSchema,
+  VolumeDiffStatusSchema,
+  VolumeBackupSchema,
+  VolumeListSchema,
+  VolumeSnapshotListSchema,
+  VolumeBackupListSchema,
 ] as const;
 
 // Request bodies.
 
 const NameString = Type.String({ minLength: 1, description: 'a name: 1-63 of a-z, 0-9, "-", alphanumeric ends, no "--"' });
 const EnvMap = StringMap('environment variables KEY → value (no NUL)');
+
+/** A data volume to mount in a box: `name` (or `project:name`) at an absolute `path`. */
+export const DataMountSpecSchema = Type.Object(
+  { name: Type.String(), path: Type.String(), read_only: Type.Optional(Type.Boolean()) },
+  { additionalProperties: false },
+);
 
 export const CreateBoxBodySchema = Type.Object(
   {
@@ -231,11 +343,7 @@ export const CreateBoxBodySchema = Type.Object(
     memory: Type.Optional(Type.Union([Type.Integer(), Type.String()], { description: 'memory limit in bytes, or e.g. "512m"' })),
     pids: Type.Optional(Type.Union([Type.Integer(), Type.String()], { description: 'limit on the number of processes' })),
     publish: Type.Optional(Type.Array(Type.String(), { description: 'ports to forward: [ip:]host:box[/udp]' })),
-    data_mounts: Type.Optional(
-      Type.Array(Type.Object({ name: Type.String(), path: Type.String(), read_only: Type.Optional(Type.Boolean()) }, { additionalProperties: false }), {
-        description: 'data volumes to mount: name (or project:name) at an absolute path',
-      }),
-    ),
+    data_mounts: Type.Optional(Type.Array(DataMountSpecSchema, { description: 'data volumes to mount: name (or project:name) at an absolute path' })),
   },
   { additionalProperties: false },
 );
@@ -272,6 +380,41 @@ export const CreateCheckpointBodySchema = Type.Object(
 export const SaveBaseBodySchema = Type.Object({ box: NameString, name: NameString }, { additionalProperties: false });
 export const InstallBaseBodySchema = Type.Object({ update: Type.Optional(Type.Boolean()) }, { additionalProperties: false });
 
+// Data volume bodies. Names are checked by core's parsers (ZOMG_INVALID_NAME), not here.
+
+export const CreateVolumeBodySchema = Type.Object(
+  {
+    name: Type.String({ description: 'the new volume' }),
+    from: Type.Optional(Type.String({ description: 'clone this volume (name or project:name), O(1)' })),
+    from_snapshot: Type.Optional(Type.String({ description: 'with from: clone this snapshot of it' })),
+  },
+  { additionalProperties: false },
+);
+export type CreateVolumeBody = Static<typeof CreateVolumeBodySchema>;
+
+export const CreateVolumeSnapshotBodySchema = Type.Object(
+  { name: Type.Optional(Type.String({ description: 'default vN' })), description: Type.Optional(Type.String()) },
+  { additionalProperties: false },
+);
+export type CreateVolumeSnapshotBody = Static<typeof CreateVolumeSnapshotBodySchema>;
+
+export const CreateBackupBodySchema = Type.Object(
+  { to: Type.String({ description: 'the target URL, e.g. file:///srv/backups (a directory on the server)' }), name: Type.Optional(Type.String()) },
+  { additionalProperties: false },
+);
+export type CreateBackupBody = Static<typeof CreateBackupBodySchema>;
+
+export const RestoreBackupBodySchema = Type.Object(
+  {
+    from: Type.String({ description: 'the target URL the backup is read from' }),
+    volume: Type.String({ description: 'the backed-up volume as named at the target: name or project:name' }),
+    backup: Type.Optional(Type.String({ description: 'default: the newest backup of the volume' })),
+    to: Type.String({ description: 'the new volume, in the project of the path' }),
+  },
+  { additionalProperties: false },
+);
+export type RestoreBackupBody = Static<typeof RestoreBackupBodySchema>;
+
 /** Paging: how many to return, and where to go on from. */
 export const PAGE_MAX_RESULTS = 1000;
 export const PageQuery = {
@@ -295,3 +438,9 @@ same<Same<Static<typeof FileSideSchema>, FileSide>>(true);
 same<Same<Static<typeof FileDiffSchema>, FileDiff>>(true);
 same<Same<Static<typeof LifecycleResultSchema>, LifecycleResult>>(true);
 same<Same<Static<typeof InstallOutcomeSchema>, InstallOutcome>>(true);
+same<Same<Static<typeof BoxProcessSchema>, BoxProcess>>(true);
+same<Same<Static<typeof VolumeSchema>, Volume>>(true);
+same<Same<Static<typeof VolumeSnapshotSchema>, VolumeSnapshot>>(true);
+same<Same<Static<typeof VolumeDiffStatusSchema>, VolumeDiffStatus>>(true);
+same<Same<Static<typeof VolumeBackupSchema>, VolumeBackup>>(true);
+same<Same<Static<typeof DataMountSpecSchema>, DataMountSpec>>(true);

@@ -1,10 +1,15 @@
 import assert from 'node:assert/strict';
 import { createReadStream, statSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { Kind } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import { buildServer, registeredRoutes } from '../../src/api/server.js';
 import { RemoteClient } from '../../src/cli/remote.js';
 import { parseBoxName, parseProjectName } from '../../src/core/names.js';
+import { parseVolumeName } from '../../src/core/volumes.js';
 import { type TestEngine, makeTestEngine } from '../helpers/engine.js';
 import { busyboxRootfsTar } from '../helpers/fixtures.js';
 import { isRoot } from '../helpers/pool.js';
@@ -44,9 +49,37 @@ describe('one schema per route: the OpenAPI document and what the serializer kee
     });
     assert.equal(res.statusCode, 201, res.body);
   });
+  let scratch: string | undefined;
   after(async () => {
     await app?.close();
     await t?.cleanup();
+    if (scratch) rmSync(scratch, { recursive: true, force: true });
+  });
+
+  it('gives every route one TypeBox schema: operationId, summary, tags, and a response schema for each status it answers', () => {
+    const routes = registeredRoutes(app);
+    for (const route of routes) {
+      const where = `${route.method} ${route.url}`;
+      const schema = route.schema;
+      assert.ok(schema, `${where}: no schema`);
+      assert.ok(typeof schema.operationId === 'string' && schema.operationId.length > 0, `${where}: no operationId`);
+      assert.ok(typeof schema.summary === 'string' && schema.summary.length > 0, `${where}: no summary`);
+      assert.ok(Array.isArray(schema.tags) && schema.tags.length > 0, `${where}: no tags`);
+      // Plain JSON Schema parts would be validated and typed apart from their TypeBox twins: none is left.
+      for (const part of ['params', 'querystring', 'body', 'headers']) {
+        if (schema[part] !== undefined) assert.ok(Kind in (schema[part] as object), `${where}: ${part} is not a TypeBox schema`);
+      }
+      const response = schema.response as Record<string, object> | undefined;
+      assert.ok(response, `${where}: no response schemas`);
+      const statuses = Object.keys(response);
+      assert.ok(statuses.some((s) => /^(2\d\d|101)$/.test(s)), `${where}: no success response schema (${statuses.join(',')})`);
+      for (const [status, s] of Object.entries(response)) assert.ok(Kind in s, `${where} ${status}: not a TypeBox schema`);
+      const params = [...route.url.matchAll(/:(\w+)/g)].map((m) => m[1] as string);
+      if (params.length > 0) {
+        const declared = Object.keys((schema.params as { properties?: object } | undefined)?.properties ?? {});
+        assert.deepEqual(declared.sort(), [...params].sort(), `${where}: path parameters and the params schema differ`);
+      }
+    }
   });
 
   it('describes every registered route: operationId, summary, tags, its success and error responses, shared components', async () => {
@@ -82,7 +115,7 @@ describe('one schema per route: the OpenAPI document and what the serializer kee
         assert.match(String(op.description), /stdin_end|resize/, `${where}: a WebSocket route must describe its protocol`);
       }
     }
-    for (const name of ['Error', 'Box', 'BaseVersion', 'BaseSummary', 'BaseDetails', 'Snapshot', 'DiffStatus', 'FileDiff', 'LifecycleResult', 'InstallOutcome', 'ExecResult', 'BoxList']) {
+    for (const name of ['Error', 'Box', 'BaseVersion', 'BaseSummary', 'BaseDetails', 'Checkpoint', 'DiffStatus', 'FileDiff', 'LifecycleResult', 'InstallOutcome', 'ExecResult', 'BoxList']) {
       assert.ok(doc.components.schemas[name], `component ${name} is missing`);
     }
     for (const r of refsIn(doc)) {
@@ -159,5 +192,37 @@ describe('one schema per route: the OpenAPI document and what the serializer kee
     assert.deepEqual((await client.listSnapshots(ref, { maxResults: 3 })).map((c) => c.name), all.slice(0, 3));
     assert.deepEqual(await client.listBoxes({ project: 'demo' }), await t.engine.listBoxes({ project: 'demo' }));
     assert.deepEqual(await client.listBases(), await t.engine.listBases());
+  });
+
+  it('keeps every field of Volume, VolumeSnapshot, VolumeDiffStatus, VolumeBackup and BoxProcess, and the remote client reads them as the engine returns them', async () => {
+    const vol = { project: parseProjectName('demo'), name: parseVolumeName('data') };
+    const created = await app.inject({ method: 'POST', url: '/v1/projects/demo/volumes', headers: auth, payload: { name: 'data' } });
+    assert.equal(created.statusCode, 201, created.body);
+    assert.deepEqual(created.json(), await t.engine.getVolume(vol));
+    const snap = await app.inject({ method: 'POST', url: '/v1/projects/demo/volumes/data/snapshots', headers: auth, payload: { description: 'empty' } });
+    assert.equal(snap.statusCode, 201, snap.body);
+    assert.deepEqual([snap.json()], await t.engine.listVolumeSnapshots(vol));
+    const diff = await app.inject({ method: 'GET', url: '/v1/projects/demo/volumes/data/diff', headers: auth });
+    assert.equal(diff.statusCode, 200, diff.body);
+    assert.deepEqual(diff.json(), await t.engine.volumeDiffStatus(vol));
+    scratch = mkdtempSync(join(tmpdir(), 'zomg-schema-backups-'));
+    const backup = await app.inject({ method: 'POST', url: '/v1/projects/demo/volumes/data/backups', headers: auth, payload: { to: `file://${scratch}` } });
+    assert.equal(backup.statusCode, 201, backup.body);
+    assert.deepEqual([backup.json()], await t.engine.listBackups(`file://${scratch}`));
+    for (const field of ['kind', 'parent', 'sha256', 'stream_bytes', 'volume_size_bytes']) assert.ok(field in backup.json(), field);
+
+    const address = app.server.address();
+    const port = typeof address === 'object' && address ? address.port : 0;
+    const client = new RemoteClient(`http://127.0.0.1:${port}`, TOKEN);
+    assert.deepEqual(await client.listVolumes({ project: 'demo' }), await t.engine.listVolumes({ project: 'demo' }));
+    assert.deepEqual(await client.listVolumeSnapshots(vol), await t.engine.listVolumeSnapshots(vol));
+    assert.deepEqual(await client.listBackups(`file://${scratch}`), await t.engine.listBackups(`file://${scratch}`));
+    const processes = await client.listProcesses(ref);
+    assert.ok(processes.length > 0, 'a running box has processes');
+    for (const p of processes) assert.deepEqual(Object.keys(p).sort(), ['command', 'cpu_seconds', 'pid', 'ppid', 'user']);
+    assert.deepEqual(
+      processes.map((p) => p.pid),
+      (await t.engine.listProcesses(ref)).map((p) => p.pid),
+    );
   });
 });

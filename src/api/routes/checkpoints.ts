@@ -15,7 +15,7 @@ export async function checkpointRoutes(app: TypedApp, service: ZomgService, pagi
     base,
     {
       schema: {
-        operationId: 'listSnapshots',
+        operationId: 'listCheckpoints',
         summary: "List a box's checkpoints (snapshots), oldest first, a page at a time",
         tags,
         params: BoxParams,
@@ -38,7 +38,7 @@ export async function checkpointRoutes(app: TypedApp, service: ZomgService, pagi
     base,
     {
       schema: {
-        operationId: 'createSnapshot',
+        operationId: 'createCheckpoint',
         summary: "Snapshot a box's root (named v0, v1, … unless named)",
         tags,
         params: BoxParams,
@@ -59,13 +59,13 @@ export async function checkpointRoutes(app: TypedApp, service: ZomgService, pagi
 
   app.get(
     `${base}/:checkpoint`,
-    { schema: { operationId: 'getSnapshot', summary: 'Get a checkpoint', tags, params: CheckpointParams, response: responses({ 200: Type.Ref(CheckpointSchema) }, 404) } },
+    { schema: { operationId: 'getCheckpoint', summary: 'Get a checkpoint', tags, params: CheckpointParams, response: responses({ 200: Type.Ref(CheckpointSchema) }, 404) } },
     async (request) => service.getSnapshot(boxRef(request.params), request.params.checkpoint),
   );
 
   app.delete(
     `${base}/:checkpoint`,
-    { schema: { operationId: 'deleteSnapshot', summary: 'Delete a checkpoint', tags, params: CheckpointParams, response: responses({ 204: NoContent }, 404, 409) } },
+    { schema: { operationId: 'deleteCheckpoint', summary: 'Delete a checkpoint', tags, params: CheckpointParams, response: responses({ 204: NoContent }, 404, 409) } },
     async (request, reply) => {
       await service.deleteSnapshot(boxRef(request.params), request.params.checkpoint);
       return reply.status(204).send(null);
@@ -77,7 +77,7 @@ export async function checkpointRoutes(app: TypedApp, service: ZomgService, pagi
     {
       preValidation: noBody,
       schema: {
-        operationId: 'restoreSnapshot',
+        operationId: 'restoreCheckpoint',
         summary: "Replace the box's root with the checkpoint, atomically (every checkpoint survives)",
         tags,
         params: CheckpointParams,

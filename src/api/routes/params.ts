@@ -2,15 +2,4 @@
 import { parseBoxName, parseProjectName } from '../../core/names.js';
 import type { BoxRef } from '../../core/refs.js';
 
-export interface BoxParams {
-  project: string;
-  name: string;
-}
-
-export const boxRef = (p: BoxParams): BoxRef => ({ project: parseProjectName(p.project), name: parseBoxName(p.name) });
-
-/** A string, as a plain JSON schema (for routes whose schemas are written out by hand). */
-export const str = { type: 'string' } as const;
-
-/** The `{project, name}` path parameters of a box route, as a plain JSON schema. */
-export const boxParams = { type: 'object', required: ['project', 'name'], properties: { project: str, name: str } } as const;
+export const boxRef = (p: { project: string; name: string }): BoxRef => ({ project: parseProjectName(p.project), name: parseBoxName(p.name) });

@@ -2,22 +2,34 @@
  * `GET …/boxes/{name}/console` (WebSocket: a terminal in the box, core/console-protocol.ts),
  * `GET …/processes` and `GET …/logs?pid=&lines=&follow=` (text, streamed while following).
  */
-import type { FastifyInstance } from 'fastify';
+import { type Static, Type } from '@sinclair/typebox';
 import type { WebSocket } from 'ws';
 import { type ConsoleServerMessage, type TerminalRequest, type TerminalSession, checkTerminalSize } from '../../core/console-protocol.js';
 import { InvalidArgumentError } from '../../core/errors.js';
 import type { ZomgService } from '../../core/service.js';
+import { ProcessListSchema } from '../../core/wire.js';
 import { toErrorBody } from '../errors.js';
-import { type BoxParams, boxParams, boxRef, str } from './params.js';
+import { BoxParams, Streamed, responses } from '../schemas.js';
+import type { TypedApp } from '../typed.js';
+import { boxRef } from './params.js';
 import { streamReply } from './streams.js';
 
-interface ConsoleQuery {
-  command?: string | string[];
-  user?: string;
-  cwd?: string;
-  cols?: string;
-  rows?: string;
-}
+const tags = ['terminals'];
+
+/**
+ * The console request in the query, as the query parser gives it (a value, or a list when
+ * repeated). It is checked by the console protocol's own parser, so a bad one is an error
+ * frame on the socket like a bad first message, not an HTTP answer.
+ */
+const QueryValue = (description: string) => Type.Optional(Type.Union([Type.String(), Type.Array(Type.String())], { description }));
+const ConsoleQuery = Type.Object({
+  command: QueryValue('argv, one value per argument (default: a login shell)'),
+  user: QueryValue('run as this user of the box'),
+  cwd: QueryValue('the working directory'),
+  cols: QueryValue('the terminal width (1-4096); with rows, starts the session without a first message'),
+  rows: QueryValue('the terminal height (1-4096)'),
+});
+type ConsoleQuery = Static<typeof ConsoleQuery>;
 
 const list = (v: string | string[] | undefined): string[] | undefined => (v === undefined ? undefined : Array.isArray(v) ? v : [v]);
 
@@ -59,7 +71,7 @@ function parseRequest(raw: unknown): TerminalRequest {
 }
 
 function fromQuery(q: ConsoleQuery): TerminalRequest {
-  const num = (v: string | undefined): number => (v !== undefined && /^\d{1,6}$/.test(v) ? Number(v) : Number.NaN);
+  const num = (v: string | string[] | undefined): number => (typeof v === 'string' && /^\d{1,6}$/.test(v) ? Number(v) : Number.NaN);
   return parseRequest({
     cols: num(q.cols),
     rows: num(q.rows),
@@ -69,7 +81,7 @@ function fromQuery(q: ConsoleQuery): TerminalRequest {
   });
 }
 
-function consoleSession(socket: WebSocket, service: ZomgService, params: BoxParams, query: ConsoleQuery): void {
+function consoleSession(socket: WebSocket, service: ZomgService, params: Static<typeof BoxParams>, query: ConsoleQuery): void {
   let session: TerminalSession | undefined;
   let starting = false;
   let closed = false;
@@ -142,34 +154,63 @@ function consoleSession(socket: WebSocket, service: ZomgService, params: BoxPara
   }
 }
 
-const logsQuery = {
-  type: 'object',
-  required: ['pid'],
-  additionalProperties: false,
-  properties: { pid: { type: 'integer' }, lines: { type: 'integer', minimum: 0 }, follow: { type: 'boolean' } },
-} as const;
-
-const processSchema = {
-  type: 'object',
-  properties: { pid: { type: 'integer' }, ppid: { type: 'integer' }, user: str, cpu_seconds: { type: 'number' }, command: str },
-} as const;
-
-export async function terminalRoutes(app: FastifyInstance, service: ZomgService): Promise<void> {
+export async function terminalRoutes(app: TypedApp, service: ZomgService): Promise<void> {
   const base = '/v1/projects/:project/boxes/:name';
 
-  app.get<{ Params: BoxParams; Querystring: ConsoleQuery }>(`${base}/console`, { websocket: true, schema: { params: boxParams, hide: true } }, (socket, request) => {
-    consoleSession(socket, service, request.params, request.query);
-  });
+  app.get(
+    `${base}/console`,
+    {
+      websocket: true,
+      schema: {
+        operationId: 'openConsole',
+        summary: 'A terminal in the running box (WebSocket): a login shell, or a command on a pty',
+        description:
+          'WebSocket (core/console-protocol.ts). The request comes in the query or as the first text message `{command?, user?, cwd?, env?, cols, rows}`; then binary frames carry the bytes both ways; the client sends `{"type":"resize","cols":N,"rows":N}` (1–4096) when its window changes; the server ends with `{"type":"exit","exit_code":N}` or `{"type":"error", statusCode, code, message}`.',
+        tags,
+        params: BoxParams,
+        querystring: ConsoleQuery,
+        'x-websocket': true,
+        response: responses({ 101: Type.Null({ description: 'Switching Protocols: the WebSocket session' }) }, 404, 409),
+      },
+    },
+    (socket, request) => {
+      consoleSession(socket, service, request.params, request.query);
+    },
+  );
 
-  app.get<{ Params: BoxParams }>(
+  app.get(
     `${base}/processes`,
-    { schema: { params: boxParams, response: { 200: { type: 'object', properties: { processes: { type: 'array', items: processSchema } } } } } },
+    {
+      schema: {
+        operationId: 'listProcesses',
+        summary: "The running box's processes",
+        tags,
+        params: BoxParams,
+        response: responses({ 200: Type.Ref(ProcessListSchema) }, 404, 409),
+      },
+    },
     async (request) => ({ processes: await service.listProcesses(boxRef(request.params)) }),
   );
 
-  app.get<{ Params: BoxParams; Querystring: { pid: number; lines?: number; follow?: boolean } }>(
+  app.get(
     `${base}/logs`,
-    { schema: { params: boxParams, querystring: logsQuery, produces: ['text/plain'] } },
+    {
+      schema: {
+        operationId: 'readLogs',
+        summary: 'The log of a background exec (text/plain; streams while following)',
+        tags,
+        params: BoxParams,
+        querystring: Type.Object(
+          {
+            pid: Type.Integer({ description: 'the pid `exec` with background: true answered' }),
+            lines: Type.Optional(Type.Integer({ minimum: 0, description: 'only the last lines (default: all)' })),
+            follow: Type.Optional(Type.Boolean({ description: 'keep streaming new output until the process ends' })),
+          },
+          { additionalProperties: false },
+        ),
+        response: responses({ 200: Streamed('text/plain', Type.String({ description: 'the log, as text (streamed while following)' })) }, 404, 409),
+      },
+    },
     async (request, reply) => {
       const ref = boxRef(request.params);
       const { pid, lines, follow } = request.query;

@@ -1,34 +1,62 @@
 /** `/v1/projects/{project}/volumes…` and `…/backups…` — data volumes, their snapshots, diffs and backups (SPEC §7). */
-import type { FastifyInstance } from 'fastify';
+import { Type } from '@sinclair/typebox';
 import { type ProjectName, parseProjectName } from '../../core/names.js';
 import type { ZomgService } from '../../core/service.js';
 import { type VolumeRef, parseVolumeName, parseVolumeRef } from '../../core/volumes.js';
-import { type BoxParams, boxParams, boxRef, str } from './params.js';
+import {
+  BoxSchema,
+  CreateBackupBodySchema,
+  CreateVolumeBodySchema,
+  CreateVolumeSnapshotBodySchema,
+  DataMountSpecSchema,
+  FileDiffSchema,
+  RestoreBackupBodySchema,
+  VolumeBackupListSchema,
+  VolumeBackupSchema,
+  VolumeDiffStatusSchema,
+  VolumeListSchema,
+  VolumeSchema,
+  VolumeSnapshotListSchema,
+  VolumeSnapshotSchema,
+} from '../../core/wire.js';
+import { BoxParams, DataMountParams, NoContent, ProjectOrAllParams, ProjectParams, VolumeParams, VolumeSnapshotParams, responses } from '../schemas.js';
+import type { TypedApp } from '../typed.js';
+import { boxRef } from './params.js';
 
-interface VolParams {
-  project: string;
-  volume: string;
-}
-const volParams = { type: 'object', required: ['project', 'volume'], properties: { project: str, volume: str } } as const;
-const snapParams = { type: 'object', required: ['project', 'volume', 'snapshot'], properties: { project: str, volume: str, snapshot: str } } as const;
-const projectParams = { type: 'object', required: ['project'], properties: { project: str } } as const;
-const volRef = (p: VolParams): VolumeRef => ({ project: parseProjectName(p.project), name: parseVolumeName(p.volume) });
-const dataMount = { type: 'object', required: ['name', 'path'], additionalProperties: false, properties: { name: str, path: str, read_only: { type: 'boolean' } } } as const;
+const tags = ['volumes'];
 
-export async function volumeRoutes(app: FastifyInstance, service: ZomgService): Promise<void> {
+const volRef = (p: { project: string; volume: string }): VolumeRef => ({ project: parseProjectName(p.project), name: parseVolumeName(p.volume) });
+
+export async function volumeRoutes(app: TypedApp, service: ZomgService): Promise<void> {
   const base = '/v1/projects/:project/volumes';
 
-  app.get<{ Params: { project: string } }>(base, { schema: { params: projectParams } }, async (request) => {
-    const { project } = request.params;
-    return { volumes: await service.listVolumes(project === '-' ? {} : { project: parseProjectName(project) }) };
-  });
-
-  app.post<{ Params: { project: string }; Body: { name: string; from?: string; from_snapshot?: string } }>(
+  app.get(
     base,
     {
       schema: {
-        params: projectParams,
-        body: { type: 'object', required: ['name'], additionalProperties: false, properties: { name: str, from: str, from_snapshot: str } },
+        operationId: 'listVolumes',
+        summary: 'The data volumes of a project (project "-" = every project)',
+        tags,
+        params: ProjectOrAllParams,
+        response: responses({ 200: Type.Ref(VolumeListSchema) }),
+      },
+    },
+    async (request) => {
+      const { project } = request.params;
+      return { volumes: await service.listVolumes(project === '-' ? {} : { project: parseProjectName(project) }) };
+    },
+  );
+
+  app.post(
+    base,
+    {
+      schema: {
+        operationId: 'createVolume',
+        summary: 'Create a data volume (empty, or an O(1) clone of another or of its snapshot)',
+        tags,
+        params: ProjectParams,
+        body: CreateVolumeBodySchema,
+        response: responses({ 201: Type.Ref(VolumeSchema) }, 404, 409, 507),
       },
     },
     async (request, reply) => {
@@ -45,23 +73,58 @@ export async function volumeRoutes(app: FastifyInstance, service: ZomgService): 
     },
   );
 
-  app.get<{ Params: VolParams }>(`${base}/:volume`, { schema: { params: volParams } }, async (request) => service.getVolume(volRef(request.params)));
+  app.get(
+    `${base}/:volume`,
+    { schema: { operationId: 'getVolume', summary: 'One data volume', tags, params: VolumeParams, response: responses({ 200: Type.Ref(VolumeSchema) }, 404) } },
+    async (request) => service.getVolume(volRef(request.params)),
+  );
 
-  app.delete<{ Params: VolParams }>(`${base}/:volume`, { schema: { params: volParams } }, async (request, reply) => {
-    await service.deleteVolume(volRef(request.params));
-    return reply.status(204).send();
-  });
+  app.delete(
+    `${base}/:volume`,
+    {
+      schema: {
+        operationId: 'deleteVolume',
+        summary: 'Delete a data volume (refused while mounted)',
+        tags,
+        params: VolumeParams,
+        response: responses({ 204: NoContent }, 404, 409),
+      },
+    },
+    async (request, reply) => {
+      await service.deleteVolume(volRef(request.params));
+      return reply.status(204).send(null);
+    },
+  );
 
   // snapshots
-  app.get<{ Params: VolParams }>(`${base}/:volume/snapshots`, { schema: { params: volParams } }, async (request) => ({
-    snapshots: await service.listVolumeSnapshots(volRef(request.params)),
-  }));
-
-  app.post<{ Params: VolParams; Body: { name?: string; description?: string } | undefined }>(
+  app.get(
     `${base}/:volume/snapshots`,
-    { schema: { params: volParams, body: { type: 'object', additionalProperties: false, properties: { name: str, description: str } } } },
+    {
+      schema: {
+        operationId: 'listVolumeSnapshots',
+        summary: 'The snapshots of a data volume, oldest first',
+        tags,
+        params: VolumeParams,
+        response: responses({ 200: Type.Ref(VolumeSnapshotListSchema) }, 404),
+      },
+    },
+    async (request) => ({ snapshots: await service.listVolumeSnapshots(volRef(request.params)) }),
+  );
+
+  app.post(
+    `${base}/:volume/snapshots`,
+    {
+      schema: {
+        operationId: 'createVolumeSnapshot',
+        summary: 'A read-only snapshot of a data volume (vN unless named)',
+        tags,
+        params: VolumeParams,
+        body: CreateVolumeSnapshotBodySchema,
+        response: responses({ 201: Type.Ref(VolumeSnapshotSchema) }, 404, 409, 507),
+      },
+    },
     async (request, reply) => {
-      const body = request.body ?? {};
+      const body = request.body;
       const snap = await service.createVolumeSnapshot(volRef(request.params), {
         ...(body.name !== undefined ? { name: body.name } : {}),
         ...(body.description !== undefined ? { description: body.description } : {}),
@@ -70,19 +133,56 @@ export async function volumeRoutes(app: FastifyInstance, service: ZomgService): 
     },
   );
 
-  app.delete<{ Params: VolParams & { snapshot: string } }>(`${base}/:volume/snapshots/:snapshot`, { schema: { params: snapParams } }, async (request, reply) => {
-    await service.deleteVolumeSnapshot(volRef(request.params), request.params.snapshot);
-    return reply.status(204).send();
-  });
+  app.delete(
+    `${base}/:volume/snapshots/:snapshot`,
+    {
+      schema: {
+        operationId: 'deleteVolumeSnapshot',
+        summary: 'Delete a snapshot of a data volume',
+        tags,
+        params: VolumeSnapshotParams,
+        response: responses({ 204: NoContent }, 404, 409),
+      },
+    },
+    async (request, reply) => {
+      await service.deleteVolumeSnapshot(volRef(request.params), request.params.snapshot);
+      return reply.status(204).send(null);
+    },
+  );
 
-  app.post<{ Params: VolParams & { snapshot: string } }>(`${base}/:volume/snapshots/:snapshot/restore`, { schema: { params: snapParams } }, async (request) =>
-    service.restoreVolumeSnapshot(volRef(request.params), request.params.snapshot),
+  app.post(
+    `${base}/:volume/snapshots/:snapshot/restore`,
+    {
+      schema: {
+        operationId: 'restoreVolumeSnapshot',
+        summary: 'Replace a data volume with its snapshot, atomically',
+        tags,
+        params: VolumeSnapshotParams,
+        response: responses({ 200: Type.Ref(VolumeSnapshotSchema) }, 404, 409, 507),
+      },
+    },
+    async (request) => service.restoreVolumeSnapshot(volRef(request.params), request.params.snapshot),
   );
 
   // diffs
-  app.get<{ Params: VolParams; Querystring: { against?: string; to?: string } }>(
+  app.get(
     `${base}/:volume/diff`,
-    { schema: { params: volParams, querystring: { type: 'object', additionalProperties: false, properties: { against: str, to: str } } } },
+    {
+      schema: {
+        operationId: 'diffVolume',
+        summary: 'What changed in a data volume since a snapshot (default: the latest)',
+        tags,
+        params: VolumeParams,
+        querystring: Type.Object(
+          {
+            against: Type.Optional(Type.String({ description: 'the snapshot to compare against' })),
+            to: Type.Optional(Type.String({ description: 'compare to this snapshot instead of the live volume' })),
+          },
+          { additionalProperties: false },
+        ),
+        response: responses({ 200: Type.Ref(VolumeDiffStatusSchema) }, 404, 409),
+      },
+    },
     async (request) =>
       service.volumeDiffStatus(volRef(request.params), {
         ...(request.query.against !== undefined ? { against: request.query.against } : {}),
@@ -90,25 +190,64 @@ export async function volumeRoutes(app: FastifyInstance, service: ZomgService): 
       }),
   );
 
-  app.get<{ Params: VolParams; Querystring: { path: string; against?: string } }>(
+  app.get(
     `${base}/:volume/diff/file`,
-    { schema: { params: volParams, querystring: { type: 'object', required: ['path'], additionalProperties: false, properties: { path: str, against: str } } } },
+    {
+      schema: {
+        operationId: 'diffVolumeFile',
+        summary: 'How one file of a data volume changed since a snapshot',
+        tags,
+        params: VolumeParams,
+        querystring: Type.Object(
+          {
+            path: Type.String({ description: 'an absolute path inside the volume' }),
+            against: Type.Optional(Type.String({ description: 'the snapshot to compare against' })),
+          },
+          { additionalProperties: false },
+        ),
+        response: responses({ 200: Type.Ref(FileDiffSchema) }, 404, 409, 413),
+      },
+    },
     async (request) => service.volumeDiffFile(volRef(request.params), request.query.path, request.query.against !== undefined ? { against: request.query.against } : {}),
   );
 
   // backups (file:// targets are directories on the server's host)
-  app.post<{ Params: VolParams; Body: { to: string; name?: string } }>(
+  app.post(
     `${base}/:volume/backups`,
-    { schema: { params: volParams, body: { type: 'object', required: ['to'], additionalProperties: false, properties: { to: str, name: str } } } },
+    {
+      schema: {
+        operationId: 'createVolumeBackup',
+        summary: 'Back a data volume up to a target (full, then incremental)',
+        tags,
+        params: VolumeParams,
+        body: CreateBackupBodySchema,
+        response: responses({ 201: Type.Ref(VolumeBackupSchema) }, 404, 409, 507),
+      },
+    },
     async (request, reply) => {
       const backup = await service.createBackup(volRef(request.params), { to: request.body.to, ...(request.body.name !== undefined ? { name: request.body.name } : {}) });
       return reply.status(201).send(backup);
     },
   );
 
-  app.get<{ Params: { project: string }; Querystring: { from: string; volume?: string } }>(
+  app.get(
     '/v1/projects/:project/backups',
-    { schema: { params: projectParams, querystring: { type: 'object', required: ['from'], additionalProperties: false, properties: { from: str, volume: str } } } },
+    {
+      schema: {
+        operationId: 'listVolumeBackups',
+        summary: 'The backups at a target, read from its manifests (project "-" = every project)',
+        tags,
+        params: ProjectOrAllParams,
+        querystring: Type.Object(
+          {
+            from: Type.String({ description: 'the target URL, e.g. file:///srv/backups' }),
+            volume: Type.Optional(Type.String({ description: 'only the backups of this volume' })),
+          },
+          { additionalProperties: false },
+        ),
+        response: responses({ 200: Type.Ref(VolumeBackupListSchema) }, 404, 422),
+      },
+    },
     async (request) => {
       const { project } = request.params;
       return {
@@ -120,12 +259,16 @@ export async function volumeRoutes(app: FastifyInstance, service: ZomgService): 
     },
   );
 
-  app.post<{ Params: { project: string }; Body: { from: string; volume: string; backup?: string; to: string } }>(
+  app.post(
     '/v1/projects/:project/backups/restore',
     {
       schema: {
-        params: projectParams,
-        body: { type: 'object', required: ['from', 'volume', 'to'], additionalProperties: false, properties: { from: str, volume: str, backup: str, to: str } },
+        operationId: 'restoreVolumeBackup',
+        summary: 'Restore a backup chain into a new data volume (verified by sha256)',
+        tags,
+        params: ProjectParams,
+        body: RestoreBackupBodySchema,
+        response: responses({ 201: Type.Ref(VolumeSchema) }, 404, 409, 422, 507),
       },
     },
     async (request, reply) => {
@@ -142,18 +285,32 @@ export async function volumeRoutes(app: FastifyInstance, service: ZomgService): 
   );
 
   // attach / detach on a box
-  app.post<{ Params: BoxParams; Body: { name: string; path: string; read_only?: boolean } }>(
+  app.post(
     '/v1/projects/:project/boxes/:name/data-mounts',
-    { schema: { params: boxParams, body: dataMount } },
+    {
+      schema: {
+        operationId: 'attachVolume',
+        summary: 'Mount a data volume in a stopped box',
+        tags,
+        params: BoxParams,
+        body: DataMountSpecSchema,
+        response: responses({ 200: Type.Ref(BoxSchema) }, 404, 409),
+      },
+    },
     async (request) => service.attachVolume(boxRef(request.params), request.body),
   );
 
-  app.delete<{ Params: BoxParams & { volume: string } }>(
+  app.delete(
     '/v1/projects/:project/boxes/:name/data-mounts/:volume',
-    { schema: { params: { type: 'object', required: ['project', 'name', 'volume'], properties: { project: str, name: str, volume: str } } } },
+    {
+      schema: {
+        operationId: 'detachVolume',
+        summary: 'Unmount a data volume from a stopped box',
+        tags,
+        params: DataMountParams,
+        response: responses({ 200: Type.Ref(BoxSchema) }, 404, 409),
+      },
+    },
     async (request) => service.detachVolume(boxRef(request.params), request.params.volume),
   );
 }
-
-/** The JSON schema of a box's `data_mounts` in a create body. */
-export const dataMountsSchema = { type: 'array', items: dataMount } as const;

@@ -68,7 +68,7 @@ case "${1:-}" in
   test)
     setup
     echo "==> lint + typecheck"
-    npx eslint .
+    npm run --silent lint
     npx tsc -p tsconfig.json --noEmit
     echo "==> tests"
     node --test --test-concurrency=1 dist/tests/

@@ -9,9 +9,8 @@ import { Readable } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { BoxRef } from '../core/refs.js';
 import type { DiffStatusOptions, ZomgService } from '../core/service.js';
+import { NDJSON } from '../core/wire.js';
 import { toErrorBody } from './errors.js';
-
-export const NDJSON = 'application/x-ndjson';
 
 /** True when the client asked for NDJSON. */
 export const wantsNdjson = (request: FastifyRequest): boolean => (request.headers.accept ?? '').includes(NDJSON);

@@ -8,6 +8,7 @@ import { performance } from 'node:perf_hooks';
 import { ConflictError, InvalidArgumentError } from '../core/errors.js';
 import type { ZomgService } from '../core/service.js';
 import { atomicWriteFile, isErrno } from '../system/fs.js';
+import { isLoopbackHost } from '../core/net.js';
 import { allowedHosts } from './origin.js';
 import { buildServer } from './server.js';
 
@@ -22,8 +23,6 @@ export function parseListen(value: string): ListenAddress {
   if (!m || port > 65535) throw new InvalidArgumentError(`invalid listen address "${value}": expected host:port, e.g. 127.0.0.1:7070`);
   return { host: (m[1] ?? m[2]) as string, port };
 }
-
-export const isLoopback = (host: string): boolean => host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
 
 /**
  * The server's token: read from the state directory, or created (0600) on first start. A
@@ -109,7 +108,7 @@ export interface ServeOptions {
  * The last line of defence of a long-running server: an error that escaped every handler
  * (a bug) is logged and the server keeps answering everyone else. Returns the uninstaller.
  */
-export function installProcessGuard(log: (line: string) => void): () => void {
+function installProcessGuard(log: (line: string) => void): () => void {
   const onError = (kind: string) => (err: unknown): void => {
     const detail = err instanceof Error ? (err.stack ?? err.message) : String(err);
     log(`zomg serve: ${kind} (the server keeps running): ${detail}`);
@@ -126,7 +125,7 @@ export function installProcessGuard(log: (line: string) => void): () => void {
 
 export async function serve(options: ServeOptions): Promise<{ close(): Promise<void>; url: string }> {
   const addr = parseListen(options.listen);
-  if (options.noAuth && !isLoopback(addr.host)) {
+  if (options.noAuth && !isLoopbackHost(addr.host)) {
     throw new InvalidArgumentError(`refusing to listen on ${addr.host} without a token: only loopback addresses may run with --no-auth`);
   }
   let token: string | null = null;

@@ -62,7 +62,7 @@ export const registeredRoutes = (app: FastifyInstance): RegisteredRoute[] => [..
 const PUBLIC = new Set(['/v1/health', '/v1/openapi.json']);
 
 /** Largest WebSocket frame (the exec request, a chunk of stdin). */
-export const WS_MAX_PAYLOAD_BYTES = 8 * 1024 * 1024;
+const WS_MAX_PAYLOAD_BYTES = 8 * 1024 * 1024;
 
 function tokenMatches(header: string | undefined, token: string): boolean {
   if (!header?.startsWith('Bearer ')) return false;

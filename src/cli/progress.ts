@@ -20,7 +20,7 @@ export type ProgressMode = 'tty' | 'plain' | 'off';
 
 const FRAMES = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
 
-export const elapsed = (ms: number): string => {
+const elapsed = (ms: number): string => {
   const s = Math.floor(ms / 1000);
   return s < 60 ? `${s}s` : `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
 };

@@ -1,13 +1,13 @@
 /** The remote client: the same ZomgService, over the HTTP API. */
-import { randomBytes } from 'node:crypto';
-import { createReadStream, statSync } from 'node:fs';
-import { copyFile, mkdtemp, rm } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { isAbsolute, join, relative, resolve } from 'node:path';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { PassThrough, Readable, Transform, type Writable } from 'node:stream';
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import { InvalidArgumentError, RemoteError, ToolError, ZomgError, errorFromWire } from '../core/errors.js';
+import type { IncomingMessage } from 'node:http';
+import { RemoteError, ToolError, ZomgError, errorFromWire } from '../core/errors.js';
 import { parseBaseName } from '../core/names.js';
 import { CHANNEL_STDERR, type ServerMessage } from '../core/exec-protocol.js';
 import type { BoxProcess, ConsoleServerMessage, CopyToBoxOptions, ReadLogsOptions, TerminalRequest, TerminalSession } from '../core/console-protocol.js';
@@ -31,7 +31,7 @@ import type {
 } from '../core/service.js';
 import { aliasOfVersion } from '../core/versions.js';
 import type { BaseDetails, BaseSummary, BaseVersion, Box, Snapshot, DiffStatus, FileDiff, InstallOutcome } from '../core/types.js';
-import { type BaseList, type BoxList, type CheckpointList, type CreateBoxBody, PAGE_MAX_RESULTS } from '../core/wire.js';
+import { type BaseList, type BoxList, type CheckpointList, type CreateBoxBody, NDJSON, PAGE_MAX_RESULTS } from '../core/wire.js';
 import type {
   CreateBackupBody,
   CreateVolumeBody,
@@ -42,7 +42,9 @@ import type {
   VolumeList,
   VolumeSnapshotList,
 } from '../core/wire.js';
+import { regularFileSize } from '../system/fs.js';
 import { CommandError, run } from '../system/run.js';
+import { dockerfileInUpload, locateBuildContext } from '../engine/build-context.js';
 import type { WebSocket as WebSocketClient } from 'ws';
 import type { CreateBackupOptions, CreateVolumeOptions, DataMountSpec, RestoreBackupOptions } from '../core/service.js';
 import type { Volume, VolumeBackup, VolumeDiffStatus, VolumeSnapshot } from '../core/types.js';
@@ -62,15 +64,6 @@ function wireError(status: number, body: { code?: unknown; message?: unknown; hi
   });
 }
 
-function isFile(path: string, kind: 'file' | 'directory'): boolean {
-  try {
-    const st = statSync(path);
-    return kind === 'file' ? st.isFile() : st.isDirectory();
-  } catch {
-    return false;
-  }
-}
-
 interface PackedContext {
   stream: Readable;
   /** The Dockerfile's path inside the tar. */
@@ -81,35 +74,19 @@ interface PackedContext {
 }
 
 /**
- * The build context as a tar stream for the server, with the same checks and messages as a
- * local build. A Dockerfile outside the context travels inside it under a reserved name,
- * which the server takes out again (docker's client does the same).
+ * The build context as a tar stream for the server. It is located and checked by the same
+ * code as a local build (engine/build-context.ts), so a bad context fails here with the same
+ * code and message; the server checks the upload itself. A Dockerfile outside the context
+ * travels inside it under a reserved name, which the server takes out again.
  */
 async function packContext(contextArg: string, dockerfileArg: string | undefined, signal: AbortSignal): Promise<PackedContext> {
-  const shown = dockerfileArg ?? join(contextArg, 'Dockerfile');
-  const context = resolve(contextArg);
-  const dockerfile = resolve(shown);
-  if (!isFile(dockerfile, 'file')) {
-    throw new InvalidArgumentError(`no Dockerfile: "${shown}" does not exist or is not a file`, {
-      code: 'ZOMG_NO_DOCKERFILE',
-      hint: 'run in a directory with a Dockerfile, or pass -f <Dockerfile>',
-    });
-  }
-  if (!isFile(context, 'directory')) {
-    throw new InvalidArgumentError(`the build context "${contextArg}" is not a directory or does not exist`, {
-      code: 'ZOMG_NO_BUILD_CONTEXT',
-      hint: 'pass the directory to build from (default: the current directory)',
-    });
-  }
-  const rel = relative(context, dockerfile);
-  const inside = rel !== '' && !rel.startsWith('..') && !isAbsolute(rel);
+  const located = await locateBuildContext(contextArg, dockerfileArg);
+  const { name, detached } = dockerfileInUpload(located);
   let aside: string | undefined;
-  const args = ['-c', '-f', '-', '-C', context, '.'];
-  let name = rel;
-  if (!inside) {
-    name = `.zomg-dockerfile-${randomBytes(8).toString('hex')}`;
+  const args = ['-c', '-f', '-', '-C', located.context, '.'];
+  if (detached) {
     aside = await mkdtemp(join(tmpdir(), 'zomg-context-'));
-    await copyFile(dockerfile, join(aside, name));
+    await writeFile(join(aside, name), located.script);
     args.push('-C', aside, name);
   }
   const stream = new PassThrough({ highWaterMark: 1 << 20 });
@@ -142,6 +119,25 @@ function parseAnswer(text: string): unknown {
   }
 }
 
+/**
+ * The server's error from a failed answer: its status and its body text, which is the JSON
+ * error `{code, message, hint?}` or, from something in between (a proxy), anything at all.
+ */
+function answerError(status: number, text: string): ZomgError {
+  const data = parseAnswer(text);
+  return wireError(status, typeof data === 'object' && data !== null ? (data as Record<string, unknown>) : {});
+}
+
+/** The error of a refused WebSocket upgrade (401, 404…), from the HTTP answer the server sent instead. */
+function upgradeError(res: IncomingMessage): Promise<ZomgError> {
+  return new Promise((resolve) => {
+    let text = '';
+    res.on('data', (c: Buffer) => (text += c.toString()));
+    res.on('end', () => resolve(answerError(res.statusCode ?? 500, text)));
+    res.on('error', () => resolve(answerError(res.statusCode ?? 500, text)));
+  });
+}
+
 const boxPath = (ref: BoxRef): string => `/v1/projects/${enc(ref.project)}/boxes/${enc(ref.name)}`;
 const volumePath = (ref: VolumeRef): string => `/v1/projects/${enc(ref.project)}/volumes/${enc(ref.name)}`;
 const volumeArg = (ref: VolumeRef, project: string): string => (ref.project === project ? ref.name : `${ref.project}:${ref.name}`);
@@ -169,8 +165,8 @@ export class RemoteClient implements ZomgService {
       throw new ToolError('ZOMG_UNREACHABLE', `cannot reach the zomg API at ${this.url}`, { cause: err, hint: 'is `zomg serve` running there?' });
     }
     const text = await res.text();
+    if (!res.ok) throw answerError(res.status, text);
     const data = parseAnswer(text);
-    if (!res.ok) throw wireError(res.status, (data ?? {}) as Record<string, unknown>);
     if (data === undefined && text.length > 0) throw new ToolError('ZOMG_UNREACHABLE', `the server at ${this.url} did not answer with JSON`, { hint: 'is this URL a zomg API?' });
     return data as T;
   }
@@ -255,19 +251,7 @@ export class RemoteClient implements ZomgService {
         io.stdin?.pause();
         fn();
       };
-      socket.on('unexpected-response', (_req, res) => {
-        let text = '';
-        res.on('data', (c: Buffer) => (text += c.toString()));
-        res.on('end', () => {
-          let body: Record<string, unknown> = {};
-          try {
-            body = JSON.parse(text) as Record<string, unknown>;
-          } catch {
-            /* not JSON */
-          }
-          finish(() => reject(wireError(res.statusCode ?? 500, body)));
-        });
-      });
+      socket.on('unexpected-response', (_req, res) => void upgradeError(res).then((err) => finish(() => reject(err))));
       socket.on('error', (err) => finish(() => reject(new ToolError('ZOMG_UNREACHABLE', `cannot reach the zomg API at ${this.url}`, { cause: err }))));
       socket.on('open', () => {
         socket.send(JSON.stringify(request));
@@ -300,19 +284,7 @@ export class RemoteClient implements ZomgService {
     const socket = new WebSocket(`${this.url.replace(/^http/, 'ws')}${path}`, { headers: this.token ? { authorization: `Bearer ${this.token}` } : {} });
     return new Promise((resolve, reject) => {
       socket.once('open', () => resolve(socket));
-      socket.once('unexpected-response', (_req, res) => {
-        let text = '';
-        res.on('data', (c: Buffer) => (text += c.toString()));
-        res.on('end', () => {
-          let body: Record<string, unknown> = {};
-          try {
-            body = JSON.parse(text) as Record<string, unknown>;
-          } catch {
-            /* not JSON */
-          }
-          reject(errorFromWire(res.statusCode ?? 500, body));
-        });
-      });
+      socket.once('unexpected-response', (_req, res) => void upgradeError(res).then(reject));
       socket.once('error', (err) => reject(new ToolError('ZOMG_UNREACHABLE', `cannot reach the zomg API at ${this.url}`, { cause: err, hint: 'is `zomg serve` running there?' })));
     });
   }
@@ -329,10 +301,11 @@ export class RemoteClient implements ZomgService {
           for (const l of listeners) l(data);
           return;
         }
-        const msg = JSON.parse(data.toString('utf8')) as ConsoleServerMessage;
+        const msg = parseAnswer(data.toString('utf8')) as ConsoleServerMessage | undefined;
         settled = true;
-        if (msg.type === 'exit') resolve(msg.exit_code);
-        else reject(errorFromWire(msg.statusCode, msg));
+        if (msg?.type === 'exit') resolve(msg.exit_code);
+        else if (msg?.type === 'error') reject(wireError(msg.statusCode, msg));
+        else reject(new ToolError('ZOMG_CONSOLE_INTERRUPTED', 'the server sent a message this client does not understand'));
       });
       socket.on('error', () => undefined);
       socket.on('close', () => {
@@ -365,16 +338,7 @@ export class RemoteClient implements ZomgService {
       if (signal?.aborted) return;
       throw new ToolError('ZOMG_UNREACHABLE', `cannot reach the zomg API at ${this.url}`, { cause: err, hint: 'is `zomg serve` running there?' });
     }
-    if (!res.ok) {
-      const text = await res.text();
-      let body: Record<string, unknown> = {};
-      try {
-        body = JSON.parse(text) as Record<string, unknown>;
-      } catch {
-        /* not JSON */
-      }
-      throw errorFromWire(res.status, body);
-    }
+    if (!res.ok) throw answerError(res.status, await res.text());
     if (!res.body) return;
     try {
       for await (const chunk of Readable.fromWeb(res.body as Parameters<typeof Readable.fromWeb>[0])) {
@@ -419,14 +383,7 @@ export class RemoteClient implements ZomgService {
     let stream: Readable;
     let total = options.totalBytes;
     if (typeof source === 'string') {
-      let st;
-      try {
-        st = statSync(source);
-      } catch {
-        throw new InvalidArgumentError(`file "${source}" does not exist`, { code: 'ZOMG_FILE_NOT_FOUND' });
-      }
-      if (!st.isFile()) throw new InvalidArgumentError(`"${source}" is not a regular file`, { code: 'ZOMG_NOT_A_FILE' });
-      total = st.size;
+      total = regularFileSize(source);
       stream = createReadStream(source);
     } else stream = source;
     if (options.onProgress && total !== undefined) {
@@ -490,7 +447,7 @@ export class RemoteClient implements ZomgService {
       tarError = err;
       stopFetch.abort();
     });
-    const headers: Record<string, string> = { 'content-type': 'application/x-tar', accept: 'application/x-ndjson, application/json' };
+    const headers: Record<string, string> = { 'content-type': 'application/x-tar', accept: `${NDJSON}, application/json` };
     if (this.token) headers.authorization = `Bearer ${this.token}`;
     try {
       options.onProgress?.({ phase: 'upload' });
@@ -510,10 +467,11 @@ export class RemoteClient implements ZomgService {
         if (options.signal?.aborted) throw err;
         throw new ToolError('ZOMG_UNREACHABLE', `cannot reach the zomg API at ${this.url}`, { cause: err, hint: 'is `zomg serve` running there?' });
       }
-      if (!(res.headers.get('content-type') ?? '').includes('application/x-ndjson')) {
+      if (!(res.headers.get('content-type') ?? '').includes(NDJSON)) {
         const text = await res.text();
-        const data: unknown = text.length > 0 ? JSON.parse(text) : undefined;
-        if (!res.ok) throw wireError(res.status, (data ?? {}) as Record<string, unknown>);
+        if (!res.ok) throw answerError(res.status, text);
+        const data = parseAnswer(text);
+        if (data === undefined) throw new ToolError('ZOMG_UNREACHABLE', `the server at ${this.url} did not answer with JSON`, { hint: 'is this URL a zomg API?' });
         return data as BaseVersion;
       }
       if (!res.body) throw new ToolError('ZOMG_BUILD_INTERRUPTED', 'the server sent no build output');
@@ -579,7 +537,7 @@ export class RemoteClient implements ZomgService {
     const q = new URLSearchParams();
     if (options.against !== undefined) q.set('against', options.against);
     if (options.to !== undefined) q.set('to', options.to);
-    const headers: Record<string, string> = { accept: 'application/x-ndjson' };
+    const headers: Record<string, string> = { accept: NDJSON };
     if (this.token) headers.authorization = `Bearer ${this.token}`;
     let res: Response;
     try {
@@ -587,10 +545,7 @@ export class RemoteClient implements ZomgService {
     } catch (err) {
       throw new ToolError('ZOMG_UNREACHABLE', `cannot reach the zomg API at ${this.url}`, { cause: err, hint: 'is `zomg serve` running there?' });
     }
-    if (!res.ok || !res.body) {
-      const text = await res.text();
-      throw errorFromWire(res.status, (text.length > 0 ? JSON.parse(text) : {}) as Record<string, unknown>);
-    }
+    if (!res.ok || !res.body) throw answerError(res.status, await res.text());
     let first = true;
     const lines = createInterface({ input: Readable.fromWeb(res.body as Parameters<typeof Readable.fromWeb>[0]), crlfDelay: Infinity });
     for await (const line of lines) {
@@ -598,7 +553,7 @@ export class RemoteClient implements ZomgService {
       const value = JSON.parse(line) as Record<string, unknown>;
       if (value.error !== undefined) {
         const body = value.error as Record<string, unknown>;
-        throw errorFromWire(typeof body.statusCode === 'number' ? body.statusCode : 500, body);
+        throw wireError(typeof body.statusCode === 'number' ? body.statusCode : 500, body);
       }
       if (first) await sink.head(value as unknown as DiffStatusHead);
       else await sink.change(value as unknown as DiffEntryJson);

@@ -7,6 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { InvalidArgumentError, UsageError } from '../core/errors.js';
 import { type ProjectName, parseProjectName } from '../core/names.js';
+import { isLoopbackHost } from '../core/net.js';
 import { projectFromDirName } from '../core/refs.js';
 
 export interface GlobalFlags {
@@ -22,7 +23,7 @@ export interface GlobalFlags {
 
 export type Target = { mode: 'local'; stateDir: string } | { mode: 'remote'; url: string; token: string | undefined };
 
-export const DEFAULT_STATE_DIR = '/var/lib/zomg';
+const DEFAULT_STATE_DIR = '/var/lib/zomg';
 
 export const stateDirOf = (flags: GlobalFlags, env: NodeJS.ProcessEnv): string => resolve(flags.stateDir ?? env.ZOMG_HOME ?? DEFAULT_STATE_DIR);
 
@@ -47,7 +48,7 @@ export function resolveTarget(flags: GlobalFlags, env: NodeJS.ProcessEnv): Targe
       throw new UsageError(`invalid API URL "${url}"`, { hint: 'pass a URL like http://127.0.0.1:7070 (--url, ZOMG_URL or a profile)' });
     }
     // The local server's token file is offered only to a server on this machine, never elsewhere.
-    const local = fallback && (host === 'localhost' || host === '::1' || /^127\./.test(host)) ? localToken(stateDir) : undefined;
+    const local = fallback && isLoopbackHost(host) ? localToken(stateDir) : undefined;
     return { mode: 'remote', url: url.replace(/\/+$/, ''), token: token ?? explicitToken ?? local };
   };
   if (flags.url) return remote(flags.url, undefined, true);

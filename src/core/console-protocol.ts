@@ -41,14 +41,13 @@ export interface TerminalSession {
   readonly exited: Promise<number>;
 }
 
-export type ConsoleClientControl = { type: 'resize'; cols: number; rows: number };
 export type ConsoleServerMessage =
   | { type: 'exit'; exit_code: number }
   | { type: 'error'; statusCode: number; code: string; message: string; hint?: string };
 
 /** Bounds of a window size: what a real terminal can be, with room to spare. */
-export const TERMINAL_MAX_COLS = 4096;
-export const TERMINAL_MAX_ROWS = 4096;
+const TERMINAL_MAX_COLS = 4096;
+const TERMINAL_MAX_ROWS = 4096;
 export const TERMINAL_DEFAULT = { cols: 80, rows: 24 } as const;
 
 /** Refuses a window size no terminal has (0, negative, fractional, absurdly large). */

@@ -121,6 +121,21 @@ export const baseNotFound = (ref: string): NotFoundError =>
 export const snapshotNotFound = (box: string, name: string): NotFoundError =>
   new NotFoundError('ZOMG_SNAPSHOT_NOT_FOUND', `snapshot ${quote(name)} of box "${box}" not found`, { hint: `run \`zomg snapshot list ${box}\`` });
 
+/**
+ * The one wording of a path that does not exist: on this machine (a bad argument,
+ * `ZOMG_FILE_NOT_FOUND`) or in a box (`ZOMG_PATH_NOT_FOUND`). `what: 'directory'` names
+ * the directory something was to be copied into.
+ */
+export function fileNotFound(path: string, options: { where?: 'host' | 'box'; what?: 'file' | 'directory'; cause?: unknown } = {}): ZomgError {
+  const { where = 'host', what = 'file', cause } = options;
+  const message = `${what === 'directory' ? 'no such directory' : 'no such file or directory'}${where === 'box' ? ' in the box' : ''}: ${quote(path)}`;
+  const hint = what === 'directory' ? 'create it first, or copy to an existing directory' : where === 'box' ? 'check the path with `zomg exec <box> -- ls -la <dir>`' : 'check the path';
+  const withCause = cause === undefined ? {} : { cause };
+  return where === 'box'
+    ? new NotFoundError('ZOMG_PATH_NOT_FOUND', message, { hint, ...withCause })
+    : new InvalidArgumentError(message, { code: 'ZOMG_FILE_NOT_FOUND', hint, ...withCause });
+}
+
 /** HTTP status for each error kind — the one table (SPEC §9). */
 export const HTTP_STATUS: Record<ErrorKind, number> = {
   invalid: 400,
@@ -163,7 +178,7 @@ export function rewordError(err: ZomgError, message: string): ZomgError {
 }
 
 /** The kind for an HTTP status; an unknown 5xx (and 500 itself) is `internal`, an unknown 4xx `invalid`. */
-export function kindOfStatus(status: number): ErrorKind {
+function kindOfStatus(status: number): ErrorKind {
   if (status === 500) return 'internal';
   const kind = (Object.keys(HTTP_STATUS) as ErrorKind[]).find((k) => HTTP_STATUS[k] === status);
   return kind ?? (status >= 500 ? 'internal' : 'invalid');

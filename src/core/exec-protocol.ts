@@ -16,8 +16,6 @@ export type ServerMessage =
   | { type: 'exit'; exit_code: number }
   | { type: 'error'; statusCode: number; code: string; message: string; hint?: string };
 
-export type ClientControl = { type: 'stdin_end' };
-
 /** The protocol as the OpenAPI document describes it (the `x-websocket` operation). */
 export const EXEC_PROTOCOL_DESCRIPTION = [
   'A WebSocket (upgrade with GET; same bearer token). The path parameters are checked before the upgrade: a bad name or a missing box',

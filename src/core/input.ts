@@ -12,7 +12,7 @@ export { QUOTE_MAX, quote } from './quote.js';
 import { quote } from './quote.js';
 
 /** Longest path accepted (Linux PATH_MAX). */
-export const PATH_MAX = 4096;
+const PATH_MAX = 4096;
 
 // C0 controls and DEL. Tab and newline are kept apart: they mean something in text.
 // eslint-disable-next-line no-control-regex

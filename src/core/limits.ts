@@ -7,10 +7,10 @@ import { InvalidArgumentError } from './errors.js';
 import type { BoxConfig, PortForward } from './types.js';
 
 /** Below this a box cannot even run a shell and apt reliably; docker's floor is 6 MiB. */
-export const MIN_MEMORY_BYTES = 16 * 1024 * 1024;
-export const MAX_CPUS = 1024;
-export const MIN_PIDS = 8;
-export const MAX_PIDS = 4_194_304;
+const MIN_MEMORY_BYTES = 16 * 1024 * 1024;
+const MAX_CPUS = 1024;
+const MIN_PIDS = 8;
+const MAX_PIDS = 4_194_304;
 
 /** What a box without any option gets: the default profile, no limits, no published port. */
 export const DEFAULT_BOX_CONFIG: BoxConfig = { privileged: false, cpus: null, memory_bytes: null, pids: null, publish: [] };

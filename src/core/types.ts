@@ -8,7 +8,7 @@ import type { DataMount } from './volumes.js';
 
 export type { DataMount } from './volumes.js';
 
-export type BoxStatus = 'running' | 'stopped' | 'created';
+type BoxStatus = 'running' | 'stopped' | 'created';
 
 export interface Box {
   id: string;
@@ -126,7 +126,7 @@ export interface DiffStatus {
   changes: DiffEntryJson[];
 }
 
-export type FileDiffStatus = 'added' | 'deleted' | 'modified' | 'unchanged';
+type FileDiffStatus = 'added' | 'deleted' | 'modified' | 'unchanged';
 
 export interface FileSide {
   type: 'file' | 'symlink';

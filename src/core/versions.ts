@@ -7,7 +7,7 @@ import { InvalidArgumentError } from './errors.js';
 
 const STAMP = /-v(\d{14})$/;
 
-export function versionStamp(date: Date): string {
+function versionStamp(date: Date): string {
   const iso = date.toISOString(); // 2026-11-24T09:30:00.000Z
   return iso.slice(0, 19).replace(/[-:T]/g, '');
 }

@@ -35,7 +35,7 @@ export interface DataMount {
 }
 
 /** Mount paths that belong to zomg or the kernel: a volume never goes there or below. */
-export const RESERVED_MOUNT_PREFIXES = ['/proc', '/sys', '/dev', '/box', '/home'] as const;
+const RESERVED_MOUNT_PREFIXES = ['/proc', '/sys', '/dev', '/box', '/home'] as const;
 
 const within = (path: string, prefix: string): boolean => path === prefix || path.startsWith(`${prefix}/`);
 

@@ -30,6 +30,9 @@ import type {
   VolumeSnapshot,
 } from './types.js';
 
+/** The media type of the streamed answers (a build's events, a large diff): newline-delimited JSON. */
+export const NDJSON = 'application/x-ndjson';
+
 const Nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()]);
 const StringMap = (description: string) => Type.Record(Type.String(), Type.String(), { description });
 const Timestamp = Type.String({ format: 'date-time', description: 'RFC 3339, UTC' });
@@ -109,7 +112,7 @@ export const BaseVersionSchema = Type.Object(
   { $id: 'BaseVersion' },
 );
 
-export const BaseSummarySchema = Type.Object(
+const BaseSummarySchema = Type.Object(
   { name: Type.String(), latest_version: Type.String(), size_bytes: Nullable(Type.Integer()), created_at: Timestamp },
   { $id: 'BaseSummary' },
 );
@@ -200,7 +203,7 @@ export const BackgroundExecSchema = Type.Object(
   { $id: 'BackgroundExec' },
 );
 
-export const BoxProcessSchema = Type.Object(
+const BoxProcessSchema = Type.Object(
   {
     pid: Type.Integer({ description: "the pid inside the box's PID namespace" }),
     ppid: Type.Integer(),
@@ -364,7 +367,6 @@ export const ExecBodySchema = Type.Object(
   },
   { additionalProperties: false },
 );
-export type ExecBody = Static<typeof ExecBodySchema>;
 
 /** The first message of the streaming exec WebSocket: the exec body without the buffered-only fields. */
 export const ExecStreamRequestSchema = Type.Omit(ExecBodySchema, ['stdin', 'background'], { additionalProperties: false });

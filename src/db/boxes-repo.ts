@@ -1,4 +1,7 @@
-/** Rows of boxes and checkpoints ↔ core types. A UNIQUE violation becomes a ConflictError here (ZOMG_BOX_EXISTS, ZOMG_SNAPSHOT_EXISTS). */
+/**
+ * Boxes (BoxesRepo) and their snapshots (SnapshotsRepo, the `checkpoints` table) ↔ core types.
+ * A UNIQUE violation becomes a ConflictError here (ZOMG_BOX_EXISTS, ZOMG_SNAPSHOT_EXISTS).
+ */
 import { ConflictError } from '../core/errors.js';
 import { boxConfigFromJson } from '../core/limits.js';
 import type { Box } from '../core/types.js';

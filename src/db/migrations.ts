@@ -90,4 +90,9 @@ export const migrations: readonly string[] = [
     PRIMARY KEY (volume_id, target)
   );
   `,
+  // 4: pending_paths (migration 1) was never used: staged subvolumes are found by their
+  // names under staging/ and the pid in them (storage/layout.ts), not by rows.
+  `
+  DROP TABLE IF EXISTS pending_paths;
+  `,
 ];

@@ -3,7 +3,7 @@ import { ConflictError } from '../core/errors.js';
 
 const UNIQUE_CODES = new Set(['SQLITE_CONSTRAINT_UNIQUE', 'SQLITE_CONSTRAINT_PRIMARYKEY']);
 
-export const isUniqueViolation = (err: unknown): boolean =>
+const isUniqueViolation = (err: unknown): boolean =>
   err instanceof Error && UNIQUE_CODES.has((err as Error & { code?: unknown }).code as string);
 
 /** Runs `insert`; a uniqueness violation becomes `conflict()` (with the SQLite error as its cause), anything else is rethrown. */

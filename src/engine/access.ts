@@ -17,7 +17,7 @@ export const MUTATIONS_LOCK = 'mutations';
 /** How long a mutation waits for a busy box (a restore or a long diff holds it). */
 export const BOX_LOCK_TIMEOUT_MS = 120_000;
 /** How long a mutation waits for the bases lock (a clone, a commit). */
-export const BASES_LOCK_TIMEOUT_MS = 120_000;
+const BASES_LOCK_TIMEOUT_MS = 120_000;
 
 export const boxLockKey = (ref: { project: string; name: string }): string => `box-${ref.project}-${ref.name}`;
 export const boxLabel = (ref: { project: string; name: string }): string => `box "${ref.project}:${ref.name}"`;

@@ -8,7 +8,7 @@ import { ConflictError, InvalidArgumentError, NotFoundError, PoolFullError, Tool
 import { parseBaseName } from '../core/names.js';
 import type { ImportBaseOptions, InstallBaseOptions } from '../core/service.js';
 import type { BaseDetails, BaseSummary, BaseVersion, InstallOutcome } from '../core/types.js';
-import { isErrno } from '../system/fs.js';
+import { isErrno, regularFileSize } from '../system/fs.js';
 import { Reverter } from '../system/reverter.js';
 import { CommandError, isNoSpace, run } from '../system/run.js';
 import { baseId, mutation, withBases } from './access.js';
@@ -42,22 +42,11 @@ export function inspectBase(ctx: EngineContext, name: string, options: { tag?: s
   return { name, latest_version: latest, versions };
 }
 
-function checkImportSource(source: string | Readable): void {
-  if (typeof source !== 'string') return;
-  let st;
-  try {
-    st = statSync(source);
-  } catch (err) {
-    if (isErrno(err, 'ENOENT')) throw new InvalidArgumentError(`file "${source}" does not exist`, { code: 'ZOMG_FILE_NOT_FOUND' });
-    throw err;
-  }
-  if (!st.isFile()) throw new InvalidArgumentError(`"${source}" is not a regular file`, { code: 'ZOMG_NOT_A_FILE', hint: 'pass a rootfs tarball (.tar, .tar.gz, .tar.zst or .tar.xz)' });
-}
 
 /** Imports a rootfs tarball as a new version of `name` (on top of `parent` when given). */
 export async function importBase(ctx: EngineContext, name: string, source: string | Readable, options: ImportBaseOptions = {}): Promise<BaseVersion> {
   parseBaseName(name);
-  checkImportSource(source);
+  if (typeof source === 'string') regularFileSize(source);
   const parent = options.parent !== undefined ? resolveBase(ctx, options.parent) : undefined;
   const totalBytes = options.totalBytes ?? (typeof source === 'string' ? statSync(source).size : undefined);
   return mutation(ctx, () => new Reverter().run(async (r) => {
@@ -89,7 +78,7 @@ function maintainedScript(ctx: EngineContext, name: string): { path: string; tex
   }
 }
 
-export function listMaintained(ctx: EngineContext): string[] {
+function listMaintained(ctx: EngineContext): string[] {
   try {
     return readdirNames(ctx.maintainedBasesDir).filter((n) => existsSync(join(ctx.maintainedBasesDir, n, 'build.sh')));
   } catch {

@@ -18,7 +18,7 @@ import { checkMountSpecs, deleteOwnedVolumes, forkDataMounts, requireMountedVolu
 import { checkMountSet } from '../core/volumes.js';
 import type { DataMount } from '../core/types.js';
 
-export const DEFAULT_BASE = 'box-base';
+const DEFAULT_BASE = 'box-base';
 
 function validateMaps(options: CreateBoxOptions): { tags: Record<string, string>; environment: Record<string, string> } {
   const tags: Record<string, string> = {};
@@ -133,10 +133,10 @@ export async function deleteBox(ctx: EngineContext, ref: BoxRef): Promise<void> 
   await withBox(ctx, ref, async ({ row, root, runtime }) => {
     await stopRow(ctx, row);
     await ctx.runtime.remove(runtime);
-    const checkpoints = ctx.snapshots.list(row.id);
+    const snapshots = ctx.snapshots.list(row.id);
     transaction(ctx.db, () => ctx.boxes.delete(row.id));
     await ctx.fault('delete:row-deleted');
-    for (const cp of checkpoints) await ctx.pool.delete(snapshotId(row, cp.name));
+    for (const s of snapshots) await ctx.pool.delete(snapshotId(row, s.name));
     await ctx.pool.delete(root);
     await deleteOwnedVolumes(ctx, row.id);
   });

@@ -17,11 +17,11 @@
  */
 import { nodeCrypto, randomHex } from '../system/builtins.js';
 import { mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
-import { mkdtemp, readFile, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, posix, resolve } from 'node:path';
+import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { ConflictError, InvalidArgumentError, PoolFullError, ZomgError, rewordError } from '../core/errors.js';
+import { ConflictError, PoolFullError, ZomgError, rewordError } from '../core/errors.js';
 import { parseBaseName } from '../core/names.js';
 import type { BoxRef } from '../core/refs.js';
 import type { BuildBaseOptions } from '../core/service.js';
@@ -35,19 +35,13 @@ import { CommandError } from '../system/run.js';
 import type { DetectBuilderOptions } from '../storage/builders.js';
 import { podmanStoreOf } from '../storage/layout.js';
 import { mutation, withBox } from './access.js';
+import { type LocatedContext, isDetachedDockerfile, locateBuildContext, noDockerfile, readDockerfile, uploadedDockerfile } from './build-context.js';
 import type { EngineContext } from './context.js';
 import { commitVersion, placeStaged } from './versions.js';
 
 /** The lock every build takes (builds are serialized per state directory, hence per store). */
-export const BUILD_LOCK = 'builds';
+const BUILD_LOCK = 'builds';
 const BUILD_LOCK_TIMEOUT_MS = 60 * 60_000;
-
-/**
- * The name a remote CLI gives a Dockerfile from outside its context when it adds it to the
- * uploaded context (docker's client does the same); the server takes it out again before
- * building, so the context is what it is locally.
- */
-export const DETACHED_DOCKERFILE = /^\.zomg-dockerfile-[0-9a-f]{8,32}$/;
 
 /** zomg's own podman store for the pool at `poolRoot`: on the pool, never the host's. */
 export function podmanStoreFor(poolRoot: string, runroot?: string): DetectBuilderOptions {
@@ -61,7 +55,7 @@ export function podmanStoreFor(poolRoot: string, runroot?: string): DetectBuilde
   };
 }
 
-export const podmanStore = (ctx: EngineContext): DetectBuilderOptions => podmanStoreFor(ctx.pool.root, ctx.options.podmanRunroot);
+const podmanStore = (ctx: EngineContext): DetectBuilderOptions => podmanStoreFor(ctx.pool.root, ctx.options.podmanRunroot);
 
 // --- build markers --------------------------------------------------------------------
 
@@ -143,49 +137,6 @@ export async function pruneStaleBuilds(ctx: EngineContext): Promise<number> {
 
 // --- build ----------------------------------------------------------------------------
 
-const noDockerfile = (shown: string): InvalidArgumentError =>
-  new InvalidArgumentError(`no Dockerfile: "${shown}" does not exist or is not a file`, {
-    code: 'ZOMG_NO_DOCKERFILE',
-    hint: 'run in a directory with a Dockerfile, or pass -f <Dockerfile>',
-  });
-
-async function readDockerfile(path: string, shown: string): Promise<string> {
-  try {
-    return await readFile(path, 'utf8');
-  } catch (err) {
-    if (isErrno(err, 'ENOENT', 'ENOTDIR', 'EISDIR')) throw noDockerfile(shown);
-    throw err;
-  }
-}
-
-async function requireContext(path: string, shown: string): Promise<void> {
-  try {
-    if ((await stat(path)).isDirectory()) return;
-  } catch (err) {
-    if (!isErrno(err, 'ENOENT', 'ENOTDIR')) throw err;
-  }
-  throw new InvalidArgumentError(`the build context "${shown}" is not a directory or does not exist`, {
-    code: 'ZOMG_NO_BUILD_CONTEXT',
-    hint: 'pass the directory to build from (default: the current directory)',
-  });
-}
-
-/** A relative path inside an uploaded context: no absolute path, no `..`. */
-function contextRelative(value: string): string {
-  const normalized = posix.normalize(value);
-  if (value === '' || posix.isAbsolute(value) || normalized === '..' || normalized.startsWith('../')) {
-    throw new InvalidArgumentError(`the Dockerfile "${value}" must be a relative path inside the uploaded context`, { code: 'ZOMG_INVALID_ARGUMENT' });
-  }
-  return normalized;
-}
-
-interface Located {
-  context: string;
-  dockerfile: string;
-  /** The Dockerfile as the user named it (never a host path of the server). */
-  shown: string;
-}
-
 /**
  * Builds the Dockerfile into a new version of `name` (see the file comment). The context is
  * a local directory or an uploaded tar stream, extracted into a staging subvolume first.
@@ -195,20 +146,12 @@ export async function buildBase(ctx: EngineContext, name: string, options: Build
   options.signal?.throwIfAborted();
   const source = options.context;
   if (source !== undefined && typeof source !== 'string') return buildUploaded(ctx, name, source, options);
-  const contextArg = source ?? '.';
-  const located: Located = {
-    context: resolve(contextArg),
-    dockerfile: resolve(options.dockerfile ?? join(contextArg, 'Dockerfile')),
-    shown: options.dockerfile ?? join(contextArg, 'Dockerfile'),
-  };
-  // The Dockerfile first: its absence is the likeliest mistake and needs no engine to report.
-  const script = await readDockerfile(located.dockerfile, located.shown);
-  await requireContext(located.context, contextArg);
-  return buildLocated(ctx, name, located, script, options);
+  const located = await locateBuildContext(source ?? '.', options.dockerfile);
+  return buildLocated(ctx, name, located, options);
 }
 
 async function buildUploaded(ctx: EngineContext, name: string, upload: Readable, options: BuildBaseOptions): Promise<BaseVersion> {
-  const rel = contextRelative(options.dockerfile ?? 'Dockerfile');
+  const rel = uploadedDockerfile(options.dockerfile ?? 'Dockerfile');
   // A staging subvolume, so a crash leaves nothing the reconciler does not remove.
   const contextId = ctx.pool.newStaging('context');
   await ctx.pool.create(contextId);
@@ -224,13 +167,13 @@ async function buildUploaded(ctx: EngineContext, name: string, upload: Readable,
     if (!resolved.stat?.isFile()) throw noDockerfile(rel);
     let dockerfile = resolved.hostPath;
     const script = await readDockerfile(dockerfile, rel);
-    if (DETACHED_DOCKERFILE.test(rel)) {
+    if (isDetachedDockerfile(rel)) {
       aside = await mkdtemp(join(tmpdir(), 'zomg-dockerfile-'));
       dockerfile = join(aside, 'Dockerfile');
       await writeFile(dockerfile, script);
       await unlink(join(context, rel)); // the name itself (a top-level entry), never a link's target
     }
-    const version = await buildLocated(ctx, name, { context, dockerfile, shown: rel }, script, options);
+    const version = await buildLocated(ctx, name, { context, dockerfile, shown: rel, script }, options);
     failed = false;
     return version;
   } finally {
@@ -244,7 +187,8 @@ async function buildUploaded(ctx: EngineContext, name: string, upload: Readable,
   }
 }
 
-async function buildLocated(ctx: EngineContext, name: string, at: Located, script: string, options: BuildBaseOptions): Promise<BaseVersion> {
+async function buildLocated(ctx: EngineContext, name: string, at: LocatedContext, options: BuildBaseOptions): Promise<BaseVersion> {
+  const script = at.script;
   const sha = nodeCrypto().createHash('sha256').update(script).digest('hex');
   const progress = options.onProgress;
   const signal = options.signal;

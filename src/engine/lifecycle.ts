@@ -5,6 +5,7 @@
  */
 import { BOX_MOUNTS } from '../core/box-layout.js';
 import { ConflictError } from '../core/errors.js';
+import { DEFAULT_LISTEN } from '../core/net.js';
 import type { BoxRef } from '../core/refs.js';
 import type { Box } from '../core/types.js';
 import type { BoxRow } from '../db/boxes-repo.js';
@@ -56,7 +57,7 @@ export async function startRow(ctx: EngineContext, row: BoxRow): Promise<void> {
   await ctx.runtime.start({
     ...runtimeBox(ctx, row),
     hostname: `${row.name}.${row.project}`,
-    env: boxEnvironment({ project: row.project, box: row.name, apiUrl: ctx.options.apiUrl ?? 'http://127.0.0.1:7070', user }),
+    env: boxEnvironment({ project: row.project, box: row.name, apiUrl: ctx.options.apiUrl ?? `http://${DEFAULT_LISTEN}`, user }),
     volumes: [...(await systemVolumes(ctx, row.project)), ...dataVolumesOf(ctx, row)],
     config: row.config,
     fault: (step) => ctx.fault(step),
@@ -68,7 +69,7 @@ export async function stopRow(ctx: EngineContext, row: BoxRow): Promise<boolean>
   return (await ctx.runtime.stop(runtimeBox(ctx, row))) === 'stopped';
 }
 
-export const stoppedError = (row: { project: string; name: string }): ConflictError =>
+const stoppedError = (row: { project: string; name: string }): ConflictError =>
   new ConflictError('ZOMG_BOX_STOPPED', `box "${row.project}:${row.name}" is stopped`, { hint: `start it with \`zomg resume ${row.project}:${row.name}\`` });
 
 /** The runtime says "not running" when a stop raced a command: the same error as a stopped box. */

@@ -1,4 +1,9 @@
-/** Running boxes: stop, resume and exec, through the runtime. */
+/**
+ * Running boxes, through the BoxRuntime (runtime/runtime.ts): stop and resume (under the
+ * box's lock, withBox), and exec — streamed, or detached in the background (`--bg`). An exec
+ * takes no lock: it needs a running box, and a stopped one is ZOMG_BOX_STOPPED. EnterGuard
+ * (engine/enter-guard.ts) tells the entry program's own failure from the command's.
+ */
 import type { Readable, Writable } from 'node:stream';
 import { ToolError } from '../core/errors.js';
 import { checkExecInput } from '../core/input.js';

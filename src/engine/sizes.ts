@@ -34,7 +34,7 @@ export function scheduleSizes(ctx: EngineContext): void {
 }
 
 /** True when some size is still missing. */
-export function sizesPending(ctx: EngineContext): boolean {
+function sizesPending(ctx: EngineContext): boolean {
   return ctx.bases.versionsWithoutSize().length > 0 || ctx.snapshots.withoutSize().length > 0 || volumeSizesPending(ctx);
 }
 

@@ -1,7 +1,7 @@
 /**
  * Box snapshots ("checkpoints" in the API): read-only snapshots of a box root, taken
  * straight into their final place (a read-only subvolume cannot change directory). Restore
- * swaps roots atomically (Pool.swap): a writable snapshot of the checkpoint is built in
+ * swaps roots atomically (Pool.swap): a writable clone of the snapshot is built in
  * staging → the live root is renamed aside → the new root is renamed into place → commit →
  * the old root is deleted.
  */
@@ -38,7 +38,7 @@ const toSnapshot = (box: BoxRow, row: SnapshotRow): Snapshot => ({
 export async function createSnapshot(ctx: EngineContext, ref: BoxRef, options: CreateSnapshotOptions = {}): Promise<Snapshot> {
   const requested = options.name !== undefined ? parseSnapshotName(options.name) : undefined;
   if (options.description !== undefined) checkText(options.description, 'description', 'text');
-  const checkpoint = await withBox(ctx, ref, async ({ row: box, root }) => {
+  const snapshot = await withBox(ctx, ref, async ({ row: box, root }) => {
     const existing = ctx.snapshots.list(box.id).map((c) => c.name);
     const name = requested ?? nextSnapshotName(existing);
     const dest = snapshotId(box, name);
@@ -55,7 +55,7 @@ export async function createSnapshot(ctx: EngineContext, ref: BoxRef, options: C
     });
   });
   scheduleSizes(ctx);
-  return checkpoint;
+  return snapshot;
 }
 
 export function listSnapshots(ctx: EngineContext, ref: BoxRef): Snapshot[] {
@@ -69,9 +69,9 @@ export function getSnapshot(ctx: EngineContext, ref: BoxRef, name: string): Snap
 }
 
 /**
- * Replaces the box root with a writable clone of the checkpoint. Afterwards the root is
- * exactly the checkpoint, or — after a failure at any step — exactly what it was. Every
- * checkpoint survives, so the box can go back and forward again.
+ * Replaces the box root with a writable clone of the snapshot. Afterwards the root is
+ * exactly the snapshot, or — after a failure at any step — exactly what it was. Every
+ * snapshot survives, so the box can go back and forward again.
  */
 export async function restoreSnapshot(ctx: EngineContext, ref: BoxRef, name: string): Promise<Snapshot> {
   return withBox(ctx, ref, async ({ row: box, root }) => {
@@ -82,7 +82,7 @@ export async function restoreSnapshot(ctx: EngineContext, ref: BoxRef, name: str
     let failure: unknown;
     let aside: string | undefined;
     try {
-      // The new root is built whole in staging first (a checkpoint may hold nested
+      // The new root is built whole in staging first (a snapshot may hold nested
       // subvolumes, placed one by one), then two renames swap it in.
       aside = await new Reverter().run(async (r) => {
         const staged = ctx.pool.newStaging(`restore-${box.id}`);

@@ -20,7 +20,7 @@ import { asStopped, baseConfigOf, runningRow } from './lifecycle.js';
  * A login shell, whichever the box has: `bash -l` where bash is installed, else `sh -l`.
  * Decided in the box (its PATH, its files), so a symlink or a PATH entry counts as it does there.
  */
-export const LOGIN_SHELL = ['/bin/sh', '-c', 'if command -v bash >/dev/null 2>&1; then exec bash -l; fi; exec sh -l'];
+const LOGIN_SHELL = ['/bin/sh', '-c', 'if command -v bash >/dev/null 2>&1; then exec bash -l; fi; exec sh -l'];
 
 /** The largest pid Linux hands out (pid_max's ceiling). */
 const PID_MAX = 4_194_304;
@@ -105,7 +105,7 @@ export async function listProcesses(ctx: EngineContext, ref: BoxRef): Promise<Bo
   }
 }
 
-export function checkPid(pid: number): number {
+function checkPid(pid: number): number {
   if (!Number.isInteger(pid) || pid < 1 || pid > PID_MAX) {
     throw new InvalidArgumentError(`invalid pid "${String(pid)}"`, { code: 'ZOMG_INVALID_PID', hint: 'pass the pid `zomg exec --bg` printed' });
   }

@@ -47,7 +47,7 @@ export function withVolume<T>(ctx: EngineContext, ref: VolumeRef, fn: (row: Volu
 }
 
 /** The volume a box's data mount names (`name` in the box's project, or `project:name`). */
-export const mountRef = (mount: { name: string }, boxProject: string): VolumeRef => parseVolumeRef(mount.name, boxProject as ProjectName);
+const mountRef = (mount: { name: string }, boxProject: string): VolumeRef => parseVolumeRef(mount.name, boxProject as ProjectName);
 
 /** Boxes that mount the volume, with where and how. */
 export function attachmentsOf(ctx: EngineContext, volume: { project: string; name: string }): Array<{ box: BoxRow; mount: DataMount }> {

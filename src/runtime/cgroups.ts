@@ -31,16 +31,16 @@ export interface CgroupLimits {
   pids: number | null;
 }
 
-export type CgroupMode = 'v2' | 'v1';
+type CgroupMode = 'v2' | 'v1';
 
-export function cgroupMode(): CgroupMode | undefined {
+function cgroupMode(): CgroupMode | undefined {
   if (existsSync(join(ROOT, 'cgroup.controllers'))) return 'v2';
   if (existsSync(join(ROOT, 'memory')) && existsSync(join(ROOT, 'pids'))) return 'v1';
   return undefined;
 }
 
 /** The box's cgroup directories (one in v2, one per controller in v1). */
-export function cgroupDirs(id: string, mode: CgroupMode): string[] {
+function cgroupDirs(id: string, mode: CgroupMode): string[] {
   return mode === 'v2' ? [join(ROOT, GROUP, id)] : ['cpu', 'memory', 'pids'].map((c) => join(ROOT, c, GROUP, id));
 }
 

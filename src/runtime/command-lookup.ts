@@ -10,7 +10,7 @@ import { PassThrough, Stream, Writable } from 'node:stream';
 import { resolveInRoot } from '../system/rootpath.js';
 import type { ExecHandle, ExecStdio } from './sandbox.js';
 
-export const COMMAND_NOT_FOUND_EXIT = 127;
+const COMMAND_NOT_FOUND_EXIT = 127;
 
 /** Whether `command` names something in the box that exec could run (a directory cannot be). */
 export function commandExists(boxRoot: string, command: string, path: string, cwd: string): boolean {

@@ -17,7 +17,7 @@ import { ensureDirInRoot, resolveInRoot } from './rootfs.js';
 /** PATH for processes in a box unless the box's environment sets its own. */
 export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
-export const BOXES_ENV_PATH = '/etc/boxes-env';
+const BOXES_ENV_PATH = '/etc/boxes-env';
 const HOOK_MARKER = '# zomg: box environment';
 const HOOK = `if [ -r ${BOXES_ENV_PATH} ]; then . ${BOXES_ENV_PATH}; fi ${HOOK_MARKER}\n`;
 
@@ -47,7 +47,7 @@ export function checkEnvKeys(env: Record<string, string>): void {
 }
 
 /** POSIX single-quoting: safe for any byte string in sh, bash and busybox ash. */
-export function shellQuote(value: string): string {
+function shellQuote(value: string): string {
   return `'${value.replaceAll("'", `'\\''`)}'`;
 }
 

@@ -22,12 +22,12 @@ import type { PortForward } from '../core/types.js';
 import { childProcess, nodeDgram, nodeNet } from '../system/builtins.js';
 import { atomicWriteFile, isErrno } from '../system/fs.js';
 import { run } from '../system/run.js';
-import { readProcStat } from './procfs.js';
+import { readProcStat } from '../system/procfs.js';
 
 const NET_RECORD = 'net.json';
 const NET_LOG = 'net.log';
 const API_SOCKET = 'slirp.sock';
-export const BOX_DNS = '10.0.2.3';
+const BOX_DNS = '10.0.2.3';
 const READY_TIMEOUT_MS = 10_000;
 
 interface NetRecord {

@@ -14,7 +14,7 @@
 import { existsSync, statSync } from 'node:fs';
 
 /** Capability numbers (linux/capability.h) of the default profile. */
-export const DEFAULT_CAPS: Readonly<Record<string, number>> = {
+const DEFAULT_CAPS: Readonly<Record<string, number>> = {
   CAP_CHOWN: 0,
   CAP_DAC_OVERRIDE: 1,
   CAP_FOWNER: 3,

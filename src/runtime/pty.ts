@@ -1,26 +1,25 @@
 /**
- * Terminals in a running box: the same `nsenter …` command as `execInBox`, started on a
- * pseudo-terminal (node-pty: forkpty, setsid and the pty as controlling terminal) instead
- * of pipes.
+ * Terminals in a running box: the same entry command as `execInBox` (zomg-enter, or
+ * `nsenter` for a box started by an older zomg), started on a pseudo-terminal (node-pty:
+ * forkpty, setsid and the pty as controlling terminal) instead of pipes.
  *
  * The terminal the command gets must be one of the box's own ptys: the box has its own
  * devpts instance at /dev/pts, and a host pty there is "not a tty" to `tty`, `ssh`, `sudo`
  * (ttyname finds no /dev/pts/N for it). node-pty can only open the host's /dev/ptmx, so a
  * small relay (RELAY below, python3 on the host) opens the box's `…/dev/pts/ptmx` through
- * `/proc/<init>/root`, unlocks it, makes its slave the controlling terminal of `nsenter …`
- * and copies bytes between the two ptys, the host one in raw mode; a window size set on the
- * host pty is copied on SIGWINCH. Without python3 the command gets the host pty directly
- * (everything works but ttyname). The inner line discipline does the rest, as on any
- * terminal: Ctrl-C, Ctrl-Z and Ctrl-\ arrive as bytes and become
- * does the rest, as on any terminal: Ctrl-C, Ctrl-Z and Ctrl-\ arrive as bytes and become
- * SIGINT, SIGTSTP and SIGQUIT for the terminal's foreground process group (a shell's job in
- * the box, not the shell nor nsenter); Ctrl-D is end-of-file for a reader in canonical mode;
- * a resize is TIOCSWINSZ on the master, which sends SIGWINCH to the foreground group.
+ * `/proc/<init>/root`, unlocks it, makes its slave the controlling terminal of the entry
+ * command and copies bytes between the two ptys, the host one in raw mode; a window size set
+ * on the host pty is copied on SIGWINCH. Without python3 the command gets the host pty
+ * directly (everything works but ttyname). The inner line discipline does the rest, as on
+ * any terminal: Ctrl-C, Ctrl-Z and Ctrl-\ arrive as bytes and become SIGINT, SIGTSTP and
+ * SIGQUIT for the terminal's foreground process group (a shell's job in the box, not the
+ * shell nor the entry program); Ctrl-D is end-of-file for a reader in canonical mode; a
+ * resize is TIOCSWINSZ on the master, which sends SIGWINCH to the foreground group.
  *
- * Hang-up (`close`): SIGHUP to nsenter (the session leader) and to the command, then the
- * master is closed — what the kernel does when an ssh connection drops. A box that stops
- * kills the command; nsenter then ends with the same signal and the session's `exited`
- * settles with 128+9.
+ * Hang-up (`close`): SIGHUP to the entry program (the session leader) and to the command,
+ * then the master is closed — what the kernel does when an ssh connection drops. A box that
+ * stops kills the command; the entry program then ends with the same signal and the
+ * session's `exited` settles with 128+9.
  */
 import type * as NodePty from '@lydell/node-pty';
 import { accessSync, constants as fsConstants, statfsSync } from 'node:fs';
@@ -28,7 +27,7 @@ import { createRequire } from 'node:module';
 import { checkTerminalSize, type TerminalSession } from '../core/console-protocol.js';
 import { ToolError } from '../core/errors.js';
 import { isErrno } from '../system/fs.js';
-import { childPids } from './procfs.js';
+import { childPids } from '../system/procfs.js';
 import { resolveInRoot } from '../system/rootpath.js';
 import { type ExecOptions, boxView, execCommand } from './sandbox.js';
 
@@ -148,7 +147,7 @@ export function execInBoxPty(runDir: string, opts: PtyExecOptions): TerminalSess
   });
   const hangUp = (): void => {
     if (done) return;
-    // nsenter forwards no signal: the command, its only child, gets it directly.
+    // The entry program forwards no signal: the command, its only child, gets it directly.
     for (const pid of childPids(pty.pid)) signalQuiet(pid, 'SIGHUP');
     signalQuiet(pty.pid, 'SIGHUP');
   };

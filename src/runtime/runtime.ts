@@ -10,8 +10,7 @@ import type { BoxConfig, PortForward } from '../core/types.js';
 import type { PtyExecOptions } from './pty.js';
 import type { BackgroundExec, BoxVolume, ExecHandle, ExecOptions } from './sandbox.js';
 
-export type { BackgroundExec, BoxVolume, ExecHandle, ExecOptions, ExecStdio } from './sandbox.js';
-export type { PtyExecOptions } from './pty.js';
+export type { BoxVolume } from './sandbox.js';
 
 export interface RuntimeBox {
   /** The box's id (stable across renames of nothing: ids never change). */

@@ -62,7 +62,7 @@ import { removeCgroup, setupCgroup } from './cgroups.js';
 import { enterHelper } from './enter.js';
 import { boxResolvConf, makeLifeline, startNetwork, stopNetwork } from './network.js';
 import { commandExists, commandNotFound, commandNotFoundMessage } from './command-lookup.js';
-import { bootId, childPids, readProcStat } from './procfs.js';
+import { bootId, childPids, readProcStat } from '../system/procfs.js';
 import { capMaskHex, defaultProfileArgs, privilegedProfileArgs } from './profile.js';
 import { seccompFilter } from './seccomp.js';
 import { ensureDirInRoot, ensureFileInRoot, ensureHome, lookupUser, resolveInRoot } from './rootfs.js';
@@ -121,7 +121,7 @@ export interface ExecOptions {
 }
 
 export interface ExecHandle {
-  /** Host pid of the `nsenter` process that waits for the command. */
+  /** Host pid of the entry program (zomg-enter, or nsenter) that waits for the command. */
   readonly pid: number;
   readonly stdin: Writable | null;
   readonly stdout: Readable | null;
@@ -880,7 +880,7 @@ export function execInBox(runDir: string, opts: ExecOptions): ExecHandle {
   });
   const kill = (signal: NodeJS.Signals = 'SIGTERM'): void => {
     if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
-    // nsenter forwards no signal: send it to the command, nsenter's only child.
+    // The entry program forwards no signal: send it to the command, its only child.
     const inBox = childPids(child.pid);
     for (const pid of inBox) signalQuiet(pid, signal);
     if (inBox.length === 0) child.kill(signal);
@@ -949,7 +949,7 @@ export async function execBackground(runDir: string, opts: Omit<ExecOptions, 'st
 // What terminals, files, processes and logs need (runtime/pty.ts, runtime/processes.ts)
 
 /**
- * The program, argv and environment `execInBox` runs for `opts` (`nsenter …`), for callers
+ * The program, argv and environment `execInBox` runs for `opts` (zomg-enter …), for callers
  * that connect the command to something else than pipes (a pty). Throws as `execInBox`.
  */
 export function execCommand(runDir: string, opts: ExecOptions): { file: string; args: string[]; env: Record<string, string> } {

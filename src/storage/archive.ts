@@ -14,7 +14,7 @@
  */
 import { posix } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
-import { InvalidArgumentError, NotFoundError, PoolFullError, ToolError, UnprocessableError, ZomgError } from '../core/errors.js';
+import { InvalidArgumentError, PoolFullError, fileNotFound, ToolError, UnprocessableError, ZomgError } from '../core/errors.js';
 import { type ResolvedPath, resolveInRoot } from '../system/rootpath.js';
 import { statSync } from 'node:fs';
 import { CommandError, isNoSpace, run } from '../system/run.js';
@@ -40,8 +40,7 @@ function isDirectory(resolved: ResolvedPath): boolean {
   return resolved.stat?.isDirectory() === true;
 }
 
-const notFound = (path: string): NotFoundError =>
-  new NotFoundError('ZOMG_PATH_NOT_FOUND', `no such file or directory in the box: ${path}`, { hint: 'check the path with `zomg exec <box> -- ls -la <dir>`' });
+const notFound = (path: string): ZomgError => fileNotFound(path, { where: 'box' });
 
 function lastLine(text: string): string {
   const lines = text.trim().split('\n').filter((l) => !/^tar: Exiting with failure|^tar: Child returned status/.test(l));
@@ -128,7 +127,7 @@ export async function unpackIntoRoot(root: string, boxPath: string, input: Reada
       const parentPath = posix.dirname(dest.boxPath);
       const parent = resolveInRoot(root, parentPath);
       if (!isDirectory(parent)) {
-        throw new NotFoundError('ZOMG_PATH_NOT_FOUND', `the directory "${parentPath}" does not exist in the box`, { hint: 'create it first, or copy to an existing directory' });
+        throw fileNotFound(parentPath, { where: 'box', what: 'directory' });
       }
       if (dest.stat !== undefined) {
         const peeked = await peekFirstType(input);

@@ -31,14 +31,14 @@
  */
 import { randomHex } from '../system/builtins.js';
 import { closeSync, constants, createReadStream, openSync } from 'node:fs';
-import { chmod, lstat, mkdir, mkdtemp, readFile, readdir, realpath, rm, stat } from 'node:fs/promises';
+import { chmod, lstat, mkdir, mkdtemp, readFile, readdir, realpath, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { PassThrough } from 'node:stream';
 import type { Readable } from 'node:stream';
-import { type ErrorCode, InvalidArgumentError, ToolError, UnprocessableError, UnsupportedError, ZomgError } from '../core/errors.js';
-import type { BaseConfig } from '../core/types.js';
+import { InvalidArgumentError, ToolError, UnprocessableError, UnsupportedError, ZomgError } from '../core/errors.js';
+import type { BaseConfig, BuilderName } from '../core/types.js';
 import { mountHolding } from '../system/mountinfo.js';
 import { isErrno } from '../system/fs.js';
 import { withReverter } from '../system/reverter.js';
@@ -48,10 +48,8 @@ import type { RunOptions, RunResult } from '../system/run.js';
 import type { StorageDriver } from './driver.js';
 import { extractRootfs } from './tar.js';
 
-export type BuilderName = 'docker' | 'podman' | 'nerdctl';
-
 /** The order in which `detectBuilder` tries the engines. */
-export const BUILDER_NAMES: readonly BuilderName[] = ['docker', 'podman', 'nerdctl'];
+const BUILDER_NAMES: readonly BuilderName[] = ['docker', 'podman', 'nerdctl'];
 
 /** How a built root filesystem reaches the pool: a btrfs snapshot of podman's layer, or export | tar. */
 export type HandoverMethod = 'snapshot' | 'export';
@@ -73,7 +71,7 @@ export interface DetectBuilderOptions {
   signal?: AbortSignal;
 }
 
-export interface BuildOptions {
+interface BuildOptions {
   /** The image is tagged `<name>:latest`, lowercased. */
   name: string;
   /** Path of the Dockerfile. */
@@ -90,13 +88,13 @@ export interface BuildOptions {
   pull?: 'missing' | 'never';
 }
 
-export interface ExportOptions {
+interface ExportOptions {
   /** `auto` (default) takes the snapshot when it is possible, else the export. */
   method?: HandoverMethod | 'auto';
   signal?: AbortSignal;
 }
 
-export interface ExportResult {
+interface ExportResult {
   method: HandoverMethod;
   durationMs: number;
   /** Why `auto` could not take the snapshot, when it could not. */
@@ -111,7 +109,7 @@ export interface Builder {
   build(options: BuildOptions): Promise<BuiltImage>;
 }
 
-export interface BuiltImage {
+interface BuiltImage {
   readonly builder: BuilderName;
   /** The image ID (hex, without `sha256:`). */
   readonly id: string;
@@ -269,16 +267,6 @@ export async function detectBuilder(preferred?: BuilderName, options: DetectBuil
 
 // Docker's reference grammar for a repository path component, which base names satisfy.
 const IMAGE_NAME = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
-
-async function requireFile(path: string, kind: 'file' | 'directory', code: ErrorCode, what: string, hint: string): Promise<void> {
-  try {
-    const st = await stat(path);
-    if (kind === 'file' ? st.isFile() : st.isDirectory()) return;
-  } catch (err) {
-    if (!isErrno(err, 'ENOENT', 'ENOTDIR')) throw err;
-  }
-  throw new InvalidArgumentError(`${what} "${basename(path)}" ${kind === 'file' ? 'is not a file' : 'is not a directory'} or does not exist`, { code, hint });
-}
 
 /** Parses `<engine> image inspect` output for one image. Exported for tests. */
 export function parseImageInspect(json: string): { id: string; architecture: string; graphDriver: string | null; repoTags: string[]; config: BaseConfig } {
@@ -438,8 +426,7 @@ class EngineBuilder implements Builder {
     }
     const context = resolve(options.context);
     const dockerfile = resolve(options.dockerfile);
-    await requireFile(context, 'directory', 'ZOMG_NO_BUILD_CONTEXT', 'the build context', 'pass the directory to build from');
-    await requireFile(dockerfile, 'file', 'ZOMG_NO_DOCKERFILE', 'the Dockerfile', 'run in a directory with a Dockerfile, or pass -f <Dockerfile>');
+    // The context and the Dockerfile were checked by the engine (engine/build-context.ts).
 
     // docker and nerdctl build in the host's own store, where `<name>:latest` may already
     // name someone's image: remember it, to give the tag back when zomg removes its image.

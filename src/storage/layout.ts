@@ -53,9 +53,9 @@ export interface AsideEntry {
   pid: number;
 }
 
-export const ASIDE_MARK = '@restore-';
+const ASIDE_MARK = '@restore-';
 /** The container engine's store inside staging (never a leftover). */
-export const PODMAN_STORE = 'podman';
+const PODMAN_STORE = 'podman';
 
 /** The container engine's store of the pool at `poolRoot`. */
 export const podmanStoreOf = (poolRoot: string): string => join(poolRoot, 'staging', PODMAN_STORE);

@@ -21,7 +21,7 @@ export class SendStreamError extends UnprocessableError {
   }
 }
 
-export interface Timespec {
+interface Timespec {
   sec: number;
   nsec: number;
 }
@@ -58,7 +58,7 @@ export type SendCommand =
   | { cmd: 'update_extent'; path: Buffer; offset: number; length: number }
   | { cmd: 'end' };
 
-export type SendCommandName = SendCommand['cmd'];
+type SendCommandName = SendCommand['cmd'];
 
 const MAGIC = Buffer.from('btrfs-stream\0', 'latin1');
 const STREAM_HEADER_LEN = MAGIC.length + 4;

@@ -29,9 +29,9 @@ import { createReadStream, lstatSync, readlinkSync, statSync, statfsSync } from 
 import { PassThrough, type Readable, Transform, type TransformCallback } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { nodeZlib } from '../system/builtins.js';
-import { InvalidArgumentError, PoolFullError, ToolError, UnprocessableError, ZomgError } from '../core/errors.js';
+import { PoolFullError, ToolError, UnprocessableError, ZomgError } from '../core/errors.js';
 import type { ProgressFn } from '../core/types.js';
-import { isErrno } from '../system/fs.js';
+import { isErrno, regularFileSize } from '../system/fs.js';
 import { CommandError, isNoSpace, run } from '../system/run.js';
 
 export interface ExtractOptions {
@@ -72,7 +72,7 @@ const VERIFY_LIMIT_BYTES = 1 << 30;
  * A stream `source` is read exactly once; after a failure its remaining data is drained and
  * discarded, so an HTTP client still gets its answer.
  *
- * Throws InvalidArgumentError ZOMG_FILE_NOT_FOUND / ZOMG_NOT_A_FILE for a bad path,
+ * Throws ZOMG_FILE_NOT_FOUND / ZOMG_NOT_A_FILE for a bad path (system/fs.ts regularFileSize),
  * UnprocessableError ZOMG_INVALID_ARCHIVE (not a tar, truncated, corrupt) or
  * ZOMG_UNSAFE_ARCHIVE, PoolFullError when the pool fills up, ToolError when tar or a
  * decompressor is missing or fails otherwise, and the signal's reason when aborted.
@@ -85,7 +85,7 @@ export async function extractRootfs(source: string | Readable, dest: string, opt
   let input: Readable;
   let total = opts.totalBytes;
   if (typeof source === 'string') {
-    const size = openableFileSize(source);
+    const size = regularFileSize(source);
     total ??= size;
     input = createReadStream(source, { highWaterMark: 1 << 20 });
   } else {
@@ -191,18 +191,6 @@ export async function extractRootfs(source: string | Readable, dest: string, opt
 interface Failure {
   from: 'source' | 'gate' | 'decompress' | 'tar';
   err: unknown;
-}
-
-/** The size of a regular file we can read, or the matching user-facing error. */
-function openableFileSize(path: string): number {
-  try {
-    const st = statSync(path);
-    if (!st.isFile()) throw new InvalidArgumentError(`${path} is not a regular file`, { code: 'ZOMG_NOT_A_FILE', hint: 'pass the path of a rootfs tarball' });
-    return st.size;
-  } catch (err) {
-    if (isErrno(err, 'ENOENT', 'ENOTDIR')) throw new InvalidArgumentError(`${path}: no such file`, { code: 'ZOMG_FILE_NOT_FOUND', cause: err });
-    throw err;
-  }
 }
 
 /**

@@ -19,7 +19,7 @@ export interface MountEntry {
 const unescape = (s: string): string => s.replace(/\\([0-7]{3})/g, (_m, oct: string) => String.fromCharCode(Number.parseInt(oct, 8)));
 
 /** Parses a mountinfo text. */
-export function parseMountinfo(text: string): MountEntry[] {
+function parseMountinfo(text: string): MountEntry[] {
   const out: MountEntry[] = [];
   for (const line of text.split('\n')) {
     const [pre, post] = line.split(' - ');
@@ -36,7 +36,7 @@ export function parseMountinfo(text: string): MountEntry[] {
 }
 
 /** The mounts of process `pid` (default: this process). */
-export function readMountinfo(pid: number | 'self' = 'self'): MountEntry[] {
+function readMountinfo(pid: number | 'self' = 'self'): MountEntry[] {
   return parseMountinfo(readFileSync(`/proc/${pid}/mountinfo`, 'utf8'));
 }
 

@@ -70,13 +70,6 @@ export function selfIdentity(): ProcessIdentity {
   return { pid: process.pid, startTime: stat?.startTime ?? 0, bootId: bootId() };
 }
 
-/** The identity of a live process, or undefined when it does not exist (or is a zombie). */
-export function identityOf(pid: number): ProcessIdentity | undefined {
-  const stat = readProcStat(pid);
-  if (stat === undefined || stat.state === 'Z' || stat.state === 'X') return undefined;
-  return { pid, startTime: stat.startTime, bootId: bootId() };
-}
-
 /**
  * The one liveness check: the process with this identity is running now (same pid, same
  * start time, this boot, not a zombie). `startTime` undefined checks the pid alone (records

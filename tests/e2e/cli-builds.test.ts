@@ -136,6 +136,14 @@ describe('zomg base build / save (local and remote)', { skip: !isRoot() ? 'needs
     assert.equal(local.code, 1);
     assert.equal(local.stderr, 'error: no Dockerfile: "Dockerfile" does not exist or is not a file\nhint: run in a directory with a Dockerfile, or pass -f <Dockerfile>\n');
     assert.equal(remote(['base', 'build', 'web'], empty).stderr, local.stderr);
+    // One copy of the context checks (engine/build-context.ts): the same code and message both ways.
+    for (const args of [['base', 'build', 'web', 'missing-dir', '-f', 'empty/../local/Dockerfile'], ['base', 'build', 'web', 'empty'], ['base', 'build', 'web', 'empty', '-f', 'nope/Dockerfile']]) {
+      const here = zomg([...args, '--json']);
+      const there = remote([...args, '--json']);
+      assert.equal(here.code, 1, args.join(' '));
+      assert.deepEqual(JSON.parse(there.stdout), JSON.parse(here.stdout), args.join(' '));
+    }
+    assert.equal(JSON.parse(zomg(['base', 'build', 'web', 'missing-dir', '-f', 'empty/../local/Dockerfile', '--json']).stdout).error.code, 'ZOMG_NO_BUILD_CONTEXT');
 
     const failing = context('failing', { Dockerfile: 'FROM scratch\nADD rootfs.tar /\nRUN echo cli-boom && false\n' });
     const rem = remote(['base', 'build', 'web', failing, '--builder', 'podman']);

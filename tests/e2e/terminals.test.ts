@@ -165,7 +165,7 @@ describe('zomg exec -it, console, cp, ps, logs (local and remote)', { skip: !isR
 
         const missing = zomg(['cp', 'web:/no/such', out], extra);
         assert.equal(missing.code, 1);
-        assert.match(missing.stderr, /error: no such file or directory in the box: \/no\/such/);
+        assert.match(missing.stderr, /error: no such file or directory in the box: "\/no\/such"/);
         assert.match(zomg(['cp', 'web:/../etc', out], extra).stderr, /leaves the box's root/);
         assert.match(zomg(['cp', src, 'web:/etc/passwd'], extra).stderr, /cannot copy a directory over the file/);
         assert.match(zomg(['cp', src, 'nobox:/tmp'], extra).stderr, /box "proj:nobox" not found/);

@@ -15,11 +15,6 @@ const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
 const script = join(repoRoot, 'tests/fixtures/make-docker-base.sh');
 const ARCHIVE = 'debian-docker.tar.zst';
 
-/** Whether the archive is already cached (the test then needs no network). */
-export function dockerBaseCached(): boolean {
-  return existsSync(join(cacheDir(), 'done'));
-}
-
 function cacheDir(): string {
   return join(FIXTURES_CACHE, createHash('sha256').update(readFileSync(script)).digest('hex').slice(0, 16));
 }

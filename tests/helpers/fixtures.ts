@@ -18,7 +18,7 @@ const script = join(repoRoot, 'tests/fixtures/make-fixtures.sh');
 let built: string | undefined;
 
 /** The directory holding the script-built fixtures, building them on first use. */
-export function fixturesDir(): string {
+function fixturesDir(): string {
   if (built) return built;
   const hash = createHash('sha256');
   for (const f of [script, join(repoRoot, 'bases/busybox/build.sh')]) hash.update(readFileSync(f));

@@ -65,7 +65,7 @@ export function poolProblems(stateDir: string, poolRoot: string): string[] {
 }
 
 /** The block device a mount point shows (from this process's mountinfo). */
-export function mountSourceOf(point: string): string | undefined {
+function mountSourceOf(point: string): string | undefined {
   for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
     const fields = line.split(' ');
     if (fields[4] !== point) continue;

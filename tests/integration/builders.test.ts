@@ -11,7 +11,7 @@ import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSyn
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { InvalidArgumentError, ToolError, UnprocessableError, UnsupportedError } from '../../src/core/errors.js';
+import { ToolError, UnprocessableError, UnsupportedError } from '../../src/core/errors.js';
 import type { ZomgError } from '../../src/core/errors.js';
 import { BtrfsDriver } from '../../src/storage/btrfs.js';
 import { checkArchitecture, detectBuilder, parseImageInspect } from '../../src/storage/builders.js';
@@ -227,13 +227,6 @@ describe('container builds (podman)', { skip, concurrency: false }, () => {
     await assert.rejects(build, { name: 'AbortError' });
     assert.ok(Date.now() - started < 30_000, 'the abort did not wait for the RUN step');
     assert.deepEqual(leftovers(), { images: '', containers: '' });
-  });
-
-  it('refuses a missing Dockerfile with ZOMG_NO_DOCKERFILE', async () => {
-    const ctx = join(work, 'empty');
-    mkdirSync(ctx);
-    const builder = await detectBuilder('podman', opts);
-    await rejectsWith(builder.build({ name: 'zomg-test-none', dockerfile: join(ctx, 'Dockerfile'), context: ctx }), InvalidArgumentError, 'ZOMG_NO_DOCKERFILE');
   });
 
   it('falls back to the export when podman stores images elsewhere, and says why', async () => {

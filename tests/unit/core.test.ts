@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { HTTP_STATUS, InvalidArgumentError, errorFromWire } from '../../src/core/errors.js';
+import { HTTP_STATUS, InvalidArgumentError, errorFromWire, fileNotFound } from '../../src/core/errors.js';
+import { isLoopbackHost } from '../../src/core/net.js';
 import { nameProblem, parseBoxName, parseEnvAssignment, parseTag } from '../../src/core/names.js';
 import { parseBaseRef, parseBoxRef } from '../../src/core/refs.js';
 import type { ProjectName } from '../../src/core/names.js';
@@ -80,5 +81,25 @@ describe('errors', () => {
     assert.equal(e.kind, 'not_found');
     assert.equal(e.code, 'ZOMG_BOX_NOT_FOUND');
     assert.equal(e.hint, 'h');
+  });
+
+  it('says "no such file" one way, here or in a box', () => {
+    const here = fileNotFound('/tmp/x y.tar');
+    assert.equal(here.code, 'ZOMG_FILE_NOT_FOUND');
+    assert.equal(HTTP_STATUS[here.kind], 400);
+    assert.equal(here.message, 'no such file or directory: "/tmp/x y.tar"');
+    const box = fileNotFound('/no/such', { where: 'box' });
+    assert.equal(box.code, 'ZOMG_PATH_NOT_FOUND');
+    assert.equal(HTTP_STATUS[box.kind], 404);
+    assert.equal(box.message, 'no such file or directory in the box: "/no/such"');
+    assert.equal(fileNotFound('/srv/in', { where: 'box', what: 'directory' }).message, 'no such directory in the box: "/srv/in"');
+    assert.equal(fileNotFound('out', { what: 'directory' }).hint, 'create it first, or copy to an existing directory');
+  });
+});
+
+describe('loopback', () => {
+  it('knows this machine\'s loopback names and nothing else', () => {
+    for (const host of ['localhost', '::1', '127.0.0.1', '127.1.2.3']) assert.equal(isLoopbackHost(host), true, host);
+    for (const host of ['[::1]', '127.0.0.1.example.com', '0.0.0.0', '10.0.0.1', 'example.com', '']) assert.equal(isLoopbackHost(host), false, host);
   });
 });

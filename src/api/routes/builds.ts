@@ -18,12 +18,11 @@ import { checkPath, checkText } from '../../core/input.js';
 import { parseBaseName, parseBoxName, parseProjectName } from '../../core/names.js';
 import type { BuildBaseOptions, ZomgService } from '../../core/service.js';
 import type { BuilderName } from '../../core/types.js';
-import { BaseVersionSchema, SaveBaseBodySchema } from '../../core/wire.js';
+import { BaseVersionSchema, NDJSON, SaveBaseBodySchema } from '../../core/wire.js';
+import { wantsNdjson } from '../diff-stream.js';
 import { toErrorBody } from '../errors.js';
 import { BaseParams, ProjectParams, responses } from '../schemas.js';
 import type { TypedApp } from '../typed.js';
-
-export const NDJSON = 'application/x-ndjson';
 
 export async function buildRoutes(app: TypedApp, service: ZomgService): Promise<void> {
   app.post(
@@ -94,7 +93,7 @@ export async function buildRoutes(app: TypedApp, service: ZomgService): Promise<
         ...(request.query.builder !== undefined ? { builder: request.query.builder as BuilderName } : {}),
         signal: abort.signal,
       };
-      if (!(request.headers.accept ?? '').includes(NDJSON)) {
+      if (!wantsNdjson(request)) {
         return reply.status(201).send(await service.buildBase(name, options));
       }
 

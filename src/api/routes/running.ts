@@ -1,4 +1,4 @@
-/** Lifecycle and exec: `POST …/stop`, `…/resume`, `…/exec` (buffered) and `GET …/exec/ws` (streamed). */
+/** Lifecycle and exec: `POST …/stop`, `…/resume`, `…/exec` (buffered, or detached with `background`) and `GET …/exec/ws` (streamed). */
 import { PassThrough, Readable, Writable } from 'node:stream';
 import { Type } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
@@ -81,7 +81,7 @@ function schemaProblem(value: unknown): string | undefined {
 }
 
 /** Parses and checks the first WebSocket frame; throws a ZomgError for anything but a valid exec request. */
-export function parseExecFrame(data: Buffer, isBinary: boolean): ExecRequest {
+function parseExecFrame(data: Buffer, isBinary: boolean): ExecRequest {
   if (isBinary) {
     throw new InvalidArgumentError('the first message must be the exec request as a JSON text frame, not binary data', { hint: EXEC_HINT });
   }

@@ -3,7 +3,7 @@ import { UsageError } from '../../core/errors.js';
 import type { CommandSpec } from '../command.js';
 import { GLOBAL_OPTIONS, parseFlags } from '../globals.js';
 
-export const SHELLS = ['bash', 'zsh', 'fish'] as const;
+const SHELLS = ['bash', 'zsh', 'fish'] as const;
 type Shell = (typeof SHELLS)[number];
 
 interface Node {

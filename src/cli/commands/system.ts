@@ -1,4 +1,5 @@
 /** zomg serve | pool close | project current | __compute-sizes */
+import { DEFAULT_LISTEN } from '../../core/net.js';
 import type { CommandSpec } from '../command.js';
 import { stateDirOf } from '../settings.js';
 
@@ -8,7 +9,7 @@ export const systemCommands: CommandSpec[] = [
     summary: 'run the HTTP API over the local engine',
     reconcile: 'always',
     options: [
-      { flags: '--listen <host:port>', description: 'listen address (default 127.0.0.1:7070)' },
+      { flags: '--listen <host:port>', description: `listen address (default ${DEFAULT_LISTEN})` },
       { flags: '--no-auth', description: 'no bearer token (loopback addresses only)' },
       { flags: '--allow-privileged', description: 'let clients create privileged boxes (host root; off by default)' },
       { flags: '-q, --quiet', description: 'no request log on stderr (one line per request otherwise)' },
@@ -16,7 +17,7 @@ export const systemCommands: CommandSpec[] = [
     async run(ctx, _args, opts) {
       const target = ctx.target();
       const stateDir = target.mode === 'local' ? target.stateDir : stateDirOf(ctx.flags, process.env);
-      const listen = (opts.listen as string | undefined) ?? '127.0.0.1:7070';
+      const listen = (opts.listen as string | undefined) ?? DEFAULT_LISTEN;
       const { serve, parseListen } = await import('../../api/listen.js');
       const addr = parseListen(listen);
       if (addr.port !== 0) process.env.ZOMG_BOX_API_URL ??= `http://${addr.host.includes(':') ? `[${addr.host}]` : addr.host}:${addr.port}`;

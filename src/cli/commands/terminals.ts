@@ -3,7 +3,7 @@ import { lstatSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import { TERMINAL_DEFAULT, type TerminalRequest } from '../../core/console-protocol.js';
-import { InvalidArgumentError, NotFoundError, ToolError, UsageError } from '../../core/errors.js';
+import { InvalidArgumentError, ToolError, UsageError, fileNotFound } from '../../core/errors.js';
 import type { BoxRef } from '../../core/refs.js';
 import type { ZomgService } from '../../core/service.js';
 import { isErrno } from '../../system/fs.js';
@@ -81,7 +81,7 @@ interface BoxSide {
  * `[project:]box:path` → the box side, anything else is local. A local path with a colon is
  * written `./a:b` (or absolute), as with docker and scp.
  */
-export function parseCopyArg(arg: string): BoxSide | undefined {
+function parseCopyArg(arg: string): BoxSide | undefined {
   if (arg === '-' || arg.startsWith('/') || arg.startsWith('.')) return undefined;
   const first = arg.indexOf(':');
   if (first <= 0) return undefined;
@@ -117,7 +117,7 @@ async function copyOut(client: ZomgService, ref: BoxRef, src: string, dest: stri
   const transform: string[] = [];
   if (!st?.isDirectory() && !(st?.isSymbolicLink() && lstatOrUndefined(`${target}/.`)?.isDirectory())) {
     if (!lstatOrUndefined(dirname(target))?.isDirectory()) {
-      throw new NotFoundError('ZOMG_PATH_NOT_FOUND', `the directory "${dirname(dest)}" does not exist`, { hint: 'create it first, or copy to an existing directory' });
+      throw fileNotFound(dirname(dest), { what: 'directory' });
     }
     dir = dirname(target);
     transform.push(`--transform=s|^[^/]*|${sedReplacement(basename(target))}|S`);
@@ -160,7 +160,7 @@ async function copyIn(client: ZomgService, ref: BoxRef, src: string, dest: strin
   }
   const source = resolve(src);
   if (lstatOrUndefined(source) === undefined) {
-    throw new NotFoundError('ZOMG_PATH_NOT_FOUND', `no such file or directory: ${src}`, { hint: 'check the local path' });
+    throw fileNotFound(src);
   }
   const pipe = new PassThrough({ highWaterMark: 1 << 20 });
   const stop = new AbortController();

@@ -13,16 +13,16 @@ import { isErrno } from '../../system/fs.js';
 import { resolveInRoot } from '../../system/rootpath.js';
 import { readXattrs, statsDiffer } from './verify.js';
 
-export const FILE_DIFF_LIMIT_BYTES = 1024 * 1024;
+const FILE_DIFF_LIMIT_BYTES = 1024 * 1024;
 
 /** Paths that are mounts in a box, not part of its root: rejected, never resolved. */
-export const EXCLUDED_PREFIXES: readonly string[] = BOX_MOUNTS.map((m) => m.path);
+const EXCLUDED_PREFIXES: readonly string[] = BOX_MOUNTS.map((m) => m.path);
 
 const escapeError = (path: string): InvalidArgumentError =>
   new InvalidArgumentError(`path "${path}" leaves the box root`, { code: 'ZOMG_PATH_ESCAPES', hint: 'name a file inside the box; ".." and symlinks cannot lead outside it' });
 
 /** Lexical checks: absolute, inside the root, not under an excluded mount. Returns the components. */
-export function checkBoxPath(path: string): string[] {
+function checkBoxPath(path: string): string[] {
   if (!path.startsWith('/')) {
     throw new InvalidArgumentError(`path "${path}" is relative: give an absolute path inside the box, e.g. /etc/hostname`, { code: 'ZOMG_INVALID_PATH' });
   }

@@ -29,17 +29,28 @@ const APT_CACHE = join(CACHE, 'apt-python3');
 const RUNS = Number(process.env.BENCH_RUNS ?? 7);
 const INSTALL = 'DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends python3';
 
-function timeRuns(fn: () => void, runs = RUNS): { median: number; min: number; max: number } {
-  fn(); // warm-up
-  const ms: number[] = [];
+type Timing = { median: number; min: number; max: number };
+
+/**
+ * Runs each function once per round, in order, for `runs` rounds (after one warm-up
+ * round): every contender sees the same background (btrfs's cleaner deleting the
+ * snapshots of earlier rounds, the page cache), where timing one after the other let
+ * whichever ran last pay for the others' leftovers.
+ */
+function interleaved<K extends string>(fns: Record<K, () => void>, runs = RUNS): Record<K, Timing> {
+  const names = Object.keys(fns) as K[];
+  for (const n of names) fns[n]();
+  const ms = Object.fromEntries(names.map((n) => [n, [] as number[]])) as Record<K, number[]>;
   for (let i = 0; i < runs; i++) {
-    const t = performance.now();
-    fn();
-    ms.push(performance.now() - t);
+    for (const n of names) {
+      const t = performance.now();
+      fns[n]();
+      ms[n].push(performance.now() - t);
+    }
   }
-  return { median: median(ms), min: Math.min(...ms), max: Math.max(...ms) };
+  return Object.fromEntries(names.map((n) => [n, { median: median(ms[n]), min: Math.min(...ms[n]), max: Math.max(...ms[n]) }])) as Record<K, Timing>;
 }
-const fmt = (t: { median: number; min: number; max: number }): string => `${t.median.toFixed(0).padStart(6)} ms (min ${t.min.toFixed(0)}, max ${t.max.toFixed(0)})`;
+const fmt = (t: Timing): string => `${t.median.toFixed(0).padStart(6)} ms (min ${t.min.toFixed(0)}, max ${t.max.toFixed(0)})`;
 
 async function main(): Promise<void> {
   if (!isRoot()) {
@@ -94,15 +105,18 @@ async function main(): Promise<void> {
 
     const tmp = join(pool.mnt, 'staging', 'bench-floor');
     mkdirSync(join(pool.mnt, 'staging'), { recursive: true });
-    const floor = timeRuns(() => {
-      execFileSync('btrfs', ['subvolume', 'snapshot', '-r', root, tmp], { stdio: 'ignore' });
-      execFileSync('btrfs', ['send', '-q', '--no-data', '-p', v0, '-f', '/dev/null', tmp]);
-      execFileSync('btrfs', ['subvolume', 'delete', tmp], { stdio: 'ignore' });
+    const t = interleaved({
+      floor: () => {
+        execFileSync('btrfs', ['subvolume', 'snapshot', '-r', root, tmp], { stdio: 'ignore' });
+        execFileSync('btrfs', ['send', '-q', '--no-data', '-p', v0, '-f', '/dev/null', tmp]);
+        execFileSync('btrfs', ['subvolume', 'delete', tmp], { stdio: 'ignore' });
+      },
+      nodeStart: () => execFileSync(process.execPath, ['-e', '0']),
+      ours: () => zomg('diff', 'status', 'pkg'),
+      oursJson: () => zomg('diff', 'status', 'pkg', '--json'),
+      rsync: () => execFileSync('rsync', ['-rlpgoDXcn', '--delete', '--out-format=%n', `${v0}/`, `${root}/`], { maxBuffer: 256 * 1024 * 1024 }),
     });
-    const nodeStart = timeRuns(() => execFileSync(process.execPath, ['-e', '0']));
-    const ours = timeRuns(() => zomg('diff', 'status', 'pkg'));
-    const oursJson = timeRuns(() => zomg('diff', 'status', 'pkg', '--json'));
-    const rsync = timeRuns(() => execFileSync('rsync', ['-rlpgoDXcn', '--delete', '--out-format=%n', `${v0}/`, `${root}/`], { maxBuffer: 256 * 1024 * 1024 }));
+    const { floor, nodeStart, ours, oursJson, rsync } = t;
     const anchor = floor.median + nodeStart.median;
     console.log(`zomg diff status (whole process, local)                 ${fmt(ours)}`);
     console.log(`zomg diff status --json                                 ${fmt(oursJson)}`);
@@ -113,9 +127,17 @@ async function main(): Promise<void> {
 
     // Two snapshots: zomg --to against snapper on the same pair.
     zomg('snapshot', 'create', 'pkg');
-    const to = timeRuns(() => zomg('diff', 'status', 'pkg', '--against', 'v0', '--to', 'v1'));
-    console.log(`zomg diff status --against v0 --to v1 (whole process)   ${fmt(to)}`);
-    snapperPair(pool.mnt, v0, join(pool.mnt, 'checkpoints', id, 'v1'), to.median);
+    const toPair = (): void => void zomg('diff', 'status', 'pkg', '--against', 'v0', '--to', 'v1');
+    const snapper = snapperPair(pool.mnt, v0, join(pool.mnt, 'checkpoints', id, 'v1'));
+    if (snapper === undefined) {
+      const { to } = interleaved({ to: toPair });
+      console.log(`zomg diff status --against v0 --to v1 (whole process)   ${fmt(to)}`);
+    } else {
+      const { to, snap } = interleaved({ to: toPair, snap: snapper });
+      console.log(`zomg diff status --against v0 --to v1 (whole process)   ${fmt(to)}`);
+      console.log(`snapper status 1..2, same pair (no cached filelist)     ${fmt(snap)}`);
+      console.log(`ratio: zomg --to / snapper ${(to.median / snap.median).toFixed(2)}× (interleaved rounds)`);
+    }
   } finally {
     if (!keep) {
       try {
@@ -131,12 +153,14 @@ async function main(): Promise<void> {
 
 /**
  * snapper compares two of its own snapshots of a config's subvolume: give it a subvolume
- * whose .snapshots/1 and /2 are snapshots of the same two trees.
+ * whose .snapshots/1 and /2 are snapshots of the same two trees. Returns one timed run of
+ * `snapper status 1..2` (its cached file lists removed first), or undefined when snapper
+ * cannot run here.
  */
-function snapperPair(mnt: string, one: string, two: string, oursMs: number): void {
+function snapperPair(mnt: string, one: string, two: string): (() => void) | undefined {
   if (spawnSync('snapper', ['--version']).status !== 0) {
     console.log('snapper is not installed (./dev.sh bench installs it): skipped');
-    return;
+    return undefined;
   }
   const template = '/usr/share/snapper/config-templates/default';
   const sub = join(mnt, 'snapper-sub');
@@ -155,11 +179,11 @@ function snapperPair(mnt: string, one: string, two: string, oursMs: number): voi
       for (const n of ['1', '2']) for (const f of readdirSync(join(sub, '.snapshots', n))) if (f.startsWith('filelist-')) rmSync(join(sub, '.snapshots', n, f));
       execFileSync('snapper', ['--no-dbus', `--root=${mnt}`, '-c', 'pkg', 'status', '1..2'], { maxBuffer: 256 * 1024 * 1024 });
     };
-    const t = timeRuns(snapper);
-    console.log(`snapper status 1..2, same pair (no cached filelist)     ${fmt(t)}`);
-    console.log(`ratio: zomg --to / snapper ${(oursMs / t.median).toFixed(2)}×`);
+    snapper();
+    return snapper;
   } catch (err) {
     console.log(`snapper did not work here: ${err instanceof Error ? err.message : String(err)}`);
+    return undefined;
   }
 }
 

@@ -11,17 +11,20 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** Where built fixtures are cached; ZOMG_TEST_FIXTURES_CACHE points elsewhere (e.g. an empty directory, to run cold). */
-export const FIXTURES_CACHE = process.env.ZOMG_TEST_FIXTURES_CACHE ?? '/var/tmp/zomg-test-fixtures';
+const FIXTURES_CACHE = process.env.ZOMG_TEST_FIXTURES_CACHE ?? '/var/tmp/zomg-test-fixtures';
 const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
 const script = join(repoRoot, 'tests/fixtures/make-fixtures.sh');
 
 let built: string | undefined;
 
-/** The directory holding the script-built fixtures, building them on first use. */
-function fixturesDir(): string {
-  if (built) return built;
+/**
+ * Runs `script` (bash, given an empty output directory) once per content of `inputs`
+ * (the script and what it reads), caching its output under FIXTURES_CACHE; returns the
+ * directory. A concurrent test process that finishes first wins; its copy is as good.
+ */
+export function cachedScriptOutput(script: string, inputs: string[], timeoutMs?: number): string {
   const hash = createHash('sha256');
-  for (const f of [script, join(repoRoot, 'bases/busybox/build.sh')]) hash.update(readFileSync(f));
+  for (const f of [script, ...inputs]) hash.update(readFileSync(f));
   const dir = join(FIXTURES_CACHE, hash.digest('hex').slice(0, 16));
   if (!existsSync(join(dir, 'done'))) {
     mkdirSync(FIXTURES_CACHE, { recursive: true });
@@ -29,20 +32,24 @@ function fixturesDir(): string {
     rmSync(tmp, { recursive: true, force: true });
     mkdirSync(tmp);
     try {
-      execFileSync('bash', [script, tmp], { stdio: ['ignore', 'ignore', 'pipe'] });
+      execFileSync('bash', [script, tmp], { stdio: ['ignore', 'ignore', 'pipe'], ...(timeoutMs !== undefined ? { timeout: timeoutMs } : {}) });
       writeFileSync(join(tmp, 'done'), '');
       try {
         renameSync(tmp, dir);
       } catch {
-        // Another test process finished first; its copy is as good as ours.
-        if (!existsSync(join(dir, 'done'))) throw new Error(`could not install fixtures into ${dir}`);
+        if (!existsSync(join(dir, 'done'))) throw new Error(`could not install the output of ${script} into ${dir}`);
       }
     } finally {
       rmSync(tmp, { recursive: true, force: true });
     }
   }
-  built = dir;
   return dir;
+}
+
+/** The directory holding the script-built fixtures, building them on first use. */
+function fixturesDir(): string {
+  built ??= cachedScriptOutput(script, [join(repoRoot, 'bases/busybox/build.sh')]);
+  return built;
 }
 
 export type Compression = 'tar' | 'gz' | 'zst' | 'xz';

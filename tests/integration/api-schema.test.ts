@@ -225,4 +225,94 @@ describe('one schema per route: the OpenAPI document and what the serializer kee
       (await t.engine.listProcesses(ref)).map((p) => p.pid),
     );
   });
+  it('drives a box through its life with a client that knows only the document: calls built from operationIds, answers checked against the documented schemas', async () => {
+    const doc = (await app.inject({ method: 'GET', url: '/v1/openapi.json' })).json() as {
+      paths: Record<string, Record<string, Json>>;
+      components: { schemas: Record<string, Json> };
+    };
+    const operations = new Map<string, { method: string; path: string; op: Json }>();
+    for (const [path, methods] of Object.entries(doc.paths)) {
+      for (const [method, op] of Object.entries(methods)) operations.set(op.operationId as string, { method: method.toUpperCase(), path, op });
+    }
+    /** What a generated client checks of an answer: a documented status, and a JSON body of the documented shape. */
+    const conforms = (schema: Json | undefined, value: unknown, where: string): void => {
+      if (schema === undefined) return;
+      if (typeof schema.$ref === 'string') {
+        const name = schema.$ref.replace('#/components/schemas/', '');
+        const target = doc.components.schemas[name];
+        assert.ok(target, `${where}: dangling ${schema.$ref}`);
+        conforms(target, value, `${where} (${name})`);
+        return;
+      }
+      for (const alt of ['anyOf', 'oneOf'] as const) {
+        const alts = schema[alt] as Json[] | undefined;
+        if (alts === undefined) continue;
+        const ok = alts.some((a) => {
+          try {
+            conforms(a, value, where);
+            return true;
+          } catch {
+            return false;
+          }
+        });
+        assert.ok(ok, `${where}: matches none of ${alt}`);
+        return;
+      }
+      const type = schema.type as string | string[] | undefined;
+      const types = type === undefined ? [] : Array.isArray(type) ? type : [type];
+      const actual = value === null ? 'null' : Array.isArray(value) ? 'array' : typeof value === 'number' && Number.isInteger(value) ? 'integer' : typeof value;
+      if (types.length > 0) assert.ok(types.includes(actual) || (actual === 'integer' && types.includes('number')), `${where}: ${actual} where the document says ${types.join('|')}`);
+      if (Array.isArray(schema.enum)) assert.ok((schema.enum as unknown[]).includes(value), `${where}: ${String(value)} is not one of the documented values`);
+      if (actual === 'array' && schema.items) (value as unknown[]).forEach((v, i) => conforms(schema.items as Json, v, `${where}[${i}]`));
+      if (actual === 'object') {
+        const obj = value as Json;
+        const props = (schema.properties ?? {}) as Record<string, Json>;
+        for (const k of (schema.required ?? []) as string[]) assert.ok(k in obj, `${where}: required ${k} is missing`);
+        for (const [k, v] of Object.entries(obj)) {
+          if (props[k]) conforms(props[k], v, `${where}.${k}`);
+          else if (schema.additionalProperties === false) assert.fail(`${where}: ${k} is not in the document`);
+          else if (typeof schema.additionalProperties === 'object') conforms(schema.additionalProperties as Json, v, `${where}.${k}`);
+        }
+      }
+    };
+    const call = async (operationId: string, params: Record<string, string>, body?: Json): Promise<{ status: number; json: unknown }> => {
+      const found = operations.get(operationId);
+      assert.ok(found, `the document has no operation ${operationId}`);
+      const url = found.path.replace(/\{(\w+)\}/g, (_, name: string) => {
+        assert.ok(name in params, `${operationId}: no value for {${name}}`);
+        return encodeURIComponent(params[name] as string);
+      });
+      const res = await app.inject({
+        method: found.method as 'GET',
+        url,
+        headers: { ...auth, ...(body ? { 'content-type': 'application/json' } : {}) },
+        ...(body ? { payload: JSON.stringify(body) } : {}),
+      });
+      const responses = found.op.responses as Record<string, Json>;
+      const documented = responses[String(res.statusCode)];
+      assert.ok(documented, `${operationId} answered ${res.statusCode}, which the document does not list (${Object.keys(responses).join(',')}): ${res.body}`);
+      const json = res.body === '' ? undefined : (JSON.parse(res.body) as unknown);
+      const content = documented.content as Record<string, { schema?: Json }> | undefined;
+      if (json !== undefined) conforms(content?.['application/json']?.schema, json, `${operationId} ${res.statusCode}`);
+      return { status: res.statusCode, json };
+    };
+
+    const p = { project: 'docclient' };
+    const box = { ...p, name: 'life' };
+    assert.equal((await call('createBox', p, { name: 'life', base: 'bb' })).status, 201);
+    assert.equal(((await call('getBox', box)).json as Json).name, 'life');
+    assert.equal((await call('createCheckpoint', box, { name: 'before' })).status, 201);
+    const ran = await call('execBox', box, { command: ['sh', '-c', 'echo changed > /root/note'] });
+    assert.equal((ran.json as Json).exit_code, 0);
+    const diff = (await call('diffStatus', box)).json as Json;
+    assert.ok(JSON.stringify(diff).includes('/root/note'), JSON.stringify(diff));
+    const listed = (await call('listCheckpoints', box)).json as Json;
+    assert.deepEqual((listed.checkpoints as Json[]).map((c) => c.name), ['before']);
+    assert.equal((await call('stopBox', box)).status, 200);
+    assert.equal((await call('restoreCheckpoint', { ...box, checkpoint: 'before' })).status, 200);
+    assert.equal((await call('getBox', { ...p, name: 'nope' })).status, 404);
+    assert.equal((await call('deleteCheckpoint', { ...box, checkpoint: 'before' })).status, 204);
+    assert.equal((await call('deleteBox', box)).status, 204);
+    assert.equal((await call('listBoxes', p)).status, 200);
+  });
 });

@@ -18,10 +18,8 @@ import { InvalidArgumentError, PoolFullError, fileNotFound, ToolError, Unprocess
 import { type ResolvedPath, resolveInRoot } from '../system/rootpath.js';
 import { statSync } from 'node:fs';
 import { CommandError, isNoSpace, run } from '../system/run.js';
-import { peekFirstType, sedReplacement } from '../system/tarstream.js';
+import { CP_TAR_KEEP, peekFirstType, sedReplacement } from '../system/tarstream.js';
 import { TarGate } from './tar.js';
-
-const KEEP = ['--numeric-owner', '-p', '--xattrs', '--xattrs-include=*', '--acls'];
 
 function escapeError(path: string): InvalidArgumentError {
   return new InvalidArgumentError(`the path "${path}" leaves the box's root`, { code: 'ZOMG_PATH_ESCAPES', hint: 'use a path inside the box' });
@@ -78,11 +76,11 @@ export async function packFromRoot(root: string, boxPath: string, out: Writable,
   if (src.stat === undefined) throw notFound(boxPath);
   let args: string[];
   if (src.boxPath === '/') {
-    args = ['-c', '-f', '-', ...KEEP, '--one-file-system', '-C', src.hostPath, '.'];
+    args = ['-c', '-f', '-', ...CP_TAR_KEEP, '--one-file-system', '-C', src.hostPath, '.'];
   } else {
     const parent = src.hostPath.slice(0, src.hostPath.lastIndexOf('/')) || '/';
     // `--` so that a name starting with `-` is a name.
-    args = ['-c', '-f', '-', ...KEEP, '--one-file-system', '-C', parent, '--', posix.basename(src.boxPath)];
+    args = ['-c', '-f', '-', ...CP_TAR_KEEP, '--one-file-system', '-C', parent, '--', posix.basename(src.boxPath)];
   }
   // Exit 1 is "a file changed while it was read": the copy is still a copy of a live tree.
   await run('tar', args, { stdout: out, okCodes: [0, 1], ...(opts.signal ? { signal: opts.signal } : {}) }).catch((err: unknown) => {
@@ -153,7 +151,7 @@ export async function unpackIntoRoot(root: string, boxPath: string, input: Reada
     stream.on('error', fail);
     gate.on('error', fail);
     stream.pipe(gate);
-    const args = ['-x', '-f', '-', '-C', dir, ...KEEP, '--same-owner', '--keep-directory-symlink', ...transform];
+    const args = ['-x', '-f', '-', '-C', dir, ...CP_TAR_KEEP, '--same-owner', '--keep-directory-symlink', ...transform];
     try {
       await run('tar', args, { input: gate, signal: ac.signal }).catch((err: unknown) => fail(err));
     } finally {

@@ -1,8 +1,18 @@
 /**
  * Small facts about tar streams shared by the server side (storage/archive.ts) and the CLI's
- * local end of `zomg cp`: what the first member is, and how to rename it with GNU tar.
+ * local end of `zomg cp`: what the first member is, how to rename it with GNU tar, and what
+ * both ends keep.
  */
 import { Readable } from 'node:stream';
+
+/**
+ * The GNU tar options of both ends of `zomg cp`: numeric owners, modes, and every xattr —
+ * POSIX ACLs included, as their raw `system.posix_acl_*` values, which hold numeric ids as a
+ * box needs. Not `--acls`: its text records name users by the packing host's names, and on
+ * extraction it sets an ACL made from the mode on every file that has none (one setxattr per
+ * file, about a fifth of a copy of many small files).
+ */
+export const CP_TAR_KEEP = ['--numeric-owner', '-p', '--xattrs', '--xattrs-include=*'] as const;
 
 const BLOCK = 512;
 

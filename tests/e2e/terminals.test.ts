@@ -141,6 +141,10 @@ describe('zomg exec -it, console, cp, ps, logs (local and remote)', { skip: !isR
       symlinkSync('a.txt', join(src, 'link'));
       chmodSync(join(src, 'priv'), 0o700);
       writeFileSync(join(src, 'priv', 'secret'), 's\n');
+      // ACLs (by numeric id, no such user on the host) and an xattr travel too.
+      execFileSync('setfacl', ['-m', 'u:4321:rw', join(src, 'a.txt')]);
+      execFileSync('setfacl', ['-d', '-m', 'u:4321:rwx', join(src, 'priv')]);
+      execFileSync('setfattr', ['-n', 'user.note', '-v', 'kept', join(src, 'priv', 'secret')]);
       for (const [mode, extra] of [['local', {}], ['remote', remoteEnv]] as const) {
         const into = `web:/srv-${mode}`;
         const mk = zomg(['exec', 'web', '--', 'mkdir', '-p', `/srv-${mode}`], extra);
@@ -151,7 +155,10 @@ describe('zomg exec -it, console, cp, ps, logs (local and remote)', { skip: !isR
         mkdirSync(out);
         const down = zomg(['cp', `${into}/tree`, out], extra);
         assert.equal(down.code, 0, down.stderr);
-        assert.equal(execFileSync('rsync', ['-rlpgoDtn', '--numeric-ids', '-i', `${src}/`, `${out}/tree/`], { encoding: 'utf8' }), '');
+        assert.equal(execFileSync('rsync', ['-rlpgoDtAXn', '--numeric-ids', '-i', `${src}/`, `${out}/tree/`], { encoding: 'utf8' }), '');
+        assert.match(execFileSync('getfacl', ['-n', '-p', join(out, 'tree', 'a.txt')], { encoding: 'utf8' }), /user:4321:rw-/);
+        assert.match(execFileSync('getfacl', ['-n', '-p', join(out, 'tree', 'priv')], { encoding: 'utf8' }), /default:user:4321:rwx/);
+        assert.match(execFileSync('getfattr', ['-n', 'user.note', join(out, 'tree', 'priv', 'secret')], { encoding: 'utf8' }), /kept/);
         // Under a new name, and as a tar stream on stdout.
         assert.equal(zomg(['cp', `${into}/tree/a.txt`, join(out, 'renamed.txt')], extra).code, 0);
         assert.equal(readFileSync(join(out, 'renamed.txt'), 'utf8'), 'hello\n');

@@ -8,11 +8,9 @@ import type { BoxRef } from '../../core/refs.js';
 import type { ZomgService } from '../../core/service.js';
 import { isErrno } from '../../system/fs.js';
 import { CommandError, run } from '../../system/run.js';
-import { peekFirstType, sedReplacement } from '../../system/tarstream.js';
+import { CP_TAR_KEEP, peekFirstType, sedReplacement } from '../../system/tarstream.js';
 import type { CommandSpec } from '../command.js';
 import { table } from '../render.js';
-
-const KEEP = ['--numeric-owner', '-p', '--xattrs', '--xattrs-include=*', '--acls'];
 
 export function notATty(): InvalidArgumentError {
   return new InvalidArgumentError('the input device is not a TTY', {
@@ -145,7 +143,7 @@ async function copyOut(client: ZomgService, ref: BoxRef, src: string, dest: stri
     }
     input = peeked.stream;
   }
-  const extract = run('tar', ['-x', '-f', '-', '-C', dir, ...KEEP, ...transform], { input, signal: stopTar.signal });
+  const extract = run('tar', ['-x', '-f', '-', '-C', dir, ...CP_TAR_KEEP, ...transform], { input, signal: stopTar.signal });
   // The download's error (a missing path in the box) says more than tar's "unexpected EOF".
   const [got, wrote] = await Promise.allSettled([download, extract]);
   if (got.status === 'rejected') throw got.reason;
@@ -164,7 +162,7 @@ async function copyIn(client: ZomgService, ref: BoxRef, src: string, dest: strin
   }
   const pipe = new PassThrough({ highWaterMark: 1 << 20 });
   const stop = new AbortController();
-  const pack = run('tar', ['-c', '-f', '-', ...KEEP, '-C', dirname(source), '--', basename(source)], { stdout: pipe, signal: stop.signal, okCodes: [0, 1] }).then(
+  const pack = run('tar', ['-c', '-f', '-', ...CP_TAR_KEEP, '-C', dirname(source), '--', basename(source)], { stdout: pipe, signal: stop.signal, okCodes: [0, 1] }).then(
     () => pipe.end(),
     (err: unknown) => {
       pipe.destroy();

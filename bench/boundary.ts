@@ -8,36 +8,19 @@
  *      busybox wget, vs the host's wget of the same URL.
  * Run as root: node dist/bench/boundary.js [runs]
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { performance } from 'node:perf_hooks';
 import { DEFAULT_BOX_CONFIG } from '../src/core/limits.js';
 import { boxEnvironment } from '../src/runtime/environment.js';
 import { execInBox, startBox, stopBox, type BoxSpec } from '../src/runtime/sandbox.js';
 import { busyboxRootfsTar } from '../tests/helpers/fixtures.js';
 import { makeTestPool } from '../tests/helpers/pool.js';
-import { median, ratio, report } from './lib.js';
+import { median, ratio, report, spawnWait, timedExit as timed } from './lib.js';
 
 const RUNS = Number(process.argv[2] ?? 31);
 const DEB_URL = 'http://deb.debian.org/debian/pool/main/l/llvm-toolchain-14/libllvm14_14.0.6-12_amd64.deb';
-
-function spawnWait(command: string, args: string[]): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { stdio: 'ignore' });
-    child.on('error', reject);
-    child.on('close', (code) => resolve(code ?? -1));
-  });
-}
-
-async function timed(fn: () => Promise<number>): Promise<number> {
-  const t0 = performance.now();
-  const code = await fn();
-  const ms = performance.now() - t0;
-  if (code !== 0) throw new Error(`benchmark command failed with exit ${code}`);
-  return ms;
-}
 
 const pool = makeTestPool(1024);
 const scratch = mkdtempSync(join(tmpdir(), 'zomg-bench-boundary-'));

@@ -12,14 +12,13 @@
  */
 import { execFileSync } from 'node:child_process';
 import { appendFileSync, chmodSync, existsSync, mkdirSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
-import { performance } from 'node:perf_hooks';
 import { SendStreamParser } from '../src/storage/sendstream.js';
 import { SendReplay, type Candidate } from '../src/storage/diff/replay.js';
 import { verifyCandidates } from '../src/storage/diff/sorted.js';
 import { BtrfsDriver } from '../src/storage/btrfs.js';
 import { run } from '../src/system/run.js';
 import { isRoot, makeTestPool, type TestPool } from '../tests/helpers/pool.js';
-import { median } from './lib.js';
+import { timeMs } from './lib.js';
 
 const driver = new BtrfsDriver();
 const DIRS = Number(process.env.BENCH_DIRS ?? 1000);
@@ -29,16 +28,7 @@ const btrfs = (...args: string[]): Promise<unknown> => run('btrfs', args);
 const dirOf = (root: string, d: number): string => `${root}/d${String(d).padStart(4, '0')}`;
 const fileOf = (root: string, d: number, f: number): string => `${dirOf(root, d)}/f${String(f).padStart(3, '0')}`;
 
-async function timed(fn: () => Promise<unknown>): Promise<number> {
-  const ms: number[] = [];
-  await fn();
-  for (let i = 0; i < RUNS; i++) {
-    const t = performance.now();
-    await fn();
-    ms.push(performance.now() - t);
-  }
-  return median(ms);
-}
+const timed = (fn: () => Promise<unknown>): Promise<number> => timeMs(RUNS, fn);
 
 async function replayOf(old: string, now: string, parse: boolean, replay: boolean): Promise<Candidate[]> {
   const parser = new SendStreamParser();

@@ -5,7 +5,7 @@
  * Also shown: nsenter spawned bare (the floor of the mechanism) and the box's start time.
  * Run as root: node dist/bench/exec.js [runs]
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,25 +14,9 @@ import { boxEnvironment } from '../src/runtime/environment.js';
 import { execInBox, startBox, stopBox, type BoxSpec } from '../src/runtime/sandbox.js';
 import { busyboxRootfsTar } from '../tests/helpers/fixtures.js';
 import { makeTestPool } from '../tests/helpers/pool.js';
-import { median, ratio, report } from './lib.js';
+import { median, ratio, report, spawnWait, timedExit as timed } from './lib.js';
 
 const RUNS = Number(process.argv[2] ?? 51);
-
-function spawnWait(command: string, args: string[]): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { stdio: 'ignore' });
-    child.on('error', reject);
-    child.on('close', (code) => resolve(code ?? -1));
-  });
-}
-
-async function timed(fn: () => Promise<number>): Promise<number> {
-  const t0 = performance.now();
-  const code = await fn();
-  const ms = performance.now() - t0;
-  if (code !== 0) throw new Error(`benchmark command failed with exit ${code}`);
-  return ms;
-}
 
 const pool = makeTestPool(512);
 const runDir = mkdtempSync(join(tmpdir(), 'zomg-bench-exec-'));

@@ -1,5 +1,5 @@
 /** Shared benchmark helpers: timing, a pool + engine, and synthetic trees of N files. */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -27,6 +27,24 @@ export async function timeMs(runs: number, fn: (i: number) => unknown, between?:
     await between?.(i);
   }
   return median(times);
+}
+
+/** Runs a program with its output ignored; resolves with its exit code. */
+export function spawnWait(command: string, args: string[]): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { stdio: 'ignore' });
+    child.on('error', reject);
+    child.on('close', (code) => resolve(code ?? -1));
+  });
+}
+
+/** Times one run of `fn`, which resolves with an exit code; a non-zero exit fails the bench. */
+export async function timedExit(fn: () => Promise<number>): Promise<number> {
+  const t0 = performance.now();
+  const code = await fn();
+  const ms = performance.now() - t0;
+  if (code !== 0) throw new Error(`benchmark command failed with exit ${code}`);
+  return ms;
 }
 
 /** Fills `dir` with `files` small files spread over directories of 100. */

@@ -11,7 +11,7 @@
  * opened the engine (so it lacks the code most commands run). A directory the cache cannot
  * be written to (a read-only install) just means starts without it: nothing fails.
  */
-import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { Module, createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -48,8 +48,25 @@ function tolerant(fn: () => void): void {
   }
 }
 
+/** Whether process `pid` exists (EPERM: it does, as another user's). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 function writeCache(path: string, data: Buffer): void {
   const tmp = `${path}.${process.pid}.tmp`;
+  // A start killed between its write and its rename left a temporary file: its writer is gone.
+  tolerant(() => {
+    for (const name of readdirSync(here)) {
+      const m = /^zomg-main\..*\.(\d+)\.tmp$/.exec(name);
+      if (m && !alive(Number(m[1]))) rmSync(join(here, name), { force: true });
+    }
+  });
   tolerant(() => {
     try {
       writeFileSync(tmp, data, { mode: 0o644 });

@@ -77,6 +77,24 @@ describe('zomg launcher: the code cache', () => {
     }
   });
 
+  it('removes the temporary file a start killed mid-write left, and leaves a live writer\'s alone', () => {
+    const z = install();
+    try {
+      // pid 2^22+1 is above any pid_max, so no process has it; this test process is alive.
+      const dead = join(z.dir, `zomg-main.0123456789abcdef.light.v8cache.${2 ** 22 + 1}.tmp`);
+      const live = join(z.dir, `zomg-main.0123456789abcdef.light.v8cache.${process.pid}.tmp`);
+      writeFileSync(dead, 'half');
+      writeFileSync(live, 'half');
+      assert.deepEqual(z.zomg(['--version']), { code: 0, stdout: '0.1.0\n', stderr: '' });
+      const left = z.caches();
+      assert.ok(!left.includes(dead.slice(z.dir.length + 1)), `the dead writer's file stays: ${left.join(' ')}`);
+      assert.ok(left.includes(live.slice(z.dir.length + 1)), 'a live writer\'s file was removed');
+      assert.ok(left.some((f) => f.endsWith('.light.v8cache')));
+    } finally {
+      z.cleanup();
+    }
+  });
+
   it('runs from a read-only install without writing anything', { skip: !isRoot() && 'needs root for a read-only bind mount' }, () => {
     const z = install();
     execFileSync('mount', ['--bind', z.dir, z.dir]);

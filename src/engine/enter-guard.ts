@@ -28,7 +28,15 @@ export class EnterGuard extends Writable {
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
     if (!this.decided || this.holding) {
       this.held = this.held ? Buffer.concat([this.held, chunk]) : chunk;
-      if (this.holding) return callback(); // the tool's message, to its end
+      if (this.holding && this.held.length <= MAX_ENTER_MESSAGE) return callback(); // the tool's message, to its end
+      if (this.holding) {
+        // Longer than any message of an entry program: the command's own output that merely
+        // begins like one. Passed on, and no longer held (held, it would grow without end).
+        this.holding = false;
+        const out = this.held;
+        this.held = undefined;
+        return this.forward(out, callback);
+      }
       const text = this.held.toString('utf8');
       if (ENTER_PREFIXES.some((p) => text.length < p.length && p.startsWith(text))) return callback();
       this.decided = true;
@@ -57,6 +65,9 @@ export class EnterGuard extends Writable {
     return undefined;
   }
 }
+
+/** An entry program's failure is one short line; a longer "message" is the command's output. */
+const MAX_ENTER_MESSAGE = 64 * 1024;
 
 const ENTER_TOOLS = [
   // zomg-enter (runtime/enter.ts) says only its own failures this way, then exits 125.

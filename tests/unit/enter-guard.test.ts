@@ -37,4 +37,17 @@ describe('EnterGuard', () => {
     assert.equal(guard2.enterFailure(3), undefined, 'not the tool exit code: the command said it');
     assert.equal(out2.text(), 'nsenter: cannot open x\n');
   });
+
+  it('does not hold without end a command output that merely begins like the tool: past 64 KiB it flows on', async () => {
+    const out = sink();
+    const guard = new EnterGuard(out.stream);
+    await write(guard, 'zomg-enter: not really\n');
+    const chunk = 'x'.repeat(16 * 1024);
+    for (let i = 0; i < 8; i++) await write(guard, chunk);
+    assert.ok(out.text().startsWith('zomg-enter: not really\n'), 'the held start was passed on');
+    assert.ok(out.text().length >= 64 * 1024, `only ${out.text().length} bytes passed`);
+    await write(guard, 'tail\n');
+    assert.equal(guard.enterFailure(125), undefined, 'a long output is the command\'s, whatever its exit code');
+    assert.equal(out.text(), `zomg-enter: not really\n${chunk.repeat(8)}tail\n`);
+  });
 });

@@ -19,6 +19,9 @@
  *   send;
  * - a new inode or a new name where the old tree had an entry too (dpkg's rename over a
  *   file): everything compared, its xattrs by getfattr in background batches.
+ * - a directory that a rename put where another directory was (or that a rename took
+ *   away from under a new one): the stream names neither side's entries that moved with
+ *   them, so both subtrees are walked (walk.ts) and that walk decides every path below.
  *
  * The I/O is synchronous on purpose: on this kind of machine sync lstat/open/read are
  * several times faster than fs.promises (research/machine.md §4), and the parallelism
@@ -43,8 +46,11 @@ import {
   symlinkTargetsDiffer,
   type VerifyOptions,
 } from './verify.js';
+import { walkSubtree } from './walk.js';
 
 const key = (rel: Buffer): string => rel.toString('latin1');
+const SLASH = Buffer.of(0x2f);
+const startsWith = (path: Buffer, prefix: Buffer): boolean => path.length > prefix.length && path.compare(prefix, 0, prefix.length, 0, prefix.length) === 0;
 const TYPE_MASK = 0o170000;
 const S_IFREG = 0o100000;
 const S_IFDIR = 0o040000;
@@ -262,10 +268,13 @@ function lookUp(item: Item, oldTree: Tree, newTree: Tree, early: EarlyChecks | E
   item.looked = true;
 }
 
-/** A sorted listing of a subtree that exists on one side only, emitted as it is reached. */
+/**
+ * A sorted listing of a subtree, emitted as it is reached: one that exists on one side
+ * only (one kind for all), or the walk of a directory that replaced another (a kind each).
+ */
 interface Run {
   rels: Buffer[];
-  kind: ChangeKind;
+  kind: ChangeKind | ChangeKind[];
   i: number;
 }
 
@@ -304,6 +313,8 @@ async function* emitSorted(
   let head = 0;
   let batch: XattrBatch | undefined;
   let last: Buffer | undefined;
+  /** `dir/` of each directory whose subtree was walked: candidates below it are decided. */
+  const walked: Buffer[] = [];
 
   const produce = (rel: Buffer, kind: ChangeKind, pending?: XattrBatch): void => {
     if (last !== undefined && last.equals(rel)) return;
@@ -322,8 +333,8 @@ async function* emitSorted(
       if (best === undefined) break;
       const rel = best.rels[best.i] as Buffer;
       if (upTo !== undefined && Buffer.compare(rel, upTo) >= 0) break;
+      produce(rel, typeof best.kind === 'string' ? best.kind : (best.kind[best.i] as ChangeKind));
       best.i++;
-      produce(rel, best.kind);
     }
     if (runs.some((r) => r.i >= r.rels.length)) runs = runs.filter((r) => r.i < r.rels.length);
   };
@@ -371,6 +382,15 @@ async function* emitSorted(
       if (typeOf(b) === S_IFDIR && !c.newInode) runs.push(await listBelow(newTree, rel, 'added', pacer));
       return;
     }
+    if (typeOf(a) === S_IFDIR && identity && !(c.emptiedDir && c.newInode)) {
+      // A directory that replaced another by a rename (or was replaced by a new one over a
+      // directory that left by a rename): the stream names the entries of neither side
+      // that moved with them, so the two subtrees are walked, and that walk is the answer
+      // for every path below this one.
+      const below = await walkSubtree(oldTree, newTree, rel, pacer, signal);
+      runs.push({ rels: below.map((e) => e.path.subarray(1)), kind: below.map((e) => e.kind), i: 0 });
+      walked.push(Buffer.concat([rel, SLASH]));
+    }
     if (metaDiffer(a, b)) return produce(rel, 'modified');
     if (typeOf(a) === S_IFLNK) {
       if (symlinkTargetsDiffer(oldTree.abs(rel), newTree.abs(rel))) return produce(rel, 'modified');
@@ -392,6 +412,7 @@ async function* emitSorted(
     // Decided items are let go: the output is never held, and neither is the input behind it.
     (items as Array<Item | undefined>)[i] = undefined;
     await pacer.tick();
+    if (walked.length > 0 && walked.some((prefix) => startsWith(item.c.path, prefix))) continue;
     drainRuns(item.c.path);
     await decide(item);
     // Emit what is decided; an entry waiting for xattrs holds back those after it, until

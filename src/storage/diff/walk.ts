@@ -28,14 +28,31 @@ export async function walkDiff(oldRoot: string, newRoot: string, options: WalkOp
   const oldTree = new Tree(oldRoot);
   const newTree = new Tree(newRoot);
   const out = new DiffCollector(oldTree, newTree, pacer, options.signal);
-  const all = { content: true, xattrs: true };
-
   const root = Buffer.alloc(0);
   const oldRootSt = oldTree.entry(root);
   const newRootSt = newTree.entry(root);
-  if (oldRootSt && newRootSt) await out.compare(root, oldRootSt, newRootSt, all);
+  if (oldRootSt && newRootSt) await out.compare(root, oldRootSt, newRootSt, ALL);
+  await walkBelow(out, root, pacer);
+  return out.finish();
+}
 
-  const stack: Buffer[] = [root];
+/**
+ * Every difference below `dir`, a directory in both trees (not `dir` itself), sorted by
+ * path: the send path's answer for a directory that replaced another one by a rename,
+ * whose entries the stream does not name.
+ */
+export async function walkSubtree(oldTree: Tree, newTree: Tree, dir: Buffer, pacer: Pacer, signal?: AbortSignal): Promise<DiffEntry[]> {
+  const out = new DiffCollector(oldTree, newTree, pacer, signal);
+  await walkBelow(out, dir, pacer);
+  return out.finish();
+}
+
+const ALL = { content: true, xattrs: true };
+
+/** The merge walk of both trees below `top`, a directory in both. */
+async function walkBelow(out: DiffCollector, top: Buffer, pacer: Pacer): Promise<void> {
+  const { oldTree, newTree } = out;
+  const stack: Buffer[] = [top];
   for (let dir = stack.pop(); dir !== undefined; dir = stack.pop()) {
     const newNames = new Map(newTree.names(dir).map((n) => [n.toString('latin1'), n]));
     for (const name of oldTree.names(dir)) {
@@ -44,7 +61,7 @@ export async function walkDiff(oldRoot: string, newRoot: string, options: WalkOp
       const b = newNames.delete(name.toString('latin1')) ? newTree.lstatChild(rel) : null;
       await pacer.tick();
       if (a && b) {
-        await out.compare(rel, a, b, all);
+        await out.compare(rel, a, b, ALL);
         if (a.isDirectory() && b.isDirectory()) stack.push(rel);
       } else if (a) await out.addTree(rel, a, 'old');
       else if (b) await out.addTree(rel, b, 'new');
@@ -56,5 +73,4 @@ export async function walkDiff(oldRoot: string, newRoot: string, options: WalkOp
       if (b) await out.addTree(rel, b, 'new');
     }
   }
-  return out.finish();
 }

@@ -104,9 +104,10 @@ async function openEmbedded(stateDir: string, sizeBytes: number): Promise<Opened
     if (mount.fstype !== 'btrfs') throw notBtrfs();
     const ours = await backedBy(mount.source, image);
     // A pool mounted by an older zomg (or by hand) without nosuid,nodev: a setuid binary
-    // made in a box would be setuid for every host user. Our own image is fixed in place.
-    if (ours && !(mount.options.includes('nosuid') && mount.options.includes('nodev'))) {
-      await tool('ZOMG_POOL_MOUNT_FAILED', 'could not remount the pool nosuid,nodev', 'mount', ['-o', 'remount,nosuid,nodev', root]);
+    // made in a box would be setuid for every host user; without noatime, reads in boxes
+    // unshare the snapshots' metadata (see below). Our own image is fixed in place.
+    if (ours && !['nosuid', 'nodev', 'noatime'].every((o) => mount.options.includes(o))) {
+      await tool('ZOMG_POOL_MOUNT_FAILED', 'could not remount the pool noatime,nosuid,nodev', 'mount', ['-o', 'remount,noatime,nosuid,nodev', root]);
     }
     const warning = ours ? undefined : await unsafeMountWarning(root);
     return { root, mounted: ours ? 'loop' : 'existing', ...(warning !== undefined ? { warnings: [warning] } : {}) };
@@ -121,8 +122,10 @@ async function openEmbedded(stateDir: string, sizeBytes: number): Promise<Opened
   // A loop device left attached (e.g. by a crash) would make mount reuse or refuse it.
   await detachLoops(image);
   await mkdir(root, { recursive: true });
-  // noatime: atime updates would turn every read inside a box into metadata copy-on-write
-  // and into spurious `utimes` entries in diffs. nosuid,nodev: files made inside boxes
+  // noatime: atime updates would turn every read inside a box into metadata copy-on-write:
+  // the first read of each file after a snapshot unshares its tree leaf from the
+  // snapshot's, and every later `btrfs send` (the diff) compares those leaves and emits
+  // their `utimes` (after an rsync of a Debian root, 3x the send time). nosuid,nodev: files made inside boxes
   // (setuid binaries, device nodes) must never act as such for the host's users; inside a
   // box the runtime decides (its own mount namespace).
   await tool('ZOMG_POOL_MOUNT_FAILED', 'could not mount the pool image', 'mount', ['-o', 'loop,noatime,nosuid,nodev', image, root]);

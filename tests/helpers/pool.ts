@@ -27,8 +27,10 @@ export function makeTestPool(sizeMb = 512): TestPool {
   mkdirSync(mnt);
   execFileSync('truncate', ['-s', `${sizeMb}M`, image]);
   execFileSync('mkfs.btrfs', ['-q', ...(sizeMb < 256 ? ['--mixed'] : []), image]);
-  // As a pool should be mounted (zomg warns about a configured pool without nosuid,nodev).
-  execFileSync('mount', ['-o', 'loop,nosuid,nodev', image, mnt]);
+  // As zomg mounts its own pool (storage/pool.ts): nosuid,nodev (zomg warns about a configured
+  // pool without them) and noatime (with atime, a read in a box, or a benchmark's rsync of a
+  // box root, rewrites inode metadata that the snapshots shared, and every later send pays).
+  execFileSync('mount', ['-o', 'loop,noatime,nosuid,nodev', image, mnt]);
   let done = false;
   return {
     dir,

@@ -67,6 +67,13 @@ describe('openPool / closePool with a loop image', { skip }, () => {
 
     assert.deepEqual(await openPool({ stateDir, imageSizeBytes: IMAGE_BYTES }), pool);
     assert.equal(mountsAt(pool.root).length, 1, 'a second open does not mount again');
+    const options = (): string[] => (mountsAt(pool.root)[0] ?? '').split(' ')[5]?.split(',') ?? [];
+    for (const o of ['noatime', 'nosuid', 'nodev']) assert.ok(options().includes(o), `mounted ${o}: ${options().join(',')}`);
+    // Mounted as an older zomg (or a person) might have: opening it puts the options back.
+    execFileSync('mount', ['-o', 'remount,atime,relatime,suid,dev', pool.root]);
+    assert.ok(!options().includes('noatime'), options().join(','));
+    assert.deepEqual(await openPool({ stateDir, imageSizeBytes: IMAGE_BYTES }), pool);
+    for (const o of ['noatime', 'nosuid', 'nodev']) assert.ok(options().includes(o), `remounted ${o}: ${options().join(',')}`);
 
     assert.equal((await closePool(stateDir)).status, 'unmounted');
     assert.equal(mountsAt(pool.root).length, 0);

@@ -16,7 +16,6 @@ import { appendFileSync, chmodSync, createWriteStream, existsSync, mkdirSync, re
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { diffEntryToJson } from '../src/core/diff.js';
 import { DiffStatusWriter } from '../src/cli/diff-output.js';
 import { BtrfsDriver } from '../src/storage/btrfs.js';
 import { openDiff } from '../src/storage/diff/index.js';
@@ -43,7 +42,8 @@ async function streamDiff(oldRoot: string, newRoot: string, out: NodeJS.Writable
   await writer.head({ box: 'bench', project: 'bench', against: 'v0', to: null, method });
   let n = 0;
   for await (const e of entries) {
-    await writer.change(diffEntryToJson(e));
+    const wait = writer.change(e);
+    if (wait) await wait;
     n++;
   }
   await writer.end();

@@ -7,6 +7,7 @@
  */
 import { Readable } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { diffEntryToJson } from '../core/diff.js';
 import type { BoxRef } from '../core/refs.js';
 import type { DiffStatusOptions, ZomgService } from '../core/service.js';
 import { NDJSON } from '../core/wire.js';
@@ -54,7 +55,7 @@ export async function sendDiffNdjson(
           headSeen();
           return p;
         },
-        change: (entry) => push(entry),
+        change: (entry) => push(diffEntryToJson(entry)),
       },
       { ...options, signal: abort.signal },
     )

@@ -4,7 +4,7 @@
  * 2-space-indented object as json(status)), so a diff of a million paths starts printing
  * at once and is never held in memory as one string.
  */
-import { diffEntryFromJson, renderDiffLine, type DiffEntryJson } from '../core/diff.js';
+import { diffEntryToJson, renderDiffLine, type DiffEntry } from '../core/diff.js';
 import type { DiffStatusHead, DiffStatusSink } from '../core/service.js';
 
 const FLUSH_BYTES = 64 * 1024;
@@ -31,15 +31,15 @@ export class DiffStatusWriter implements DiffStatusSink {
     return this.flush(false);
   }
 
-  change(entry: DiffEntryJson): Promise<void> {
+  change(entry: DiffEntry): Promise<void> | undefined {
     if (this.asJson) {
-      const item = JSON.stringify(entry, null, 2).replace(/\n/g, '\n    ');
+      const item = JSON.stringify(diffEntryToJson(entry), null, 2).replace(/\n/g, '\n    ');
       this.buf += `${this.count > 0 ? ',' : ''}\n    ${item}`;
     } else {
-      this.buf += `${this.count > 0 ? '\n' : ''}${renderDiffLine(diffEntryFromJson(entry))}`;
+      this.buf += `${this.count > 0 ? '\n' : ''}${renderDiffLine(entry)}`;
     }
     this.count++;
-    return this.flush(false);
+    return this.buf.length < FLUSH_BYTES ? undefined : this.flush(false);
   }
 
   /** Closes the output after the last change. */

@@ -12,7 +12,7 @@ import { parseBaseName } from '../core/names.js';
 import { CHANNEL_STDERR, type ServerMessage } from '../core/exec-protocol.js';
 import type { BoxProcess, ConsoleServerMessage, CopyToBoxOptions, ReadLogsOptions, TerminalRequest, TerminalSession } from '../core/console-protocol.js';
 import type { BoxRef } from '../core/refs.js';
-import type { DiffEntryJson } from '../core/diff.js';
+import { diffEntryFromJson, type DiffEntryJson } from '../core/diff.js';
 import type {
   BuildBaseOptions,
   CreateBoxOptions,
@@ -556,7 +556,7 @@ export class RemoteClient implements ZomgService {
         throw wireError(typeof body.statusCode === 'number' ? body.statusCode : 500, body);
       }
       if (first) await sink.head(value as unknown as DiffStatusHead);
-      else await sink.change(value as unknown as DiffEntryJson);
+      else await sink.change(diffEntryFromJson(value as unknown as DiffEntryJson));
       first = false;
     }
     if (first) throw new ToolError('ZOMG_BAD_RESPONSE', 'the server ended the diff before its first line', { hint: 'check the server log' });

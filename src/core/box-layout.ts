@@ -35,8 +35,9 @@ export const BOX_MOUNT_ROOTS: readonly string[] = [...new Set(BOX_MOUNTS.map((m)
 export const BG_LOG_DIR = '/tmp/boxes/exec';
 
 /** True when `path` (absolute, bytes or text) is `prefix` or below it. */
-export function isUnder(path: Buffer | string, prefix: string): boolean {
+export function isUnder(path: Buffer | string, prefix: Buffer | string): boolean {
   const p = typeof path === 'string' ? Buffer.from(path) : path;
-  const pre = Buffer.from(prefix);
-  return p.equals(pre) || (p.length > pre.length && p.subarray(0, pre.length).equals(pre) && p[pre.length] === 0x2f);
+  const pre = typeof prefix === 'string' ? Buffer.from(prefix) : prefix;
+  if (p.length < pre.length || p.compare(pre, 0, pre.length, 0, pre.length) !== 0) return false;
+  return p.length === pre.length || p[pre.length] === 0x2f;
 }

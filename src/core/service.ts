@@ -4,7 +4,7 @@
  */
 import type { Readable, Writable } from 'node:stream';
 import type { BoxProcess, CopyToBoxOptions, ReadLogsOptions, TerminalRequest, TerminalSession } from './console-protocol.js';
-import type { DiffEntryJson } from './diff.js';
+import type { DiffEntry } from './diff.js';
 import type { BoxRef } from './refs.js';
 import type { BaseDetails, BaseSummary, BaseVersion, Box, BuilderName, Snapshot, DiffStatus, FileDiff, InstallOutcome, ProgressFn } from './types.js';
 import type { Volume, VolumeBackup, VolumeDiffStatus, VolumeSnapshot } from './types.js';
@@ -125,12 +125,13 @@ export interface DiffStatusOptions {
 export type DiffStatusHead = Omit<DiffStatus, 'changes'>;
 
 /**
- * Receives a status diff as it is computed: `head` once, then each change in path order.
- * A returned promise is awaited before the next call (backpressure).
+ * Receives a status diff as it is computed: `head` once, then each change in path order,
+ * its path as raw bytes (each face encodes it as it prints it). A returned promise is
+ * awaited before the next call (backpressure); return nothing when there is no need to wait.
  */
 export interface DiffStatusSink {
   head(head: DiffStatusHead): void | Promise<void>;
-  change(entry: DiffEntryJson): void | Promise<void>;
+  change(entry: DiffEntry): void | Promise<void>;
 }
 
 export interface ExecRequest {

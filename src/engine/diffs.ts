@@ -19,7 +19,10 @@ import type { EngineContext } from './context.js';
 import { openSubvolumeDiff } from './tree-diff.js';
 
 /** What a root diff leaves out: the mount points of the volumes every box has, and the box's data-volume mount points. */
-const excludedFor = (box: BoxRow) => (path: Buffer): boolean => [...BOX_MOUNT_ROOTS, ...box.data_mounts.map((m) => m.path)].some((root) => isUnder(path, root));
+function excludedFor(box: BoxRow): (path: Buffer) => boolean {
+  const roots = [...BOX_MOUNT_ROOTS, ...box.data_mounts.map((m) => m.path)].map((root) => Buffer.from(root));
+  return (path) => roots.some((root) => isUnder(path, root));
+}
 
 function againstName(ctx: EngineContext, box: BoxRow, against: string | undefined): string {
   if (against !== undefined) return findSnapshot(ctx, box, against).name;
@@ -35,7 +38,7 @@ function againstName(ctx: EngineContext, box: BoxRow, against: string | undefine
 export async function diffStatus(ctx: EngineContext, ref: BoxRef, options: DiffStatusOptions = {}): Promise<DiffStatus> {
   let head: DiffStatusHead | undefined;
   const changes: DiffEntryJson[] = [];
-  await diffStatusStream(ctx, ref, { head: (h) => void (head = h), change: (e) => void changes.push(e) }, options);
+  await diffStatusStream(ctx, ref, { head: (h) => void (head = h), change: (e) => void changes.push(diffEntryToJson(e)) }, options);
   return { ...(head as DiffStatusHead), changes };
 }
 
@@ -57,7 +60,9 @@ export async function diffStatusStream(ctx: EngineContext, ref: BoxRef, sink: Di
         const { method, entries } = await openSubvolumeDiff(ctx, oldId, newId, options.signal);
         await sink.head({ box: box.name, project: box.project, against, to, method });
         for await (const entry of entries) {
-          if (!excluded(entry.path)) await sink.change(diffEntryToJson(entry));
+          if (excluded(entry.path)) continue;
+          const wait = sink.change(entry);
+          if (wait) await wait;
         }
       };
       if (to !== null) await run(snapshotId(box, to));

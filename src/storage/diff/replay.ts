@@ -125,6 +125,13 @@ export class SendReplay {
   private ended = false;
   /** The inode whose data commands are arriving (send emits one inode's data in a row). */
   private dataOf: { path: Buffer; node: Node } | null = null;
+  /**
+   * The path last looked up or given an entry, and its node, until the namespace changes:
+   * a new inode's rename into place is followed by its chown, chmod and extents, all on
+   * the path it was just given.
+   */
+  private lastPath: Buffer | null = null;
+  private lastNode: Node | null = null;
 
   constructor(private readonly onInPlaceContent?: InPlaceContentHook) {}
 
@@ -158,16 +165,19 @@ export class SendReplay {
         return;
       case 'rename': {
         const node = this.lookup(command.path);
+        this.lastPath = null;
         this.detach(node);
         node.moved = true;
         this.mark(node);
         const [parent, name] = this.parentOf(command.to);
         this.attach(parent, name, node);
+        this.remember(command.to, node);
         return;
       }
       case 'unlink':
       case 'rmdir': {
         const node = this.lookup(command.path);
+        this.lastPath = null;
         this.detach(node);
         node.removed = true;
         if (command.cmd === 'rmdir') node.emptied = true;
@@ -272,9 +282,16 @@ export class SendReplay {
   }
 
   private lookup(path: Buffer): Node {
+    if (this.lastPath !== null && path.equals(this.lastPath)) return this.lastNode as Node;
     let node = this.root;
     for (const part of splitRel(path)) node = this.child(node, part);
+    this.remember(path, node);
     return node;
+  }
+
+  private remember(path: Buffer, node: Node): void {
+    this.lastPath = path;
+    this.lastNode = node;
   }
 
   private parentOf(path: Buffer): [Node, Buffer] {
@@ -287,11 +304,13 @@ export class SendReplay {
   }
 
   private create(path: Buffer, inode: InodeState): void {
+    this.lastPath = null;
     const [parent, name] = this.parentOf(path);
     const node = new Node(null, parent, key(name), inode);
     this.mark(node);
     // create(2) and link(2) fail on an existing name, so nothing of the old tree is replaced.
     this.attach(parent, name, node, false);
+    this.remember(path, node);
   }
 
   /** Puts `node` at `parent/name`; whatever was there (known or only in the old tree) is gone. */

@@ -238,7 +238,8 @@ export async function verifySorted(
     }
   };
   for (let i = 0; i < candidates.length; i++) {
-    await pacer.tick();
+    const w = pacer.tick();
+    if (w) await w;
     const item: Item = { c: candidates[i] as Candidate, looked: false, a: null, b: null };
     items.push(item);
     await resolve(item);
@@ -411,7 +412,8 @@ async function* emitSorted(
     const item = items[i] as Item;
     // Decided items are let go: the output is never held, and neither is the input behind it.
     (items as Array<Item | undefined>)[i] = undefined;
-    await pacer.tick();
+    const w = pacer.tick();
+    if (w) await w;
     if (walked.length > 0 && walked.some((prefix) => startsWith(item.c.path, prefix))) continue;
     drainRuns(item.c.path);
     await decide(item);

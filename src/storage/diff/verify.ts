@@ -47,10 +47,19 @@ export class Pacer {
     signal?.throwIfAborted();
   }
 
-  async tick(weight = 1): Promise<void> {
+  /**
+   * Counts `weight` units of work; every `every` units, a promise that yields to the event
+   * loop (and then throws if aborted). Nothing otherwise, so that a hot loop that writes
+   * `const w = pacer.tick(); if (w) await w;` costs no promise per step.
+   */
+  tick(weight = 1): Promise<void> | undefined {
     this.count += weight;
-    if (this.count < this.every) return;
+    if (this.count < this.every) return undefined;
     this.count = 0;
+    return this.pause();
+  }
+
+  private async pause(): Promise<void> {
     await yieldToLoop();
     this.signal?.throwIfAborted();
   }
@@ -62,6 +71,8 @@ export class Tree {
   readonly dev: number;
   /** Relative directory → whether it can be descended (a real directory on `dev`). */
   private readonly dirs = new Map<string, boolean>();
+  private lastDir: Buffer | null = null;
+  private lastDirOk = false;
 
   constructor(root: string) {
     this.root = Buffer.from(root.length > 1 ? root.replace(/\/+$/, '') : root);
@@ -78,7 +89,13 @@ export class Tree {
   /** lstat of `rel` in this tree, or null when it is absent or excluded (see the module comment). */
   entry(rel: Buffer): Stats | null {
     if (rel.length === 0) return lstatSync(this.root);
-    if (!this.traversable(parentRel(rel))) return null;
+    // Paths come sorted, so the last parent asked about is usually the next one's too.
+    const dir = parentRel(rel);
+    if (this.lastDir === null || !dir.equals(this.lastDir)) {
+      this.lastDirOk = this.traversable(dir);
+      this.lastDir = dir;
+    }
+    if (!this.lastDirOk) return null;
     return this.lstatChild(rel);
   }
 
@@ -115,7 +132,8 @@ export class Tree {
       for (const name of this.names(dir)) {
         const child = joinRel(dir, name);
         const st = this.lstatChild(child);
-        await pacer.tick();
+        const w = pacer.tick();
+        if (w) await w;
         if (st === null) continue;
         visit(child, st);
         if (st.isDirectory()) stack.push(child);

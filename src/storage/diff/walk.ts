@@ -59,7 +59,8 @@ async function walkBelow(out: DiffCollector, top: Buffer, pacer: Pacer): Promise
       const rel = joinRel(dir, name);
       const a = oldTree.lstatChild(rel);
       const b = newNames.delete(name.toString('latin1')) ? newTree.lstatChild(rel) : null;
-      await pacer.tick();
+      const w = pacer.tick();
+      if (w) await w;
       if (a && b) {
         await out.compare(rel, a, b, ALL);
         if (a.isDirectory() && b.isDirectory()) stack.push(rel);
@@ -69,7 +70,8 @@ async function walkBelow(out: DiffCollector, top: Buffer, pacer: Pacer): Promise
     for (const name of newNames.values()) {
       const rel = joinRel(dir, name);
       const b = newTree.lstatChild(rel);
-      await pacer.tick();
+      const w = pacer.tick();
+      if (w) await w;
       if (b) await out.addTree(rel, b, 'new');
     }
   }

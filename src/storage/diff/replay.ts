@@ -121,6 +121,9 @@ function splitRel(path: Buffer): Buffer[] {
 export class SendReplay {
   private readonly root = new Node(Buffer.alloc(0), null, '', freshInode(false));
   private readonly touched: Node[] = [];
+  /** Old entries a rename may have replaced, as (directory from the old tree, name) pairs. */
+  private readonly replacedIn: Node[] = [];
+  private readonly replacedName: string[] = [];
   private started = false;
   private ended = false;
   /** The inode whose data commands are arriving (send emits one inode's data in a row). */
@@ -229,16 +232,19 @@ export class SendReplay {
     if (!this.started) throw new SendStreamError('the stream has no snapshot command');
     if (this.dataOf) this.dataDone();
     const out = new Map<string, Candidate>();
-    const add = (path: Buffer, node: Node, added: boolean, deleted: boolean): void => {
-      const k = key(path);
+    /** `k` is `path`'s latin1 key; `path` may be null, then it is made from `k` when needed. */
+    const entry = (k: string, path: Buffer | null): Candidate => {
       let c = out.get(k);
       if (!c) {
-        c = { path, maybeAdded: false, maybeDeleted: false, content: false, attrs: false, xattrs: false, newInode: false, emptiedDir: false, ranges: [] };
+        c = { path: path ?? Buffer.from(k, 'latin1'), maybeAdded: false, maybeDeleted: false, content: false, attrs: false, xattrs: false, newInode: false, emptiedDir: false, ranges: NO_RANGES };
         out.set(k, c);
       }
+      return c;
+    };
+    const add = (c: Candidate, node: Node, added: boolean, deleted: boolean): void => {
       // Only the node that came from this path in the old tree says what the old entry was.
       if (!added && node.emptied) c.emptiedDir = true;
-      c.ranges = mergeRanges(c.ranges, node.inode.content ? node.inode.ranges : []);
+      if (node.inode.content) c.ranges = mergeRanges(c.ranges, node.inode.ranges);
       c.maybeAdded ||= added;
       c.maybeDeleted ||= deleted;
       c.content ||= node.inode.content;
@@ -247,10 +253,17 @@ export class SendReplay {
       c.newInode ||= added && node.inode.created;
     };
     for (const node of this.touched) {
-      const now = this.currentPath(node);
-      const stayed = now !== null && node.origin !== null && now.equals(node.origin);
-      if (node.origin !== null) add(node.origin, node, false, !stayed);
-      if (now !== null && !stayed) add(now, node, true, false);
+      const now = this.currentKey(node);
+      const was = node.origin === null ? null : key(node.origin);
+      const stayed = now !== null && now === was;
+      if (was !== null) add(entry(was, node.origin), node, false, !stayed);
+      if (now !== null && !stayed) add(entry(now, null), node, true, false);
+    }
+    // Old entries that a rename may have replaced: gone, if they were there.
+    for (let i = 0; i < this.replacedIn.length; i++) {
+      const dir = (this.replacedIn[i] as Node).origin as Buffer;
+      const name = this.replacedName[i] as string;
+      entry(dir.length === 0 ? name : `${key(dir)}/${name}`, null).maybeDeleted = true;
     }
     return [...out.values()];
   }
@@ -324,9 +337,9 @@ export class SendReplay {
     } else if (existing === undefined && parent.origin !== null && mayReplaceOld && !(parent === this.root && isOrphanName(k))) {
       // The old tree may hold an entry here that this replaces: make it a candidate. (The
       // kernel picks orphan names that exist in neither tree, so those replace nothing.)
-      const old = new Node(joinRel(parent.origin, name), null, k, freshInode(false));
-      old.removed = true;
-      this.mark(old);
+      // Kept as its directory and name, not as a node: one for every file renamed into place.
+      this.replacedIn.push(parent);
+      this.replacedName.push(k);
     }
     (parent.children ??= new Map()).set(k, node);
     node.parent = parent;
@@ -344,8 +357,8 @@ export class SendReplay {
     node.parent = null;
   }
 
-  /** Where `node` is now, or null when it (or a directory above it) was removed. */
-  private currentPath(node: Node): Buffer | null {
+  /** Where `node` is now (as a latin1 key), or null when it (or a directory above it) was removed. */
+  private currentKey(node: Node): string | null {
     const names: string[] = [];
     let n: Node = node;
     while (n !== this.root) {
@@ -353,7 +366,7 @@ export class SendReplay {
       names.push(n.name);
       n = n.parent;
     }
-    return Buffer.from(names.reverse().join('/'), 'latin1');
+    return names.length === 1 ? (names[0] as string) : names.reverse().join('/');
   }
 }
 

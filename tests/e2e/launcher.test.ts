@@ -133,16 +133,25 @@ describe('zomg launcher: the code cache', () => {
         assert.match(z.caches().join(' '), /\.light\.v8cache$/);
         const none = z.zomg(['list'], env);
         assert.deepEqual(none, { code: 0, stdout: 'No boxes\n', stderr: '' });
-        const [cache, ...others] = z.caches();
+        const [commands, cache, ...others] = z.caches();
         assert.match(cache ?? '', /\.engine\.v8cache$/, 'the light cache made way for the engine one');
+        assert.match(commands ?? '', /^zomg-main\.[0-9a-f]{16}\.engine\.commands$/);
         assert.deepEqual(others, []);
+        const seen = (): string => readFileSync(join(z.dir, commands as string), 'utf8');
+        const written = (): number => statSync(join(z.dir, cache as string)).mtimeMs;
+        assert.equal(seen(), 'list\n');
+        // Each new command adds the code it compiled to the cache; a command seen before does not write.
         const imported = z.zomg(['base', 'import', 'bb', '--file', busyboxRootfsTar()], env);
         assert.equal(imported.code, 0, imported.stderr);
         assert.equal(z.zomg(['create', 'one', '--base', 'bb'], env).code, 0);
         const ran = z.zomg(['exec', 'one', '--', 'sh', '-c', 'echo hello; exit 3'], env);
         assert.deepEqual(ran, { code: 3, stdout: 'hello\n', stderr: '' });
+        assert.equal(seen(), 'list\nbase\ncreate\nexec\n');
+        const before = written();
         assert.deepEqual(z.zomg(['list', '-q'], env), { code: 0, stdout: 'one\n', stderr: '' });
-        assert.deepEqual(z.caches(), [cache]);
+        assert.deepEqual(z.zomg(['exec', 'one', '--', 'true'], env), { code: 0, stdout: '', stderr: '' });
+        assert.equal(written(), before, 'commands seen before leave the cache as it is');
+        assert.deepEqual(z.caches(), [commands, cache]);
         assert.equal(z.zomg(['delete', 'one'], env).code, 0);
       } finally {
         z.cleanup();

@@ -276,7 +276,7 @@ export async function saveBase(ctx: EngineContext, name: string, ref: BoxRef): P
       kind: 'save',
       parent: parent ?? { name: row.base, alias: aliasOfVersion(row.base) },
       config: parent?.config ?? null,
-      place: (dest) => ctx.pool.snapshot(root, dest, { readOnly: true }),
+      place: async (dest) => void (await ctx.pool.snapshot(root, dest, { readOnly: true })),
     });
   });
 }

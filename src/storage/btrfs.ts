@@ -84,7 +84,7 @@ export class BtrfsDriver implements StorageDriver {
    * time, so snapshot quiescent (stopped or read-only) sources when that matters. Nested
    * snapshots are writable unless `readOnly`, whatever the source's flags were.
    */
-  async snapshot(source: string, dest: string, options: SnapshotOptions = {}): Promise<void> {
+  async snapshot(source: string, dest: string, options: SnapshotOptions = {}): Promise<{ nested: number }> {
     const readOnly = options.readOnly === true;
     // The common case has no nested subvolume: take the snapshot while the nested ones are
     // listed (two processes in parallel, so it costs about one), and redo it the long way
@@ -99,7 +99,7 @@ export class BtrfsDriver implements StorageDriver {
     }
     if (taken.status === 'rejected') throw taken.reason;
     const nested = listed.value;
-    if (nested.length === 0) return;
+    if (nested.length === 0) return { nested: 0 };
     await this.deleteSubvolume(dest);
     // Placeholders must be replaced before anything is read-only, so build writable and
     // flip `ro` at the end (this also covers a read-only source).
@@ -122,14 +122,15 @@ export class BtrfsDriver implements StorageDriver {
       }
       if (readOnly) for (const p of placed.reverse()) await this.setReadOnly(p, true);
     });
+    return { nested: nested.length };
   }
 
-  async deleteSubvolume(path: string, options: { waitForSpace?: boolean } = {}): Promise<void> {
+  async deleteSubvolume(path: string, options: { waitForSpace?: boolean; noneNested?: boolean } = {}): Promise<void> {
     if (!(await pathExists(path))) return;
     // The id, to wait for exactly this subvolume's cleanup (`subvolume sync` without ids would
     // wait for the next transaction commit).
     const id = options.waitForSpace ? (await btrfs('read a subvolume id', ['inspect-internal', 'rootid', path])).trim() : undefined;
-    const nested = await this.listNested(path);
+    const nested = options.noneNested ? [] : await this.listNested(path);
     if (nested.length > 0) {
       // A nested subvolume's directory entry lives in its parent subvolume, and btrfs
       // cannot unlink it while that parent is read-only (EROFS), so make parents writable.

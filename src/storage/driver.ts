@@ -28,16 +28,18 @@ export interface StorageDriver {
   /**
    * Snapshots `source` to `dest` (which must not exist). Nested subvolumes inside `source`
    * are snapshotted too and placed at the same paths, so their content is captured; with
-   * `readOnly` every one of them is made read-only.
+   * `readOnly` every one of them is made read-only. Returns how many nested ones it placed.
    */
-  snapshot(source: string, dest: string, options?: SnapshotOptions): Promise<void>;
+  snapshot(source: string, dest: string, options?: SnapshotOptions): Promise<{ nested: number }>;
 
   /**
    * Deletes the subvolume at `path` and every subvolume nested inside it. Missing is not an
    * error. With `waitForSpace`, returns only once the filesystem has reclaimed its space
-   * (after a failure that filled the pool, so the next operation finds the room).
+   * (after a failure that filled the pool, so the next operation finds the room). With
+   * `noneNested` the caller knows none is nested (a read-only snapshot made without any:
+   * nothing can be created inside it), and the listing is skipped.
    */
-  deleteSubvolume(path: string, options?: { waitForSpace?: boolean }): Promise<void>;
+  deleteSubvolume(path: string, options?: { waitForSpace?: boolean; noneNested?: boolean }): Promise<void>;
 
   setReadOnly(path: string, readOnly: boolean): Promise<void>;
   isReadOnly(path: string): Promise<boolean>;

@@ -178,9 +178,9 @@ export class Pool {
    * read-only snapshot is taken straight in its final directory: a read-only subvolume
    * cannot change directory afterwards.
    */
-  async snapshot(source: SubvolumeId, dest: SubvolumeId, options: { readOnly: boolean }): Promise<void> {
+  async snapshot(source: SubvolumeId, dest: SubvolumeId, options: { readOnly: boolean }): Promise<{ nested: number }> {
     await ensureDir(this.parentDir(dest));
-    await this.driver.snapshot(this.hostPath(source), this.hostPath(dest), { readOnly: options.readOnly });
+    return this.driver.snapshot(this.hostPath(source), this.hostPath(dest), { readOnly: options.readOnly });
   }
 
   /** Moves a finished staging subvolume to `dest` (a rename) and optionally makes it read-only. */
@@ -235,7 +235,7 @@ export class Pool {
    * `waitForSpace`, returns once the filesystem has reclaimed the space. The per-box and
    * per-volume directory is removed when it becomes empty.
    */
-  async delete(id: SubvolumeId, options: { waitForSpace?: boolean } = {}): Promise<void> {
+  async delete(id: SubvolumeId, options: { waitForSpace?: boolean; noneNested?: boolean } = {}): Promise<void> {
     await this.driver.deleteSubvolume(this.hostPath(id), options);
     if (id.kind === 'snapshot' || id.kind === 'volume-snapshot' || id.kind === 'volume-backup') {
       try {
@@ -300,13 +300,15 @@ export class Pool {
    */
   async withTemporarySnapshot<T>(source: SubvolumeId, label: string, fn: (snapshot: StagingId) => Promise<T>): Promise<T> {
     const tmp = this.newStaging(label);
-    await this.snapshot(source, tmp, { readOnly: true });
+    const { nested } = await this.snapshot(source, tmp, { readOnly: true });
     try {
       return await fn(tmp);
     } finally {
       // The caller's result (or error) is what counts; a failed delete is retried once and
-      // otherwise left to the reconciler.
-      await this.delete(tmp).catch(() => this.delete(tmp)).catch(() => undefined);
+      // otherwise left to the reconciler. Read-only since it was made, it holds no nested
+      // subvolume unless the snapshot placed some.
+      const options = { noneNested: nested === 0 };
+      await this.delete(tmp, options).catch(() => this.delete(tmp)).catch(() => undefined);
     }
   }
 

@@ -89,7 +89,7 @@ describe('BtrfsDriver on a real btrfs', { skip }, () => {
     assert.deepEqual(await driver.listNested(src), [join(src, 'd/n1'), join(src, 'd/n1/dd/n2')]);
 
     const ro = join(pool.mnt, 'snap-ro');
-    await driver.snapshot(src, ro, { readOnly: true });
+    assert.deepEqual(await driver.snapshot(src, ro, { readOnly: true }), { nested: 2 });
     assert.equal(readFileSync(join(ro, 'file'), 'utf8'), 'top');
     assert.equal(readFileSync(join(ro, 'd/n1/x'), 'utf8'), 'one');
     assert.equal(readFileSync(join(ro, 'd/n1/dd/n2/y'), 'utf8'), 'two');

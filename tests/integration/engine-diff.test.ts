@@ -70,7 +70,11 @@ describe('engine: diffs on real btrfs', { skip: !isRoot() && 'needs root for btr
     writeFileSync(join(root, 'var', 'nested', 'inside'), 'x');
     const changes = await status({ against: 'second' });
     assert.ok(!changes.some((c) => c.includes('/box') || c.includes('/home') || c.includes('/var/nested/')), changes.join('\n'));
+    // The temporary snapshot and the nested one placed in it are gone; so are they without one.
+    assert.deepEqual(readdirSync(join(t.pool.mnt, 'staging')), []);
     execFileSync('btrfs', ['subvolume', 'delete', join(root, 'var', 'nested')], { stdio: 'ignore' });
+    await status({ against: 'second' });
+    assert.deepEqual(readdirSync(join(t.pool.mnt, 'staging')), []);
   });
 
   it('diffs one file: modified with a unified diff, added, deleted, unchanged, binary, symlink', async () => {

@@ -157,16 +157,17 @@ export class EarlyChecks {
 }
 
 /**
- * A candidate on its way to a decision. Its lstat results are taken when its turn comes
- * (`looked` false), so a million candidates do not hold two records each meanwhile; only
- * a changed inode with several names is looked up in advance (to find its other names).
+ * Both sides' lstat of a candidate's path. Taken when the candidate's turn comes, so a
+ * million candidates do not hold two records each meanwhile; only a changed inode that
+ * may have several names is looked up in advance (to find its other names).
  */
-interface Item {
-  c: Candidate;
-  looked: boolean;
+interface Looked {
   a: Meta | null;
   b: Meta | null;
 }
+
+/** Whether a candidate's inode may have names the stream did not give (hard links). */
+const mayHaveOtherNames = (c: Candidate): boolean => (c.content || c.attrs || c.xattrs) && !c.newInode;
 
 function merged(x: Candidate, y: Candidate): Candidate {
   return {
@@ -191,7 +192,8 @@ export interface SortedVerifyOptions extends VerifyOptions {
  * cannot: the caller walks instead), then returns the entries, sorted, as an async
  * iterator that looks up and decides them one by one. All stream-side failures happen
  * before this returns; the iterator fails only on errors of the trees themselves (or an
- * abort). `candidates`: one per path, as the replay gives them.
+ * abort). `candidates`: one per path, as the replay gives them; the array is taken over
+ * (sorted in place, and let go of as the entries are decided).
  */
 export async function verifySorted(
   candidates: Candidate[],
@@ -201,19 +203,19 @@ export async function verifySorted(
 ): Promise<AsyncGenerator<DiffEntry, void, undefined>> {
   const pacer = new Pacer(options.signal);
   const early = options.early;
-  // Grown by push, never preallocated: V8 keeps `new Array(n)` of 100,000 or more slots in
-  // dictionary mode, where every access and the sort below cost several times more.
-  const items: Item[] = [];
+  const looked = new Map<Candidate, Looked>();
+  const lookedUp = (c: Candidate): Looked => {
+    let l = looked.get(c);
+    if (l === undefined) looked.set(c, (l = lookUp(c.path, oldTree, newTree, early)));
+    return l;
+  };
   /** Further names of hard-linked inodes, merged into the candidates at the end. */
-  const extra = new Map<string, Item>();
+  const extra = new Map<string, Candidate>();
   const resolvedInodes = new Set<number>();
-  const resolve = async (item: Item): Promise<void> => {
-    const { c } = item;
-    // The stream names a changed inode by one of its paths only; its other hard links
-    // changed too. Find them unless the inode is new (then all its names are in the stream).
-    if (!(c.content || c.attrs || c.xattrs) || c.newInode) return;
-    lookUp(item, oldTree, newTree, early);
-    const { b } = item;
+  // The stream names a changed inode by one of its paths only; its other hard links
+  // changed too. Find them unless the inode is new (then all its names are in the stream).
+  const resolve = async (c: Candidate): Promise<void> => {
+    const { b } = lookedUp(c);
     if (b === null || typeOf(b) === S_IFDIR || b.nlink <= 1 || resolvedInodes.has(b.ino)) return;
     resolvedInodes.add(b.ino);
     if (!options.inodePaths) throw new NeedsWalkError(`a changed inode has ${b.nlink} hard links and no resolver was given`);
@@ -231,42 +233,38 @@ export async function verifySorted(
     if (found.size !== b.nlink) throw new NeedsWalkError(`resolved ${found.size} of the ${b.nlink} names of inode ${b.ino}`);
     for (const [k, p] of found) {
       if (p.equals(c.path)) continue;
-      const more: Item = { c: { ...c, path: p, maybeAdded: false, maybeDeleted: false }, looked: false, a: null, b: null };
+      const more: Candidate = { ...c, path: p, maybeAdded: false, maybeDeleted: false };
       const known = extra.get(k);
-      extra.set(k, known ? { ...known, c: merged(known.c, more.c) } : more);
-      await resolve(more);
+      extra.set(k, known ? merged(known, more) : more);
+      if (mayHaveOtherNames(more)) await resolve(more);
     }
   };
   for (let i = 0; i < candidates.length; i++) {
     const w = pacer.tick();
     if (w) await w;
-    const item: Item = { c: candidates[i] as Candidate, looked: false, a: null, b: null };
-    items.push(item);
-    await resolve(item);
+    const c = candidates[i] as Candidate;
+    if (mayHaveOtherNames(c)) await resolve(c);
   }
   if (extra.size > 0) {
-    // A further name that is a candidate already: one item with the flags of both.
-    for (let i = 0; i < items.length; i++) {
-      const item = items[i] as Item;
-      const k = key(item.c.path);
+    // A further name that is a candidate already: one candidate with the flags of both.
+    for (let i = 0; i < candidates.length; i++) {
+      const c = candidates[i] as Candidate;
+      const k = key(c.path);
       const more = extra.get(k);
       if (more === undefined) continue;
       extra.delete(k);
-      items[i] = { ...item, c: merged(item.c, more.c) };
+      candidates[i] = merged(c, more);
     }
-    items.push(...extra.values());
+    candidates.push(...extra.values());
   }
-  items.sort((x, y) => Buffer.compare(x.c.path, y.c.path));
-  return emitSorted(items, oldTree, newTree, pacer, early, options.signal);
+  candidates.sort((x, y) => Buffer.compare(x.path, y.path));
+  return emitSorted(candidates, looked, oldTree, newTree, pacer, early, options.signal);
 }
 
-/** Both sides' lstat of the item's path, once (from the early checks when they made it). */
-function lookUp(item: Item, oldTree: Tree, newTree: Tree, early: EarlyChecks | Early | undefined): void {
-  if (item.looked) return;
-  const e = early instanceof EarlyChecks ? early.peek(item.c.path) : early;
-  item.a = e ? e.a : meta(oldTree.entry(item.c.path));
-  item.b = e ? e.b : meta(newTree.entry(item.c.path));
-  item.looked = true;
+/** Both sides' lstat of `rel` (from the early checks when they made it). */
+function lookUp(rel: Buffer, oldTree: Tree, newTree: Tree, early: EarlyChecks | Early | undefined): Looked {
+  const e = early instanceof EarlyChecks ? early.peek(rel) : early;
+  return e ? { a: e.a, b: e.b } : { a: meta(oldTree.entry(rel)), b: meta(newTree.entry(rel)) };
 }
 
 /**
@@ -302,7 +300,8 @@ async function listBelow(tree: Tree, rel: Buffer, kind: ChangeKind, pacer: Pacer
 }
 
 async function* emitSorted(
-  items: Item[],
+  items: Candidate[],
+  looked: Map<Candidate, Looked>,
   oldTree: Tree,
   newTree: Tree,
   pacer: Pacer,
@@ -363,60 +362,93 @@ async function* emitSorted(
     if (b.rels.length >= XATTR_BATCH) void startBatch(b);
   };
 
-  const decide = async (item: Item): Promise<void> => {
-    const early = earlyChecks?.take(item.c.path);
-    lookUp(item, oldTree, newTree, early);
-    const { c, a, b } = item;
+  const listInto = async (tree: Tree, rel: Buffer, kind: ChangeKind): Promise<void> => {
+    runs.push(await listBelow(tree, rel, kind, pacer));
+  };
+  /**
+   * Decides one candidate. Synchronous unless it must wait (a listing, a walk, a byte
+   * comparison): then it returns the promise to await, and nothing otherwise, so most
+   * candidates cost no promise.
+   */
+  const decide = (c: Candidate, early: Early | undefined): Promise<void> | undefined => {
+    let l = looked.get(c);
+    if (l !== undefined) looked.delete(c);
+    else l = lookUp(c.path, oldTree, newTree, early);
+    const { a, b } = l;
     const rel = c.path;
-    if (a === null && b === null) return;
+    if (a === null && b === null) return undefined;
     if (a === null || b === null) {
       const m = (a ?? b) as Meta;
       const kind: ChangeKind = a === null ? 'added' : 'deleted';
       produce(rel, kind);
-      if (typeOf(m) === S_IFDIR && !(a === null ? c.newInode : c.emptiedDir)) runs.push(await listBelow(a === null ? newTree : oldTree, rel, kind, pacer));
-      return;
+      if (typeOf(m) === S_IFDIR && !(a === null ? c.newInode : c.emptiedDir)) return listInto(a === null ? newTree : oldTree, rel, kind);
+      return undefined;
     }
     const identity = c.maybeAdded || c.maybeDeleted;
     if (typeOf(a) !== typeOf(b)) {
       produce(rel, 'modified');
-      if (typeOf(a) === S_IFDIR && !c.emptiedDir) runs.push(await listBelow(oldTree, rel, 'deleted', pacer));
-      if (typeOf(b) === S_IFDIR && !c.newInode) runs.push(await listBelow(newTree, rel, 'added', pacer));
-      return;
+      const listOld = typeOf(a) === S_IFDIR && !c.emptiedDir;
+      const listNew = typeOf(b) === S_IFDIR && !c.newInode;
+      if (!listOld && !listNew) return undefined;
+      return (async () => {
+        if (listOld) await listInto(oldTree, rel, 'deleted');
+        if (listNew) await listInto(newTree, rel, 'added');
+      })();
     }
     if (typeOf(a) === S_IFDIR && identity && !(c.emptiedDir && c.newInode)) {
       // A directory that replaced another by a rename (or was replaced by a new one over a
       // directory that left by a rename): the stream names the entries of neither side
       // that moved with them, so the two subtrees are walked, and that walk is the answer
       // for every path below this one.
-      const below = await walkSubtree(oldTree, newTree, rel, pacer, signal);
-      runs.push({ rels: below.map((e) => e.path.subarray(1)), kind: below.map((e) => e.kind), i: 0 });
-      walked.push(Buffer.concat([rel, SLASH]));
+      return (async () => {
+        const below = await walkSubtree(oldTree, newTree, rel, pacer, signal);
+        runs.push({ rels: below.map((e) => e.path.subarray(1)), kind: below.map((e) => e.kind), i: 0 });
+        walked.push(Buffer.concat([rel, SLASH]));
+        sameType(c, a, b, identity);
+      })();
     }
+    if (typeOf(a) === S_IFREG && (identity || c.content) && a.size === b.size && !metaDiffer(a, b)) {
+      const ranges = identity ? null : c.ranges;
+      if (identity || early?.differs === undefined || !sameRanges(early.ranges, ranges)) {
+        return contentsDiffer(oldTree.abs(rel), newTree.abs(rel), a.size, pacer, spansToCompare(a.size, ranges)).then((differs) =>
+          differs ? produce(rel, 'modified') : sameType(c, a, b, identity, false),
+        );
+      }
+      sameType(c, a, b, identity, early.differs);
+      return undefined;
+    }
+    sameType(c, a, b, identity);
+    return undefined;
+  };
+  /**
+   * An entry of the same type on both sides: `differs` is the byte comparison's answer
+   * when one was made (regular files of equal size, mode and owner only).
+   */
+  const sameType = (c: Candidate, a: Meta, b: Meta, identity: boolean, differs?: boolean): void => {
+    const rel = c.path;
     if (metaDiffer(a, b)) return produce(rel, 'modified');
     if (typeOf(a) === S_IFLNK) {
       if (symlinkTargetsDiffer(oldTree.abs(rel), newTree.abs(rel))) return produce(rel, 'modified');
     } else if (typeOf(a) === S_IFREG && (identity || c.content)) {
-      if (a.size !== b.size) return produce(rel, 'modified');
-      const ranges = identity ? null : c.ranges;
-      const differs =
-        !identity && early?.differs !== undefined && sameRanges(early.ranges, ranges)
-          ? early.differs
-          : await contentsDiffer(oldTree.abs(rel), newTree.abs(rel), a.size, pacer, spansToCompare(a.size, ranges));
-      if (differs) return produce(rel, 'modified');
+      if (a.size !== b.size || differs === true) return produce(rel, 'modified');
     }
     if (identity) pendingXattrs(rel);
     else if (c.xattrs) produce(rel, 'modified');
   };
 
   for (let i = 0; i < items.length; i++) {
-    const item = items[i] as Item;
-    // Decided items are let go: the output is never held, and neither is the input behind it.
-    (items as Array<Item | undefined>)[i] = undefined;
+    const c = items[i] as Candidate;
+    // Decided candidates are let go: the output is never held, and neither is the input behind it.
+    (items as Array<Candidate | undefined>)[i] = undefined;
     const w = pacer.tick();
     if (w) await w;
-    if (walked.length > 0 && walked.some((prefix) => startsWith(item.c.path, prefix))) continue;
-    drainRuns(item.c.path);
-    await decide(item);
+    if (walked.length > 0 && walked.some((prefix) => startsWith(c.path, prefix))) {
+      looked.delete(c);
+      continue;
+    }
+    drainRuns(c.path);
+    const deciding = decide(c, earlyChecks?.take(c.path));
+    if (deciding) await deciding;
     // Emit what is decided; an entry waiting for xattrs holds back those after it, until
     // its batch is full or enough output queues up behind it.
     while (head < slots.length) {
@@ -448,7 +480,7 @@ async function* emitSorted(
   }
 }
 
-/** Collects verifySorted's entries (for callers that want the whole list). */
+/** Collects verifySorted's entries (for callers that want the whole list); `candidates` stays as it is. */
 export async function verifyCandidates(
   candidates: Candidate[],
   oldRoot: string,
@@ -456,6 +488,6 @@ export async function verifyCandidates(
   options: SortedVerifyOptions = {},
 ): Promise<DiffEntry[]> {
   const out: DiffEntry[] = [];
-  for await (const e of await verifySorted(candidates, new Tree(oldRoot), new Tree(newRoot), options)) out.push(e);
+  for await (const e of await verifySorted([...candidates], new Tree(oldRoot), new Tree(newRoot), options)) out.push(e);
   return out;
 }

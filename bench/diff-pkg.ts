@@ -9,7 +9,8 @@
  * Prints, from one run: whole-process `zomg diff status` against its floor (ro snapshot +
  * `btrfs send --no-data` + delete, plus `node -e 0`), warm `rsync -rlpgoDXcn` of the same
  * two trees, and `zomg diff status --to` between two snapshots against `snapper status`
- * on the same pair when snapper is installed. Needs root; the pool is removed at the end
+ * on the same pair when snapper is installed, and against the send of that pair plus
+ * `node -e 0` (what any program must spend that runs `btrfs send` from a fresh Node). Needs root; the pool is removed at the end
  * (BENCH_KEEP=1: built, then kept for profiling by hand, and its environment printed).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -125,18 +126,25 @@ async function main(): Promise<void> {
     console.log(`rsync -rlpgoDXcn --delete (warm), same two trees        ${fmt(rsync)}`);
     console.log(`ratios: zomg / (floor + node) ${(ours.median / anchor).toFixed(2)}×, rsync / zomg ${(rsync.median / ours.median).toFixed(2)}×`);
 
-    // Two snapshots: zomg --to against snapper on the same pair.
+    // Two snapshots: zomg --to against snapper on the same pair, and against what any
+    // program that runs `btrfs send` from a fresh Node process must spend: the send of the
+    // pair plus `node -e 0`.
     zomg('snapshot', 'create', 'pkg');
+    const v1 = join(pool.mnt, 'checkpoints', id, 'v1');
     const toPair = (): void => void zomg('diff', 'status', 'pkg', '--against', 'v0', '--to', 'v1');
-    const snapper = snapperPair(pool.mnt, v0, join(pool.mnt, 'checkpoints', id, 'v1'));
-    if (snapper === undefined) {
-      const { to } = interleaved({ to: toPair });
-      console.log(`zomg diff status --against v0 --to v1 (whole process)   ${fmt(to)}`);
-    } else {
-      const { to, snap } = interleaved({ to: toPair, snap: snapper });
-      console.log(`zomg diff status --against v0 --to v1 (whole process)   ${fmt(to)}`);
-      console.log(`snapper status 1..2, same pair (no cached filelist)     ${fmt(snap)}`);
-      console.log(`ratio: zomg --to / snapper ${(to.median / snap.median).toFixed(2)}× (interleaved rounds)`);
+    const sendPair = (): void => void execFileSync('btrfs', ['send', '-q', '--no-data', '-p', v0, '-f', '/dev/null', v1]);
+    const snapper = snapperPair(pool.mnt, v0, v1);
+    const fns: Record<string, () => void> = { to: toPair, send: sendPair, node: () => void execFileSync(process.execPath, ['-e', '0']) };
+    if (snapper) fns.snap = snapper;
+    const pair = interleaved(fns) as Record<'to' | 'send' | 'node', Timing> & { snap?: Timing };
+    const toFloor = pair.send.median + pair.node.median;
+    console.log(`zomg diff status --against v0 --to v1 (whole process)   ${fmt(pair.to)}`);
+    console.log(`  send --no-data of the pair                            ${fmt(pair.send)}`);
+    console.log(`  node -e 0                                             ${fmt(pair.node)}`);
+    console.log(`ratio: zomg --to / (send + node) ${(pair.to.median / toFloor).toFixed(2)}×`);
+    if (pair.snap) {
+      console.log(`snapper status 1..2, same pair (no cached filelist)     ${fmt(pair.snap)}`);
+      console.log(`ratio: zomg --to / snapper ${(pair.to.median / pair.snap.median).toFixed(2)}×, (send + node) / snapper ${(toFloor / pair.snap.median).toFixed(2)}× (interleaved rounds)`);
     }
   } finally {
     if (!keep) {

@@ -5,9 +5,10 @@
  * that leaves mid-stream ends the diff (no temporary snapshot left, the server unharmed).
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { type IncomingMessage, request } from 'node:http';
+import { type IncomingMessage, createServer, request } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -286,6 +287,42 @@ describe('zomg data diff, streamed (local, remote, NDJSON)', { skip: !isRoot() &
       assert.deepEqual(Object.keys(head as object), ['volume', 'project', 'against', 'to', 'method']);
       assert.deepEqual(changes, wholeChanges);
       assert.equal(changes.length, 3004);
+    }
+  });
+
+  it('reads a whole JSON answer the same way (a server from before volume diffs streamed, or a proxy that drops Accept)', async () => {
+    // A loopback proxy to the real server that forwards every request without its Accept header.
+    const proxy = createServer((req, res) => {
+      const headers = Object.fromEntries(Object.entries(req.headers).filter(([k]) => k !== 'accept' && k !== 'host')) as Record<string, string>;
+      fetch(`${server?.url}${req.url}`, { headers })
+        .then(async (answer) => {
+          res.writeHead(answer.status, { 'content-type': answer.headers.get('content-type') ?? 'application/octet-stream' });
+          res.end(Buffer.from(await answer.arrayBuffer()));
+        })
+        .catch(() => res.destroy());
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    try {
+      const address = proxy.address() as AddressInfo;
+      // Run without blocking this process, which serves the proxy.
+      const viaProxy = async (args: string[]): Promise<Result> => {
+        const child = spawn(process.execPath, [MAIN, ...args], { env: { ...env, ZOMG_URL: `http://127.0.0.1:${address.port}` }, stdio: ['ignore', 'pipe', 'pipe'] });
+        let stdout = '';
+        let stderr = '';
+        child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+        child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+        const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
+        return { code, stdout, stderr };
+      };
+      for (const args of [['data', 'diff', 'data', '--against', 'v0'], ['data', 'diff', 'data', '--against', 'v0', '--json']]) {
+        const direct = ok(remote(args));
+        assert.equal(ok(await viaProxy(args)), direct, args.join(' '));
+      }
+      const missing = await viaProxy(['data', 'diff', 'data', '--against', 'nope', '--json']);
+      assert.equal(missing.code, 1);
+      assert.equal((JSON.parse(missing.stdout) as { error: { code: string } }).error.code, 'ZOMG_VOLUME_SNAPSHOT_NOT_FOUND');
+    } finally {
+      await new Promise((resolve) => proxy.close(resolve));
     }
   });
 

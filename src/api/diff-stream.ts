@@ -1,15 +1,15 @@
 /**
- * `GET …/boxes/{name}/diff` as NDJSON (`Accept: application/x-ndjson`): the first line is
- * the status without its changes (`{box, project, against, to, method}`), then one line
- * per change (`{path, path_b64?, kind}`), in path order, written as they are verified.
- * An error before the first line is an ordinary error response; one after it (the status
- * line is sent by then) is a last line `{"error": {statusCode, code, error, message, hint?}}`.
+ * A status diff as NDJSON (`Accept: application/x-ndjson`), for `GET …/boxes/{name}/diff` and
+ * `GET …/volumes/{volume}/diff`: the first line is the status without its changes (a box's
+ * `{box, project, against, to, method}`, a volume's `{volume, project, against, to, method}`),
+ * then one line per change (`{path, path_b64?, kind}`), in path order, written as they are
+ * verified. An error before the first line is an ordinary error response; one after it (the
+ * status line is sent by then) is a last line `{"error": {statusCode, code, error, message, hint?}}`.
  */
 import { Readable } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { diffEntryToJson } from '../core/diff.js';
-import type { BoxRef } from '../core/refs.js';
-import type { DiffStatusOptions, ZomgService } from '../core/service.js';
+import type { DiffSink } from '../core/service.js';
 import { NDJSON } from '../core/wire.js';
 import { toErrorBody } from './errors.js';
 
@@ -19,13 +19,16 @@ export const wantsNdjson = (request: FastifyRequest): boolean => (request.header
 /** Lines queued between the diff and the response; the diff waits while too many are queued. */
 const HIGH_WATER = 1024;
 
-export async function sendDiffNdjson(
-  service: ZomgService,
-  ref: BoxRef,
-  options: DiffStatusOptions,
-  request: FastifyRequest,
-  reply: FastifyReply,
-): Promise<FastifyReply> {
+/** The NDJSON form, as the OpenAPI description of a diff route says it (`head`: the first line's fields). */
+export const ndjsonDescription = (head: string): string =>
+  `With Accept: application/x-ndjson the answer (200, Content-Type application/x-ndjson) streams as the diff is verified: a first line ${head} (the status without its changes), then one line per change {path, path_b64?, kind} in path order. An error before the first line is an ordinary error response; one after it is a last line {"error": {statusCode, code, error, message, hint?}}. Without that Accept header, the whole status as one JSON object.`;
+
+/**
+ * Answers with the diff that `diff` hands to its sink, as NDJSON. `diff` is the service's
+ * streaming call (diffStatusStream, volumeDiffStatusStream) with the request's options and
+ * the signal, which aborts it when the client goes away.
+ */
+export async function sendDiffNdjson<H>(diff: (sink: DiffSink<H>, signal: AbortSignal) => Promise<void>, reply: FastifyReply): Promise<FastifyReply> {
   const abort = new AbortController();
   // The response's close (not the request's, which ends with its empty body): finished, or the client left.
   reply.raw.on('close', () => {
@@ -39,26 +42,33 @@ export async function sendDiffNdjson(
     wake?.();
     wake = undefined;
   };
+  // A diff waiting for room in the queue is let go at once when the response goes away.
+  abort.signal.addEventListener('abort', () => {
+    resume?.();
+    resume = undefined;
+  });
   let headSeen!: () => void;
   const headReady = new Promise<void>((resolve) => (headSeen = resolve));
-  const push = async (value: unknown): Promise<void> => {
+  // Returns nothing (the diff need not wait) until the queue is full. Once the response is
+  // gone it throws, so the diff ends (letting go of its lock and temporary snapshot) rather
+  // than filling a queue nobody reads, or waiting for a reader that will not come back.
+  const push = (value: unknown): Promise<void> | undefined => {
+    abort.signal.throwIfAborted();
     queue.push(`${JSON.stringify(value)}\n`);
     poke();
-    if (queue.length >= HIGH_WATER) await new Promise<void>((resolve) => (resume = resolve));
+    return queue.length >= HIGH_WATER ? new Promise<void>((resolve) => (resume = resolve)) : undefined;
   };
-  const done = service
-    .diffStatusStream(
-      ref,
-      {
-        head: (head) => {
-          const p = push(head);
-          headSeen();
-          return p;
-        },
-        change: (entry) => push(diffEntryToJson(entry)),
+  const done = diff(
+    {
+      head: (head) => {
+        const p = push(head);
+        headSeen();
+        return p;
       },
-      { ...options, signal: abort.signal },
-    )
+      change: (entry) => push(diffEntryToJson(entry)),
+    },
+    abort.signal,
+  )
     .then(
       () => {
         ended = {};

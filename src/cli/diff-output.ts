@@ -1,15 +1,16 @@
 /**
- * Writes `zomg diff status` while the diff is verified, byte for byte what the renderer
- * prints for the whole result (`+ /path` lines or `No changes`; with --json the same
- * 2-space-indented object as json(status)), so a diff of a million paths starts printing
- * at once and is never held in memory as one string.
+ * Writes `zomg diff status` (and `zomg data diff`) while the diff is verified, byte for byte
+ * what the renderer prints for the whole result (`+ /path` lines or `No changes`; with --json
+ * the same 2-space-indented object as json(status)), so a diff of a million paths starts
+ * printing at once and is never held in memory as one string.
  */
 import { diffEntryToJson, renderDiffLine, type DiffEntry } from '../core/diff.js';
-import type { DiffStatusHead, DiffStatusSink } from '../core/service.js';
+import type { DiffSink, DiffStatusHead } from '../core/service.js';
 
 const FLUSH_BYTES = 64 * 1024;
 
-export class DiffStatusWriter implements DiffStatusSink {
+/** `H`: the head of what is compared (a box's DiffStatusHead, a volume's VolumeDiffStatusHead); in JSON its fields come first, then `changes`. */
+export class DiffStatusWriter<H extends object = DiffStatusHead> implements DiffSink<H> {
   private buf = '';
   private count = 0;
 
@@ -19,9 +20,9 @@ export class DiffStatusWriter implements DiffStatusSink {
   ) {}
 
   /** The head, once the diff said what it compares. */
-  headSeen: DiffStatusHead | undefined;
+  headSeen: H | undefined;
 
-  head(head: DiffStatusHead): Promise<void> {
+  head(head: H): Promise<void> {
     this.headSeen = head;
     if (this.asJson) {
       // json(status) with the changes still to come: its text up to the array's '['.

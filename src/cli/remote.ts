@@ -17,7 +17,7 @@ import type {
   BuildBaseOptions,
   CreateBoxOptions,
   CreateSnapshotOptions,
-  DiffStatusHead,
+  DiffSink,
   DiffStatusOptions,
   DiffStatusSink,
   ExecIO,
@@ -46,7 +46,7 @@ import { regularFileSize } from '../system/fs.js';
 import { CommandError, run } from '../system/run.js';
 import { dockerfileInUpload, locateBuildContext } from '../engine/build-context.js';
 import type { WebSocket as WebSocketClient } from 'ws';
-import type { CreateBackupOptions, CreateVolumeOptions, DataMountSpec, RestoreBackupOptions } from '../core/service.js';
+import type { CreateBackupOptions, CreateVolumeOptions, DataMountSpec, RestoreBackupOptions, VolumeDiffStatusSink } from '../core/service.js';
 import type { Volume, VolumeBackup, VolumeDiffStatus, VolumeSnapshot } from '../core/types.js';
 import type { VolumeRef } from '../core/volumes.js';
 
@@ -534,6 +534,15 @@ export class RemoteClient implements ZomgService {
 
   /** The NDJSON form of GET …/diff (api/diff-stream.ts), handed to `sink` line by line. */
   async diffStatusStream(ref: BoxRef, sink: DiffStatusSink, options: DiffStatusOptions = {}): Promise<void> {
+    return this.diffStream(`${boxPath(ref)}/diff`, sink, options);
+  }
+
+  /**
+   * GET `path` (a box's or a volume's …/diff) as NDJSON, handed to `sink` line by line: the
+   * head, then each change. A server that answers the whole JSON object instead (one from
+   * before it streamed this diff) is read whole and handed over the same way.
+   */
+  private async diffStream<H>(path: string, sink: DiffSink<H>, options: DiffStatusOptions): Promise<void> {
     const q = new URLSearchParams();
     if (options.against !== undefined) q.set('against', options.against);
     if (options.to !== undefined) q.set('to', options.to);
@@ -541,25 +550,52 @@ export class RemoteClient implements ZomgService {
     if (this.token) headers.authorization = `Bearer ${this.token}`;
     let res: Response;
     try {
-      res = await fetch(`${this.url}${boxPath(ref)}/diff${q.size > 0 ? `?${q}` : ''}`, { headers, ...(options.signal ? { signal: options.signal } : {}) });
+      res = await fetch(`${this.url}${path}${q.size > 0 ? `?${q}` : ''}`, { headers, ...(options.signal ? { signal: options.signal } : {}) });
     } catch (err) {
       throw new ToolError('ZOMG_UNREACHABLE', `cannot reach the zomg API at ${this.url}`, { cause: err, hint: 'is `zomg serve` running there?' });
     }
     if (!res.ok || !res.body) throw answerError(res.status, await res.text());
-    let first = true;
-    const lines = createInterface({ input: Readable.fromWeb(res.body as Parameters<typeof Readable.fromWeb>[0]), crlfDelay: Infinity });
-    for await (const line of lines) {
-      if (line === '') continue;
-      const value = JSON.parse(line) as Record<string, unknown>;
-      if (value.error !== undefined) {
-        const body = value.error as Record<string, unknown>;
-        throw wireError(typeof body.statusCode === 'number' ? body.statusCode : 500, body);
+    const badAnswer = (what: string, cause?: unknown): ToolError =>
+      new ToolError('ZOMG_BAD_RESPONSE', `the server's diff answer ${what}`, { ...(cause !== undefined ? { cause } : {}), hint: 'check the server log, and that a proxy in between passes the answer through' });
+    if (!(res.headers.get('content-type') ?? '').includes(NDJSON)) {
+      const whole = parseAnswer(await res.text());
+      if (typeof whole !== 'object' || whole === null || !Array.isArray((whole as { changes?: unknown }).changes)) throw badAnswer('is neither NDJSON nor a diff status');
+      const { changes, ...head } = whole as { changes: DiffEntryJson[] };
+      await sink.head(head as H);
+      for (const change of changes) {
+        const wait = sink.change(diffEntryFromJson(change));
+        if (wait) await wait;
       }
-      if (first) await sink.head(value as unknown as DiffStatusHead);
-      else await sink.change(diffEntryFromJson(value as unknown as DiffEntryJson));
-      first = false;
+      return;
     }
-    if (first) throw new ToolError('ZOMG_BAD_RESPONSE', 'the server ended the diff before its first line', { hint: 'check the server log' });
+    const input = Readable.fromWeb(res.body as Parameters<typeof Readable.fromWeb>[0]);
+    try {
+      let first = true;
+      for await (const line of createInterface({ input, crlfDelay: Infinity })) {
+        if (line === '') continue;
+        let value: Record<string, unknown>;
+        try {
+          value = JSON.parse(line) as Record<string, unknown>;
+        } catch (err) {
+          throw badAnswer('has a line that is not JSON (cut off?)', err);
+        }
+        if (value.error !== undefined) {
+          const body = value.error as Record<string, unknown>;
+          throw wireError(typeof body.statusCode === 'number' ? body.statusCode : 500, body);
+        }
+        if (first) {
+          await sink.head(value as unknown as H);
+          first = false;
+          continue;
+        }
+        const wait = sink.change(diffEntryFromJson(value as unknown as DiffEntryJson));
+        if (wait) await wait;
+      }
+      if (first) throw badAnswer('ended before its first line');
+    } finally {
+      // Done, or given up (a sink that failed, an abort): the connection is let go either way.
+      input.destroy();
+    }
   }
 
   async diffFile(ref: BoxRef, path: string, options: { against?: string } = {}): Promise<FileDiff> {
@@ -619,6 +655,11 @@ export class RemoteClient implements ZomgService {
     if (options.against !== undefined) q.set('against', options.against);
     if (options.to !== undefined) q.set('to', options.to);
     return this.request('GET', `${volumePath(ref)}/diff${q.size > 0 ? `?${q}` : ''}`);
+  }
+
+  /** The NDJSON form of GET …/volumes/{volume}/diff, handed to `sink` line by line. */
+  async volumeDiffStatusStream(ref: VolumeRef, sink: VolumeDiffStatusSink, options: DiffStatusOptions = {}): Promise<void> {
+    return this.diffStream(`${volumePath(ref)}/diff`, sink, options);
   }
 
   async volumeDiffFile(ref: VolumeRef, path: string, options: { against?: string } = {}): Promise<FileDiff> {

@@ -124,15 +124,22 @@ export interface DiffStatusOptions {
 /** A status diff without its changes: what is known before the first change. */
 export type DiffStatusHead = Omit<DiffStatus, 'changes'>;
 
+/** A volume's status diff without its changes. */
+export type VolumeDiffStatusHead = Omit<VolumeDiffStatus, 'changes'>;
+
 /**
  * Receives a status diff as it is computed: `head` once, then each change in path order,
  * its path as raw bytes (each face encodes it as it prints it). A returned promise is
  * awaited before the next call (backpressure); return nothing when there is no need to wait.
+ * `H` is what the diff compares: a box's root (DiffStatusHead) or a volume (VolumeDiffStatusHead).
  */
-export interface DiffStatusSink {
-  head(head: DiffStatusHead): void | Promise<void>;
+export interface DiffSink<H> {
+  head(head: H): void | Promise<void>;
   change(entry: DiffEntry): void | Promise<void>;
 }
+
+export type DiffStatusSink = DiffSink<DiffStatusHead>;
+export type VolumeDiffStatusSink = DiffSink<VolumeDiffStatusHead>;
 
 export interface ExecRequest {
   command: string[];
@@ -227,6 +234,8 @@ export interface ZomgService {
   restoreVolumeSnapshot(ref: VolumeRef, name: string): Promise<VolumeSnapshot>;
   deleteVolumeSnapshot(ref: VolumeRef, name: string): Promise<void>;
   volumeDiffStatus(ref: VolumeRef, options?: DiffStatusOptions): Promise<VolumeDiffStatus>;
+  /** volumeDiffStatus delivered incrementally, as diffStatusStream is for boxes. */
+  volumeDiffStatusStream(ref: VolumeRef, sink: VolumeDiffStatusSink, options?: DiffStatusOptions): Promise<void>;
   volumeDiffFile(ref: VolumeRef, path: string, options?: { against?: string }): Promise<FileDiff>;
   createBackup(ref: VolumeRef, options: CreateBackupOptions): Promise<VolumeBackup>;
   /** The backups at a target: of one project (and volume) when given. */

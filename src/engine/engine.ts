@@ -18,6 +18,7 @@ import type {
   CreateSnapshotOptions,
   DiffStatusOptions,
   DiffStatusSink,
+  VolumeDiffStatusSink,
   ExecIO,
   ExecRequest,
   ImportBaseOptions,
@@ -200,6 +201,9 @@ export class Engine implements ZomgService {
   }
   async volumeDiffStatus(ref: VolumeRef, options?: DiffStatusOptions): Promise<VolumeDiffStatus> {
     return volumes.volumeDiffStatus(this.ctx, ref, options);
+  }
+  async volumeDiffStatusStream(ref: VolumeRef, sink: VolumeDiffStatusSink, options?: DiffStatusOptions): Promise<void> {
+    return volumes.volumeDiffStatusStream(this.ctx, ref, sink, options);
   }
   async volumeDiffFile(ref: VolumeRef, path: string, options?: { against?: string }): Promise<FileDiff> {
     return volumes.volumeDiffFile(this.ctx, ref, path, options);

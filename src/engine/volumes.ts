@@ -9,10 +9,10 @@
  * removes (a subvolume without a row).
  */
 import { ConflictError, InvalidArgumentError, NotFoundError } from '../core/errors.js';
-import { diffEntryToJson } from '../core/diff.js';
+import { type DiffEntryJson, diffEntryToJson } from '../core/diff.js';
 import type { ProjectName } from '../core/names.js';
 import type { BoxRef } from '../core/refs.js';
-import type { CreateSnapshotOptions, CreateVolumeOptions, DataMountSpec, DiffStatusOptions } from '../core/service.js';
+import type { CreateSnapshotOptions, CreateVolumeOptions, DataMountSpec, DiffStatusOptions, VolumeDiffStatusHead, VolumeDiffStatusSink } from '../core/service.js';
 import type { Box, FileDiff, Volume, VolumeDiffStatus, VolumeSnapshot } from '../core/types.js';
 import { nextSnapshotName } from '../core/versions.js';
 import {
@@ -30,6 +30,7 @@ import type { BoxRow } from '../db/boxes-repo.js';
 import { transaction } from '../db/database.js';
 import type { VolumeRow, VolumeSnapshotRow } from '../db/volumes-repo.js';
 import { diffFile as compareFile } from '../storage/diff/file.js';
+import type { SubvolumeId } from '../storage/layout.js';
 import { Reverter } from '../system/reverter.js';
 import { BOX_LOCK_TIMEOUT_MS, boxLockKey, boxLabel, findBox, mutation, withBox } from './access.js';
 import { type EngineContext, isoNow } from './context.js';
@@ -295,24 +296,42 @@ function againstName(ctx: EngineContext, volume: VolumeRow, against: string | un
   return latest.name;
 }
 
-/** What changed in the volume since a snapshot: the same engine and output as root diffs. */
+/** What changed in the volume since a snapshot: the same engine and output as root diffs (volumeDiffStatusStream, collected). */
 export async function volumeDiffStatus(ctx: EngineContext, ref: VolumeRef, options: DiffStatusOptions = {}): Promise<VolumeDiffStatus> {
-  const { diffSubvolumes } = await import('./tree-diff.js');
-  return withVolume(
+  let head: VolumeDiffStatusHead | undefined;
+  const changes: DiffEntryJson[] = [];
+  await volumeDiffStatusStream(ctx, ref, { head: (h) => void (head = h), change: (e) => void changes.push(diffEntryToJson(e)) }, options);
+  return { ...(head as VolumeDiffStatusHead), changes };
+}
+
+/**
+ * volumeDiffStatus, handed to `sink` as it is verified: the head once the method is known,
+ * then each change in path order. The volume lock (no snapshot deleted, no restore swapping
+ * the volume meanwhile) and the temporary snapshot of the live volume are held until the last
+ * change has been delivered; a failing sink or an aborted signal ends the diff and releases both.
+ */
+export async function volumeDiffStatusStream(ctx: EngineContext, ref: VolumeRef, sink: VolumeDiffStatusSink, options: DiffStatusOptions = {}): Promise<void> {
+  // Loaded on first use, as engine.ts loads the box diffs: most commands never diff.
+  const { openSubvolumeDiff } = await import('./tree-diff.js');
+  await withVolume(
     ctx,
     ref,
     async (volume) => {
       const against = againstName(ctx, volume, options.against);
       const oldId = volumeSnapshotId(volume, against);
-      let to: string | null = null;
-      let result;
-      if (options.to !== undefined) {
-        to = findSnapshot(ctx, volume, options.to).name;
-        result = await diffSubvolumes(ctx, oldId, volumeSnapshotId(volume, to), options.signal);
-      } else {
-        result = await ctx.pool.withTemporarySnapshot(volumeId(volume), `vdiff-${volume.id}`, (live) => diffSubvolumes(ctx, oldId, live, options.signal));
-      }
-      return { volume: volume.name, project: volume.project, against, to, method: result.method, changes: result.entries.map(diffEntryToJson) };
+      const to = options.to !== undefined ? findSnapshot(ctx, volume, options.to).name : null;
+      const run = async (newId: SubvolumeId): Promise<void> => {
+        const { method, entries } = await openSubvolumeDiff(ctx, oldId, newId, options.signal);
+        await sink.head({ volume: volume.name, project: volume.project, against, to, method });
+        for await (const entry of entries) {
+          const wait = sink.change(entry);
+          if (wait) await wait;
+          // The diff checks the signal only every so often; a reader that left ends it here.
+          options.signal?.throwIfAborted();
+        }
+      };
+      if (to !== null) await run(volumeSnapshotId(volume, to));
+      else await ctx.pool.withTemporarySnapshot(volumeId(volume), `vdiff-${volume.id}`, run);
     },
     { mutates: false },
   );

@@ -128,6 +128,22 @@ describe('one schema per route: the OpenAPI document and what the serializer kee
     assert.ok(deleted['204'], 'deleteBox answers 204');
   });
 
+  it('describes the NDJSON form of both status diffs (a box root, a volume)', async () => {
+    const doc = (await app.inject({ method: 'GET', url: '/v1/openapi.json' })).json() as { paths: Record<string, Record<string, Json>> };
+    for (const [path, head] of [
+      ['/v1/projects/{project}/boxes/{name}/diff', '{box, project, against, to, method}'],
+      ['/v1/projects/{project}/volumes/{volume}/diff', '{volume, project, against, to, method}'],
+    ] as const) {
+      const op = doc.paths[path]?.get as Json;
+      assert.ok(op, path);
+      assert.match(String(op.description), /Accept: application\/x-ndjson/, path);
+      assert.ok(String(op.description).includes(head), `${path}: names its first line ${head}`);
+      assert.match(String(op.description), /\{"error": \{statusCode, code, error, message, hint\?\}\}/, `${path}: the error-after-the-first-line contract`);
+      const ok = (op.responses as Record<string, Json>)['200'] as { content: Record<string, unknown> };
+      assert.deepEqual(Object.keys(ok.content).sort(), ['application/json', 'application/x-ndjson'], path);
+    }
+  });
+
   it('keeps every field of Box, BaseVersion, Snapshot, DiffStatus and FileDiff through the response schemas', async () => {
     const created = await app.inject({ method: 'POST', url: '/v1/projects/demo/boxes', headers: auth, payload: { name: 'web', base: 'bb', tags: { team: 'a' }, environment: { FOO: 'bar' } } });
     assert.equal(created.statusCode, 201, created.body);

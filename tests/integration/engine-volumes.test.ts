@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Readable, Writable } from 'node:stream';
@@ -242,6 +242,64 @@ describe('engine: data volumes on real btrfs', { skip: !isRoot() && 'needs root 
     assert.deepEqual(readdirSync(join(t.pool.mnt, 'volumes')).filter((n) => n.startsWith(data.id)), [data.id]);
     await t.engine.deleteVolumeSnapshot(vol('data'), 'after');
     await assert.rejects(t.engine.volumeDiffStatus(vol('clone')), code('ZOMG_NO_SNAPSHOT'));
+    await assertConsistent();
+  });
+
+  it('streams a volume diff to a sink (head, then changes in path order) as volumeDiffStatus collects it, holding the lock and the temporary snapshot until delivered', async () => {
+    const v = await t.engine.createVolume(vol('streamed'));
+    const dir = vpath(v.id);
+    writeFileSync(join(dir, 'keep'), '1');
+    writeFileSync(join(dir, 'gone'), '1');
+    await t.engine.createVolumeSnapshot(vol('streamed'));
+    writeFileSync(join(dir, 'keep'), '2');
+    rmSync(join(dir, 'gone'));
+    for (let i = 0; i < 50; i++) writeFileSync(join(dir, `new-${String(i).padStart(2, '0')}`), `${i}`);
+    const temporaries = () => readdirSync(join(t.pool.mnt, 'staging')).filter((n) => /^\d+-vdiff-/.test(n));
+
+    const heads: unknown[] = [];
+    const changes: string[] = [];
+    let snapshotTaken = false;
+    let snapshot: Promise<unknown> | undefined;
+    await t.engine.volumeDiffStatusStream(vol('streamed'), {
+      head: (h) => void heads.push(h),
+      change: async (e) => {
+        changes.push(`${e.kind} ${e.path.toString()}`);
+        assert.equal(temporaries().length, 1, 'the live volume is compared through a temporary snapshot, held while changes are delivered');
+        if (changes.length === 1) {
+          // A mutation of the volume waits for the diff's lock.
+          snapshot = t.engine.createVolumeSnapshot(vol('streamed')).then(() => (snapshotTaken = true));
+          await new Promise((resolve) => setTimeout(resolve, 300));
+        }
+      },
+    });
+    assert.equal(snapshotTaken, false, 'the volume stayed locked until the last change was delivered');
+    assert.deepEqual(temporaries(), []);
+    await snapshot;
+    const whole = await t.engine.volumeDiffStatus(vol('streamed'), { against: 'v0' });
+    const { changes: wholeChanges, ...head } = whole;
+    assert.deepEqual(heads, [head]);
+    assert.deepEqual(Object.keys(head), ['volume', 'project', 'against', 'to', 'method']);
+    assert.equal(whole.method, 'send');
+    assert.deepEqual(changes, wholeChanges.map((c) => `${c.kind} ${c.path}`));
+    assert.deepEqual(changes.slice(0, 2), ['deleted /gone', 'modified /keep']);
+    assert.equal(changes.length, 52);
+
+    // A sink that fails ends the diff with its error and lets go of both.
+    const broken = new Error('the reader went away');
+    await assert.rejects(
+      t.engine.volumeDiffStatusStream(vol('streamed'), { head: () => undefined, change: () => Promise.reject(broken) }, { against: 'v0' }),
+      (err) => err === broken,
+    );
+    assert.deepEqual(temporaries(), []);
+    // So does an abort.
+    const abort = new AbortController();
+    await assert.rejects(
+      t.engine.volumeDiffStatusStream(vol('streamed'), { head: () => undefined, change: () => void abort.abort(new Error('aborted')) }, { against: 'v0', signal: abort.signal }),
+    );
+    assert.deepEqual(temporaries(), []);
+    assert.equal((await t.engine.createVolumeSnapshot(vol('streamed'))).name, 'v2', 'the lock was released');
+    await assert.rejects(t.engine.volumeDiffStatusStream(vol('streamed'), { head: () => undefined, change: () => undefined }, { against: 'nope' }), code('ZOMG_VOLUME_SNAPSHOT_NOT_FOUND'));
+    await t.engine.deleteVolume(vol('streamed'));
     await assertConsistent();
   });
 

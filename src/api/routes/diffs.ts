@@ -1,8 +1,8 @@
 /** `GET …/boxes/{name}/diff` and `GET …/boxes/{name}/diff/file`. */
 import { Type } from '@sinclair/typebox';
 import type { ZomgService } from '../../core/service.js';
-import { sendDiffNdjson, wantsNdjson } from '../diff-stream.js';
-import { DiffStatusSchema, FileDiffSchema } from '../../core/wire.js';
+import { ndjsonDescription, sendDiffNdjson, wantsNdjson } from '../diff-stream.js';
+import { DiffStatusSchema, FileDiffSchema, NDJSON } from '../../core/wire.js';
 import { BoxParams, responses } from '../schemas.js';
 import type { TypedApp } from '../typed.js';
 import { boxRef } from './params.js';
@@ -16,6 +16,8 @@ export async function diffRoutes(app: TypedApp, service: ZomgService): Promise<v
       schema: {
         operationId: 'diffStatus',
         summary: "What changed in the box's root since a checkpoint (default: the latest)",
+        description: ndjsonDescription('{box, project, against, to, method}'),
+        produces: ['application/json', NDJSON],
         tags,
         params: BoxParams,
         querystring: Type.Object(
@@ -34,7 +36,7 @@ export async function diffRoutes(app: TypedApp, service: ZomgService): Promise<v
         ...(request.query.to !== undefined ? { to: request.query.to } : {}),
       };
       // NDJSON, written as the diff is verified, for clients that ask; JSON for the others.
-      if (wantsNdjson(request)) return sendDiffNdjson(service, boxRef(request.params), options, request, reply);
+      if (wantsNdjson(request)) return sendDiffNdjson((sink, signal) => service.diffStatusStream(boxRef(request.params), sink, { ...options, signal }), reply);
       return service.diffStatus(boxRef(request.params), options);
     },
   );

@@ -18,7 +18,9 @@ import {
   VolumeSchema,
   VolumeSnapshotListSchema,
   VolumeSnapshotSchema,
+  NDJSON,
 } from '../../core/wire.js';
+import { ndjsonDescription, sendDiffNdjson, wantsNdjson } from '../diff-stream.js';
 import { BoxParams, DataMountParams, NoContent, ProjectOrAllParams, ProjectParams, VolumeParams, VolumeSnapshotParams, responses } from '../schemas.js';
 import type { TypedApp } from '../typed.js';
 import { boxRef } from './params.js';
@@ -171,6 +173,8 @@ export async function volumeRoutes(app: TypedApp, service: ZomgService): Promise
       schema: {
         operationId: 'diffVolume',
         summary: 'What changed in a data volume since a snapshot (default: the latest)',
+        description: ndjsonDescription('{volume, project, against, to, method}'),
+        produces: ['application/json', NDJSON],
         tags,
         params: VolumeParams,
         querystring: Type.Object(
@@ -183,11 +187,16 @@ export async function volumeRoutes(app: TypedApp, service: ZomgService): Promise
         response: responses({ 200: Type.Ref(VolumeDiffStatusSchema) }, 404, 409),
       },
     },
-    async (request) =>
-      service.volumeDiffStatus(volRef(request.params), {
+    async (request, reply) => {
+      const ref = volRef(request.params);
+      const options = {
         ...(request.query.against !== undefined ? { against: request.query.against } : {}),
         ...(request.query.to !== undefined ? { to: request.query.to } : {}),
-      }),
+      };
+      // NDJSON, written as the diff is verified, for clients that ask; JSON for the others.
+      if (wantsNdjson(request)) return sendDiffNdjson((sink, signal) => service.volumeDiffStatusStream(ref, sink, { ...options, signal }), reply);
+      return service.volumeDiffStatus(ref, options);
+    },
   );
 
   app.get(

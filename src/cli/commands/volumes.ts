@@ -1,9 +1,10 @@
 /** zomg data … — data volumes: create, list, info, delete, attach, detach, snapshots, diffs, backups. */
-import { diffEntryFromJson, renderDiffText } from '../../core/diff.js';
 import { UsageError } from '../../core/errors.js';
+import type { VolumeDiffStatusHead } from '../../core/service.js';
 import type { Volume, VolumeBackup } from '../../core/types.js';
 import { type VolumeRef, parseDataMountSpec, parseVolumeRef } from '../../core/volumes.js';
 import type { CommandSpec, RunContext } from '../command.js';
+import { DiffStatusWriter } from '../diff-output.js';
 import { humanBytes, table } from '../render.js';
 import { renderFileDiff } from './diffs.js';
 
@@ -178,11 +179,14 @@ export const volumeCommands: CommandSpec[] = [
       { flags: '--to <snapshot>', description: 'compare two snapshots instead of the live volume' },
     ],
     async run(ctx, [volume], opts) {
-      const status = await (await ctx.client()).volumeDiffStatus(vref(ctx, volume as string), {
+      // Printed as it is verified (same text and JSON as a whole result would print).
+      const out = new DiffStatusWriter<VolumeDiffStatusHead>(ctx.flags.json === true);
+      await (await ctx.client()).volumeDiffStatusStream(vref(ctx, volume as string), out, {
         ...(opts.against !== undefined ? { against: opts.against as string } : {}),
         ...(opts.to !== undefined ? { to: opts.to as string } : {}),
       });
-      return { data: status, text: renderDiffText(status.changes.map(diffEntryFromJson)) };
+      await out.end();
+      return { data: null, text: '', silent: true };
     },
   },
   {

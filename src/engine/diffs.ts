@@ -63,6 +63,8 @@ export async function diffStatusStream(ctx: EngineContext, ref: BoxRef, sink: Di
           if (excluded(entry.path)) continue;
           const wait = sink.change(entry);
           if (wait) await wait;
+          // The diff checks the signal only every so often; a reader that left ends it here.
+          options.signal?.throwIfAborted();
         }
       };
       if (to !== null) await run(snapshotId(box, to));

@@ -17,6 +17,14 @@ export interface RunOptions {
   onLine?: (line: string, stream: 'stdout' | 'stderr') => void;
   /** Pipe stdout here instead of buffering it. */
   stdout?: Writable;
+  /**
+   * Read stdout in blocks of this many bytes, through `dd bs=N iflag=fullblock` between the
+   * program and us: for a program that writes a large output in small pieces (`btrfs send`
+   * writes each command on its own, about 100 bytes), which would otherwise wake this
+   * process once per piece. The last block is short. A failure of either program fails the
+   * run (the program's own error first); the signal and the timeout end both.
+   */
+  stdoutBlocks?: number;
   /** Exit codes that are not failures (default: only 0). */
   okCodes?: number[];
 }
@@ -63,7 +71,18 @@ export function run(command: string, args: readonly string[], options: RunOption
       signal: options.signal,
       timeout: options.timeoutMs,
     });
-    const stdout = child.stdout as Readable;
+    // The blocking stage: dd reads the program's stdout (its own copy of the pipe; ours is
+    // closed at once, so a dd that dies makes the program see EPIPE) and writes full blocks.
+    const blocker = options.stdoutBlocks
+      ? childProcess().spawn('dd', [`bs=${options.stdoutBlocks}`, 'iflag=fullblock', 'status=none'], {
+          env: { ...process.env, LC_ALL: 'C' },
+          stdio: [child.stdout as Readable, 'pipe', 'pipe'],
+          signal: options.signal,
+          timeout: options.timeoutMs,
+        })
+      : undefined;
+    if (blocker) (child.stdout as Readable).destroy();
+    const stdout = (blocker ?? child).stdout as Readable;
     const stderr = child.stderr as Readable;
     const out: Buffer[] = [];
     let err = '';
@@ -91,10 +110,30 @@ export function run(command: string, args: readonly string[], options: RunOption
       if (typeof input === 'string' || Buffer.isBuffer(input)) child.stdin.end(input);
       else input.pipe(child.stdin);
     }
+    let blockerFailed: Error | undefined;
+    const blockerDone = !blocker
+      ? Promise.resolve()
+      : new Promise<void>((done) => {
+          let ddErr = '';
+          blocker.stderr?.on('data', (chunk: Buffer) => {
+            if (ddErr.length < MAX_STDERR) ddErr += chunk.toString('utf8');
+          });
+          blocker.on('error', (e) => {
+            blockerFailed = e;
+            done();
+          });
+          blocker.on('close', (code, signal) => {
+            if (code !== 0) blockerFailed ??= new CommandError('dd', blocker.spawnargs.slice(1), code, ddErr, signal);
+            done();
+          });
+        });
     child.on('close', (code, signal) => {
-      const result = { code: code ?? -1, stdout: Buffer.concat(out), stderr: err };
-      if (code !== null && (code === 0 || options.okCodes?.includes(code))) resolve(result);
-      else reject(new CommandError(command, args, code, err, signal));
+      void blockerDone.then(() => {
+        const result = { code: code ?? -1, stdout: Buffer.concat(out), stderr: err };
+        if (code === null || (code !== 0 && !options.okCodes?.includes(code))) reject(new CommandError(command, args, code, err, signal));
+        else if (blockerFailed) reject(blockerFailed);
+        else resolve(result);
+      });
     });
   });
 }

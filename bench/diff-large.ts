@@ -84,7 +84,7 @@ async function main(): Promise<void> {
     execFileSync('truncate', ['-s', '12G', IMAGE]);
     execFileSync('mkfs.btrfs', ['-q', IMAGE]);
   }
-  execFileSync('mount', ['-o', 'loop', IMAGE, MNT]);
+  execFileSync('mount', ['-o', 'loop,noatime', IMAGE, MNT]);
   try {
     const empty = `${MNT}/empty@0`;
     const full = `${MNT}/full@0`;

@@ -31,6 +31,16 @@ function fillLongNames(dir: string, count: number): void {
   for (let i = 0; i < count; i++) writeFileSync(join(dir, `${stem}-${String(i).padStart(6, '0')}`), '');
 }
 
+/** GET `url` as NDJSON: checks the answer is that, and returns its lines parsed. */
+async function ndjsonLines(url: string, headers: Record<string, string>): Promise<unknown[]> {
+  const res = await fetch(url, { headers: { ...headers, accept: 'application/x-ndjson' } });
+  assert.equal(res.status, 200);
+  assert.match(res.headers.get('content-type') ?? '', /^application\/x-ndjson/);
+  const lines = (await res.text()).split('\n');
+  assert.equal(lines.pop(), '');
+  return lines.map((l) => JSON.parse(l) as unknown);
+}
+
 /**
  * Reads the first bytes of an NDJSON diff (`url`) and stops reading; checks that the diff is
  * still being delivered (its temporary snapshot, matched by `temporary` in the pool's staging
@@ -132,12 +142,7 @@ describe('zomg diff status, streamed (local, remote, NDJSON)', { skip: !isRoot()
 
   it('answers NDJSON when asked (status line, then one change per line), JSON otherwise', async () => {
     const whole = (await (await fetch(diffUrl('box'), { headers: auth() })).json()) as { changes: unknown[] };
-    const res = await fetch(diffUrl('box'), { headers: { ...auth(), accept: 'application/x-ndjson' } });
-    assert.equal(res.status, 200);
-    assert.match(res.headers.get('content-type') ?? '', /^application\/x-ndjson/);
-    const lines = (await res.text()).split('\n');
-    assert.equal(lines.pop(), '');
-    const [head, ...changes] = lines.map((l) => JSON.parse(l) as unknown);
+    const [head, ...changes] = await ndjsonLines(diffUrl('box'), auth());
     const { changes: wholeChanges, ...wholeHead } = whole;
     assert.deepEqual(head, wholeHead);
     assert.deepEqual(changes, wholeChanges);
@@ -276,12 +281,7 @@ describe('zomg data diff, streamed (local, remote, NDJSON)', { skip: !isRoot() &
   it('answers NDJSON when asked (status line, then one change per line), JSON otherwise', async () => {
     for (const query of ['?against=v0', '?against=v0&to=v1']) {
       const whole = await wholeAnswer('data', query);
-      const res = await fetch(diffUrl('data', query), { headers: { ...auth(), accept: 'application/x-ndjson' } });
-      assert.equal(res.status, 200);
-      assert.match(res.headers.get('content-type') ?? '', /^application\/x-ndjson/);
-      const lines = (await res.text()).split('\n');
-      assert.equal(lines.pop(), '');
-      const [head, ...changes] = lines.map((l) => JSON.parse(l) as unknown);
+      const [head, ...changes] = await ndjsonLines(diffUrl('data', query), auth());
       const { changes: wholeChanges, ...wholeHead } = whole;
       assert.deepEqual(head, wholeHead);
       assert.deepEqual(Object.keys(head as object), ['volume', 'project', 'against', 'to', 'method']);

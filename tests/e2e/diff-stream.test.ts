@@ -24,7 +24,12 @@ interface Result {
   stderr: string;
 }
 
-/** Adds `count` files with long names (about 270 bytes per NDJSON line) under `dir`: more than any socket buffers hold. */
+/**
+ * Adds `count` files with long names under `dir`: about 270 bytes per NDJSON line. A client
+ * that stops reading still lets the server's socket take up to net.ipv4.tcp_wmem's maximum
+ * (4 MiB here) plus its own receive buffer, so a diff must print well beyond that to be
+ * still running when the client leaves: 40,000 lines are ~11 MB (20,000 were once not enough).
+ */
 function fillLongNames(dir: string, count: number): void {
   mkdirSync(dir);
   const stem = 'n'.repeat(200);
@@ -164,12 +169,12 @@ describe('zomg diff status, streamed (local, remote, NDJSON)', { skip: !isRoot()
     assert.equal(created.code, 0, created.stderr);
     const big = JSON.parse(created.stdout) as { id: string };
     assert.equal(zomg(['snapshot', 'create', 'big']).code, 0);
-    fillLongNames(join(pool.mnt, 'roots', big.id, 'many'), 20_000);
+    fillLongNames(join(pool.mnt, 'roots', big.id, 'many'), 40_000);
     await leaveMidStream(diffUrl('big'), auth(), join(pool.mnt, 'staging'), /^\d+-diff-/, /^\{"box":"big",/);
     assert.ok(server?.alive(), 'the server is still running');
     const again = remote(['diff', 'status', 'big']);
     assert.equal(again.code, 0, again.stderr);
-    assert.equal(again.stdout.split('\n').length, 20_001 + 1);
+    assert.equal(again.stdout.split('\n').length, 40_001 + 1);
     assert.equal(remote(['snapshot', 'create', 'big']).code, 0, 'the box is not left locked');
   });
 });
@@ -358,14 +363,14 @@ describe('zomg data diff, streamed (local, remote, NDJSON)', { skip: !isRoot() &
     // Modified files: their verification needs no getfattr (the stream says their xattrs), so
     // nothing but the diff's own checks notices the abort.
     const dir = createVolume('big');
-    fillLongNames(join(dir, 'many'), 20_000);
+    fillLongNames(join(dir, 'many'), 40_000);
     ok(zomg(['data', 'snapshot', 'create', 'big']));
     for (const name of readdirSync(join(dir, 'many'))) writeFileSync(join(dir, 'many', name), 'changed');
     await leaveMidStream(diffUrl('big'), auth(), join(pool.mnt, 'staging'), /^\d+-vdiff-/, /^\{"volume":"big",/);
     assert.ok(server?.alive(), 'the server is still running');
     const again = remote(['data', 'diff', 'big']);
     assert.equal(again.code, 0, again.stderr);
-    assert.equal(again.stdout.split('\n').length, 20_000 + 1);
+    assert.equal(again.stdout.split('\n').length, 40_000 + 1);
     assert.match(again.stdout, /^~ \/many\/n+-000000$/m);
     assert.match(ok(remote(['data', 'snapshot', 'create', 'big'])), /Created snapshot v1/, 'the volume is not left locked');
   });

@@ -16,7 +16,7 @@ import type { BoxRow } from '../db/boxes-repo.js';
 import { diffFile as compareFile } from '../storage/diff/file.js';
 import { snapshotId, findSnapshot, withBox } from './access.js';
 import type { EngineContext } from './context.js';
-import { openSubvolumeDiff } from './tree-diff.js';
+import { deliverDiff } from './tree-diff.js';
 
 /** What a root diff leaves out: the mount points of the volumes every box has, and the box's data-volume mount points. */
 function excludedFor(box: BoxRow): (path: Buffer) => boolean {
@@ -54,21 +54,14 @@ export async function diffStatusStream(ctx: EngineContext, ref: BoxRef, sink: Di
     async ({ row: box, root }) => {
       const against = againstName(ctx, box, options.against);
       const oldId = snapshotId(box, against);
-      const excluded = excludedFor(box);
       const to = options.to !== undefined ? findSnapshot(ctx, box, options.to).name : null;
-      const run = async (newId: Parameters<typeof openSubvolumeDiff>[2]): Promise<void> => {
-        const { method, entries } = await openSubvolumeDiff(ctx, oldId, newId, options.signal);
-        await sink.head({ box: box.name, project: box.project, against, to, method });
-        for await (const entry of entries) {
-          if (excluded(entry.path)) continue;
-          const wait = sink.change(entry);
-          if (wait) await wait;
-          // The diff checks the signal only every so often; a reader that left ends it here.
-          options.signal?.throwIfAborted();
-        }
-      };
-      if (to !== null) await run(snapshotId(box, to));
-      else await ctx.pool.withTemporarySnapshot(root, `diff-${box.id}`, run);
+      await deliverDiff(ctx, sink, {
+        oldId,
+        to: to !== null ? { snapshot: snapshotId(box, to) } : { live: root, label: `diff-${box.id}` },
+        head: (method) => ({ box: box.name, project: box.project, against, to, method }),
+        excluded: excludedFor(box),
+        ...(options.signal ? { signal: options.signal } : {}),
+      });
     },
     { mutates: false },
   );

@@ -30,7 +30,6 @@ import type { BoxRow } from '../db/boxes-repo.js';
 import { transaction } from '../db/database.js';
 import type { VolumeRow, VolumeSnapshotRow } from '../db/volumes-repo.js';
 import { diffFile as compareFile } from '../storage/diff/file.js';
-import type { SubvolumeId } from '../storage/layout.js';
 import { Reverter } from '../system/reverter.js';
 import { BOX_LOCK_TIMEOUT_MS, boxLockKey, boxLabel, findBox, mutation, withBox } from './access.js';
 import { type EngineContext, isoNow } from './context.js';
@@ -312,26 +311,19 @@ export async function volumeDiffStatus(ctx: EngineContext, ref: VolumeRef, optio
  */
 export async function volumeDiffStatusStream(ctx: EngineContext, ref: VolumeRef, sink: VolumeDiffStatusSink, options: DiffStatusOptions = {}): Promise<void> {
   // Loaded on first use, as engine.ts loads the box diffs: most commands never diff.
-  const { openSubvolumeDiff } = await import('./tree-diff.js');
+  const { deliverDiff } = await import('./tree-diff.js');
   await withVolume(
     ctx,
     ref,
     async (volume) => {
       const against = againstName(ctx, volume, options.against);
-      const oldId = volumeSnapshotId(volume, against);
       const to = options.to !== undefined ? findSnapshot(ctx, volume, options.to).name : null;
-      const run = async (newId: SubvolumeId): Promise<void> => {
-        const { method, entries } = await openSubvolumeDiff(ctx, oldId, newId, options.signal);
-        await sink.head({ volume: volume.name, project: volume.project, against, to, method });
-        for await (const entry of entries) {
-          const wait = sink.change(entry);
-          if (wait) await wait;
-          // The diff checks the signal only every so often; a reader that left ends it here.
-          options.signal?.throwIfAborted();
-        }
-      };
-      if (to !== null) await run(volumeSnapshotId(volume, to));
-      else await ctx.pool.withTemporarySnapshot(volumeId(volume), `vdiff-${volume.id}`, run);
+      await deliverDiff(ctx, sink, {
+        oldId: volumeSnapshotId(volume, against),
+        to: to !== null ? { snapshot: volumeSnapshotId(volume, to) } : { live: volumeId(volume), label: `vdiff-${volume.id}` },
+        head: (method) => ({ volume: volume.name, project: volume.project, against, to, method }),
+        ...(options.signal ? { signal: options.signal } : {}),
+      });
     },
     { mutates: false },
   );

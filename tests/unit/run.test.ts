@@ -3,7 +3,9 @@
  * full blocks, its failures reported as the program's, and an abort that ends both.
  */
 import assert from 'node:assert/strict';
-import { readFileSync, readdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { test } from 'node:test';
 import { CommandError, run } from '../../src/system/run.js';
@@ -55,15 +57,21 @@ test('stdoutBlocks reports the program failing, with its stderr, and buffers std
 test('stdoutBlocks: an abort ends the program and dd, and nothing is left running', async () => {
   const abort = new AbortController();
   const { sink } = chunkSizes();
-  const pidFile = `/tmp/zomg-run-test-${process.pid}`;
-  const running = run('sh', ['-c', `echo $$ > ${pidFile}; exec sleep 30`], { stdout: sink, stdoutBlocks: 4096, signal: abort.signal });
-  await new Promise((resolve) => setTimeout(resolve, 300));
-  const pid = Number(readFileSync(pidFile, 'utf8'));
-  abort.abort();
-  await assert.rejects(running);
-  await new Promise((resolve) => setTimeout(resolve, 100));
-  assert.throws(() => process.kill(pid, 0), /ESRCH/, 'the program is gone');
-  assert.deepEqual(childrenNamed('dd'), [], 'and so is dd');
+  const dir = mkdtempSync(join(tmpdir(), 'zomg-run-test-'));
+  const pidFile = join(dir, 'pid');
+  try {
+    const running = run('sh', ['-c', `echo $$ > ${pidFile}.tmp && mv ${pidFile}.tmp ${pidFile}; exec sleep 30`], { stdout: sink, stdoutBlocks: 4096, signal: abort.signal });
+    // Written once the program runs (a loaded machine may take a while).
+    for (let i = 0; i < 200 && !existsSync(pidFile); i++) await new Promise((resolve) => setTimeout(resolve, 50));
+    const pid = Number(readFileSync(pidFile, 'utf8'));
+    abort.abort();
+    await assert.rejects(running);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.throws(() => process.kill(pid, 0), /ESRCH/, 'the program is gone');
+    assert.deepEqual(childrenNamed('dd'), [], 'and so is dd');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 /** This process's children called `name` (from /proc/<pid>/stat: "pid (comm) state ppid ..."). */

@@ -688,6 +688,13 @@ test('trees made or removed by the stream come from its own entries; trees moved
     for (const dir of ['made', 'made/p', 'made/p/q', 'made/p/in']) assert.equal(flags.get(dir)?.newInode, true, dir);
     assert.equal(flags.get('keep/moved')?.newInode, false);
     assert.equal(flags.get('moved')?.emptiedDir, false);
+    // Made or removed by the stream alone: decided without a look at the trees.
+    // (A file's rename is a link and an unlink in the stream: `keep/m` was unlinked.)
+    for (const p of ['gone', 'gone/a/b/f', 'gone/h', 'made/p', 'made/p/q/r', 'made/p/in', 'keep/m']) assert.equal(flags.get(p)?.sure, true, p);
+    // A name that came or went by a rename (into an old directory, where it may have
+    // replaced an entry: `made`), an old inode's new name, and a path both emptied and
+    // made anew, are looked at.
+    for (const p of ['made', 'keep/moved', 'moved', 'kind', 'made/p/in/m']) assert.equal(flags.get(p)?.sure, false, p);
     const got = await diffBoth(oldSnap, newSnap);
     assert.equal(
       got,

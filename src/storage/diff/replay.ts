@@ -48,6 +48,16 @@ export interface Candidate {
    * tree's, so its bytes are equal there. Meaningless for a new name or a new inode.
    */
   ranges: number[] | null;
+  /**
+   * The stream alone decides this path, without a look at either tree: it is a pure add
+   * of an inode the stream created (`maybeAdded`, not `maybeDeleted`), or a pure removal
+   * by unlink or rmdir (`maybeDeleted`, not `maybeAdded`). A new name could only have
+   * replaced an old entry by a rename into an old directory, and that makes the path a
+   * maybe-deleted candidate too (create and link fail on an existing name, so the stream
+   * removes the old entry first, and that removal is a candidate of the same path); an
+   * unlinked entry is no directory, and an rmdir'ed one was emptied by the stream.
+   */
+  sure: boolean;
 }
 
 interface InodeState {
@@ -78,6 +88,8 @@ class Node {
   removed = false;
   /** Removed by rmdir (so it was empty then). */
   emptied = false;
+  /** Removed by unlink (so no directory). */
+  unlinked = false;
   touched = false;
 
   constructor(
@@ -184,6 +196,7 @@ export class SendReplay {
         this.detach(node);
         node.removed = true;
         if (command.cmd === 'rmdir') node.emptied = true;
+        else node.unlinked = true;
         this.mark(node);
         return;
       }
@@ -236,7 +249,7 @@ export class SendReplay {
     const entry = (k: string, path: Buffer | null): Candidate => {
       let c = out.get(k);
       if (!c) {
-        c = { path: path ?? Buffer.from(k, 'latin1'), maybeAdded: false, maybeDeleted: false, content: false, attrs: false, xattrs: false, newInode: false, emptiedDir: false, ranges: NO_RANGES };
+        c = { path: path ?? Buffer.from(k, 'latin1'), maybeAdded: false, maybeDeleted: false, content: false, attrs: false, xattrs: false, newInode: false, emptiedDir: false, ranges: NO_RANGES, sure: true };
         out.set(k, c);
       }
       return c;
@@ -251,6 +264,9 @@ export class SendReplay {
       c.attrs ||= node.inode.attrs;
       c.xattrs ||= node.inode.xattrs;
       c.newInode ||= added && node.inode.created;
+      // Each node that names this path must be certain of its part: a new inode that ended
+      // here, or an old entry that an unlink or an rmdir removed.
+      if (!(added ? node.inode.created : deleted && (node.unlinked || node.emptied))) c.sure = false;
     };
     for (const node of this.touched) {
       const now = this.currentKey(node);
@@ -263,9 +279,14 @@ export class SendReplay {
     for (let i = 0; i < this.replacedIn.length; i++) {
       const dir = (this.replacedIn[i] as Node).origin as Buffer;
       const name = this.replacedName[i] as string;
-      entry(dir.length === 0 ? name : `${key(dir)}/${name}`, null).maybeDeleted = true;
+      const c = entry(dir.length === 0 ? name : `${key(dir)}/${name}`, null);
+      c.maybeDeleted = true;
+      c.sure = false;
     }
-    return [...out.values()];
+    const candidates = [...out.values()];
+    // An add and a removal at one path is a replaced entry: the trees must compare it.
+    for (const c of candidates) if (c.sure && c.maybeAdded === c.maybeDeleted) c.sure = false;
+    return candidates;
   }
 
   private mark(node: Node): void {

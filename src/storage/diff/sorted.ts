@@ -4,11 +4,14 @@
  * can write the first line before the last path is checked.
  *
  * What each candidate costs is only what it must:
- * - added or deleted paths: two lstats, plus a listing of an added or deleted directory
- *   only when the stream did not name what it holds: a directory the stream created
- *   (mkdir) or removed (rmdir, which it emits only once the directory is empty) has every
- *   entry as a candidate of its own, so only a directory that arrived or left by a rename
- *   is listed;
+ * - a pure add of an inode the stream created, or a pure removal by unlink or rmdir:
+ *   nothing, the stream alone decides it (`Candidate.sure`). In a package install these
+ *   are most paths, and each lstat in the snapshot taken a moment ago meets a cold inode;
+ * - other added or deleted paths: two lstats, plus a listing of an added or deleted
+ *   directory only when the stream did not name what it holds: a directory the stream
+ *   created (mkdir) or removed (rmdir, which it emits only once the directory is empty) has
+ *   every entry as a candidate of its own, so only a directory that arrived or left by a
+ *   rename is listed;
  * - an inode that stayed at its path (no new name, no new inode): its type, mode and owner
  *   from lstat; its xattrs from the stream alone — send emits set_xattr/remove_xattr only
  *   for names whose value differs from the parent's (a set-then-removed xattr sends
@@ -180,6 +183,7 @@ function merged(x: Candidate, y: Candidate): Candidate {
     newInode: x.newInode || y.newInode,
     emptiedDir: x.emptiedDir || y.emptiedDir,
     ranges: mergeRanges(x.ranges === null ? null : [...x.ranges], y.ranges),
+    sure: false,
   };
 }
 
@@ -233,7 +237,7 @@ export async function verifySorted(
     if (found.size !== b.nlink) throw new NeedsWalkError(`resolved ${found.size} of the ${b.nlink} names of inode ${b.ino}`);
     for (const [k, p] of found) {
       if (p.equals(c.path)) continue;
-      const more: Candidate = { ...c, path: p, maybeAdded: false, maybeDeleted: false };
+      const more: Candidate = { ...c, path: p, maybeAdded: false, maybeDeleted: false, sure: false };
       const known = extra.get(k);
       extra.set(k, known ? merged(known, more) : more);
       if (mayHaveOtherNames(more)) await resolve(more);
@@ -371,9 +375,24 @@ async function* emitSorted(
    * candidates cost no promise.
    */
   const decide = (c: Candidate, early: Early | undefined): Promise<void> | undefined => {
+    if (c.sure) {
+      if (looked.size > 0) looked.delete(c);
+      produce(c.path, c.maybeAdded ? 'added' : 'deleted');
+      return undefined;
+    }
     let l = looked.get(c);
     if (l !== undefined) looked.delete(c);
-    else l = lookUp(c.path, oldTree, newTree, early);
+    else if (c.newInode && c.maybeAdded && early === undefined) {
+      // An inode the stream created ended here: with nothing here in the old tree (a rename
+      // into an old directory may have replaced an entry), it is added, without a look at
+      // the new tree, whose inodes are cold in a snapshot taken a moment ago.
+      const a = meta(oldTree.entry(c.path));
+      if (a === null) {
+        produce(c.path, 'added');
+        return undefined;
+      }
+      l = { a, b: meta(newTree.entry(c.path)) };
+    } else l = lookUp(c.path, oldTree, newTree, early);
     const { a, b } = l;
     const rel = c.path;
     if (a === null && b === null) return undefined;

@@ -141,7 +141,7 @@ const view = (cs: Candidate[]): Record<string, string> =>
   Object.fromEntries(
     cs.map((c) => [
       c.path.toString('latin1'),
-      [c.maybeAdded && 'A', c.maybeDeleted && 'D', c.content && 'c', c.attrs && 'p', c.xattrs && 'x', c.newInode && 'n'].filter(Boolean).join(''),
+      [c.maybeAdded && 'A', c.maybeDeleted && 'D', c.content && 'c', c.attrs && 'p', c.xattrs && 'x', c.newInode && 'n', c.listNew && 'L'].filter(Boolean).join(''),
     ]),
   );
 
@@ -209,14 +209,36 @@ test('replay: a rename over an existing name makes the replaced old entry a cand
     { cmd: 'end' },
   ]);
   // b/y may have existed in the old tree; o9-1-0 cannot have (the kernel picks orphan
-  // names that exist in neither tree); c/f was created inside a new directory.
-  assert.deepEqual(view(cands), { 'a/x': 'D', 'b/y': 'AD', c: 'ADn', 'c/f': 'An' });
+  // names that exist in neither tree); c/f was created inside a new directory, which is
+  // listed instead (L).
+  assert.deepEqual(view(cands), { 'a/x': 'D', 'b/y': 'AD', c: 'ADnL' });
+});
+
+test('replay: what the stream creates in a new directory is listed with it, and comes back when it leaves', () => {
+  const snap: SendCommand = { cmd: 'snapshot', path: P('s'), uuid: Buffer.alloc(16), ctransid: 1, cloneUuid: Buffer.alloc(16), cloneCtransid: 1 };
+  const cands = replayCommands([
+    snap,
+    { cmd: 'mkdir', path: P('o9-1-0'), ino: 9 },
+    { cmd: 'rename', path: P('o9-1-0'), to: P('d') },
+    { cmd: 'mkfile', path: P('o10-1-0'), ino: 10 },
+    { cmd: 'rename', path: P('o10-1-0'), to: P('d/f') },
+    { cmd: 'chown', path: P('d/f'), uid: 1, gid: 1 },
+    { cmd: 'mkfile', path: P('o11-1-0'), ino: 11 },
+    { cmd: 'rename', path: P('o11-1-0'), to: P('d/g') },
+    { cmd: 'link', path: P('d/h'), target: P('d/f') }, // a new name of a file let go
+    { cmd: 'rename', path: P('d/g'), to: P('e/g') }, // leaves the new directory for an old one
+    { cmd: 'rename', path: P('old/x'), to: P('d/x') }, // an old file moves in: only its old name counts
+    { cmd: 'mkdir', path: P('o12-1-0'), ino: 12 },
+    { cmd: 'rename', path: P('o12-1-0'), to: P('d/sub') }, // a new directory in a new directory
+    { cmd: 'end' },
+  ]);
+  assert.deepEqual(view(cands), { d: 'ADnL', 'e/g': 'ADn', 'old/x': 'D' });
 });
 
 test('replay refuses streams it cannot interpret', () => {
   const snap: SendCommand = { cmd: 'snapshot', path: P('s'), uuid: Buffer.alloc(16), ctransid: 1, cloneUuid: Buffer.alloc(16), cloneCtransid: 1 };
   assert.throws(() => replayCommands([{ cmd: 'subvol', path: P('s'), uuid: Buffer.alloc(16), ctransid: 1 }]), /full stream/);
   assert.throws(() => replayCommands([snap, { cmd: 'unlink', path: P('a') }, { cmd: 'unlink', path: P('a') }]), /after removing/);
-  assert.throws(() => replayCommands([snap, { cmd: 'mkdir', path: P('o5-1-0'), ino: 5 }, { cmd: 'unlink', path: P('o5-1-0/x') }]), /unknown entry/);
+  assert.throws(() => replayCommands([snap, { cmd: 'mkfile', path: P('o5-1-0'), ino: 5 }, { cmd: 'unlink', path: P('o5-1-0/x') }]), /unknown entry/);
   assert.throws(() => replayCommands([snap, { cmd: 'rmdir', path: P('') }]), /root/);
 });

@@ -10,6 +10,11 @@
  * from the old tree is that old tree's entry (`origin`). At the end every touched node
  * contributes its old path (its origin) and its new path (where it ended up).
  *
+ * A directory the stream created is listed from the new tree when verified, not replayed:
+ * what the stream creates in it is let go as soon as it is placed there (`listNew`), so a
+ * million new files in new directories cost their directories, not a node and a candidate
+ * each.
+ *
  * The result is deliberately a superset: verify.ts lstat()s both trees at each candidate
  * and decides. What the replay must never do is miss a path; anything it cannot make
  * sense of throws SendStreamError so the caller falls back to the full walk.
@@ -32,9 +37,16 @@ export interface Candidate {
   xattrs: boolean;
   /**
    * The inode that ended here was created by the stream (all its names are in the stream;
-   * for a directory, every entry it holds in the new tree is a candidate of its own).
+   * for a directory, every entry it holds in the new tree is a candidate of its own, or
+   * else `listNew`).
    */
   newInode: boolean;
+  /**
+   * A directory the stream created ended here, and nothing below it in the new tree is a
+   * candidate: its new subtree is to be listed (all added when the old tree has nothing
+   * here, else compared with the old tree's subtree by a walk).
+   */
+  listNew: boolean;
   /**
    * The old tree's directory here was removed by the stream (rmdir), which the kernel
    * emits only once it is empty: every name it held in the old tree is a candidate of its
@@ -90,6 +102,13 @@ class Node {
   emptied = false;
   /** Removed by unlink (so no directory). */
   unlinked = false;
+  /** A directory the stream created (mkdir): what it creates below it is listed, not kept. */
+  newDir = false;
+  /**
+   * Created by the stream below a `newDir` and let go there: in no `children` map, and not
+   * (or no longer) in `touched`. Looked up again by its path, it comes back as a new node.
+   */
+  dropped = false;
   touched = false;
 
   constructor(
@@ -113,6 +132,9 @@ const freshInode = (created: boolean): InodeState => ({ content: false, attrs: f
 function joinRel(dir: Buffer, name: Buffer): Buffer {
   return dir.length === 0 ? name : Buffer.concat([dir, Buffer.of(SLASH), name]);
 }
+
+/** currentKey's answer for a node below a directory the stream created. */
+const BELOW_NEW_DIR = Symbol('below a new directory');
 
 const ORPHAN = /^o\d+-\d+-\d+$/;
 const isOrphanName = (name: string): boolean => name.length < 64 && ORPHAN.test(name);
@@ -173,7 +195,7 @@ export class SendReplay {
       case 'mkfifo':
       case 'mksock':
       case 'symlink':
-        this.create(command.path, freshInode(true));
+        this.create(command.path, freshInode(true), command.cmd === 'mkdir');
         return;
       case 'link':
         this.create(command.path, this.lookup(command.target).inode);
@@ -183,6 +205,7 @@ export class SendReplay {
         this.lastPath = null;
         this.detach(node);
         node.moved = true;
+        node.dropped = false;
         this.mark(node);
         const [parent, name] = this.parentOf(command.to);
         this.attach(parent, name, node);
@@ -249,7 +272,7 @@ export class SendReplay {
     const entry = (k: string, path: Buffer | null): Candidate => {
       let c = out.get(k);
       if (!c) {
-        c = { path: path ?? Buffer.from(k, 'latin1'), maybeAdded: false, maybeDeleted: false, content: false, attrs: false, xattrs: false, newInode: false, emptiedDir: false, ranges: NO_RANGES, sure: true };
+        c = { path: path ?? Buffer.from(k, 'latin1'), maybeAdded: false, maybeDeleted: false, content: false, attrs: false, xattrs: false, newInode: false, listNew: false, emptiedDir: false, ranges: NO_RANGES, sure: true };
         out.set(k, c);
       }
       return c;
@@ -270,10 +293,19 @@ export class SendReplay {
     };
     for (const node of this.touched) {
       const now = this.currentKey(node);
+      if (now === BELOW_NEW_DIR) {
+        // Its new name is listed with the new directory above it; only its old one counts.
+        if (node.origin !== null) add(entry(key(node.origin), node.origin), node, false, true);
+        continue;
+      }
       const was = node.origin === null ? null : key(node.origin);
       const stayed = now !== null && now === was;
       if (was !== null) add(entry(was, node.origin), node, false, !stayed);
-      if (now !== null && !stayed) add(entry(now, null), node, true, false);
+      if (now !== null && !stayed) {
+        const c = entry(now, null);
+        add(c, node, true, false);
+        if (node.newDir) c.listNew = true;
+      }
     }
     // Old entries that a rename may have replaced: gone, if they were there.
     for (let i = 0; i < this.replacedIn.length; i++) {
@@ -290,7 +322,7 @@ export class SendReplay {
   }
 
   private mark(node: Node): void {
-    if (node.touched) return;
+    if (node.touched || node.dropped) return;
     node.touched = true;
     this.touched.push(node);
   }
@@ -307,6 +339,13 @@ export class SendReplay {
     if (known !== undefined) {
       if (known === null) throw new SendStreamError(`the stream uses ${name.toString('latin1')} after removing it`);
       return known;
+    }
+    if (dir.newDir) {
+      // Something the stream created here and let go (see `attach`): it is new, and all
+      // that matters of it is where it goes.
+      const node = new Node(null, dir, k, freshInode(true));
+      node.dropped = true;
+      return node;
     }
     if (dir.origin === null) throw new SendStreamError(`the stream uses an unknown entry ${name.toString('latin1')} of a new directory`);
     // The name is kept as its key string: a slice would keep the stream's chunk alive.
@@ -337,10 +376,11 @@ export class SendReplay {
     return [node, name];
   }
 
-  private create(path: Buffer, inode: InodeState): void {
+  private create(path: Buffer, inode: InodeState, dir = false): void {
     this.lastPath = null;
     const [parent, name] = this.parentOf(path);
     const node = new Node(null, parent, key(name), inode);
+    node.newDir = dir;
     this.mark(node);
     // create(2) and link(2) fail on an existing name, so nothing of the old tree is replaced.
     this.attach(parent, name, node, false);
@@ -362,9 +402,20 @@ export class SendReplay {
       this.replacedIn.push(parent);
       this.replacedName.push(k);
     }
-    (parent.children ??= new Map()).set(k, node);
     node.parent = parent;
     node.name = k;
+    if (parent.newDir && node.inode.created && !node.newDir) {
+      // A new non-directory in a new directory is listed with it: let go. (Its create and
+      // its rename into place came one after the other, so it is the last node marked.)
+      if (existing) parent.children?.delete(k);
+      if (node.touched && this.touched[this.touched.length - 1] === node) {
+        this.touched.pop();
+        node.touched = false;
+      }
+      node.dropped = true;
+      return;
+    }
+    (parent.children ??= new Map()).set(k, node);
   }
 
   private detach(node: Node): void {
@@ -373,20 +424,26 @@ export class SendReplay {
     // A removed name is remembered (its old entry is gone), except the kernel's orphan
     // names: no tree holds them and each is used once, so a million new inodes born under
     // them leave no million marks behind.
-    if (parent === this.root && isOrphanName(node.name)) parent.children?.delete(node.name);
+    if ((parent === this.root && isOrphanName(node.name)) || node.dropped) parent.children?.delete(node.name);
     else parent.children?.set(node.name, null);
     node.parent = null;
   }
 
-  /** Where `node` is now (as a latin1 key), or null when it (or a directory above it) was removed. */
-  private currentKey(node: Node): string | null {
+  /**
+   * Where `node` is now (as a latin1 key), null when it (or a directory above it) was
+   * removed, or BELOW_NEW_DIR when a directory the stream created is above it.
+   */
+  private currentKey(node: Node): string | null | typeof BELOW_NEW_DIR {
     const names: string[] = [];
     let n: Node = node;
+    let belowNew = false;
     while (n !== this.root) {
       if (n.parent === null) return null;
       names.push(n.name);
       n = n.parent;
+      if (n.newDir) belowNew = true;
     }
+    if (belowNew) return BELOW_NEW_DIR;
     return names.length === 1 ? (names[0] as string) : names.reverse().join('/');
   }
 }

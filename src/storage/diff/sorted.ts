@@ -4,14 +4,18 @@
  * can write the first line before the last path is checked.
  *
  * What each candidate costs is only what it must:
- * - a pure add of an inode the stream created, or a pure removal by unlink or rmdir:
- *   nothing, the stream alone decides it (`Candidate.sure`). In a package install these
- *   are most paths, and each lstat in the snapshot taken a moment ago meets a cold inode;
+ * - a pure removal by unlink or rmdir (or a new name the stream linked to an inode it
+ *   created): nothing, the stream alone decides it (`Candidate.sure`); an inode the stream
+ *   created that a rename put into an old directory: an lstat of the old tree only (the
+ *   new side's inodes are cold in a snapshot taken a moment ago);
+ * - a directory the stream created (`listNew`): its subtree in the new tree is read and
+ *   emitted as it is reached, one sorted directory listing at a time, with an lstat of
+ *   directories only (for the device boundary), when nothing was there in the old tree
+ *   (else both subtrees are walked, as below); what it holds was never a candidate;
  * - other added or deleted paths: two lstats, plus a listing of an added or deleted
  *   directory only when the stream did not name what it holds: a directory the stream
- *   created (mkdir) or removed (rmdir, which it emits only once the directory is empty) has
- *   every entry as a candidate of its own, so only a directory that arrived or left by a
- *   rename is listed;
+ *   removed (rmdir, which it emits only once the directory is empty) has every entry as a
+ *   candidate of its own, so only a directory that arrived or left by a rename is listed;
  * - an inode that stayed at its path (no new name, no new inode): its type, mode and owner
  *   from lstat; its xattrs from the stream alone — send emits set_xattr/remove_xattr only
  *   for names whose value differs from the parent's (a set-then-removed xattr sends
@@ -30,8 +34,9 @@
  * several times faster than fs.promises (research/machine.md §4), and the parallelism
  * that pays is the kernel producing the stream while Node checks what it has seen.
  *
- * Memory: the candidates (one small record per changed path) and the listings of added
- * or deleted directories, never the rendered output.
+ * Memory: the candidates (one small record per changed path that is not inside a new
+ * directory) and one sorted listing per directory on the way down a listed subtree,
+ * never the rendered output.
  */
 import type { Stats } from 'node:fs';
 import type { ChangeKind, DiffEntry } from '../../core/diff.js';
@@ -181,6 +186,7 @@ function merged(x: Candidate, y: Candidate): Candidate {
     attrs: x.attrs || y.attrs,
     xattrs: x.xattrs || y.xattrs,
     newInode: x.newInode || y.newInode,
+    listNew: x.listNew || y.listNew,
     emptiedDir: x.emptiedDir || y.emptiedDir,
     ranges: mergeRanges(x.ranges === null ? null : [...x.ranges], y.ranges),
     sure: false,
@@ -272,14 +278,31 @@ function lookUp(rel: Buffer, oldTree: Tree, newTree: Tree, early: EarlyChecks | 
 }
 
 /**
- * A sorted listing of a subtree, emitted as it is reached: one that exists on one side
- * only (one kind for all), or the walk of a directory that replaced another (a kind each).
+ * Entries below a directory, sorted, emitted as they are reached: a subtree that exists on
+ * one side only (read as it is emitted), or the walk of a directory that replaced another.
  */
-interface Run {
-  rels: Buffer[];
-  kind: ChangeKind | ChangeKind[];
-  i: number;
+class Run {
+  /** The next entry; undefined once the run is done. */
+  rel: Buffer | undefined;
+  kind: ChangeKind = 'added';
+
+  constructor(private readonly source: Iterator<readonly [Buffer, ChangeKind]>) {
+    this.advance();
+  }
+
+  advance(): void {
+    const r = this.source.next();
+    if (r.done === true) this.rel = undefined;
+    else [this.rel, this.kind] = r.value;
+  }
 }
+
+function* listed(tree: Tree, rel: Buffer, kind: ChangeKind): Generator<readonly [Buffer, ChangeKind]> {
+  for (const child of tree.sortedBelow(rel)) yield [child, kind];
+}
+
+/** Listed entries produced between two looks at the output (and the pacer). */
+const DRAIN_STEP = 1024;
 
 interface XattrBatch {
   rels: Buffer[];
@@ -294,13 +317,6 @@ interface Slot {
   /** Set while the entry waits for its xattr comparison. */
   batch: XattrBatch | undefined;
   drop: boolean;
-}
-
-async function listBelow(tree: Tree, rel: Buffer, kind: ChangeKind, pacer: Pacer): Promise<Run> {
-  const rels: Buffer[] = [];
-  await tree.eachBelow(rel, pacer, (child) => rels.push(child));
-  rels.sort(Buffer.compare);
-  return { rels, kind, i: 0 };
 }
 
 async function* emitSorted(
@@ -327,20 +343,30 @@ async function* emitSorted(
     slots.push(slot);
     pending?.slots.push(slot);
   };
-  /** Produces the listed entries that sort before `upTo` (all of them without it). */
-  const drainRuns = (upTo?: Buffer): void => {
+  /**
+   * Produces the listed entries that sort before `upTo` (all of them without it), at most
+   * DRAIN_STEP of them: true when it stopped there, with more to produce.
+   */
+  const drainRuns = (upTo: Buffer | undefined): boolean => {
+    let budget = DRAIN_STEP;
+    let more = false;
     for (;;) {
       let best: Run | undefined;
       for (const r of runs) {
-        if (r.i < r.rels.length && (best === undefined || Buffer.compare(r.rels[r.i] as Buffer, best.rels[best.i] as Buffer) < 0)) best = r;
+        if (r.rel !== undefined && (best === undefined || Buffer.compare(r.rel, best.rel as Buffer) < 0)) best = r;
       }
       if (best === undefined) break;
-      const rel = best.rels[best.i] as Buffer;
+      const rel = best.rel as Buffer;
       if (upTo !== undefined && Buffer.compare(rel, upTo) >= 0) break;
-      produce(rel, typeof best.kind === 'string' ? best.kind : (best.kind[best.i] as ChangeKind));
-      best.i++;
+      if (budget-- === 0) {
+        more = true;
+        break;
+      }
+      produce(rel, best.kind);
+      best.advance();
     }
-    if (runs.some((r) => r.i >= r.rels.length)) runs = runs.filter((r) => r.i < r.rels.length);
+    if (runs.some((r) => r.rel === undefined)) runs = runs.filter((r) => r.rel !== undefined);
+    return more;
   };
   const startBatch = (x: XattrBatch): Promise<void> => {
     if (x === batch) batch = undefined;
@@ -366,8 +392,8 @@ async function* emitSorted(
     if (b.rels.length >= XATTR_BATCH) void startBatch(b);
   };
 
-  const listInto = async (tree: Tree, rel: Buffer, kind: ChangeKind): Promise<void> => {
-    runs.push(await listBelow(tree, rel, kind, pacer));
+  const listInto = (tree: Tree, rel: Buffer, kind: ChangeKind): void => {
+    runs.push(new Run(listed(tree, rel, kind)));
   };
   /**
    * Decides one candidate. Synchronous unless it must wait (a listing, a walk, a byte
@@ -378,8 +404,11 @@ async function* emitSorted(
     if (c.sure) {
       if (looked.size > 0) looked.delete(c);
       produce(c.path, c.maybeAdded ? 'added' : 'deleted');
+      if (c.maybeAdded && c.listNew) listInto(newTree, c.path, 'added');
       return undefined;
     }
+    /** The stream named every entry below this path in the new tree. */
+    const namedNew = c.newInode && !c.listNew;
     let l = looked.get(c);
     if (l !== undefined) looked.delete(c);
     else if (c.newInode && c.maybeAdded && early === undefined) {
@@ -389,6 +418,7 @@ async function* emitSorted(
       const a = meta(oldTree.entry(c.path));
       if (a === null) {
         produce(c.path, 'added');
+        if (c.listNew) listInto(newTree, c.path, 'added');
         return undefined;
       }
       l = { a, b: meta(newTree.entry(c.path)) };
@@ -400,28 +430,24 @@ async function* emitSorted(
       const m = (a ?? b) as Meta;
       const kind: ChangeKind = a === null ? 'added' : 'deleted';
       produce(rel, kind);
-      if (typeOf(m) === S_IFDIR && !(a === null ? c.newInode : c.emptiedDir)) return listInto(a === null ? newTree : oldTree, rel, kind);
+      if (typeOf(m) === S_IFDIR && !(a === null ? namedNew : c.emptiedDir)) listInto(a === null ? newTree : oldTree, rel, kind);
       return undefined;
     }
     const identity = c.maybeAdded || c.maybeDeleted;
     if (typeOf(a) !== typeOf(b)) {
       produce(rel, 'modified');
-      const listOld = typeOf(a) === S_IFDIR && !c.emptiedDir;
-      const listNew = typeOf(b) === S_IFDIR && !c.newInode;
-      if (!listOld && !listNew) return undefined;
-      return (async () => {
-        if (listOld) await listInto(oldTree, rel, 'deleted');
-        if (listNew) await listInto(newTree, rel, 'added');
-      })();
+      if (typeOf(a) === S_IFDIR && !c.emptiedDir) listInto(oldTree, rel, 'deleted');
+      if (typeOf(b) === S_IFDIR && !namedNew) listInto(newTree, rel, 'added');
+      return undefined;
     }
-    if (typeOf(a) === S_IFDIR && identity && !(c.emptiedDir && c.newInode)) {
+    if (typeOf(a) === S_IFDIR && identity && !(c.emptiedDir && namedNew)) {
       // A directory that replaced another by a rename (or was replaced by a new one over a
       // directory that left by a rename): the stream names the entries of neither side
       // that moved with them, so the two subtrees are walked, and that walk is the answer
       // for every path below this one.
       return (async () => {
         const below = await walkSubtree(oldTree, newTree, rel, pacer, signal);
-        runs.push({ rels: below.map((e) => e.path.subarray(1)), kind: below.map((e) => e.kind), i: 0 });
+        runs.push(new Run(below.map((e) => [e.path.subarray(1), e.kind] as const)[Symbol.iterator]()));
         walked.push(Buffer.concat([rel, SLASH]));
         sameType(c, a, b, identity);
       })();
@@ -455,25 +481,15 @@ async function* emitSorted(
     else if (c.xattrs) produce(rel, 'modified');
   };
 
-  for (let i = 0; i < items.length; i++) {
-    const c = items[i] as Candidate;
-    // Decided candidates are let go: the output is never held, and neither is the input behind it.
-    (items as Array<Candidate | undefined>)[i] = undefined;
-    const w = pacer.tick();
-    if (w) await w;
-    if (walked.length > 0 && walked.some((prefix) => startsWith(c.path, prefix))) {
-      looked.delete(c);
-      continue;
-    }
-    drainRuns(c.path);
-    const deciding = decide(c, earlyChecks?.take(c.path));
-    if (deciding) await deciding;
-    // Emit what is decided; an entry waiting for xattrs holds back those after it, until
-    // its batch is full or enough output queues up behind it.
+  /**
+   * Emits what is decided; an entry waiting for xattrs holds back those after it, until its
+   * batch is full or enough output queues up behind it (or, at the `end`, at once).
+   */
+  async function* emitDecided(end: boolean): AsyncGenerator<DiffEntry, void, undefined> {
     while (head < slots.length) {
       const slot = slots[head] as Slot;
       if (slot.batch) {
-        if (slot.batch.started === undefined && slots.length - head < XATTR_BATCH) break;
+        if (!end && slot.batch.started === undefined && slots.length - head < XATTR_BATCH) break;
         const x = slot.batch;
         await startBatch(x);
         if (x.error) throw x.error.err;
@@ -487,16 +503,32 @@ async function* emitSorted(
       head = 0;
     }
   }
-  drainRuns();
-  for (; head < slots.length; head++) {
-    const slot = slots[head] as Slot;
-    if (slot.batch) {
-      const x = slot.batch;
-      await startBatch(x);
-      if (x.error) throw x.error.err;
+  /** Listed entries up to `upTo` (all without it), emitted a step at a time: a listing of a million is never held. */
+  async function* emitListed(upTo: Buffer | undefined): AsyncGenerator<DiffEntry, void, undefined> {
+    while (drainRuns(upTo)) {
+      yield* emitDecided(false);
+      const w = pacer.tick(DRAIN_STEP);
+      if (w) await w;
     }
-    if (!slot.drop) yield { path: entryPath(slot.rel), kind: slot.kind };
   }
+
+  for (let i = 0; i < items.length; i++) {
+    const c = items[i] as Candidate;
+    // Decided candidates are let go: the output is never held, and neither is the input behind it.
+    (items as Array<Candidate | undefined>)[i] = undefined;
+    const w = pacer.tick();
+    if (w) await w;
+    if (walked.length > 0 && walked.some((prefix) => startsWith(c.path, prefix))) {
+      looked.delete(c);
+      continue;
+    }
+    yield* emitListed(c.path);
+    const deciding = decide(c, earlyChecks?.take(c.path));
+    if (deciding) await deciding;
+    yield* emitDecided(false);
+  }
+  yield* emitListed(undefined);
+  yield* emitDecided(true);
 }
 
 /** Collects verifySorted's entries (for callers that want the whole list); `candidates` stays as it is. */

@@ -125,6 +125,50 @@ export class Tree {
     return readdirSync(this.abs(rel), { encoding: 'buffer' });
   }
 
+  /**
+   * Every entry below directory `rel` (which must be traversable), in path order (bytewise),
+   * read as it is iterated: what it holds meanwhile is one sorted listing per directory on
+   * the way down. Only directories are lstat'ed (for the device boundary): the type of
+   * anything else comes with its name.
+   */
+  *sortedBelow(rel: Buffer): Generator<Buffer, void, undefined> {
+    const frames = [this.listing(rel)];
+    while (frames.length > 0) {
+      const f = frames[frames.length - 1] as Listing;
+      const item = f.items[f.i++];
+      if (item === undefined) {
+        frames.pop();
+        continue;
+      }
+      const child = joinRel(f.dir, item.name);
+      if (item.below) frames.push(this.listing(child));
+      else yield child;
+    }
+  }
+
+  /**
+   * Directory `dir`'s entries, each in the order of its own path and (for a directory on
+   * this device) of the paths below it: `name/` sorts where everything below the directory
+   * does, so a subtree is one stretch of the order.
+   */
+  private listing(dir: Buffer): Listing {
+    const items: ListingItem[] = [];
+    for (const d of readdirSync(this.abs(dir), { withFileTypes: true, encoding: 'buffer' })) {
+      const name = d.name as unknown as Buffer;
+      const known = d.isFile() || d.isSymbolicLink() || d.isFIFO() || d.isSocket() || d.isCharacterDevice() || d.isBlockDevice();
+      if (known) {
+        items.push({ name, key: name, below: false });
+        continue;
+      }
+      const st = this.lstatChild(joinRel(dir, name));
+      if (st === null) continue;
+      items.push({ name, key: name, below: false });
+      if (st.isDirectory()) items.push({ name, key: Buffer.concat([name, SLASH]), below: true });
+    }
+    items.sort((x, y) => Buffer.compare(x.key, y.key));
+    return { dir, items, i: 0 };
+  }
+
   /** Calls `visit` for every entry below directory `rel`, parents first, without crossing devices. */
   async eachBelow(rel: Buffer, pacer: Pacer, visit: (rel: Buffer, st: Stats) => void): Promise<void> {
     const stack = [rel];
@@ -140,6 +184,19 @@ export class Tree {
       }
     }
   }
+}
+
+interface ListingItem {
+  name: Buffer;
+  /** The name, with a '/' for the stretch below a directory. */
+  key: Buffer;
+  below: boolean;
+}
+
+interface Listing {
+  dir: Buffer;
+  items: ListingItem[];
+  i: number;
 }
 
 const TYPE_MASK = fsc.S_IFMT;

@@ -482,53 +482,63 @@ async function* emitSorted(
   };
 
   /**
-   * Emits what is decided; an entry waiting for xattrs holds back those after it, until its
-   * batch is full or enough output queues up behind it (or, at the `end`, at once).
+   * The next decided entry to emit, a promise to await first (an xattr batch to finish), or
+   * undefined when nothing more is ready. An entry waiting for xattrs holds back those
+   * after it until its batch is full or enough output queues up behind it (or, at the
+   * `end`, at once). Synchronous, and no generator per call: it runs once per candidate.
    */
-  async function* emitDecided(end: boolean): AsyncGenerator<DiffEntry, void, undefined> {
+  const nextReady = (end: boolean): DiffEntry | Promise<void> | undefined => {
     while (head < slots.length) {
       const slot = slots[head] as Slot;
       if (slot.batch) {
-        if (!end && slot.batch.started === undefined && slots.length - head < XATTR_BATCH) break;
+        if (!end && slot.batch.started === undefined && slots.length - head < XATTR_BATCH) return undefined;
         const x = slot.batch;
-        await startBatch(x);
-        if (x.error) throw x.error.err;
-        continue;
+        return startBatch(x).then(() => {
+          if (x.error) throw x.error.err;
+        });
       }
       head++;
-      if (!slot.drop) yield { path: entryPath(slot.rel), kind: slot.kind };
+      if (!slot.drop) return { path: entryPath(slot.rel), kind: slot.kind };
     }
-    if (head > 4096 && head * 2 > slots.length) {
-      slots = slots.slice(head);
+    if (head > 4096) {
+      slots = [];
       head = 0;
     }
-  }
-  /** Listed entries up to `upTo` (all without it), emitted a step at a time: a listing of a million is never held. */
-  async function* emitListed(upTo: Buffer | undefined): AsyncGenerator<DiffEntry, void, undefined> {
-    while (drainRuns(upTo)) {
-      yield* emitDecided(false);
+    return undefined;
+  };
+
+  for (let i = 0; i <= items.length; i++) {
+    const c = items[i];
+    if (c !== undefined) {
+      // Decided candidates are let go: the output is never held, and neither is the input behind it.
+      (items as Array<Candidate | undefined>)[i] = undefined;
+      const w = pacer.tick();
+      if (w) await w;
+      if (walked.length > 0 && walked.some((prefix) => startsWith(c.path, prefix))) {
+        looked.delete(c);
+        continue;
+      }
+    }
+    // Listed entries before this candidate (all of them after the last), a step at a time:
+    // a listing of a million is never held.
+    while (runs.length > 0 && drainRuns(c?.path)) {
+      for (let r = nextReady(false); r !== undefined; r = nextReady(false)) {
+        if (r instanceof Promise) await r;
+        else yield r;
+      }
       const w = pacer.tick(DRAIN_STEP);
       if (w) await w;
     }
-  }
-
-  for (let i = 0; i < items.length; i++) {
-    const c = items[i] as Candidate;
-    // Decided candidates are let go: the output is never held, and neither is the input behind it.
-    (items as Array<Candidate | undefined>)[i] = undefined;
-    const w = pacer.tick();
-    if (w) await w;
-    if (walked.length > 0 && walked.some((prefix) => startsWith(c.path, prefix))) {
-      looked.delete(c);
-      continue;
+    if (c !== undefined) {
+      const deciding = decide(c, earlyChecks?.take(c.path));
+      if (deciding) await deciding;
     }
-    yield* emitListed(c.path);
-    const deciding = decide(c, earlyChecks?.take(c.path));
-    if (deciding) await deciding;
-    yield* emitDecided(false);
+    const end = c === undefined;
+    for (let r = nextReady(end); r !== undefined; r = nextReady(end)) {
+      if (r instanceof Promise) await r;
+      else yield r;
+    }
   }
-  yield* emitListed(undefined);
-  yield* emitDecided(true);
 }
 
 /** Collects verifySorted's entries (for callers that want the whole list); `candidates` stays as it is. */

@@ -216,6 +216,42 @@ const ZERO4 = Buffer.alloc(4);
 /** Attribute offsets of the command being decoded: [start, length] per type; start -1 = absent. */
 const attrAt = new Int32Array((MAX_ATTR + 1) * 2);
 
+/**
+ * The command being decoded, for the attribute readers below (module functions, not
+ * closures: a closure per reader per command was a measurable part of a cold parse).
+ */
+const cur: { buf: Buffer; name: SendCommandName; at: number } = { buf: Buffer.alloc(0), name: 'end', at: 0 };
+
+/** Offset of attribute `type`, checking it is present (and `size` bytes long when given). */
+function attrOffset(type: number, size?: number): number {
+  const o = attrAt[type * 2] ?? -1;
+  if (o < 0) throw new SendStreamError(`${cur.name} at offset ${cur.at} lacks attribute ${type}`);
+  const len = attrAt[type * 2 + 1] ?? 0;
+  if (size !== undefined && len !== size) {
+    throw new SendStreamError(`attribute ${type} of ${cur.name} at offset ${cur.at} is ${len} bytes, not ${size}`);
+  }
+  return o;
+}
+
+function attrBytes(type: number): Buffer {
+  const o = attrOffset(type);
+  return cur.buf.subarray(o, o + (attrAt[type * 2 + 1] ?? 0));
+}
+
+function attrU64(type: number): number {
+  const o = attrOffset(type, 8);
+  const hi = cur.buf.readUInt32LE(o + 4);
+  if (hi > 0x1fffff) throw new SendStreamError(`attribute ${type} of ${cur.name} at offset ${cur.at} is too large`);
+  return hi * 0x1_0000_0000 + cur.buf.readUInt32LE(o);
+}
+
+function attrTime(type: number): Timespec {
+  const o = attrOffset(type, 12);
+  return { sec: cur.buf.readInt32LE(o + 4) * 0x1_0000_0000 + cur.buf.readUInt32LE(o), nsec: cur.buf.readUInt32LE(o + 8) };
+}
+
+const pathAttr = (): Buffer => attrBytes(A.PATH);
+
 function decodeCommand(id: number, buf: Buffer, start: number, end: number, at: number): SendCommand {
   const name = CMD_NAMES[id];
   if (name === undefined) throw new SendStreamError(`unknown command id ${id} at offset ${at}`);
@@ -231,31 +267,12 @@ function decodeCommand(id: number, buf: Buffer, start: number, end: number, at: 
     attrAt[type * 2 + 1] = len;
     p += 4 + len;
   }
-  /** Offset of attribute `type`, checking it is present (and `size` bytes long when given). */
-  const offset = (type: number, size?: number): number => {
-    const o = attrAt[type * 2] ?? -1;
-    if (o < 0) throw new SendStreamError(`${name} at offset ${at} lacks attribute ${type}`);
-    const len = attrAt[type * 2 + 1] ?? 0;
-    if (size !== undefined && len !== size) {
-      throw new SendStreamError(`attribute ${type} of ${name} at offset ${at} is ${len} bytes, not ${size}`);
-    }
-    return o;
-  };
-  const get = (type: number): Buffer => {
-    const o = offset(type);
-    return buf.subarray(o, o + (attrAt[type * 2 + 1] ?? 0));
-  };
-  const u64 = (type: number): number => {
-    const o = offset(type, 8);
-    const hi = buf.readUInt32LE(o + 4);
-    if (hi > 0x1fffff) throw new SendStreamError(`attribute ${type} of ${name} at offset ${at} is too large`);
-    return hi * 0x1_0000_0000 + buf.readUInt32LE(o);
-  };
-  const time = (type: number): Timespec => {
-    const o = offset(type, 12);
-    return { sec: buf.readInt32LE(o + 4) * 0x1_0000_0000 + buf.readUInt32LE(o), nsec: buf.readUInt32LE(o + 8) };
-  };
-  const path = (): Buffer => get(A.PATH);
+  cur.buf = buf;
+  cur.name = name;
+  cur.at = at;
+  const get = attrBytes;
+  const u64 = attrU64;
+  const path = pathAttr;
   switch (name) {
     case 'subvol':
       return { cmd: name, path: path(), uuid: get(A.UUID), ctransid: u64(A.CTRANSID) };
@@ -308,7 +325,7 @@ function decodeCommand(id: number, buf: Buffer, start: number, end: number, at: 
     case 'chown':
       return { cmd: name, path: path(), uid: u64(A.UID), gid: u64(A.GID) };
     case 'utimes':
-      return { cmd: name, path: path(), atime: time(A.ATIME), mtime: time(A.MTIME), ctime: time(A.CTIME) };
+      return { cmd: name, path: path(), atime: attrTime(A.ATIME), mtime: attrTime(A.MTIME), ctime: attrTime(A.CTIME) };
     case 'update_extent':
       return { cmd: name, path: path(), offset: u64(A.FILE_OFFSET), length: u64(A.SIZE) };
     case 'end':

@@ -169,6 +169,9 @@ export class SendReplay {
    */
   private lastPath: Buffer | null = null;
   private lastNode: Node | null = null;
+  /** The directory part of the last path resolved by `parentOf`, and its node, until the namespace changes above it. */
+  private lastDir: Buffer | null = null;
+  private lastDirNode: Node | null = null;
 
   constructor(private readonly onInPlaceContent?: InPlaceContentHook) {}
 
@@ -356,8 +359,7 @@ export class SendReplay {
 
   private lookup(path: Buffer): Node {
     if (this.lastPath !== null && path.equals(this.lastPath)) return this.lastNode as Node;
-    let node = this.root;
-    for (const part of splitRel(path)) node = this.child(node, part);
+    const node = path.length === 0 ? this.root : this.child(...this.parentOf(path));
     this.remember(path, node);
     return node;
   }
@@ -367,13 +369,34 @@ export class SendReplay {
     this.lastNode = node;
   }
 
+  /** The directory that holds `path` (a node) and the last name in it. */
   private parentOf(path: Buffer): [Node, Buffer] {
+    const slash = path.lastIndexOf(SLASH);
+    const name = path.subarray(slash + 1);
+    if (slash > 0 && name.length > 0) {
+      // Commands come in runs in one directory: the last one resolved is kept.
+      const dir = path.subarray(0, slash);
+      if (this.lastDir !== null && dir.equals(this.lastDir)) return [this.lastDirNode as Node, name];
+      let node = this.root;
+      for (const part of splitRel(dir)) node = this.child(node, part);
+      this.lastDir = dir;
+      this.lastDirNode = node;
+      return [node, name];
+    }
     const parts = splitRel(path);
-    const name = parts.pop();
-    if (name === undefined) throw new SendStreamError('an operation names the root as its target');
+    const last = parts.pop();
+    if (last === undefined) throw new SendStreamError('an operation names the root as its target');
     let node = this.root;
     for (const part of parts) node = this.child(node, part);
-    return [node, name];
+    return [node, last];
+  }
+
+  /**
+   * Forgets the last directory resolved when `node` leaves its place and may be it or hold
+   * it: a node with no entries below it looked up holds no directory that was resolved.
+   */
+  private moving(node: Node): void {
+    if (node === this.lastDirNode || node.children !== undefined) this.lastDir = null;
   }
 
   private create(path: Buffer, inode: InodeState, dir = false): void {
@@ -392,6 +415,7 @@ export class SendReplay {
     const k = key(name);
     const existing = parent.children?.get(k);
     if (existing) {
+      this.moving(existing);
       existing.removed = true;
       existing.parent = null;
       this.mark(existing);
@@ -419,6 +443,7 @@ export class SendReplay {
   }
 
   private detach(node: Node): void {
+    this.moving(node);
     const parent = node.parent;
     if (parent === null) throw new SendStreamError('the stream removes or renames the root');
     // A removed name is remembered (its old entry is gone), except the kernel's orphan

@@ -55,5 +55,5 @@ export async function deliverDiff<H>(ctx: EngineContext, sink: DiffSink<H>, d: D
     }
   };
   if ('snapshot' in d.to) await run(d.to.snapshot);
-  else await ctx.pool.withTemporarySnapshot(d.to.live, d.to.label, run);
+  else await ctx.pool.withTemporarySnapshot(d.to.live, d.to.label, run, { withoutNested: true });
 }

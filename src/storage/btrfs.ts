@@ -86,6 +86,10 @@ export class BtrfsDriver implements StorageDriver {
    */
   async snapshot(source: string, dest: string, options: SnapshotOptions = {}): Promise<{ nested: number }> {
     const readOnly = options.readOnly === true;
+    if (options.withoutNested === true) {
+      await btrfs('snapshot a subvolume', ['subvolume', 'snapshot', ...(readOnly ? ['-r'] : []), source, dest]);
+      return { nested: 0 };
+    }
     // The common case has no nested subvolume: take the snapshot while the nested ones are
     // listed (two processes in parallel, so it costs about one), and redo it the long way
     // only when there turn out to be some.

@@ -178,9 +178,9 @@ export class Pool {
    * read-only snapshot is taken straight in its final directory: a read-only subvolume
    * cannot change directory afterwards.
    */
-  async snapshot(source: SubvolumeId, dest: SubvolumeId, options: { readOnly: boolean }): Promise<{ nested: number }> {
+  async snapshot(source: SubvolumeId, dest: SubvolumeId, options: { readOnly: boolean; withoutNested?: boolean }): Promise<{ nested: number }> {
     await ensureDir(this.parentDir(dest));
-    return this.driver.snapshot(this.hostPath(source), this.hostPath(dest), { readOnly: options.readOnly });
+    return this.driver.snapshot(this.hostPath(source), this.hostPath(dest), options);
   }
 
   /** Moves a finished staging subvolume to `dest` (a rename) and optionally makes it read-only. */
@@ -296,11 +296,12 @@ export class Pool {
   /**
    * Runs `fn` with a temporary read-only snapshot of `source` in staging, deleted
    * afterwards whatever happens (a crash leaves it to the reconciler: its name carries
-   * this process's pid).
+   * this process's pid). `withoutNested`: for a tree diff, which leaves nested subvolumes
+   * out anyway (see SnapshotOptions).
    */
-  async withTemporarySnapshot<T>(source: SubvolumeId, label: string, fn: (snapshot: StagingId) => Promise<T>): Promise<T> {
+  async withTemporarySnapshot<T>(source: SubvolumeId, label: string, fn: (snapshot: StagingId) => Promise<T>, options: { withoutNested?: boolean } = {}): Promise<T> {
     const tmp = this.newStaging(label);
-    const { nested } = await this.snapshot(source, tmp, { readOnly: true });
+    const { nested } = await this.snapshot(source, tmp, { readOnly: true, ...options });
     try {
       return await fn(tmp);
     } finally {

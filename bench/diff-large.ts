@@ -2,8 +2,9 @@
  * The diff at a million entries: a 1000 dirs × 1000 files subvolume, with 10 and with
  * 100,000 changes (zomg's path: ro snapshot of the live tree + send + parse + verify +
  * delete, against the floor: ro snapshot + `btrfs send --no-data` + delete), and the
- * whole tree as one diff of a million added paths, streamed as `diff status --json`
- * writes it, in a child process whose peak RSS is reported.
+ * whole tree as one diff of a million added paths, and the other way round as a million
+ * removed ones, each streamed as `diff status --json` writes it, in a child process whose
+ * peak RSS is reported.
  *
  *   npx tsc -p tsconfig.json && node dist/bench/diff-large.js
  *   BENCH_LARGE_DIRS=100 node dist/bench/diff-large.js      # 100k entries
@@ -171,6 +172,16 @@ async function main(): Promise<void> {
     row('zomg send + parse + verify + JSON out (two ro snapshots)', res.ms);
     row('floor: send --no-data of the same pair', sendMs);
     console.log(`  ratio ${(res.ms / sendMs).toFixed(2)}×; peak RSS of the process ${(res.maxRssKb / 1024).toFixed(0)} MiB`);
+
+    // The same million the other way: every path removed (the whole tree against the empty one).
+    const t1 = performance.now();
+    btrfs('send', '-q', '--no-data', '-p', full, '-f', '/dev/null', empty);
+    const sendBackMs = performance.now() - t1;
+    const back = JSON.parse(execFileSync(process.execPath, [self, '--child', full, empty], { encoding: 'utf8', maxBuffer: 1 << 20 }).trim()) as { n: number; ms: number; maxRssKb: number };
+    console.log(`\n== ${back.n} changes (every path removed), streamed as diff status --json to /dev/null`);
+    row('zomg send + parse + verify + JSON out (two ro snapshots)', back.ms);
+    row('floor: send --no-data of the same pair', sendBackMs);
+    console.log(`  ratio ${(back.ms / sendBackMs).toFixed(2)}×; peak RSS of the process ${(back.maxRssKb / 1024).toFixed(0)} MiB`);
   } finally {
     if (existsSync(`${MNT}/live`)) btrfs('subvolume', 'delete', `${MNT}/live`);
     execFileSync('umount', [MNT]);

@@ -714,6 +714,49 @@ test('trees made or removed by the stream come from its own entries; trees moved
   }
 });
 
+test('large trees made or removed by the stream are listed from their tree, and agree with the walk', { skip }, async () => {
+  const box = freshName('large');
+  const [oldSnap, newSnap] = [`${box}.old`, `${box}.new`];
+  btrfs('subvolume', 'create', box);
+  try {
+    const files: Record<string, string> = { 'keep/k': 'k' };
+    for (let i = 0; i < 300; i++) files[`gone/sub${i % 3}/f${i}`] = `${i}`;
+    for (let i = 0; i < 40; i++) files[`gone/small/s${i}`] = `${i}`;
+    files['gone/mover'] = 'moves out';
+    for (let i = 0; i < 300; i++) files[`gone2/f${i}`] = `${i}`; // removed, and nothing in its place
+    writeTree(box, files);
+    btrfs('subvolume', 'snapshot', '-r', box, oldSnap);
+    renameSync(`${box}/gone/mover`, `${box}/keep/mover`); // leaves the removed tree first
+    rmTree(Buffer.from(`${box}/gone`));
+    rmTree(Buffer.from(`${box}/gone2`));
+    const made: Record<string, string> = {};
+    for (let i = 0; i < 300; i++) made[`made/d${i % 4}/n${i}`] = `${i}`;
+    writeTree(box, made);
+    mkdirSync(`${box}/gone`); // a new directory where the removed one was
+    writeFileSync(`${box}/gone/again`, 'new');
+    btrfs('subvolume', 'snapshot', '-r', box, newSnap);
+    const commands: SendCommand[] = [];
+    for await (const c of parseSendStream(driver.sendNoData(oldSnap, newSnap))) commands.push(c);
+    const flags = new Map(replayCommands(commands).map((c) => [c.path.toString(), c]));
+    // Neither tree's entries are candidates: the removed one lets go of what it removed,
+    // the made one of what it made.
+    assert.ok(flags.size < 20, [...flags.keys()].join(' '));
+    assert.equal(flags.get('made')?.listNew, true);
+    assert.equal(flags.has('gone/sub1/f1'), false);
+    assert.equal(flags.has('gone2/f1'), false);
+    assert.equal(flags.get('gone2')?.emptiedDir, false); // so its old subtree is listed
+    assert.equal(flags.get('keep/mover')?.maybeAdded, true);
+    const got = await diffBoth(oldSnap, newSnap);
+    const lines = got.split('\n');
+    assert.equal(lines.filter((l) => l.startsWith('- /gone/')).length, 300 + 3 + 40 + 1 + 1);
+    assert.equal(lines.filter((l) => l.startsWith('+ /made/')).length, 300 + 4);
+    assert.equal(lines.filter((l) => l.startsWith('- /gone2')).length, 301);
+    assert.ok(lines.includes('+ /keep/mover') && lines.includes('+ /gone/again') && lines.includes('+ /made'), got.slice(0, 400));
+  } finally {
+    for (const p of [newSnap, oldSnap, box]) if (lstatSync(p, { throwIfNoEntry: false })) btrfs('subvolume', 'delete', p);
+  }
+});
+
 test('readXattrs reads each path, whatever its name, without following symlinks', { skip }, async () => {
   const box = freshName('xattr');
   btrfs('subvolume', 'create', box);

@@ -13,7 +13,9 @@
  * A directory the stream created is listed from the new tree when verified, not replayed:
  * what the stream creates in it is let go as soon as it is placed there (`listNew`), so a
  * million new files in new directories cost their directories, not a node and a candidate
- * each.
+ * each. The other way round, an old directory the stream emptied and removed (rmdir) lets
+ * go of the entries it removed from it once there are many of them (`DROP_EMPTIED`): the
+ * old tree's subtree is listed instead, so a million removed files cost their directories.
  *
  * The result is deliberately a superset: verify.ts lstat()s both trees at each candidate
  * and decides. What the replay must never do is miss a path; anything it cannot make
@@ -80,6 +82,12 @@ interface InodeState {
   ranges: number[] | null;
 }
 
+/**
+ * An old directory removed with at least this many removed entries below it lets go of them
+ * (its old subtree is listed instead): below it, the stream's own entries cost no I/O.
+ */
+const DROP_EMPTIED = 256;
+
 /** Past this many changed ranges in one inode, the whole file is compared. */
 const MAX_RANGES = 256;
 
@@ -102,6 +110,15 @@ class Node {
   emptied = false;
   /** Removed by unlink (so no directory). */
   unlinked = false;
+  /** The directory this entry was in in the old tree (null for the root and new nodes). */
+  oldParent: Node | null = null;
+  /**
+   * Entries of this old directory that were removed (unlink, rmdir), whose only part in the
+   * diff is their old path below it: let go, with those they hold, if it is removed in turn.
+   */
+  removedKids: Node[] | undefined;
+  /** How many nodes `removedKids` holds, with those they hold in turn. */
+  removedWeight = 0;
   /** A directory the stream created (mkdir): what it creates below it is listed, not kept. */
   newDir = false;
   /**
@@ -154,7 +171,7 @@ function splitRel(path: Buffer): Buffer[] {
 /** Feed `apply` every command of one incremental stream, then call `finish`. */
 export class SendReplay {
   private readonly root = new Node(Buffer.alloc(0), null, '', freshInode(false));
-  private readonly touched: Node[] = [];
+  private readonly touched = new Set<Node>();
   /** Old entries a rename may have replaced, as (directory from the old tree, name) pairs. */
   private readonly replacedIn: Node[] = [];
   private readonly replacedName: string[] = [];
@@ -221,9 +238,19 @@ export class SendReplay {
         this.lastPath = null;
         this.detach(node);
         node.removed = true;
-        if (command.cmd === 'rmdir') node.emptied = true;
-        else node.unlinked = true;
+        if (command.cmd === 'rmdir') {
+          node.emptied = true;
+          this.emptied(node);
+        } else node.unlinked = true;
         this.mark(node);
+        // An old entry, wherever the stream moved it meanwhile (the kernel empties a removed
+        // tree under orphan names): nothing of it counts but its old path, below its old
+        // directory, which a listing of that directory in the old tree would give too.
+        const up = node.oldParent;
+        if (up !== null && up !== this.root) {
+          (up.removedKids ??= []).push(node);
+          up.removedWeight += 1 + node.removedWeight;
+        }
         return;
       }
       case 'set_xattr':
@@ -324,10 +351,29 @@ export class SendReplay {
     return candidates;
   }
 
+  /**
+   * An old directory was removed: when it held many removed entries, they (and what they
+   * held) are let go and the directory is no longer "emptied entry by entry" for the
+   * verifier, which then lists its old subtree. Entries moved out of it keep their own.
+   */
+  private emptied(node: Node): void {
+    if (node.origin === null || node.removedWeight < DROP_EMPTIED) return;
+    const stack = node.removedKids ?? [];
+    for (let k = stack.pop(); k !== undefined; k = stack.pop()) {
+      this.touched.delete(k);
+      if (k.removedKids) stack.push(...k.removedKids);
+      k.removedKids = undefined;
+    }
+    node.removedKids = undefined;
+    node.removedWeight = 0;
+    node.children = undefined;
+    node.emptied = false;
+  }
+
   private mark(node: Node): void {
     if (node.touched || node.dropped) return;
     node.touched = true;
-    this.touched.push(node);
+    this.touched.add(node);
   }
 
   private inodeOf(path: Buffer): InodeState {
@@ -353,6 +399,7 @@ export class SendReplay {
     if (dir.origin === null) throw new SendStreamError(`the stream uses an unknown entry ${name.toString('latin1')} of a new directory`);
     // The name is kept as its key string: a slice would keep the stream's chunk alive.
     const node = new Node(joinRel(dir.origin, name), dir, k, freshInode(false));
+    node.oldParent = dir;
     (dir.children ??= new Map()).set(k, node);
     return node;
   }
@@ -432,8 +479,8 @@ export class SendReplay {
       // A new non-directory in a new directory is listed with it: let go. (Its create and
       // its rename into place came one after the other, so it is the last node marked.)
       if (existing) parent.children?.delete(k);
-      if (node.touched && this.touched[this.touched.length - 1] === node) {
-        this.touched.pop();
+      if (node.touched) {
+        this.touched.delete(node);
         node.touched = false;
       }
       node.dropped = true;

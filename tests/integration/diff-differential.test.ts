@@ -84,6 +84,8 @@ function freshName(prefix: string): string {
   return `${pool.mnt}/${prefix}-${process.pid}-${counter}`;
 }
 
+const LIST_ALL = { keepNew: 0, dropEmptied: 1 };
+
 /** Diffs old → new both ways, asserts they agree, returns the rendered text. */
 async function diffBoth(oldSnap: string, newSnap: string, expectMethod: 'send' | 'walk' = 'send'): Promise<string> {
   const fast = await diffTrees({ oldRoot: oldSnap, newRoot: newSnap, sendStream: sendStream(oldSnap, newSnap), inodePaths, onFallback: (e) => console.log('fallback:', e) });
@@ -97,6 +99,11 @@ async function diffBoth(oldSnap: string, newSnap: string, expectMethod: 'send' |
   assert.equal(fast.method, expectMethod);
   assert.equal(renderDiffText(fast.entries), renderDiffText(slow), 'send path and walk disagree');
   assert.deepEqual(fast.entries, slow);
+  // Again with new and removed trees listed whenever they can be (the limits a million
+  // paths reach), so the small trees of these tests take that path too.
+  const listed = await diffTrees({ oldRoot: oldSnap, newRoot: newSnap, sendStream: sendStream(oldSnap, newSnap), inodePaths, replayLimits: LIST_ALL });
+  assert.equal(listed.method, expectMethod);
+  assert.equal(renderDiffText(listed.entries), renderDiffText(slow), 'send path (trees listed) and walk disagree');
   return renderDiffText(slow);
 }
 
@@ -685,19 +692,21 @@ test('trees made or removed by the stream come from its own entries; trees moved
     for await (const c of parseSendStream(driver.sendNoData(oldSnap, newSnap))) commands.push(c);
     const flags = new Map(replayCommands(commands).map((c) => [c.path.toString(), c]));
     for (const dir of ['gone', 'gone/a', 'gone/a/b', 'kind/k']) assert.equal(flags.get(dir)?.emptiedDir, true, dir);
-    // A directory the stream made is listed from the new tree: what it made inside, and the
-    // old file moved in, are no candidates of their own.
-    assert.equal(flags.get('made')?.newInode, true);
-    assert.equal(flags.get('made')?.listNew, true);
-    for (const p of ['made/p', 'made/p/q', 'made/p/q/r', 'made/p/in', 'made/p/in/m', 'made/t']) assert.equal(flags.has(p), false, p);
+    for (const dir of ['made', 'made/p', 'made/p/q', 'made/p/in']) assert.equal(flags.get(dir)?.newInode, true, dir);
+    assert.equal(flags.get('made')?.listNew, false); // a few new entries: each is a candidate
     assert.equal(flags.get('keep/moved')?.newInode, false);
     assert.equal(flags.get('moved')?.emptiedDir, false);
-    // Removed by the stream alone: decided without a look at the trees.
+    // Made or removed by the stream alone: decided without a look at the trees.
     // (A file's rename is a link and an unlink in the stream: `keep/m` was unlinked.)
-    for (const p of ['gone', 'gone/a/b/f', 'gone/h', 'keep/m']) assert.equal(flags.get(p)?.sure, true, p);
+    for (const p of ['gone', 'gone/a/b/f', 'gone/h', 'made/p', 'made/p/q/r', 'made/p/in', 'keep/m']) assert.equal(flags.get(p)?.sure, true, p);
     // A name that came or went by a rename (into an old directory, where it may have
-    // replaced an entry: `made`), and a path both emptied and made anew, are looked at.
-    for (const p of ['made', 'keep/moved', 'moved', 'kind']) assert.equal(flags.get(p)?.sure, false, p);
+    // replaced an entry: `made`), an old inode's new name, and a path both emptied and
+    // made anew, are looked at.
+    for (const p of ['made', 'keep/moved', 'moved', 'kind', 'made/p/in/m']) assert.equal(flags.get(p)?.sure, false, p);
+    // With the limits a million paths reach, the made tree is listed instead.
+    const listed = new Map(replayCommands(commands, LIST_ALL).map((c) => [c.path.toString(), c]));
+    assert.equal(listed.get('made')?.listNew, true);
+    for (const p of ['made/p', 'made/p/q/r', 'made/p/in', 'made/p/in/m', 'made/t']) assert.equal(listed.has(p), false, p);
     const got = await diffBoth(oldSnap, newSnap);
     assert.equal(
       got,
@@ -715,6 +724,7 @@ test('trees made or removed by the stream come from its own entries; trees moved
 });
 
 test('large trees made or removed by the stream are listed from their tree, and agree with the walk', { skip }, async () => {
+  const LARGE = { keepNew: 100 }; // and the default 256 removed entries
   const box = freshName('large');
   const [oldSnap, newSnap] = [`${box}.old`, `${box}.new`];
   btrfs('subvolume', 'create', box);
@@ -737,7 +747,7 @@ test('large trees made or removed by the stream are listed from their tree, and 
     btrfs('subvolume', 'snapshot', '-r', box, newSnap);
     const commands: SendCommand[] = [];
     for await (const c of parseSendStream(driver.sendNoData(oldSnap, newSnap))) commands.push(c);
-    const flags = new Map(replayCommands(commands).map((c) => [c.path.toString(), c]));
+    const flags = new Map(replayCommands(commands, LARGE).map((c) => [c.path.toString(), c]));
     // Neither tree's entries are candidates: the removed one lets go of what it removed,
     // the made one of what it made.
     assert.ok(flags.size < 20, [...flags.keys()].join(' '));

@@ -209,14 +209,13 @@ test('replay: a rename over an existing name makes the replaced old entry a cand
     { cmd: 'end' },
   ]);
   // b/y may have existed in the old tree; o9-1-0 cannot have (the kernel picks orphan
-  // names that exist in neither tree); c/f was created inside a new directory, which is
-  // listed instead (L).
-  assert.deepEqual(view(cands), { 'a/x': 'D', 'b/y': 'AD', c: 'ADnL' });
+  // names that exist in neither tree); c/f was created inside a new directory.
+  assert.deepEqual(view(cands), { 'a/x': 'D', 'b/y': 'AD', c: 'ADn', 'c/f': 'An' });
 });
 
-test('replay: what the stream creates in a new directory is listed with it, and comes back when it leaves', () => {
+test('replay: past its limit, what the stream creates in a new directory is listed with it, and comes back when it leaves', () => {
   const snap: SendCommand = { cmd: 'snapshot', path: P('s'), uuid: Buffer.alloc(16), ctransid: 1, cloneUuid: Buffer.alloc(16), cloneCtransid: 1 };
-  const cands = replayCommands([
+  const commands: SendCommand[] = [
     snap,
     { cmd: 'mkdir', path: P('o9-1-0'), ino: 9 },
     { cmd: 'rename', path: P('o9-1-0'), to: P('d') },
@@ -231,8 +230,10 @@ test('replay: what the stream creates in a new directory is listed with it, and 
     { cmd: 'mkdir', path: P('o12-1-0'), ino: 12 },
     { cmd: 'rename', path: P('o12-1-0'), to: P('d/sub') }, // a new directory in a new directory
     { cmd: 'end' },
-  ]);
-  assert.deepEqual(view(cands), { d: 'ADnL', 'e/g': 'ADn', 'old/x': 'D' });
+  ];
+  assert.deepEqual(view(replayCommands(commands, { keepNew: 1 })), { d: 'ADnL', 'e/g': 'ADn', 'old/x': 'D' });
+  // Below the limit, each new entry is a candidate of its own.
+  assert.deepEqual(view(replayCommands(commands, { keepNew: 100 })), { d: 'ADn', 'd/f': 'Apn', 'd/h': 'Apn', 'd/sub': 'An', 'd/x': 'A', 'e/g': 'ADn', 'old/x': 'D' });
 });
 
 test('replay refuses streams it cannot interpret', () => {

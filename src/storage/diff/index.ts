@@ -12,7 +12,7 @@
 import type { Readable } from 'node:stream';
 import type { DiffEntry } from '../../core/diff.js';
 import { SendStreamParser } from '../sendstream.js';
-import { SendReplay, type Candidate } from './replay.js';
+import { SendReplay, type Candidate, type ReplayLimits } from './replay.js';
 import { EarlyChecks, verifySorted } from './sorted.js';
 import { NeedsWalkError, Tree, type InodePathResolver } from './verify.js';
 import { walkDiff } from './walk.js';
@@ -38,6 +38,8 @@ export interface DiffTreesOptions {
   signal?: AbortSignal;
   /** Told why the fast path was abandoned, before the walk starts (for logs). */
   onFallback?: (reason: unknown) => void;
+  /** Where the replay lists whole new or removed trees instead (tests set them low). */
+  replayLimits?: ReplayLimits;
 }
 
 export interface DiffTreesResult {
@@ -76,7 +78,7 @@ export async function openDiff(opts: DiffTreesOptions): Promise<DiffTreesStream>
       const oldTree = new Tree(opts.oldRoot);
       const newTree = new Tree(opts.newRoot);
       const early = new EarlyChecks(oldTree, newTree);
-      const candidates = await replayStream(opts.sendStream, signal, early);
+      const candidates = await replayStream(opts.sendStream, signal, early, opts.replayLimits);
       const entries = await verifySorted(candidates, oldTree, newTree, {
         early,
         ...(signal ? { signal } : {}),
@@ -110,7 +112,7 @@ class StreamSideError extends Error {
 }
 
 /** Reads, parses and replays the whole stream; every failure is a StreamSideError. */
-async function replayStream(open: () => Readable, signal: AbortSignal | undefined, early: EarlyChecks): Promise<Candidate[]> {
+async function replayStream(open: () => Readable, signal: AbortSignal | undefined, early: EarlyChecks, limits?: ReplayLimits): Promise<Candidate[]> {
   let stream: Readable | undefined;
   const onAbort = (): void => {
     stream?.destroy(signal?.reason instanceof Error ? signal.reason : new Error('aborted'));
@@ -119,7 +121,7 @@ async function replayStream(open: () => Readable, signal: AbortSignal | undefine
   try {
     stream = open();
     const parser = new SendStreamParser({ skip: ['utimes'] });
-    const replay = new SendReplay(early.enqueue);
+    const replay = new SendReplay(early.enqueue, limits);
     for await (const chunk of stream as AsyncIterable<Buffer | string>) {
       if (typeof chunk === 'string') throw new Error('the send stream yields text, not bytes');
       for (const command of parser.push(chunk)) replay.apply(command);

@@ -10,12 +10,14 @@
  * from the old tree is that old tree's entry (`origin`). At the end every touched node
  * contributes its old path (its origin) and its new path (where it ended up).
  *
- * A directory the stream created is listed from the new tree when verified, not replayed:
- * what the stream creates in it is let go as soon as it is placed there (`listNew`), so a
- * million new files in new directories cost their directories, not a node and a candidate
- * each. The other way round, an old directory the stream emptied and removed (rmdir) lets
- * go of the entries it removed from it once there are many of them (`DROP_EMPTIED`): the
- * old tree's subtree is listed instead, so a million removed files cost their directories.
+ * Past `keepNew` new entries in new directories, what the stream creates in a directory it
+ * created is let go as soon as it is placed there, and that new tree is listed from the new
+ * tree when verified, not replayed (`listNew`): a million new files in new directories cost
+ * their directories, not a node and a candidate each (below the limit, the stream's own
+ * entries decide without any I/O). The other way round, an old directory the stream
+ * removed (rmdir) lets go of the entries removed from it once there are `dropEmptied` of
+ * them below it: the old tree's subtree is listed instead, so a million removed files
+ * cost their directories.
  *
  * The result is deliberately a superset: verify.ts lstat()s both trees at each candidate
  * and decides. What the replay must never do is miss a path; anything it cannot make
@@ -87,6 +89,16 @@ interface InodeState {
  * (its old subtree is listed instead): below it, the stream's own entries cost no I/O.
  */
 const DROP_EMPTIED = 256;
+/** New entries kept in new directories before new directories are listed instead. */
+const KEEP_NEW = 4096;
+
+/** Where the replay starts letting go of entries (tests set them low). */
+export interface ReplayLimits {
+  /** New non-directories kept in new directories, in all; past it, new trees are listed. */
+  keepNew?: number;
+  /** Removed entries below a removed old directory past which its old tree is listed. */
+  dropEmptied?: number;
+}
 
 /** Past this many changed ranges in one inode, the whole file is compared. */
 const MAX_RANGES = 256;
@@ -119,8 +131,10 @@ class Node {
   removedKids: Node[] | undefined;
   /** How many nodes `removedKids` holds, with those they hold in turn. */
   removedWeight = 0;
-  /** A directory the stream created (mkdir): what it creates below it is listed, not kept. */
+  /** A directory the stream created (mkdir). */
   newDir = false;
+  /** A directory the stream created, with new entries let go below it: listed, not replayed. */
+  dropsBelow = false;
   /**
    * Created by the stream below a `newDir` and let go there: in no `children` map, and not
    * (or no longer) in `touched`. Looked up again by its path, it comes back as a new node.
@@ -190,7 +204,20 @@ export class SendReplay {
   private lastDir: Buffer | null = null;
   private lastDirNode: Node | null = null;
 
-  constructor(private readonly onInPlaceContent?: InPlaceContentHook) {}
+  /** New directories that let go of new entries (see `dropsBelow`). */
+  private readonly dropDirs: Node[] = [];
+  /** New entries kept in new directories so far (see `keepNew`). */
+  private newKept = 0;
+  private readonly keepNew: number;
+  private readonly dropEmptied: number;
+
+  constructor(
+    private readonly onInPlaceContent?: InPlaceContentHook,
+    limits: ReplayLimits = {},
+  ) {
+    this.keepNew = limits.keepNew ?? KEEP_NEW;
+    this.dropEmptied = limits.dropEmptied ?? DROP_EMPTIED;
+  }
 
   apply(command: SendCommand): void {
     if (this.ended) throw new SendStreamError(`${command.cmd} after the end command`);
@@ -321,6 +348,11 @@ export class SendReplay {
       // here, or an old entry that an unlink or an rmdir removed.
       if (!(added ? node.inode.created : deleted && (node.unlinked || node.emptied))) c.sure = false;
     };
+    // A new tree is listed from its top: every new directory above one that let go of
+    // entries (where it is now) lists too.
+    for (const d of this.dropDirs) {
+      for (let n: Node | null = d; n !== null && n !== this.root; n = n.parent) if (n.newDir) n.dropsBelow = true;
+    }
     for (const node of this.touched) {
       const now = this.currentKey(node);
       if (now === BELOW_NEW_DIR) {
@@ -334,7 +366,7 @@ export class SendReplay {
       if (now !== null && !stayed) {
         const c = entry(now, null);
         add(c, node, true, false);
-        if (node.newDir) c.listNew = true;
+        if (node.dropsBelow) c.listNew = true;
       }
     }
     // Old entries that a rename may have replaced: gone, if they were there.
@@ -357,7 +389,7 @@ export class SendReplay {
    * verifier, which then lists its old subtree. Entries moved out of it keep their own.
    */
   private emptied(node: Node): void {
-    if (node.origin === null || node.removedWeight < DROP_EMPTIED) return;
+    if (node.origin === null || node.removedWeight < this.dropEmptied) return;
     const stack = node.removedKids ?? [];
     for (let k = stack.pop(); k !== undefined; k = stack.pop()) {
       this.touched.delete(k);
@@ -389,7 +421,7 @@ export class SendReplay {
       if (known === null) throw new SendStreamError(`the stream uses ${name.toString('latin1')} after removing it`);
       return known;
     }
-    if (dir.newDir) {
+    if (dir.dropsBelow) {
       // Something the stream created here and let go (see `attach`): it is new, and all
       // that matters of it is where it goes.
       const node = new Node(null, dir, k, freshInode(true));
@@ -475,7 +507,7 @@ export class SendReplay {
     }
     node.parent = parent;
     node.name = k;
-    if (parent.newDir && node.inode.created && !node.newDir) {
+    if (parent.newDir && node.inode.created && !node.newDir && this.newKept++ >= this.keepNew) {
       // A new non-directory in a new directory is listed with it: let go. (Its create and
       // its rename into place came one after the other, so it is the last node marked.)
       if (existing) parent.children?.delete(k);
@@ -484,6 +516,10 @@ export class SendReplay {
         node.touched = false;
       }
       node.dropped = true;
+      if (!parent.dropsBelow) {
+        parent.dropsBelow = true;
+        this.dropDirs.push(parent);
+      }
       return;
     }
     (parent.children ??= new Map()).set(k, node);
@@ -513,7 +549,7 @@ export class SendReplay {
       if (n.parent === null) return null;
       names.push(n.name);
       n = n.parent;
-      if (n.newDir) belowNew = true;
+      if (n.dropsBelow) belowNew = true;
     }
     if (belowNew) return BELOW_NEW_DIR;
     return names.length === 1 ? (names[0] as string) : names.reverse().join('/');
@@ -532,8 +568,8 @@ export function mergeRanges(a: number[] | null, b: readonly number[] | null): nu
 }
 
 /** Replays a whole command sequence (convenience for tests). */
-export function replayCommands(commands: Iterable<SendCommand>): Candidate[] {
-  const replay = new SendReplay();
+export function replayCommands(commands: Iterable<SendCommand>, limits: ReplayLimits = {}): Candidate[] {
+  const replay = new SendReplay(undefined, limits);
   for (const c of commands) replay.apply(c);
   return replay.finish();
 }

@@ -8,14 +8,15 @@
  *   created): nothing, the stream alone decides it (`Candidate.sure`); an inode the stream
  *   created that a rename put into an old directory: an lstat of the old tree only (the
  *   new side's inodes are cold in a snapshot taken a moment ago);
- * - a directory the stream created (`listNew`): its subtree in the new tree is read and
+ * - a large tree the stream created (`listNew`): its subtree in the new tree is read and
  *   emitted as it is reached, one sorted directory listing at a time, with an lstat of
  *   directories only (for the device boundary), when nothing was there in the old tree
  *   (else both subtrees are walked, as below); what it holds was never a candidate;
  * - other added or deleted paths: two lstats, plus a listing of an added or deleted
  *   directory only when the stream did not name what it holds: a directory the stream
  *   removed (rmdir, which it emits only once the directory is empty) has every entry as a
- *   candidate of its own, so only a directory that arrived or left by a rename is listed;
+ *   candidate of its own (`emptiedDir`) unless the replay let go of them (a large removed
+ *   tree), so only such a tree and a directory that arrived or left by a rename is listed;
  * - an inode that stayed at its path (no new name, no new inode): its type, mode and owner
  *   from lstat; its xattrs from the stream alone — send emits set_xattr/remove_xattr only
  *   for names whose value differs from the parent's (a set-then-removed xattr sends

@@ -51,6 +51,21 @@ async function streamDiff(oldRoot: string, newRoot: string, out: NodeJS.Writable
   return n;
 }
 
+const row = (k: string, v: number): void => console.log(`  ${k.padEnd(56)} ${v.toFixed(1).padStart(9)} ms`);
+
+/** One diff of the whole tree, in a child process (its peak RSS), against the send of the same pair. */
+function millionCase(what: string, oldRoot: string, newRoot: string): void {
+  const t0 = performance.now();
+  btrfs('send', '-q', '--no-data', '-p', oldRoot, '-f', '/dev/null', newRoot);
+  const sendMs = performance.now() - t0;
+  const self = fileURLToPath(import.meta.url);
+  const res = JSON.parse(execFileSync(process.execPath, [self, '--child', oldRoot, newRoot], { encoding: 'utf8', maxBuffer: 1 << 20 }).trim()) as { n: number; ms: number; maxRssKb: number };
+  console.log(`\n== ${res.n} changes (${what}), streamed as diff status --json to /dev/null`);
+  row('zomg send + parse + verify + JSON out (two ro snapshots)', res.ms);
+  row('floor: send --no-data of the same pair', sendMs);
+  console.log(`  ratio ${(res.ms / sendMs).toFixed(2)}×; peak RSS of the process ${(res.maxRssKb / 1024).toFixed(0)} MiB`);
+}
+
 async function child(oldRoot: string, newRoot: string): Promise<void> {
   const out = createWriteStream('/dev/null');
   const t = performance.now();
@@ -127,7 +142,6 @@ async function main(): Promise<void> {
       btrfs('send', '-q', '--no-data', '-p', full, '-f', '/dev/null', t);
       btrfs('subvolume', 'delete', t);
     };
-    const row = (k: string, v: number): void => console.log(`  ${k.padEnd(56)} ${v.toFixed(1).padStart(9)} ms`);
 
     // 10 changes of different kinds.
     appendFileSync(fileOf(live, 1, 1), 'more\n');
@@ -161,27 +175,10 @@ async function main(): Promise<void> {
     row('floor (ro snapshot + send --no-data + delete)', fl100k);
     console.log(`  ratio zomg / floor ${(f100k / fl100k).toFixed(2)}×`);
 
-    // A million changes: the whole tree against the empty subvolume it grew from,
-    // streamed into diff status --json's writer in a child process (peak RSS).
-    const self = fileURLToPath(import.meta.url);
-    const t0 = performance.now();
-    btrfs('send', '-q', '--no-data', '-p', empty, '-f', '/dev/null', full);
-    const sendMs = performance.now() - t0;
-    const res = JSON.parse(execFileSync(process.execPath, [self, '--child', empty, full], { encoding: 'utf8', maxBuffer: 1 << 20 }).trim()) as { n: number; ms: number; maxRssKb: number };
-    console.log(`\n== ${res.n} changes (every path added), streamed as diff status --json to /dev/null`);
-    row('zomg send + parse + verify + JSON out (two ro snapshots)', res.ms);
-    row('floor: send --no-data of the same pair', sendMs);
-    console.log(`  ratio ${(res.ms / sendMs).toFixed(2)}×; peak RSS of the process ${(res.maxRssKb / 1024).toFixed(0)} MiB`);
-
-    // The same million the other way: every path removed (the whole tree against the empty one).
-    const t1 = performance.now();
-    btrfs('send', '-q', '--no-data', '-p', full, '-f', '/dev/null', empty);
-    const sendBackMs = performance.now() - t1;
-    const back = JSON.parse(execFileSync(process.execPath, [self, '--child', full, empty], { encoding: 'utf8', maxBuffer: 1 << 20 }).trim()) as { n: number; ms: number; maxRssKb: number };
-    console.log(`\n== ${back.n} changes (every path removed), streamed as diff status --json to /dev/null`);
-    row('zomg send + parse + verify + JSON out (two ro snapshots)', back.ms);
-    row('floor: send --no-data of the same pair', sendBackMs);
-    console.log(`  ratio ${(back.ms / sendBackMs).toFixed(2)}×; peak RSS of the process ${(back.maxRssKb / 1024).toFixed(0)} MiB`);
+    // A million changes: the whole tree against the empty subvolume it grew from, and the
+    // other way round, each streamed into diff status --json's writer in a child process.
+    millionCase('every path added', empty, full);
+    millionCase('every path removed', full, empty);
   } finally {
     if (existsSync(`${MNT}/live`)) btrfs('subvolume', 'delete', `${MNT}/live`);
     execFileSync('umount', [MNT]);

@@ -198,6 +198,7 @@ export class SendStreamParser {
       if (command.cmd === 'end') this.ended = true;
       out.push(command);
     }
+    cur.buf = NO_BYTES; // the decoder's view of the chunk goes with it
     return out;
   }
 
@@ -220,7 +221,8 @@ const attrAt = new Int32Array((MAX_ATTR + 1) * 2);
  * The command being decoded, for the attribute readers below (module functions, not
  * closures: a closure per reader per command was a measurable part of a cold parse).
  */
-const cur: { buf: Buffer; name: SendCommandName; at: number } = { buf: Buffer.alloc(0), name: 'end', at: 0 };
+const NO_BYTES = Buffer.alloc(0);
+const cur: { buf: Buffer; name: SendCommandName; at: number } = { buf: NO_BYTES, name: 'end', at: 0 };
 
 /** Offset of attribute `type`, checking it is present (and `size` bytes long when given). */
 function attrOffset(type: number, size?: number): number {

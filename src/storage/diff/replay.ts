@@ -89,12 +89,16 @@ interface InodeState {
  * (its old subtree is listed instead): below it, the stream's own entries cost no I/O.
  */
 const DROP_EMPTIED = 256;
-/** New entries kept in new directories before new directories are listed instead. */
+/**
+ * New non-directories placed in new directories (each placement counts) before the new
+ * directories that receive more are listed instead; those filled before stay replayed
+ * entry by entry.
+ */
 const KEEP_NEW = 4096;
 
 /** Where the replay starts letting go of entries (tests set them low). */
 export interface ReplayLimits {
-  /** New non-directories kept in new directories, in all; past it, new trees are listed. */
+  /** Placements of new non-directories into new directories kept, in all (see KEEP_NEW). */
   keepNew?: number;
   /** Removed entries below a removed old directory past which its old tree is listed. */
   dropEmptied?: number;
@@ -508,8 +512,8 @@ export class SendReplay {
     node.parent = parent;
     node.name = k;
     if (parent.newDir && node.inode.created && !node.newDir && this.newKept++ >= this.keepNew) {
-      // A new non-directory in a new directory is listed with it: let go. (Its create and
-      // its rename into place came one after the other, so it is the last node marked.)
+      // A new non-directory in a new directory, past the limit: listed with that directory,
+      // so let go.
       if (existing) parent.children?.delete(k);
       if (node.touched) {
         this.touched.delete(node);

@@ -11,7 +11,8 @@
  * - a large tree the stream created (`listNew`): its subtree in the new tree is read and
  *   emitted as it is reached, one sorted directory listing at a time, with an lstat of
  *   directories only (for the device boundary), when nothing was there in the old tree
- *   (else both subtrees are walked, as below); what it holds was never a candidate;
+ *   (a directory there: both subtrees are walked, as below; anything else: modified, and
+ *   the new subtree listed); what it holds was never a candidate;
  * - other added or deleted paths: two lstats, plus a listing of an added or deleted
  *   directory only when the stream did not name what it holds: a directory the stream
  *   removed (rmdir, which it emits only once the directory is empty) has every entry as a

@@ -168,7 +168,7 @@ function joinRel(dir: Buffer, name: Buffer): Buffer {
   return dir.length === 0 ? name : Buffer.concat([dir, Buffer.of(SLASH), name]);
 }
 
-/** currentKey's answer for a node below a directory the stream created. */
+/** currentKey's answer for a node below a new directory that is listed (`dropsBelow`). */
 const BELOW_NEW_DIR = Symbol('below a new directory');
 
 const ORPHAN = /^o\d+-\d+-\d+$/;
@@ -543,7 +543,7 @@ export class SendReplay {
 
   /**
    * Where `node` is now (as a latin1 key), null when it (or a directory above it) was
-   * removed, or BELOW_NEW_DIR when a directory the stream created is above it.
+   * removed, or BELOW_NEW_DIR when a new directory that is listed (`dropsBelow`) is above it.
    */
   private currentKey(node: Node): string | null | typeof BELOW_NEW_DIR {
     const names: string[] = [];

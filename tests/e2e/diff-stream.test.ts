@@ -135,6 +135,8 @@ describe('zomg diff status, streamed (local, remote, NDJSON)', { skip: !isRoot()
     assert.deepEqual(status.changes[2], { path: '/many', kind: 'added' });
     assert.deepEqual(status.changes.at(-1), { path: '/odd-\\xff', path_b64: Buffer.concat([Buffer.from('/odd-'), Buffer.of(0xff)]).toString('base64'), kind: 'added' });
     assert.equal(remote(['diff', 'status', 'box', '--json']).stdout, local.stdout, 'remote mode prints the same');
+    // btrfs-progs in place of zomg's own ioctls (snapshot, send, delete): the same answer.
+    assert.equal(zomg(['diff', 'status', 'box', '--json'], { ZOMG_BTRFS_PROGS: '1' }).stdout, local.stdout, 'the same through btrfs-progs');
 
     const text = zomg(['diff', 'status', 'box']);
     const lines = text.stdout.split('\n');

@@ -1,0 +1,516 @@
+/*
+ * zomg's btrfs ioctls, in process: a read-only (or writable) snapshot, the deletion of a
+ * subvolume with nothing nested in it, and `send --no-data` streamed to JavaScript in
+ * 64 KiB blocks. The same ioctls `btrfs` makes, without starting `btrfs` (and `dd`) for
+ * each: see src/storage/btrfs-ioctl.ts, which loads this and falls back to btrfs-progs
+ * when it is absent.
+ *
+ * Every failure is reported as a positive errno; ENOTSUBVOL and ENOTREADONLY below are
+ * zomg's own codes for checks btrfs-progs also makes before it calls the kernel.
+ *
+ * Built by scripts/native.sh: cc -O2 -shared -fPIC -I<node>/include/node.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/btrfs.h>
+#include <node_api.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define ENOTSUBVOL 100001   /* the path is not the root directory of a subvolume */
+#define ENOTREADONLY 100002 /* send needs read-only subvolumes on both sides */
+#define SUBVOLUME_ROOT_INO 256
+#define BLOCK (64 * 1024)
+
+#define CHECK(call)                                                                       \
+  do {                                                                                    \
+    if ((call) != napi_ok) {                                                              \
+      napi_throw_error(env, "ZOMG_NATIVE", "N-API call failed: " #call);                  \
+      return NULL;                                                                        \
+    }                                                                                     \
+  } while (0)
+
+/* A JavaScript string argument as a malloc'ed C string; NULL (with an exception) when it is
+ * not a string or holds a NUL byte. */
+static char *string_arg(napi_env env, napi_value value, const char *what) {
+  size_t len = 0;
+  if (napi_get_value_string_utf8(env, value, NULL, 0, &len) != napi_ok) {
+    napi_throw_type_error(env, "ZOMG_NATIVE", what);
+    return NULL;
+  }
+  char *s = malloc(len + 1);
+  if (s == NULL) {
+    napi_throw_error(env, "ZOMG_NATIVE", "out of memory");
+    return NULL;
+  }
+  napi_get_value_string_utf8(env, value, s, len + 1, &len);
+  if (strlen(s) != len) {
+    free(s);
+    napi_throw_type_error(env, "ZOMG_NATIVE", what);
+    return NULL;
+  }
+  return s;
+}
+
+/* Opens the root directory of a subvolume; -errno, or -ENOTSUBVOL when `path` is some other
+ * directory (the send ioctl would otherwise send the whole subvolume that holds it). */
+static int open_subvolume(const char *path) {
+  int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return -errno;
+  struct stat st;
+  if (fstat(fd, &st) < 0) {
+    int e = errno;
+    close(fd);
+    return -e;
+  }
+  if (st.st_ino != SUBVOLUME_ROOT_INO) {
+    close(fd);
+    return -ENOTSUBVOL;
+  }
+  return fd;
+}
+
+static int require_read_only(int fd) {
+  uint64_t flags = 0;
+  if (ioctl(fd, BTRFS_IOC_SUBVOL_GETFLAGS, &flags) < 0) return errno;
+  return (flags & BTRFS_SUBVOL_RDONLY) ? 0 : ENOTREADONLY;
+}
+
+/* --- snapshot(source, dir, name, readOnly) and destroy(dir, name): Promise<0 | errno> ---- */
+
+typedef struct {
+  napi_async_work work;
+  napi_deferred deferred;
+  char *source; /* NULL for destroy */
+  char *dir;
+  char *name;
+  int read_only;
+  int err;
+} subvol_job;
+
+static void subvol_execute(napi_env env, void *data) {
+  (void)env;
+  subvol_job *job = data;
+  int dfd = open(job->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0) {
+    job->err = errno;
+    return;
+  }
+  if (job->source != NULL) {
+    int sfd = open_subvolume(job->source);
+    if (sfd < 0) {
+      job->err = -sfd;
+    } else {
+      struct btrfs_ioctl_vol_args_v2 args;
+      memset(&args, 0, sizeof args);
+      args.fd = sfd;
+      args.flags = job->read_only ? BTRFS_SUBVOL_RDONLY : 0;
+      strncpy(args.name, job->name, BTRFS_SUBVOL_NAME_MAX);
+      if (ioctl(dfd, BTRFS_IOC_SNAP_CREATE_V2, &args) < 0) job->err = errno;
+      close(sfd);
+    }
+  } else {
+    /* Only a subvolume: the ioctl would also remove an empty plain directory. */
+    struct stat st;
+    if (fstatat(dfd, job->name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+      job->err = errno;
+      close(dfd);
+      return;
+    }
+    if (!S_ISDIR(st.st_mode) || st.st_ino != SUBVOLUME_ROOT_INO) {
+      job->err = ENOTSUBVOL;
+      close(dfd);
+      return;
+    }
+    struct btrfs_ioctl_vol_args args;
+    memset(&args, 0, sizeof args);
+    strncpy(args.name, job->name, BTRFS_PATH_NAME_MAX);
+    if (ioctl(dfd, BTRFS_IOC_SNAP_DESTROY, &args) < 0) job->err = errno;
+  }
+  close(dfd);
+}
+
+static void subvol_complete(napi_env env, napi_status status, void *data) {
+  subvol_job *job = data;
+  napi_value result;
+  if (status != napi_ok && job->err == 0) job->err = ECANCELED;
+  napi_create_int32(env, job->err, &result);
+  napi_resolve_deferred(env, job->deferred, result);
+  napi_delete_async_work(env, job->work);
+  free(job->source);
+  free(job->dir);
+  free(job->name);
+  free(job);
+}
+
+static napi_value subvol_start(napi_env env, subvol_job *job) {
+  napi_value promise, resource_name;
+  if (strlen(job->name) == 0 || strlen(job->name) > BTRFS_SUBVOL_NAME_MAX || strchr(job->name, '/') != NULL) {
+    free(job->source);
+    free(job->dir);
+    free(job->name);
+    free(job);
+    napi_throw_range_error(env, "ZOMG_NATIVE", "a subvolume name is 1 to 4039 bytes without '/'");
+    return NULL;
+  }
+  CHECK(napi_create_promise(env, &job->deferred, &promise));
+  CHECK(napi_create_string_utf8(env, "zomg.btrfs", NAPI_AUTO_LENGTH, &resource_name));
+  CHECK(napi_create_async_work(env, NULL, resource_name, subvol_execute, subvol_complete, job, &job->work));
+  CHECK(napi_queue_async_work(env, job->work));
+  return promise;
+}
+
+static napi_value snapshot(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  subvol_job *job = calloc(1, sizeof *job);
+  if (job == NULL) return NULL;
+  bool read_only = false;
+  if ((job->source = string_arg(env, argv[0], "source must be a path")) == NULL ||
+      (job->dir = string_arg(env, argv[1], "dir must be a path")) == NULL ||
+      (job->name = string_arg(env, argv[2], "name must be a string")) == NULL ||
+      napi_get_value_bool(env, argv[3], &read_only) != napi_ok) {
+    free(job->source);
+    free(job->dir);
+    free(job->name);
+    free(job);
+    return NULL;
+  }
+  job->read_only = read_only;
+  return subvol_start(env, job);
+}
+
+static napi_value destroy(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  subvol_job *job = calloc(1, sizeof *job);
+  if (job == NULL) return NULL;
+  if ((job->dir = string_arg(env, argv[0], "dir must be a path")) == NULL ||
+      (job->name = string_arg(env, argv[1], "name must be a string")) == NULL) {
+    free(job->dir);
+    free(job->name);
+    free(job);
+    return NULL;
+  }
+  return subvol_start(env, job);
+}
+
+/* --- sendNoData(child, parent, onChunk, onEnd): {flow(on), cancel()} -------------------- *
+ * A thread runs the send ioctl into a pipe; another reads the pipe and hands full 64 KiB
+ * blocks (and the last, shorter one) to onChunk(buffer) through a thread-safe function,
+ * then onEnd(errno). flow(false) holds the reader (and so, once the pipe is full, the
+ * kernel) until flow(true); cancel() stops the reader, whose closing of the pipe ends the
+ * ioctl with EPIPE, and onEnd still comes, once. The handle and the threads share the job,
+ * freed by whichever lets go of it last. */
+
+typedef struct {
+  char *child;
+  char *parent;
+  napi_threadsafe_function tsfn;
+  napi_ref callbacks; /* [onChunk, onEnd] */
+  int cancel_fd; /* eventfd; closed by the reader when it is done (-1 then), under lock */
+  int pipe_r, pipe_w;
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  int paused;
+  int cancelled;
+  int send_err;
+  atomic_int refs;
+} send_job;
+
+typedef struct {
+  char *data; /* NULL: the end, with err */
+  size_t len;
+  int err;
+} send_msg;
+
+static void send_job_release(send_job *job) {
+  if (atomic_fetch_sub(&job->refs, 1) != 1) return;
+  pthread_mutex_destroy(&job->lock);
+  pthread_cond_destroy(&job->cond);
+  free(job->child);
+  free(job->parent);
+  free(job);
+}
+
+static void *send_ioctl_thread(void *data) {
+  send_job *job = data;
+  int err = 0;
+  int cfd = open_subvolume(job->child);
+  int pfd = cfd < 0 ? -1 : open_subvolume(job->parent);
+  if (cfd < 0) err = -cfd;
+  else if (pfd < 0) err = -pfd;
+  if (err == 0) err = require_read_only(cfd);
+  if (err == 0) err = require_read_only(pfd);
+  __u64 parent_root = 0;
+  if (err == 0) {
+    struct btrfs_ioctl_ino_lookup_args lookup;
+    memset(&lookup, 0, sizeof lookup);
+    lookup.objectid = SUBVOLUME_ROOT_INO;
+    if (ioctl(pfd, BTRFS_IOC_INO_LOOKUP, &lookup) < 0) err = errno;
+    parent_root = lookup.treeid;
+  }
+  if (err == 0) {
+    struct btrfs_ioctl_send_args args;
+    memset(&args, 0, sizeof args);
+    args.send_fd = job->pipe_w;
+    args.parent_root = parent_root;
+    args.clone_sources = &parent_root;
+    args.clone_sources_count = 1;
+    args.flags = BTRFS_SEND_FLAG_NO_FILE_DATA;
+    if (ioctl(cfd, BTRFS_IOC_SEND, &args) < 0) err = errno;
+  }
+  if (pfd >= 0) close(pfd);
+  if (cfd >= 0) close(cfd);
+  job->send_err = err;
+  close(job->pipe_w); /* the reader sees the end of the stream */
+  return NULL;
+}
+
+/* Waits while paused; 1 when cancelled. */
+static int wait_flow(send_job *job) {
+  pthread_mutex_lock(&job->lock);
+  while (job->paused && !job->cancelled) pthread_cond_wait(&job->cond, &job->lock);
+  int cancelled = job->cancelled;
+  pthread_mutex_unlock(&job->lock);
+  return cancelled;
+}
+
+static void *send_reader_thread(void *data) {
+  send_job *job = data;
+  pthread_t sender;
+  int err = pthread_create(&sender, NULL, send_ioctl_thread, job);
+  if (err != 0) close(job->pipe_w);
+  char *block = malloc(BLOCK);
+  size_t filled = 0;
+  int cancelled = 0;
+  int read_err = block == NULL ? ENOMEM : 0;
+  struct pollfd fds[2] = {{.fd = job->pipe_r, .events = POLLIN}, {.fd = job->cancel_fd, .events = POLLIN}};
+  while (read_err == 0 && !cancelled) {
+    if (poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      read_err = errno;
+      break;
+    }
+    if (fds[1].revents != 0) {
+      cancelled = 1;
+      break;
+    }
+    ssize_t n = read(job->pipe_r, block + filled, BLOCK - filled);
+    if (n < 0) {
+      if (errno == EINTR || errno == EAGAIN) continue;
+      read_err = errno;
+      break;
+    }
+    filled += (size_t)n;
+    if (n > 0 && filled < BLOCK) continue;
+    if (filled > 0) {
+      if (wait_flow(job)) {
+        cancelled = 1;
+        break;
+      }
+      send_msg *msg = malloc(sizeof *msg);
+      if (msg == NULL) {
+        read_err = ENOMEM;
+        break;
+      }
+      msg->data = block;
+      msg->len = filled;
+      msg->err = 0;
+      if (napi_call_threadsafe_function(job->tsfn, msg, napi_tsfn_blocking) != napi_ok) {
+        free(msg);
+        cancelled = 1;
+        break;
+      }
+      block = malloc(BLOCK);
+      filled = 0;
+      if (block == NULL) read_err = ENOMEM;
+    }
+    if (n == 0) break; /* end of stream */
+  }
+  /* Closing the read end ends a send still writing (EPIPE; Node ignores SIGPIPE). */
+  close(job->pipe_r);
+  if (err == 0) pthread_join(sender, NULL);
+  /* Nothing is left to cancel: the descriptor goes now, not when the handle is collected. */
+  pthread_mutex_lock(&job->lock);
+  close(job->cancel_fd);
+  job->cancel_fd = -1;
+  pthread_mutex_unlock(&job->lock);
+  free(block);
+  send_msg *end = malloc(sizeof *end);
+  if (end != NULL) {
+    end->data = NULL;
+    end->len = 0;
+    end->err = err != 0 ? err : read_err != 0 ? read_err : cancelled ? ECANCELED : job->send_err;
+    if (napi_call_threadsafe_function(job->tsfn, end, napi_tsfn_blocking) != napi_ok) free(end);
+  }
+  napi_release_threadsafe_function(job->tsfn, napi_tsfn_release);
+  send_job_release(job);
+  return NULL;
+}
+
+/* Runs on the JavaScript thread. */
+static void send_call_js(napi_env env, napi_value unused, void *context, void *data) {
+  (void)unused;
+  send_job *job = context;
+  send_msg *msg = data;
+  if (env != NULL) {
+    napi_value undefined, fn, arg, js_callbacks;
+    napi_get_undefined(env, &undefined);
+    napi_get_reference_value(env, job->callbacks, &js_callbacks);
+    if (msg->data != NULL) {
+      napi_get_element(env, js_callbacks, 0, &fn);
+      napi_create_buffer_copy(env, msg->len, msg->data, NULL, &arg);
+    } else {
+      napi_get_element(env, js_callbacks, 1, &fn);
+      napi_create_int32(env, msg->err, &arg);
+    }
+    napi_call_function(env, undefined, fn, 1, &arg, NULL);
+  }
+  free(msg->data);
+  free(msg);
+}
+
+/* When the thread-safe function is gone: the callbacks go with it. */
+static void send_tsfn_finalize(napi_env env, void *data, void *hint) {
+  (void)hint;
+  send_job *job = data;
+  napi_delete_reference(env, job->callbacks);
+  send_job_release(job);
+}
+
+static void send_handle_finalize(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  send_job_release(data);
+}
+
+static send_job *send_job_of(napi_env env, napi_callback_info info, size_t *argc, napi_value *argv) {
+  napi_value self;
+  void *data = NULL;
+  if (napi_get_cb_info(env, info, argc, argv, &self, NULL) != napi_ok || napi_unwrap(env, self, &data) != napi_ok) {
+    napi_throw_error(env, "ZOMG_NATIVE", "not a send handle");
+    return NULL;
+  }
+  return data;
+}
+
+static napi_value send_flow(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  send_job *job = send_job_of(env, info, &argc, argv);
+  if (job == NULL) return NULL;
+  bool on = true;
+  napi_get_value_bool(env, argv[0], &on);
+  pthread_mutex_lock(&job->lock);
+  job->paused = !on;
+  pthread_cond_broadcast(&job->cond);
+  pthread_mutex_unlock(&job->lock);
+  return NULL;
+}
+
+static napi_value send_cancel(napi_env env, napi_callback_info info) {
+  size_t argc = 0;
+  send_job *job = send_job_of(env, info, &argc, NULL);
+  if (job == NULL) return NULL;
+  pthread_mutex_lock(&job->lock);
+  job->cancelled = 1;
+  pthread_cond_broadcast(&job->cond);
+  if (job->cancel_fd >= 0) {
+    uint64_t one = 1;
+    ssize_t ignored = write(job->cancel_fd, &one, sizeof one);
+    (void)ignored;
+  }
+  pthread_mutex_unlock(&job->lock);
+  return NULL;
+}
+
+static napi_value send_no_data(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4], callbacks, handle, resource_name, fn;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  send_job *job = calloc(1, sizeof *job);
+  if (job == NULL) return NULL;
+  job->cancel_fd = -1;
+  if ((job->child = string_arg(env, argv[0], "child must be a path")) == NULL ||
+      (job->parent = string_arg(env, argv[1], "parent must be a path")) == NULL) {
+    free(job->child);
+    free(job->parent);
+    free(job);
+    return NULL;
+  }
+  int fds[2];
+  job->cancel_fd = eventfd(0, EFD_CLOEXEC);
+  if (job->cancel_fd < 0 || pipe2(fds, O_CLOEXEC) < 0) {
+    int e = errno;
+    if (job->cancel_fd >= 0) close(job->cancel_fd);
+    free(job->child);
+    free(job->parent);
+    free(job);
+    napi_throw_error(env, "ZOMG_NATIVE", strerror(e));
+    return NULL;
+  }
+  job->pipe_r = fds[0];
+  job->pipe_w = fds[1];
+  pthread_mutex_init(&job->lock, NULL);
+  pthread_cond_init(&job->cond, NULL);
+  atomic_init(&job->refs, 3); /* the handle, the reader thread, the thread-safe function */
+  /* 1 MiB of the kernel's small writes wait in the pipe before it blocks. */
+  fcntl(job->pipe_w, F_SETPIPE_SZ, 1 << 20);
+  CHECK(napi_create_array_with_length(env, 2, &callbacks));
+  CHECK(napi_set_element(env, callbacks, 0, argv[2]));
+  CHECK(napi_set_element(env, callbacks, 1, argv[3]));
+  CHECK(napi_create_string_utf8(env, "zomg.btrfs.send", NAPI_AUTO_LENGTH, &resource_name));
+  /* 4 blocks queued for JavaScript at most: the reader then waits. */
+  CHECK(napi_create_reference(env, callbacks, 1, &job->callbacks));
+  CHECK(napi_create_threadsafe_function(env, NULL, NULL, resource_name, 4, 1, job, send_tsfn_finalize, job, send_call_js, &job->tsfn));
+  CHECK(napi_create_object(env, &handle));
+  CHECK(napi_create_function(env, "flow", NAPI_AUTO_LENGTH, send_flow, NULL, &fn));
+  CHECK(napi_set_named_property(env, handle, "flow", fn));
+  CHECK(napi_create_function(env, "cancel", NAPI_AUTO_LENGTH, send_cancel, NULL, &fn));
+  CHECK(napi_set_named_property(env, handle, "cancel", fn));
+  CHECK(napi_wrap(env, handle, job, send_handle_finalize, NULL, NULL));
+  pthread_t reader;
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  int err = pthread_create(&reader, &attr, send_reader_thread, job);
+  pthread_attr_destroy(&attr);
+  if (err != 0) {
+    close(job->pipe_r);
+    close(job->pipe_w);
+    napi_release_threadsafe_function(job->tsfn, napi_tsfn_abort);
+    send_job_release(job);
+    napi_throw_error(env, "ZOMG_NATIVE", strerror(err));
+    return NULL;
+  }
+  return handle;
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  napi_value fn, num;
+  CHECK(napi_create_function(env, "snapshot", NAPI_AUTO_LENGTH, snapshot, NULL, &fn));
+  CHECK(napi_set_named_property(env, exports, "snapshot", fn));
+  CHECK(napi_create_function(env, "destroy", NAPI_AUTO_LENGTH, destroy, NULL, &fn));
+  CHECK(napi_set_named_property(env, exports, "destroy", fn));
+  CHECK(napi_create_function(env, "sendNoData", NAPI_AUTO_LENGTH, send_no_data, NULL, &fn));
+  CHECK(napi_set_named_property(env, exports, "sendNoData", fn));
+  CHECK(napi_create_int32(env, ENOTSUBVOL, &num));
+  CHECK(napi_set_named_property(env, exports, "ENOTSUBVOL", num));
+  CHECK(napi_create_int32(env, ENOTREADONLY, &num));
+  CHECK(napi_set_named_property(env, exports, "ENOTREADONLY", num));
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

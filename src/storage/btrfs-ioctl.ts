@@ -1,0 +1,144 @@
+/**
+ * btrfs ioctls made in process (native/btrfs.c, built into dist/native/zomg-btrfs.node):
+ * a snapshot, the deletion of a subvolume with nothing nested in it, and `send --no-data`.
+ * They are what `btrfs subvolume snapshot`, `btrfs subvolume delete` and `btrfs send`
+ * (behind `dd`) do, without starting those programs: on the diff of a package install,
+ * where a snapshot, a send and a delete run for every `zomg diff status`, that is three or
+ * four processes fewer (bench/README.md, "Diff, fifth round").
+ *
+ * `btrfsIoctl()` is undefined when the addon was not built, cannot load (another Node ABI)
+ * or ZOMG_BTRFS_PROGS=1 is set; the driver then runs btrfs-progs as before. Failures are
+ * Node-style errno errors (`code`, `errno`, `syscall: 'ioctl'`), which the driver maps
+ * like btrfs-progs' messages.
+ */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import { getSystemErrorName } from 'node:util';
+import { Readable } from 'node:stream';
+
+interface SendHandle {
+  flow(on: boolean): void;
+  cancel(): void;
+}
+
+interface Addon {
+  snapshot(source: string, dir: string, name: string, readOnly: boolean): Promise<number>;
+  destroy(dir: string, name: string): Promise<number>;
+  sendNoData(child: string, parent: string, onChunk: (chunk: Buffer) => void, onEnd: (errno: number) => void): SendHandle;
+  ENOTSUBVOL: number;
+  ENOTREADONLY: number;
+}
+
+/** What a failed ioctl reports: errno's name, or zomg's for the checks btrfs-progs also makes. */
+export class IoctlError extends Error {
+  readonly syscall = 'ioctl';
+  constructor(
+    readonly code: string,
+    readonly errno: number,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'IoctlError';
+  }
+}
+
+export interface BtrfsIoctl {
+  /** A snapshot of the subvolume `source` named `name` in the directory `dir`. */
+  snapshot(source: string, dir: string, name: string, readOnly: boolean): Promise<void>;
+  /** Deletes the subvolume `name` in `dir`; it must hold no nested subvolume. */
+  destroy(dir: string, name: string): Promise<void>;
+  /**
+   * `btrfs send --no-data -p parent child` (both read-only subvolume roots) as a stream of
+   * 64 KiB blocks (the last one shorter). An error is emitted on the stream, never a short
+   * stream that looks whole; destroying the stream ends the send.
+   */
+  sendNoData(parent: string, child: string, options?: { signal?: AbortSignal; mapError?: (err: IoctlError) => Error }): Readable;
+}
+
+let loaded: BtrfsIoctl | null | undefined;
+
+/** The in-process ioctls, or undefined when zomg must run btrfs-progs instead. */
+export function btrfsIoctl(): BtrfsIoctl | undefined {
+  if (loaded === undefined) loaded = load();
+  return loaded ?? undefined;
+}
+
+function load(): BtrfsIoctl | null {
+  if (process.env.ZOMG_BTRFS_PROGS === '1') return null;
+  const path = fileURLToPath(new URL('../../native/zomg-btrfs.node', import.meta.url));
+  if (!existsSync(path)) return null;
+  let addon: Addon;
+  try {
+    addon = createRequire(import.meta.url)(path) as Addon;
+  } catch {
+    return null;
+  }
+  return wrap(addon);
+}
+
+function wrap(addon: Addon): BtrfsIoctl {
+  const failure = (errno: number, what: string): IoctlError => {
+    if (errno === addon.ENOTSUBVOL) return new IoctlError('ENOTSUBVOL', errno, `${what}: not a btrfs subvolume`);
+    if (errno === addon.ENOTREADONLY) return new IoctlError('ENOTREADONLY', errno, `${what}: the subvolume is not read-only`);
+    let code: string;
+    try {
+      code = getSystemErrorName(-errno);
+    } catch {
+      code = `E${errno}`;
+    }
+    return new IoctlError(code, errno, `${what}: ${code}`);
+  };
+  const checked = (paths: string[]): void => {
+    // A path with a NUL byte would be cut short in C; Node's own fs refuses it the same way.
+    for (const p of paths) if (p.includes('\0')) throw Object.assign(new TypeError(`a path holds a NUL byte`), { code: 'ERR_INVALID_ARG_VALUE' });
+  };
+  return {
+    async snapshot(source, dir, name, readOnly) {
+      checked([source, dir, name]);
+      const errno = await addon.snapshot(source, dir, name, readOnly);
+      if (errno !== 0) throw failure(errno, 'snapshot a subvolume');
+    },
+    async destroy(dir, name) {
+      checked([dir, name]);
+      const errno = await addon.destroy(dir, name);
+      if (errno !== 0) throw failure(errno, 'delete a subvolume');
+    },
+    sendNoData(parent, child, { signal, mapError = (err: IoctlError): Error => err } = {}) {
+      checked([parent, child]);
+      let ended = false;
+      const out = new Readable({
+        highWaterMark: 1 << 20,
+        read() {
+          handle.flow(true);
+        },
+        destroy(err, callback) {
+          if (!ended) handle.cancel();
+          signal?.removeEventListener('abort', onAbort);
+          callback(err);
+        },
+      });
+      const onAbort = (): void => {
+        out.destroy(signal?.reason instanceof Error ? signal.reason : Object.assign(new Error('the send was aborted'), { name: 'AbortError' }));
+      };
+      // Its callbacks come from the addon's threads, later: `handle` is set by then.
+      const handle: SendHandle = addon.sendNoData(
+        child,
+        parent,
+        (chunk) => {
+          if (!out.destroyed && !out.push(chunk)) handle.flow(false);
+        },
+        (errno) => {
+          ended = true;
+          signal?.removeEventListener('abort', onAbort);
+          if (out.destroyed) return;
+          if (errno === 0) out.push(null);
+          else out.destroy(mapError(failure(errno, 'send a change stream')));
+        },
+      );
+      if (signal?.aborted) onAbort();
+      else signal?.addEventListener('abort', onAbort, { once: true });
+      return out;
+    },
+  };
+}

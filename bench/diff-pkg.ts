@@ -6,7 +6,8 @@
  *
  *   npx tsc -p tsconfig.json && node dist/bench/diff-pkg.js
  *
- * Prints, from one run: whole-process `zomg diff status` against its floor (ro snapshot +
+ * Prints, from one run: whole-process `zomg diff status` (also with ZOMG_BTRFS_PROGS=1:
+ * btrfs-progs in place of zomg's own ioctls) against its floor (ro snapshot +
  * `btrfs send --no-data` + delete, plus `node -e 0`), warm `rsync -rlpgoDXcn` of the same
  * two trees, and `zomg diff status --to` between two snapshots against `snapper status`
  * on the same pair when snapper is installed, and against the send of that pair plus
@@ -69,11 +70,12 @@ async function main(): Promise<void> {
   const env: NodeJS.ProcessEnv = { ...process.env, ZOMG_HOME: stateDir, ZOMG_POOL_PATH: pool.mnt, ZOMG_PROJECT: 'bench', ZOMG_NO_SIZE_WORKER: '1' };
   for (const k of ['ZOMG_URL', 'ZOMG_API_URL', 'ZOMG_PROFILE']) delete env[k];
   let keep = false;
-  const zomg = (...args: string[]): string => {
-    const r = spawnSync(process.execPath, [MAIN, ...args], { env, encoding: 'utf8', timeout: 900_000, maxBuffer: 256 * 1024 * 1024 });
+  const zomgWith = (extra: NodeJS.ProcessEnv, ...args: string[]): string => {
+    const r = spawnSync(process.execPath, [MAIN, ...args], { env: { ...env, ...extra }, encoding: 'utf8', timeout: 900_000, maxBuffer: 256 * 1024 * 1024 });
     if (r.status !== 0) throw new Error(`zomg ${args.join(' ')} failed: ${r.stderr}`);
     return r.stdout;
   };
+  const zomg = (...args: string[]): string => zomgWith({}, ...args);
   try {
     zomg('base', 'import', 'deb', '--file', ARCHIVE);
     const id = (JSON.parse(zomg('create', 'pkg', '--base', 'deb', '--json')) as { id: string }).id;
@@ -115,12 +117,15 @@ async function main(): Promise<void> {
       nodeStart: () => execFileSync(process.execPath, ['-e', '0']),
       ours: () => zomg('diff', 'status', 'pkg'),
       oursJson: () => zomg('diff', 'status', 'pkg', '--json'),
+      // The same with btrfs-progs in place of zomg's own ioctls (the addon's gain).
+      oursProgs: () => zomgWith({ ZOMG_BTRFS_PROGS: '1' }, 'diff', 'status', 'pkg'),
       rsync: () => execFileSync('rsync', ['-rlpgoDXcn', '--delete', '--out-format=%n', `${v0}/`, `${root}/`], { maxBuffer: 256 * 1024 * 1024 }),
     });
-    const { floor, nodeStart, ours, oursJson, rsync } = t;
+    const { floor, nodeStart, ours, oursJson, oursProgs, rsync } = t;
     const anchor = floor.median + nodeStart.median;
     console.log(`zomg diff status (whole process, local)                 ${fmt(ours)}`);
     console.log(`zomg diff status --json                                 ${fmt(oursJson)}`);
+    console.log(`zomg diff status, ZOMG_BTRFS_PROGS=1 (btrfs processes)  ${fmt(oursProgs)}`);
     console.log(`floor: ro snapshot + send --no-data + delete            ${fmt(floor)}`);
     console.log(`  node -e 0                                             ${fmt(nodeStart)}`);
     console.log(`rsync -rlpgoDXcn --delete (warm), same two trees        ${fmt(rsync)}`);

@@ -178,12 +178,19 @@ static napi_value snapshot(napi_env env, napi_callback_info info) {
   bool read_only = false;
   if ((job->source = string_arg(env, argv[0], "source must be a path")) == NULL ||
       (job->dir = string_arg(env, argv[1], "dir must be a path")) == NULL ||
-      (job->name = string_arg(env, argv[2], "name must be a string")) == NULL ||
-      napi_get_value_bool(env, argv[3], &read_only) != napi_ok) {
+      (job->name = string_arg(env, argv[2], "name must be a string")) == NULL) {
     free(job->source);
     free(job->dir);
     free(job->name);
     free(job);
+    return NULL;
+  }
+  if (napi_get_value_bool(env, argv[3], &read_only) != napi_ok) {
+    free(job->source);
+    free(job->dir);
+    free(job->name);
+    free(job);
+    napi_throw_type_error(env, "ZOMG_NATIVE", "readOnly must be a boolean");
     return NULL;
   }
   job->read_only = read_only;
@@ -227,6 +234,8 @@ typedef struct {
   int cancelled;
   int send_err;
   atomic_int refs;
+  pthread_t reader;
+  int has_reader; /* set on the JS thread, read by the finalizer there */
 } send_job;
 
 typedef struct {
@@ -296,6 +305,7 @@ static void *send_reader_thread(void *data) {
   size_t filled = 0;
   int cancelled = 0;
   int read_err = block == NULL ? ENOMEM : 0;
+  int tsfn_gone = 0; /* napi_closing: the tsfn is released for us and must not be touched */
   struct pollfd fds[2] = {{.fd = job->pipe_r, .events = POLLIN}, {.fd = job->cancel_fd, .events = POLLIN}};
   while (read_err == 0 && !cancelled) {
     if (poll(fds, 2, -1) < 0) {
@@ -328,8 +338,10 @@ static void *send_reader_thread(void *data) {
       msg->data = block;
       msg->len = filled;
       msg->err = 0;
-      if (napi_call_threadsafe_function(job->tsfn, msg, napi_tsfn_blocking) != napi_ok) {
+      napi_status st = napi_call_threadsafe_function(job->tsfn, msg, napi_tsfn_blocking);
+      if (st != napi_ok) {
         free(msg);
+        tsfn_gone = st == napi_closing;
         cancelled = 1;
         break;
       }
@@ -348,14 +360,16 @@ static void *send_reader_thread(void *data) {
   job->cancel_fd = -1;
   pthread_mutex_unlock(&job->lock);
   free(block);
-  send_msg *end = malloc(sizeof *end);
+  send_msg *end = tsfn_gone ? NULL : malloc(sizeof *end);
   if (end != NULL) {
     end->data = NULL;
     end->len = 0;
     end->err = err != 0 ? err : read_err != 0 ? read_err : cancelled ? ECANCELED : job->send_err;
-    if (napi_call_threadsafe_function(job->tsfn, end, napi_tsfn_blocking) != napi_ok) free(end);
+    napi_status st = napi_call_threadsafe_function(job->tsfn, end, napi_tsfn_blocking);
+    if (st != napi_ok) free(end);
+    tsfn_gone = st == napi_closing;
   }
-  napi_release_threadsafe_function(job->tsfn, napi_tsfn_release);
+  if (!tsfn_gone) napi_release_threadsafe_function(job->tsfn, napi_tsfn_release);
   send_job_release(job);
   return NULL;
 }
@@ -386,14 +400,37 @@ static void send_call_js(napi_env env, napi_value unused, void *context, void *d
 static void send_tsfn_finalize(napi_env env, void *data, void *hint) {
   (void)hint;
   send_job *job = data;
+  /* Also runs when the environment tears down with the reader still going: stop it and wait,
+   * so that no thread touches the tsfn (or this library) after it is gone. */
+  pthread_mutex_lock(&job->lock);
+  job->cancelled = 1;
+  pthread_cond_broadcast(&job->cond);
+  if (job->cancel_fd >= 0) {
+    uint64_t one = 1;
+    ssize_t ignored = write(job->cancel_fd, &one, sizeof one);
+    (void)ignored;
+  }
+  pthread_mutex_unlock(&job->lock);
+  if (job->has_reader) pthread_join(job->reader, NULL);
   napi_delete_reference(env, job->callbacks);
   send_job_release(job);
 }
 
+/* A handle collected with its send still held (paused, never read): end the send. */
 static void send_handle_finalize(napi_env env, void *data, void *hint) {
   (void)env;
   (void)hint;
-  send_job_release(data);
+  send_job *job = data;
+  pthread_mutex_lock(&job->lock);
+  job->cancelled = 1;
+  pthread_cond_broadcast(&job->cond);
+  if (job->cancel_fd >= 0) {
+    uint64_t one = 1;
+    ssize_t ignored = write(job->cancel_fd, &one, sizeof one);
+    (void)ignored;
+  }
+  pthread_mutex_unlock(&job->lock);
+  send_job_release(job);
 }
 
 static send_job *send_job_of(napi_env env, napi_callback_info info, size_t *argc, napi_value *argv) {
@@ -481,13 +518,10 @@ static napi_value send_no_data(napi_env env, napi_callback_info info) {
   CHECK(napi_create_function(env, "cancel", NAPI_AUTO_LENGTH, send_cancel, NULL, &fn));
   CHECK(napi_set_named_property(env, handle, "cancel", fn));
   CHECK(napi_wrap(env, handle, job, send_handle_finalize, NULL, NULL));
-  pthread_t reader;
-  pthread_attr_t attr;
-  pthread_attr_init(&attr);
-  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-  int err = pthread_create(&reader, &attr, send_reader_thread, job);
-  pthread_attr_destroy(&attr);
+  int err = pthread_create(&job->reader, NULL, send_reader_thread, job);
   if (err != 0) {
+    close(job->cancel_fd);
+    job->cancel_fd = -1;
     close(job->pipe_r);
     close(job->pipe_w);
     napi_release_threadsafe_function(job->tsfn, napi_tsfn_abort);
@@ -495,6 +529,7 @@ static napi_value send_no_data(napi_env env, napi_callback_info info) {
     napi_throw_error(env, "ZOMG_NATIVE", strerror(err));
     return NULL;
   }
+  job->has_reader = 1;
   return handle;
 }
 

@@ -21,7 +21,10 @@ import { deliverDiff } from './tree-diff.js';
 /** What a root diff leaves out: the mount points of the volumes every box has, and the box's data-volume mount points. */
 function excludedFor(box: BoxRow): (path: Buffer) => boolean {
   const roots = [...BOX_MOUNT_ROOTS, ...box.data_mounts.map((m) => m.path)].map((root) => Buffer.from(root));
-  return (path) => roots.some((root) => isUnder(path, root));
+  // Asked once per change: most paths (/usr, /var, /etc …) differ from every root in their
+  // first name's first byte, which settles them without a comparison.
+  const firsts = roots.every((root) => root.length > 1) ? new Set(roots.map((root) => root[1])) : undefined;
+  return (path) => (firsts === undefined || firsts.has(path[1] as number)) && roots.some((root) => isUnder(path, root));
 }
 
 function againstName(ctx: EngineContext, box: BoxRow, against: string | undefined): string {

@@ -107,15 +107,22 @@ function wrap(addon: Addon): BtrfsIoctl {
     sendNoData(parent, child, { signal, mapError = (err: IoctlError): Error => err } = {}) {
       checked([parent, child]);
       let ended = false;
+      let whenEnded: (() => void) | undefined;
       const out = new Readable({
         highWaterMark: 1 << 20,
         read() {
           handle.flow(true);
         },
+        // A stream destroyed mid-send closes (and errors) once the ioctl has returned, so the
+        // subvolumes are free (a delete is not refused with EPERM) by the time anyone hears.
         destroy(err, callback) {
-          if (!ended) handle.cancel();
           signal?.removeEventListener('abort', onAbort);
-          callback(err);
+          if (ended) {
+            callback(err);
+            return;
+          }
+          whenEnded = () => callback(err);
+          handle.cancel();
         },
       });
       const onAbort = (): void => {
@@ -130,7 +137,12 @@ function wrap(addon: Addon): BtrfsIoctl {
         },
         (errno) => {
           ended = true;
-          signal?.removeEventListener('abort', onAbort);
+          if (whenEnded) {
+            whenEnded();
+            return;
+          }
+          // The abort listener stays until destroy(): an abort while blocks are still
+          // buffered ends the stream with an AbortError, not a normal end.
           if (out.destroyed) return;
           if (errno === 0) out.push(null);
           else out.destroy(mapError(failure(errno, 'send a change stream')));

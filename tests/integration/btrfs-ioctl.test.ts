@@ -95,6 +95,7 @@ describe('btrfs ioctls in process', { skip }, () => {
     await assert.rejects(io.snapshot(box, pool.mnt, 'a/b', true), RangeError);
     await assert.rejects(io.snapshot(box, pool.mnt, '', true), RangeError);
     await assert.rejects(io.snapshot(box, pool.mnt, 'x'.repeat(5000), true), RangeError);
+    await assert.rejects(io.snapshot(box, pool.mnt, 'x', 'yes' as unknown as boolean), TypeError);
     // Send needs read-only subvolume roots on both sides.
     await assert.rejects(collect(io.sendNoData(s0, box)), code('ENOTREADONLY'));
     await assert.rejects(collect(io.sendNoData(box, s1)), code('ENOTREADONLY'));
@@ -138,9 +139,12 @@ describe('btrfs ioctls in process', { skip }, () => {
     assert.equal(early.destroyed, true);
 
     const controller = new AbortController();
-    const aborted = io.sendNoData(s0, s1, { signal: controller.signal });
+    await io.snapshot(s1, pool.mnt, 'aborted', true);
+    const aborted = io.sendNoData(s0, join(pool.mnt, 'aborted'), { signal: controller.signal });
     aborted.once('data', () => controller.abort());
     await assert.rejects(collect(aborted), { name: 'AbortError' });
+    // The error comes once the send has let go: the subvolume deletes at once.
+    await io.destroy(pool.mnt, 'aborted');
     const already = new AbortController();
     already.abort();
     await assert.rejects(collect(io.sendNoData(s0, s1, { signal: already.signal })), { name: 'AbortError' });
@@ -158,6 +162,73 @@ describe('btrfs ioctls in process', { skip }, () => {
     await sleep(50);
     await io.destroy(pool.mnt, 'gone');
     assert.equal(existsSync(join(pool.mnt, 'gone')), false);
+  });
+
+  it('ends with an AbortError when aborted after the kernel is done but before the reader is', { skip: process.env.ZOMG_BTRFS_PROGS === '1' }, async () => {
+    const tiny = join(pool.mnt, 'tiny');
+    await driver.createSubvolume(tiny);
+    await io.snapshot(tiny, pool.mnt, 'tiny0', true);
+    writeFileSync(join(tiny, 'f'), 'x');
+    await io.snapshot(tiny, pool.mnt, 'tiny1', true);
+    // A stream that fits the buffers whole: the send has ended when the abort comes.
+    const controller = new AbortController();
+    const stream = io.sendNoData(join(pool.mnt, 'tiny0'), join(pool.mnt, 'tiny1'), { signal: controller.signal });
+    stream.pause();
+    await sleep(300);
+    controller.abort();
+    await assert.rejects(collect(stream), { name: 'AbortError' });
+    for (const name of ['tiny0', 'tiny1', 'tiny']) await io.destroy(pool.mnt, name);
+  });
+
+  it('survives a worker thread that ends mid-send, and leaves the subvolume free', { skip: process.env.ZOMG_BTRFS_PROGS === '1' }, async () => {
+    // In a child process, so that a crash is a failed exit code, not a lost test runner.
+    const script = join(pool.dir, 'workers.mjs');
+    writeFileSync(
+      script,
+      `import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
+      const mod = ${JSON.stringify(new URL('../../src/storage/btrfs-ioctl.js', import.meta.url).href)};
+      const [parent, child] = ${JSON.stringify([s0, s1])};
+      if (isMainThread) {
+        (await import(mod)).btrfsIoctl(); // loaded here too: the library outlives the workers
+        for (let i = 0; i < 24; i++) {
+          const w = new Worker(new URL(import.meta.url), { workerData: i % 3 });
+          await new Promise((r) => w.once('message', r));
+          await new Promise((r) => setTimeout(r, i % 7));
+          await w.terminate();
+        }
+        process.stdout.write('done');
+      } else {
+        const io = (await import(mod)).btrfsIoctl();
+        for (let k = 0; k < 3; k++) {
+          const s = io.sendNoData(parent, child);
+          if (workerData === 0) s.pause();
+          else if (workerData === 1) s.on('data', () => { const t = Date.now(); while (Date.now() - t < 2); });
+          else s.resume();
+        }
+        parentPort.postMessage('started');
+      }`,
+    );
+    const out = execFileSync(process.execPath, [script], { encoding: 'utf8', timeout: 120_000 });
+    assert.equal(out, 'done');
+    // Nothing still holds s1: a snapshot of it, sent from a worker that is then ended, deletes.
+    await io.snapshot(s1, pool.mnt, 'worker-held', true);
+    writeFileSync(
+      script,
+      `import { Worker, isMainThread, parentPort } from 'node:worker_threads';
+      const mod = ${JSON.stringify(new URL('../../src/storage/btrfs-ioctl.js', import.meta.url).href)};
+      if (isMainThread) {
+        const io = (await import(mod)).btrfsIoctl();
+        const w = new Worker(new URL(import.meta.url));
+        await new Promise((r) => w.once('message', r));
+        await w.terminate();
+        await io.destroy(${JSON.stringify(pool.mnt)}, 'worker-held');
+        process.stdout.write('deleted');
+      } else {
+        (await import(mod)).btrfsIoctl().sendNoData(${JSON.stringify(s0)}, ${JSON.stringify(join(pool.mnt, 'worker-held'))}).pause();
+        setTimeout(() => parentPort.postMessage('started'), 200);
+      }`,
+    );
+    assert.equal(execFileSync(process.execPath, [script], { encoding: 'utf8', timeout: 60_000 }), 'deleted');
   });
 
   it('keeps a subvolume while a send holds it, as btrfs-progs does', { skip: process.env.ZOMG_BTRFS_PROGS === '1' }, async () => {

@@ -306,22 +306,24 @@ static void *send_reader_thread(void *data) {
   int cancelled = 0;
   int read_err = block == NULL ? ENOMEM : 0;
   int tsfn_gone = 0; /* napi_closing: the tsfn is released for us and must not be touched */
-  struct pollfd fds[2] = {{.fd = job->pipe_r, .events = POLLIN}, {.fd = job->cancel_fd, .events = POLLIN}};
+  /* The kernel writes each command (~100 bytes) on its own. Woken for each (poll, or a
+   * blocking read), this thread took ~8,000 wakeups for a 700 KB stream, and the send ran
+   * ~10% longer beside them; reading what has come every millisecond instead is ~300. So the
+   * read end does not block, and the wait between reads is on the cancel descriptor. */
+  if (fcntl(job->pipe_r, F_SETFL, O_NONBLOCK) < 0) read_err = errno;
+  struct pollfd cancel = {.fd = job->cancel_fd, .events = POLLIN};
   while (read_err == 0 && !cancelled) {
-    if (poll(fds, 2, -1) < 0) {
-      if (errno == EINTR) continue;
-      read_err = errno;
-      break;
-    }
-    if (fds[1].revents != 0) {
-      cancelled = 1;
-      break;
-    }
     ssize_t n = read(job->pipe_r, block + filled, BLOCK - filled);
     if (n < 0) {
-      if (errno == EINTR || errno == EAGAIN) continue;
-      read_err = errno;
-      break;
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN) {
+        read_err = errno;
+        break;
+      }
+      int ready = poll(&cancel, 1, 1);
+      if (ready < 0 && errno != EINTR) read_err = errno;
+      if (ready > 0) cancelled = 1;
+      continue;
     }
     filled += (size_t)n;
     if (n > 0 && filled < BLOCK) continue;

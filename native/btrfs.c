@@ -139,6 +139,15 @@ static void subvol_execute(napi_env env, void *data) {
   close(dfd);
 }
 
+/* NULL, for a caller's `return`. */
+static napi_value subvol_job_free(subvol_job *job) {
+  free(job->source);
+  free(job->dir);
+  free(job->name);
+  free(job);
+  return NULL;
+}
+
 static void subvol_complete(napi_env env, napi_status status, void *data) {
   subvol_job *job = data;
   napi_value result;
@@ -146,21 +155,14 @@ static void subvol_complete(napi_env env, napi_status status, void *data) {
   napi_create_int32(env, job->err, &result);
   napi_resolve_deferred(env, job->deferred, result);
   napi_delete_async_work(env, job->work);
-  free(job->source);
-  free(job->dir);
-  free(job->name);
-  free(job);
+  subvol_job_free(job);
 }
 
 static napi_value subvol_start(napi_env env, subvol_job *job) {
   napi_value promise, resource_name;
   if (strlen(job->name) == 0 || strlen(job->name) > BTRFS_SUBVOL_NAME_MAX || strchr(job->name, '/') != NULL) {
-    free(job->source);
-    free(job->dir);
-    free(job->name);
-    free(job);
     napi_throw_range_error(env, "ZOMG_NATIVE", "a subvolume name is 1 to 4039 bytes without '/'");
-    return NULL;
+    return subvol_job_free(job);
   }
   CHECK(napi_create_promise(env, &job->deferred, &promise));
   CHECK(napi_create_string_utf8(env, "zomg.btrfs", NAPI_AUTO_LENGTH, &resource_name));
@@ -174,24 +176,19 @@ static napi_value snapshot(napi_env env, napi_callback_info info) {
   napi_value argv[4];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   subvol_job *job = calloc(1, sizeof *job);
-  if (job == NULL) return NULL;
+  if (job == NULL) {
+    napi_throw_error(env, "ZOMG_NATIVE", "out of memory");
+    return NULL;
+  }
   bool read_only = false;
   if ((job->source = string_arg(env, argv[0], "source must be a path")) == NULL ||
       (job->dir = string_arg(env, argv[1], "dir must be a path")) == NULL ||
       (job->name = string_arg(env, argv[2], "name must be a string")) == NULL) {
-    free(job->source);
-    free(job->dir);
-    free(job->name);
-    free(job);
-    return NULL;
+    return subvol_job_free(job);
   }
   if (napi_get_value_bool(env, argv[3], &read_only) != napi_ok) {
-    free(job->source);
-    free(job->dir);
-    free(job->name);
-    free(job);
     napi_throw_type_error(env, "ZOMG_NATIVE", "readOnly must be a boolean");
-    return NULL;
+    return subvol_job_free(job);
   }
   job->read_only = read_only;
   return subvol_start(env, job);
@@ -202,13 +199,13 @@ static napi_value destroy(napi_env env, napi_callback_info info) {
   napi_value argv[2];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   subvol_job *job = calloc(1, sizeof *job);
-  if (job == NULL) return NULL;
+  if (job == NULL) {
+    napi_throw_error(env, "ZOMG_NATIVE", "out of memory");
+    return NULL;
+  }
   if ((job->dir = string_arg(env, argv[0], "dir must be a path")) == NULL ||
       (job->name = string_arg(env, argv[1], "name must be a string")) == NULL) {
-    free(job->dir);
-    free(job->name);
-    free(job);
-    return NULL;
+    return subvol_job_free(job);
   }
   return subvol_start(env, job);
 }
@@ -398,12 +395,8 @@ static void send_call_js(napi_env env, napi_value unused, void *context, void *d
   free(msg);
 }
 
-/* When the thread-safe function is gone: the callbacks go with it. */
-static void send_tsfn_finalize(napi_env env, void *data, void *hint) {
-  (void)hint;
-  send_job *job = data;
-  /* Also runs when the environment tears down with the reader still going: stop it and wait,
-   * so that no thread touches the tsfn (or this library) after it is gone. */
+/* Asks the reader to stop: it wakes from a pause or from its wait between reads. */
+static void stop_send(send_job *job) {
   pthread_mutex_lock(&job->lock);
   job->cancelled = 1;
   pthread_cond_broadcast(&job->cond);
@@ -413,6 +406,15 @@ static void send_tsfn_finalize(napi_env env, void *data, void *hint) {
     (void)ignored;
   }
   pthread_mutex_unlock(&job->lock);
+}
+
+/* When the thread-safe function is gone: the callbacks go with it. */
+static void send_tsfn_finalize(napi_env env, void *data, void *hint) {
+  (void)hint;
+  send_job *job = data;
+  /* Also runs when the environment tears down with the reader still going: stop it and wait,
+   * so that no thread touches the tsfn (or this library) after it is gone. */
+  stop_send(job);
   if (job->has_reader) pthread_join(job->reader, NULL);
   napi_delete_reference(env, job->callbacks);
   send_job_release(job);
@@ -423,15 +425,7 @@ static void send_handle_finalize(napi_env env, void *data, void *hint) {
   (void)env;
   (void)hint;
   send_job *job = data;
-  pthread_mutex_lock(&job->lock);
-  job->cancelled = 1;
-  pthread_cond_broadcast(&job->cond);
-  if (job->cancel_fd >= 0) {
-    uint64_t one = 1;
-    ssize_t ignored = write(job->cancel_fd, &one, sizeof one);
-    (void)ignored;
-  }
-  pthread_mutex_unlock(&job->lock);
+  stop_send(job);
   send_job_release(job);
 }
 
@@ -449,7 +443,10 @@ static napi_value send_flow(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
   send_job *job = send_job_of(env, info, &argc, argv);
-  if (job == NULL) return NULL;
+  if (job == NULL) {
+    napi_throw_error(env, "ZOMG_NATIVE", "out of memory");
+    return NULL;
+  }
   bool on = true;
   napi_get_value_bool(env, argv[0], &on);
   pthread_mutex_lock(&job->lock);
@@ -462,16 +459,11 @@ static napi_value send_flow(napi_env env, napi_callback_info info) {
 static napi_value send_cancel(napi_env env, napi_callback_info info) {
   size_t argc = 0;
   send_job *job = send_job_of(env, info, &argc, NULL);
-  if (job == NULL) return NULL;
-  pthread_mutex_lock(&job->lock);
-  job->cancelled = 1;
-  pthread_cond_broadcast(&job->cond);
-  if (job->cancel_fd >= 0) {
-    uint64_t one = 1;
-    ssize_t ignored = write(job->cancel_fd, &one, sizeof one);
-    (void)ignored;
+  if (job == NULL) {
+    napi_throw_error(env, "ZOMG_NATIVE", "out of memory");
+    return NULL;
   }
-  pthread_mutex_unlock(&job->lock);
+  stop_send(job);
   return NULL;
 }
 
@@ -480,7 +472,10 @@ static napi_value send_no_data(napi_env env, napi_callback_info info) {
   napi_value argv[4], callbacks, handle, resource_name, fn;
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   send_job *job = calloc(1, sizeof *job);
-  if (job == NULL) return NULL;
+  if (job == NULL) {
+    napi_throw_error(env, "ZOMG_NATIVE", "out of memory");
+    return NULL;
+  }
   job->cancel_fd = -1;
   if ((job->child = string_arg(env, argv[0], "child must be a path")) == NULL ||
       (job->parent = string_arg(env, argv[1], "parent must be a path")) == NULL) {

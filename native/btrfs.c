@@ -443,10 +443,7 @@ static napi_value send_flow(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
   send_job *job = send_job_of(env, info, &argc, argv);
-  if (job == NULL) {
-    napi_throw_error(env, "ZOMG_NATIVE", "out of memory");
-    return NULL;
-  }
+  if (job == NULL) return NULL; /* send_job_of threw */
   bool on = true;
   napi_get_value_bool(env, argv[0], &on);
   pthread_mutex_lock(&job->lock);
@@ -459,10 +456,7 @@ static napi_value send_flow(napi_env env, napi_callback_info info) {
 static napi_value send_cancel(napi_env env, napi_callback_info info) {
   size_t argc = 0;
   send_job *job = send_job_of(env, info, &argc, NULL);
-  if (job == NULL) {
-    napi_throw_error(env, "ZOMG_NATIVE", "out of memory");
-    return NULL;
-  }
+  if (job == NULL) return NULL; /* send_job_of threw */
   stop_send(job);
   return NULL;
 }

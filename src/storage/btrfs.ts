@@ -52,7 +52,7 @@ const IOCTL_REASONS: Record<string, string> = {
   EEXIST: 'file exists',
   ENOENT: 'no such file or directory',
   ENOTSUBVOL: 'not a btrfs subvolume',
-  ENOTDIR: 'not a directory (a symlink is not followed)',
+  ENOTDIR: 'not a directory',
   ENOTTY: 'not a btrfs filesystem',
   ENOTREADONLY: 'is not read-only',
   EACCES: 'permission denied',

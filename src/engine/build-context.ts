@@ -6,10 +6,10 @@
  * `uploadedDockerfile`). A Dockerfile from outside the context travels inside the upload
  * under a reserved name (docker's client does the same), which the server takes out again.
  */
-import { randomBytes } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import { isAbsolute, join, posix, relative, resolve } from 'node:path';
 import { InvalidArgumentError } from '../core/errors.js';
+import { randomHex } from '../system/builtins.js';
 import { isErrno } from '../system/fs.js';
 
 /** A build context on this machine. */
@@ -73,7 +73,7 @@ export async function locateBuildContext(contextArg: string, dockerfileArg: stri
 export function dockerfileInUpload(at: LocatedContext): { name: string; detached: boolean } {
   const rel = relative(at.context, at.dockerfile);
   if (rel !== '' && !rel.startsWith('..') && !isAbsolute(rel)) return { name: rel, detached: false };
-  return { name: `.zomg-dockerfile-${randomBytes(8).toString('hex')}`, detached: true };
+  return { name: `.zomg-dockerfile-${randomHex(8)}`, detached: true };
 }
 
 /** True for the reserved name of a Dockerfile that came from outside its context. */

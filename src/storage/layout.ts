@@ -21,7 +21,7 @@
  * renames the target aside (`<target>@restore-<pid>-<hex>`) and the staged one into place.
  * The reconciler reads the layout back with the `list*` methods.
  */
-import { randomHex } from '../system/builtins.js';
+import { nonceHex, randomHex } from '../system/builtins.js';
 import { readdirSync, rmdirSync, statSync } from 'node:fs';
 import { mkdir, rename } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -164,7 +164,7 @@ export class Pool {
 
   /** A fresh staging id owned by this process (the reconciler keeps it while the process lives). */
   newStaging(label: string): StagingId {
-    return { kind: 'staging', name: `${process.pid}-${label.replace(/[^a-z0-9-]/gi, '_')}-${randomHex(4)}` };
+    return { kind: 'staging', name: `${process.pid}-${label.replace(/[^a-z0-9-]/gi, '_')}-${nonceHex(4)}` };
   }
 
   /** Creates an empty subvolume at `id` (its parent directories are made). */

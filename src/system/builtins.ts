@@ -20,3 +20,15 @@ export const nodeDgram = (): typeof Dgram => load('node:dgram') as typeof Dgram;
 
 /** `bytes` random bytes as hex (node:crypto, loaded on first use). */
 export const randomHex = (bytes: number): string => nodeCrypto().randomBytes(bytes).toString('hex');
+
+/**
+ * `bytes` bytes as hex from Math.random: for names that must not collide (a process's
+ * temporary entries, against each other and against a dead process's leftovers) but need not
+ * be unpredictable. A command that needs nothing secret then never loads node:crypto (a
+ * diff of a live root takes such a name on its critical path).
+ */
+export function nonceHex(bytes: number): string {
+  let hex = '';
+  for (let i = 0; i < bytes; i++) hex += Math.floor(Math.random() * 256).toString(16).padStart(2, '0');
+  return hex;
+}

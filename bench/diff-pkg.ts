@@ -11,11 +11,13 @@
  * `btrfs send --no-data` + delete, plus `node -e 0`), warm `rsync -rlpgoDXcn` of the same
  * two trees, and `zomg diff status --to` between two snapshots against `snapper status`
  * on the same pair when snapper is installed, and against the send of that pair plus
- * `node -e 0` (what any program must spend that runs `btrfs send` from a fresh Node). Needs root; the pool is removed at the end
+ * `node -e 0` (what any program must spend that runs `btrfs send` from a fresh Node); then
+ * 10 files written since that snapshot, whole process against its floor + `node -e 0` (a small
+ * diff, where start-up is most of the time). Needs root; the pool is removed at the end
  * (BENCH_KEEP=1: built, then kept for profiling by hand, and its environment printed).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -151,6 +153,24 @@ async function main(): Promise<void> {
       console.log(`snapper status 1..2, same pair (no cached filelist)     ${fmt(pair.snap)}`);
       console.log(`ratio: zomg --to / snapper ${(pair.to.median / pair.snap.median).toFixed(2)}×, (send + node) / snapper ${(toFloor / pair.snap.median).toFixed(2)}× (interleaved rounds)`);
     }
+
+    // The same box, 10 files written since v1 (the newest snapshot): a whole process where
+    // start-up, not the diff, is most of the time.
+    for (let i = 0; i < 10; i++) writeFileSync(join(root, 'etc', `bench-small-${i}`), `${i}\n`);
+    const small = interleaved({
+      ours: () => void zomg('diff', 'status', 'pkg'),
+      floor: () => {
+        execFileSync('btrfs', ['subvolume', 'snapshot', '-r', root, tmp], { stdio: 'ignore' });
+        execFileSync('btrfs', ['send', '-q', '--no-data', '-p', v1, '-f', '/dev/null', tmp]);
+        execFileSync('btrfs', ['subvolume', 'delete', tmp], { stdio: 'ignore' });
+      },
+      node: () => void execFileSync(process.execPath, ['-e', '0']),
+    });
+    console.log(`\n== 10 files written since v1`);
+    console.log(`zomg diff status (whole process, local)                 ${fmt(small.ours)}`);
+    console.log(`floor: ro snapshot + send --no-data + delete            ${fmt(small.floor)}`);
+    console.log(`  node -e 0                                             ${fmt(small.node)}`);
+    console.log(`ratio: zomg / (floor + node) ${(small.ours.median / (small.floor.median + small.node.median)).toFixed(2)}×`);
   } finally {
     if (!keep) {
       try {

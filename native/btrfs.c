@@ -171,43 +171,45 @@ static napi_value subvol_start(napi_env env, subvol_job *job) {
   return promise;
 }
 
-static napi_value snapshot(napi_env env, napi_callback_info info) {
+/* The job of snapshot(source, dir, name, readOnly) or, without a source, destroy(dir, name);
+ * NULL, with an exception pending, for arguments that are not those. */
+static subvol_job *subvol_job_new(napi_env env, napi_callback_info info, int with_source) {
   size_t argc = 4;
   napi_value argv[4];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) {
+    napi_throw_error(env, "ZOMG_NATIVE", "N-API call failed: napi_get_cb_info");
+    return NULL;
+  }
   subvol_job *job = calloc(1, sizeof *job);
   if (job == NULL) {
     napi_throw_error(env, "ZOMG_NATIVE", "out of memory");
     return NULL;
   }
+  size_t i = 0;
   bool read_only = false;
-  if ((job->source = string_arg(env, argv[0], "source must be a path")) == NULL ||
-      (job->dir = string_arg(env, argv[1], "dir must be a path")) == NULL ||
-      (job->name = string_arg(env, argv[2], "name must be a string")) == NULL) {
-    return subvol_job_free(job);
+  if ((with_source && (job->source = string_arg(env, argv[i++], "source must be a path")) == NULL) ||
+      (job->dir = string_arg(env, argv[i++], "dir must be a path")) == NULL ||
+      (job->name = string_arg(env, argv[i++], "name must be a string")) == NULL) {
+    subvol_job_free(job);
+    return NULL;
   }
-  if (napi_get_value_bool(env, argv[3], &read_only) != napi_ok) {
+  if (with_source && napi_get_value_bool(env, argv[i], &read_only) != napi_ok) {
     napi_throw_type_error(env, "ZOMG_NATIVE", "readOnly must be a boolean");
-    return subvol_job_free(job);
+    subvol_job_free(job);
+    return NULL;
   }
   job->read_only = read_only;
-  return subvol_start(env, job);
+  return job;
+}
+
+static napi_value snapshot(napi_env env, napi_callback_info info) {
+  subvol_job *job = subvol_job_new(env, info, 1);
+  return job == NULL ? NULL : subvol_start(env, job);
 }
 
 static napi_value destroy(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  subvol_job *job = calloc(1, sizeof *job);
-  if (job == NULL) {
-    napi_throw_error(env, "ZOMG_NATIVE", "out of memory");
-    return NULL;
-  }
-  if ((job->dir = string_arg(env, argv[0], "dir must be a path")) == NULL ||
-      (job->name = string_arg(env, argv[1], "name must be a string")) == NULL) {
-    return subvol_job_free(job);
-  }
-  return subvol_start(env, job);
+  subvol_job *job = subvol_job_new(env, info, 0);
+  return job == NULL ? NULL : subvol_start(env, job);
 }
 
 /* --- sendNoData(child, parent, onChunk, onEnd): {flow(on), cancel()} -------------------- *

@@ -28,6 +28,7 @@
 
 #define ENOTSUBVOL 100001   /* the path is not the root directory of a subvolume */
 #define ENOTREADONLY 100002 /* send needs read-only subvolumes on both sides */
+#define EBADCRC 100003      /* a command of the send stream does not match its crc32c */
 #define SUBVOLUME_ROOT_INO 256
 #define BLOCK (64 * 1024)
 
@@ -212,6 +213,104 @@ static napi_value destroy(napi_env env, napi_callback_info info) {
   return job == NULL ? NULL : subvol_start(env, job);
 }
 
+/* --- the send stream's checksums ------------------------------------------------------- *
+ * The reader checks each command's crc32c as the bytes pass (btrfs' crc32c: seed 0, no
+ * inversion, over the 10-byte header with its crc field zeroed, then the payload), so that
+ * JavaScript need not: a mismatch ends the send with EBADCRC. The framing is v1's:
+ *   "btrfs-stream\0" u32le(version) then per command u32le(len) u16le(cmd) u32le(crc) payload
+ * Whether the stream is otherwise well formed (magic, version, truncation) is the parser's
+ * concern (src/storage/sendstream.ts); this only needs the lengths to find the checksums. */
+
+#define STREAM_HEADER_LEN 17
+#define CMD_HEADER_LEN 10
+
+static uint32_t crc_table[256];
+static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
+
+static void crc_init(void) {
+  for (uint32_t n = 0; n < 256; n++) {
+    uint32_t c = n;
+    for (int k = 0; k < 8; k++) c = c & 1 ? (c >> 1) ^ 0x82f63b78u : c >> 1;
+    crc_table[n] = c;
+  }
+}
+
+static uint32_t crc32c_raw(uint32_t c, const unsigned char *p, size_t n) {
+  while (n--) c = crc_table[(c ^ *p++) & 0xff] ^ (c >> 8);
+  return c;
+}
+
+typedef struct {
+  uint64_t seen;         /* bytes of the stream so far */
+  unsigned char hdr[CMD_HEADER_LEN];
+  size_t hdr_len;        /* bytes of the current command's header so far */
+  uint32_t remaining;    /* payload bytes of the current command still to come */
+  uint32_t crc, want;
+} crc_check;
+
+/* Feeds `n` more bytes of the stream; 0, or EBADCRC at the first command that does not match. */
+static int crc_feed(crc_check *st, const unsigned char *p, size_t n) {
+  while (n > 0) {
+    if (st->seen < STREAM_HEADER_LEN) {
+      size_t skip = STREAM_HEADER_LEN - st->seen;
+      if (skip > n) skip = n;
+      st->seen += skip;
+      p += skip;
+      n -= skip;
+      continue;
+    }
+    if (st->hdr_len < CMD_HEADER_LEN) {
+      size_t take = CMD_HEADER_LEN - st->hdr_len;
+      if (take > n) take = n;
+      memcpy(st->hdr + st->hdr_len, p, take);
+      st->hdr_len += take;
+      st->seen += take;
+      p += take;
+      n -= take;
+      if (st->hdr_len < CMD_HEADER_LEN) return 0;
+      const unsigned char *h = st->hdr;
+      st->remaining = (uint32_t)h[0] | (uint32_t)h[1] << 8 | (uint32_t)h[2] << 16 | (uint32_t)h[3] << 24;
+      st->want = (uint32_t)h[6] | (uint32_t)h[7] << 8 | (uint32_t)h[8] << 16 | (uint32_t)h[9] << 24;
+      static const unsigned char zero[4] = {0, 0, 0, 0};
+      st->crc = crc32c_raw(crc32c_raw(0, h, 6), zero, 4);
+    } else {
+      size_t take = st->remaining < n ? st->remaining : n;
+      st->crc = crc32c_raw(st->crc, p, take);
+      st->remaining -= (uint32_t)take;
+      st->seen += take;
+      p += take;
+      n -= take;
+    }
+    if (st->remaining == 0) {
+      if (st->crc != st->want) return EBADCRC;
+      st->hdr_len = 0;
+    }
+  }
+  return 0;
+}
+
+/* checkSendStream(buffer, piece): the reader's check over a stream in memory, fed `piece`
+ * bytes at a time as reads would (for tests): 0, or EBADCRC. */
+static napi_value check_send_stream(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2], result;
+  void *data = NULL;
+  size_t len = 0;
+  uint32_t piece = 0;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 2 || napi_get_buffer_info(env, argv[0], &data, &len) != napi_ok || napi_get_value_uint32(env, argv[1], &piece) != napi_ok || piece == 0) {
+    napi_throw_type_error(env, "ZOMG_NATIVE", "a Buffer and a piece size above 0 are expected");
+    return NULL;
+  }
+  pthread_once(&crc_once, crc_init);
+  crc_check st;
+  memset(&st, 0, sizeof st);
+  int err = 0;
+  for (size_t at = 0; at < len && err == 0; at += piece) err = crc_feed(&st, (unsigned char *)data + at, len - at < piece ? len - at : piece);
+  CHECK(napi_create_int32(env, err, &result));
+  return result;
+}
+
 /* --- sendNoData(child, parent, onChunk, onEnd): {flow(on), cancel()} -------------------- *
  * A thread runs the send ioctl into a pipe; another reads the pipe and hands full 64 KiB
  * blocks (and the last, shorter one) to onChunk(buffer) through a thread-safe function,
@@ -304,6 +403,9 @@ static void *send_reader_thread(void *data) {
   size_t filled = 0;
   int cancelled = 0;
   int read_err = block == NULL ? ENOMEM : 0;
+  crc_check crc;
+  memset(&crc, 0, sizeof crc);
+  pthread_once(&crc_once, crc_init);
   int tsfn_gone = 0; /* napi_closing: the tsfn is released for us and must not be touched */
   /* The kernel writes each command (~100 bytes) on its own. Woken for each (poll, or a
    * blocking read), this thread took ~8,000 wakeups for a 700 KB stream, and the send ran
@@ -324,6 +426,7 @@ static void *send_reader_thread(void *data) {
       if (ready > 0) cancelled = 1;
       continue;
     }
+    if (n > 0 && (read_err = crc_feed(&crc, (unsigned char *)block + filled, (size_t)n)) != 0) break;
     filled += (size_t)n;
     if (n > 0 && filled < BLOCK) continue;
     if (filled > 0) {
@@ -538,6 +641,10 @@ static napi_value init(napi_env env, napi_value exports) {
   CHECK(napi_set_named_property(env, exports, "ENOTSUBVOL", num));
   CHECK(napi_create_int32(env, ENOTREADONLY, &num));
   CHECK(napi_set_named_property(env, exports, "ENOTREADONLY", num));
+  CHECK(napi_create_int32(env, EBADCRC, &num));
+  CHECK(napi_set_named_property(env, exports, "EBADCRC", num));
+  CHECK(napi_create_function(env, "checkSendStream", NAPI_AUTO_LENGTH, check_send_stream, NULL, &fn));
+  CHECK(napi_set_named_property(env, exports, "checkSendStream", fn));
   return exports;
 }
 

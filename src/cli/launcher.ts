@@ -30,9 +30,23 @@ const ENGINE_OPENED = Symbol.for('zomg.engineOpened');
 
 const here = dirname(fileURLToPath(import.meta.url));
 const bundle = join(here, 'zomg-main.cjs');
-const cacheFor = (kind: 'engine' | 'light'): string => join(here, `zomg-main.${ZOMG_BUNDLE_HASH}.${kind}.v8cache`);
+
+/**
+ * What names this start's caches besides the bundle: V8 rejects a cache made under other
+ * flags, so a start with options on Node's command line (the `bin`'s shebang passes one, a
+ * `node zomg.cjs` has none, a profiler adds its own) keeps caches of its own (FNV-1a of
+ * the options), where sharing one would have each kind of start reject and rewrite it.
+ */
+function flagsTag(execArgv: readonly string[]): string {
+  if (execArgv.length === 0) return '';
+  let h = 0x811c9dc5;
+  for (const ch of execArgv.join('\0')) h = Math.imul(h ^ (ch.codePointAt(0) ?? 0), 0x01000193) >>> 0;
+  return `.${h.toString(16).padStart(8, '0')}`;
+}
+const stem = `zomg-main.${ZOMG_BUNDLE_HASH}${flagsTag(process.execArgv)}`;
+const cacheFor = (kind: 'engine' | 'light'): string => join(here, `${stem}.${kind}.v8cache`);
 /** The commands (first words) whose code the engine cache holds, one per line. */
-const commandsFile = join(here, `zomg-main.${ZOMG_BUNDLE_HASH}.engine.commands`);
+const commandsFile = join(here, `${stem}.engine.commands`);
 const command = process.argv.slice(2).find((a) => !a.startsWith('-')) ?? '';
 
 function readIfThere(path: string): Buffer | undefined {

@@ -16,6 +16,7 @@ import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { getSystemErrorName } from 'node:util';
 import { Readable } from 'node:stream';
+import { CHECKSUMS_CHECKED } from './sendstream.js';
 
 interface SendHandle {
   flow(on: boolean): void;
@@ -28,6 +29,9 @@ interface Addon {
   sendNoData(child: string, parent: string, onChunk: (chunk: Buffer) => void, onEnd: (errno: number) => void): SendHandle;
   ENOTSUBVOL: number;
   ENOTREADONLY: number;
+  EBADCRC: number;
+  /** The reader's checksum check over a stream in memory, fed `piece` bytes at a time: 0, or EBADCRC. */
+  checkSendStream(stream: Buffer, piece: number): number;
 }
 
 /** What a failed ioctl reports: errno's name, or zomg's for the checks btrfs-progs also makes. */
@@ -51,9 +55,16 @@ export interface BtrfsIoctl {
   /**
    * `btrfs send --no-data -p parent child` (both read-only subvolume roots) as a stream of
    * 64 KiB blocks (the last one shorter). An error is emitted on the stream, never a short
-   * stream that looks whole; destroying the stream ends the send.
+   * stream that looks whole; destroying the stream ends the send. The reader checks each
+   * command's crc32c as it passes (EBADCRC ends the send at the first that does not match),
+   * and the stream says so (`CHECKSUMS_CHECKED`), so its parser need not check them again.
    */
   sendNoData(parent: string, child: string, options?: { signal?: AbortSignal; mapError?: (err: IoctlError) => Error }): Readable;
+  /**
+   * The reader's checksum check over a stream held in memory, fed `piece` bytes at a time
+   * as reads would: whether every complete command matches its crc32c.
+   */
+  checksumsMatch(stream: Buffer, piece?: number): boolean;
 }
 
 let loaded: BtrfsIoctl | null | undefined;
@@ -81,6 +92,7 @@ function wrap(addon: Addon): BtrfsIoctl {
   const failure = (errno: number, what: string): IoctlError => {
     if (errno === addon.ENOTSUBVOL) return new IoctlError('ENOTSUBVOL', errno, `${what}: not a btrfs subvolume`);
     if (errno === addon.ENOTREADONLY) return new IoctlError('ENOTREADONLY', errno, `${what}: the subvolume is not read-only`);
+    if (errno === addon.EBADCRC) return new IoctlError('EBADCRC', errno, `${what}: a command does not match its checksum`);
     let code: string;
     try {
       code = getSystemErrorName(-errno);
@@ -150,7 +162,11 @@ function wrap(addon: Addon): BtrfsIoctl {
       );
       if (signal?.aborted) onAbort();
       else signal?.addEventListener('abort', onAbort, { once: true });
+      Object.defineProperty(out, CHECKSUMS_CHECKED, { value: true });
       return out;
+    },
+    checksumsMatch(stream, piece = Math.max(stream.length, 1)) {
+      return addon.checkSendStream(stream, piece) === 0;
     },
   };
 }

@@ -55,6 +55,7 @@ const IOCTL_REASONS: Record<string, string> = {
   ENOTDIR: 'not a directory',
   ENOTTY: 'not a btrfs filesystem',
   ENOTREADONLY: 'is not read-only',
+  EBADCRC: 'a command of the send stream does not match its checksum',
   EACCES: 'permission denied',
   EPERM: 'operation not permitted',
   EBUSY: 'device or resource busy',

@@ -117,6 +117,15 @@ export function crc32cRaw(seed: number, buf: Uint8Array, start = 0, end = buf.le
   return c >>> 0;
 }
 
+/**
+ * Set (true) on a stream whose commands' checksums were checked as it was read (the
+ * in-process send: storage/btrfs-ioctl.ts), so that its parser need not check them again.
+ */
+export const CHECKSUMS_CHECKED: unique symbol = Symbol('zomg.sendStream.checksumsChecked');
+
+/** Whether `source` says its checksums were checked already (see CHECKSUMS_CHECKED). */
+export const checksumsChecked = (source: object): boolean => (source as { [CHECKSUMS_CHECKED]?: unknown })[CHECKSUMS_CHECKED] === true;
+
 export interface SendStreamParserOptions {
   /** Check each command's crc32c (default true). */
   verifyCrc?: boolean;

@@ -24,14 +24,19 @@ interface Result {
 }
 
 /** A copy of the built launcher and bundle, without any cache. */
-function install(): { dir: string; zomg(args: string[], env?: NodeJS.ProcessEnv): Result; caches(): string[]; cleanup(): void } {
+function install(): { dir: string; zomg(args: string[], env?: NodeJS.ProcessEnv): Result; direct(args: string[]): Result; caches(): string[]; cleanup(): void } {
   const dir = mkdtempSync(join(dirname(BUILT), 'cli-launcher-test-'));
   for (const file of ['zomg.cjs', 'zomg-main.cjs']) copyFileSync(join(BUILT, file), join(dir, file));
+  const result = (r: ReturnType<typeof spawnSync>): Result => ({ code: r.status, stdout: String(r.stdout), stderr: String(r.stderr) });
   return {
     dir,
     zomg(args, env = process.env) {
-      const r = spawnSync(process.execPath, [join(dir, 'zomg.cjs'), ...args], { env, encoding: 'utf8', timeout: 120_000 });
-      return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+      return result(spawnSync(process.execPath, [join(dir, 'zomg.cjs'), ...args], { env, encoding: 'utf8', timeout: 120_000 }));
+    },
+    /** As the `bin` runs: the file itself, through its shebang (Node on the PATH). */
+    direct(args) {
+      const env = { ...process.env, PATH: `${dirname(process.execPath)}:${process.env.PATH ?? ''}` };
+      return result(spawnSync(join(dir, 'zomg.cjs'), args, { env, encoding: 'utf8', timeout: 120_000 }));
     },
     caches: () => readdirSync(dir).filter((f) => f !== 'zomg.cjs' && f !== 'zomg-main.cjs').sort(),
     cleanup: () => rmSync(dir, { recursive: true, force: true }),
@@ -57,6 +62,32 @@ describe('zomg launcher: the code cache', () => {
       const bad = z.zomg(['bogus']);
       assert.equal(bad.code, 2);
       assert.match(bad.stderr, /unknown command 'bogus'/);
+    } finally {
+      z.cleanup();
+    }
+  });
+
+  it('keeps the caches of starts with other Node options apart, so that none rejects another\'s', () => {
+    const z = install();
+    try {
+      // The bin starts Node with a young generation sized for a whole command (bundle.sh).
+      assert.equal(readFileSync(join(z.dir, 'zomg.cjs'), 'utf8').split('\n')[0], '#!/usr/bin/env -S node --min-semi-space-size=16');
+      const version = { code: 0, stdout: '0.1.0\n', stderr: '' };
+      assert.deepEqual(z.direct(['--version']), version);
+      const [tagged, ...none] = z.caches();
+      assert.match(tagged ?? '', /^zomg-main\.[0-9a-f]{16}\.[0-9a-f]{8}\.light\.v8cache$/);
+      assert.deepEqual(none, []);
+      assert.deepEqual(z.zomg(['--version']), version);
+      const plain = z.caches().find((f) => /^zomg-main\.[0-9a-f]{16}\.light\.v8cache$/.test(f));
+      assert.ok(plain, `a cache of its own for a start without options: ${z.caches().join(' ')}`);
+      const written = (f: string): number => statSync(join(z.dir, f)).mtimeMs;
+      const before = [written(tagged as string), written(plain)];
+      for (let i = 0; i < 2; i++) {
+        assert.deepEqual(z.direct(['--version']), version);
+        assert.deepEqual(z.zomg(['--version']), version);
+      }
+      assert.deepEqual([written(tagged as string), written(plain)], before, 'neither start rejected (and rewrote) the other\'s cache');
+      assert.equal(z.caches().length, 2);
     } finally {
       z.cleanup();
     }

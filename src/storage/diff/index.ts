@@ -11,7 +11,7 @@
  */
 import type { Readable } from 'node:stream';
 import type { DiffEntry } from '../../core/diff.js';
-import { SendStreamParser } from '../sendstream.js';
+import { SendStreamParser, checksumsChecked } from '../sendstream.js';
 import { SendReplay, type Candidate, type ReplayLimits } from './replay.js';
 import { EarlyChecks, verifySorted } from './sorted.js';
 import { NeedsWalkError, Tree, type InodePathResolver } from './verify.js';
@@ -120,7 +120,8 @@ async function replayStream(open: () => Readable, signal: AbortSignal | undefine
   signal?.addEventListener('abort', onAbort, { once: true });
   try {
     stream = open();
-    const parser = new SendStreamParser({ skip: ['utimes'] });
+    // The in-process send checked each command's checksum as it read the pipe.
+    const parser = new SendStreamParser({ skip: ['utimes'], verifyCrc: !checksumsChecked(stream) });
     const replay = new SendReplay(early.enqueue, limits);
     for await (const chunk of stream as AsyncIterable<Buffer | string>) {
       if (typeof chunk === 'string') throw new Error('the send stream yields text, not bytes');

@@ -8,14 +8,8 @@ cd "$(dirname "$0")/.."
 out=dist/bundle/cli
 esbuild=node_modules/.bin/esbuild
 rm -rf dist/bundle
-# Dynamic import() inside the bundle becomes require(): the launcher compiles the bundle
-# with vm.Script, which has no loader for import(), and require() of a builtin or of a
-# package with a CommonJS entry is also cheaper than booting the ESM loader.
-"$esbuild" src/cli/main.ts --bundle --format=cjs --platform=node --target=node20 --supported:dynamic-import=false --minify-whitespace \
-  --external:fastify '--external:@fastify/*' --external:ws --external:yaml --external:diff --external:cli-progress \
-  --define:import.meta.url=__zomgImportMetaUrl \
-  "--banner:js='use strict'; const __zomgImportMetaUrl = require('node:url').pathToFileURL(__filename).href;" \
-  --outfile="$out/zomg-main.cjs" --log-level=warning
+# The bundle itself: esbuild's API, for a plugin (scripts/bundle-main.mjs says why).
+node scripts/bundle-main.mjs "$out/zomg-main.cjs"
 hash=$(sha256sum "$out/zomg-main.cjs" | cut -c1-16)
 # The launcher's shebang starts Node with a young generation of 16 MiB from the start (V8
 # begins at 1 MiB and grows it): a diff of a package install then runs no garbage

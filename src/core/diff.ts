@@ -75,6 +75,17 @@ function utf8SequenceLength(buf: Buffer, i: number): number {
  * A path's bytes as unambiguous text: see the module comment. `unescapePath` reverses it.
  */
 export function escapePath(path: Buffer): string {
+  // Most paths are printable ASCII without a backslash: they are their own text, made in one
+  // call rather than a character at a time (a package install prints thousands).
+  let plain = true;
+  for (let j = 0; j < path.length; j++) {
+    const b = path[j] as number;
+    if (b < 0x20 || b >= 0x7f || b === 0x5c) {
+      plain = false;
+      break;
+    }
+  }
+  if (plain) return path.toString('latin1');
   let out = '';
   let i = 0;
   while (i < path.length) {

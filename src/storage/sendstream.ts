@@ -8,8 +8,11 @@
  *
  * The crc32c covers the 10-byte command header (with the crc field zeroed) and the
  * payload, seeded with 0 and without the final inversion (btrfs' `crc32c(0, …)`).
- * Paths are raw bytes relative to the subvolume root ("" is the root). We parse the
- * binary stream, never `btrfs receive --dump`, whose escaping is lossy to parse.
+ * Paths are raw bytes relative to the subvolume root ("" is the root), decoded as latin1
+ * strings: one character per byte, so any bytes come back whole (`Buffer.from(p,
+ * 'latin1')`), and a replay compares, splits and keys them as strings, without a Buffer
+ * object per path and per part of one. We parse the binary stream, never `btrfs receive
+ * --dump`, whose escaping is lossy to parse.
  */
 import type { Readable } from 'node:stream';
 import { UnprocessableError } from '../core/errors.js';
@@ -26,36 +29,42 @@ interface Timespec {
   nsec: number;
 }
 
+/**
+ * A path of the stream (or a symlink's target): its bytes as a latin1 string, one
+ * character per byte.
+ */
+export type StreamPath = string;
+
 /** The commands of send stream v1, with their attributes decoded. */
 export type SendCommand =
-  | { cmd: 'subvol'; path: Buffer; uuid: Buffer; ctransid: number }
-  | { cmd: 'snapshot'; path: Buffer; uuid: Buffer; ctransid: number; cloneUuid: Buffer; cloneCtransid: number }
-  | { cmd: 'mkfile' | 'mkdir' | 'mkfifo' | 'mksock'; path: Buffer; ino: number }
-  | { cmd: 'mknod'; path: Buffer; ino: number; mode: number; rdev: number }
-  | { cmd: 'symlink'; path: Buffer; ino: number; target: Buffer }
-  | { cmd: 'rename'; path: Buffer; to: Buffer }
+  | { cmd: 'subvol'; path: StreamPath; uuid: Buffer; ctransid: number }
+  | { cmd: 'snapshot'; path: StreamPath; uuid: Buffer; ctransid: number; cloneUuid: Buffer; cloneCtransid: number }
+  | { cmd: 'mkfile' | 'mkdir' | 'mkfifo' | 'mksock'; path: StreamPath; ino: number }
+  | { cmd: 'mknod'; path: StreamPath; ino: number; mode: number; rdev: number }
+  | { cmd: 'symlink'; path: StreamPath; ino: number; target: StreamPath }
+  | { cmd: 'rename'; path: StreamPath; to: StreamPath }
   /** A new name `path` for the inode currently at `target`. */
-  | { cmd: 'link'; path: Buffer; target: Buffer }
-  | { cmd: 'unlink' | 'rmdir'; path: Buffer }
-  | { cmd: 'set_xattr'; path: Buffer; name: Buffer; data: Buffer }
-  | { cmd: 'remove_xattr'; path: Buffer; name: Buffer }
-  | { cmd: 'write'; path: Buffer; offset: number; data: Buffer }
+  | { cmd: 'link'; path: StreamPath; target: StreamPath }
+  | { cmd: 'unlink' | 'rmdir'; path: StreamPath }
+  | { cmd: 'set_xattr'; path: StreamPath; name: Buffer; data: Buffer }
+  | { cmd: 'remove_xattr'; path: StreamPath; name: Buffer }
+  | { cmd: 'write'; path: StreamPath; offset: number; data: Buffer }
   | {
       cmd: 'clone';
-      path: Buffer;
+      path: StreamPath;
       offset: number;
       length: number;
       cloneUuid: Buffer;
       cloneCtransid: number;
-      clonePath: Buffer;
+      clonePath: StreamPath;
       cloneOffset: number;
     }
-  | { cmd: 'truncate'; path: Buffer; size: number }
-  | { cmd: 'chmod'; path: Buffer; mode: number }
-  | { cmd: 'chown'; path: Buffer; uid: number; gid: number }
-  | { cmd: 'utimes'; path: Buffer; atime: Timespec; mtime: Timespec; ctime: Timespec }
+  | { cmd: 'truncate'; path: StreamPath; size: number }
+  | { cmd: 'chmod'; path: StreamPath; mode: number }
+  | { cmd: 'chown'; path: StreamPath; uid: number; gid: number }
+  | { cmd: 'utimes'; path: StreamPath; atime: Timespec; mtime: Timespec; ctime: Timespec }
   /** Only with --no-data: the range changed; the bytes are not in the stream. */
-  | { cmd: 'update_extent'; path: Buffer; offset: number; length: number }
+  | { cmd: 'update_extent'; path: StreamPath; offset: number; length: number }
   | { cmd: 'end' };
 
 type SendCommandName = SendCommand['cmd'];
@@ -249,6 +258,12 @@ function attrBytes(type: number): Buffer {
   return cur.buf.subarray(o, o + (attrAt[type * 2 + 1] ?? 0));
 }
 
+/** A path attribute as a latin1 string (see StreamPath). */
+function attrPath(type: number): StreamPath {
+  const o = attrOffset(type);
+  return cur.buf.toString('latin1', o, o + (attrAt[type * 2 + 1] ?? 0));
+}
+
 function attrU64(type: number): number {
   const o = attrOffset(type, 8);
   const hi = cur.buf.readUInt32LE(o + 4);
@@ -261,7 +276,7 @@ function attrTime(type: number): Timespec {
   return { sec: cur.buf.readInt32LE(o + 4) * 0x1_0000_0000 + cur.buf.readUInt32LE(o), nsec: cur.buf.readUInt32LE(o + 8) };
 }
 
-const pathAttr = (): Buffer => attrBytes(A.PATH);
+const pathAttr = (): StreamPath => attrPath(A.PATH);
 
 function decodeCommand(id: number, buf: Buffer, start: number, end: number, at: number): SendCommand {
   const name = CMD_NAMES[id];
@@ -304,11 +319,11 @@ function decodeCommand(id: number, buf: Buffer, start: number, end: number, at: 
     case 'mknod':
       return { cmd: name, path: path(), ino: u64(A.INO), mode: u64(A.MODE), rdev: u64(A.RDEV) };
     case 'symlink':
-      return { cmd: name, path: path(), ino: u64(A.INO), target: get(A.PATH_LINK) };
+      return { cmd: name, path: path(), ino: u64(A.INO), target: attrPath(A.PATH_LINK) };
     case 'rename':
-      return { cmd: name, path: path(), to: get(A.PATH_TO) };
+      return { cmd: name, path: path(), to: attrPath(A.PATH_TO) };
     case 'link':
-      return { cmd: name, path: path(), target: get(A.PATH_LINK) };
+      return { cmd: name, path: path(), target: attrPath(A.PATH_LINK) };
     case 'unlink':
     case 'rmdir':
       return { cmd: name, path: path() };
@@ -326,7 +341,7 @@ function decodeCommand(id: number, buf: Buffer, start: number, end: number, at: 
         length: u64(A.CLONE_LEN),
         cloneUuid: get(A.CLONE_UUID),
         cloneCtransid: u64(A.CLONE_CTRANSID),
-        clonePath: get(A.CLONE_PATH),
+        clonePath: attrPath(A.CLONE_PATH),
         cloneOffset: u64(A.CLONE_OFFSET),
       };
     case 'truncate':

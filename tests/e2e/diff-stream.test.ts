@@ -137,12 +137,15 @@ describe('zomg diff status, streamed (local, remote, NDJSON)', { skip: !isRoot()
     assert.equal(remote(['diff', 'status', 'box', '--json']).stdout, local.stdout, 'remote mode prints the same');
     // btrfs-progs in place of zomg's own ioctls (snapshot, send, delete): the same answer.
     assert.equal(zomg(['diff', 'status', 'box', '--json'], { ZOMG_BTRFS_PROGS: '1' }).stdout, local.stdout, 'the same through btrfs-progs');
-    // A diff needs nothing secret: node:crypto (milliseconds of every start) is never loaded.
+    // A diff needs nothing secret and starts no program: node:crypto and node:child_process
+    // (milliseconds of every start each) are never loaded.
     const preload = join(stateDir, 'modules.cjs');
     const loadedList = join(stateDir, 'modules.txt');
     writeFileSync(preload, `process.on('exit', () => require('node:fs').writeFileSync(${JSON.stringify(loadedList)}, process.moduleLoadList.join('\\n')));`);
     assert.equal(zomg(['diff', 'status', 'box', '--json'], { NODE_OPTIONS: `--require=${preload}` }).stdout, local.stdout);
-    assert.ok(!readFileSync(loadedList, 'utf8').split('\n').includes('NativeModule crypto'), 'node:crypto stays unloaded');
+    const loaded = readFileSync(loadedList, 'utf8').split('\n');
+    assert.ok(!loaded.includes('NativeModule crypto'), 'node:crypto stays unloaded');
+    assert.ok(!loaded.includes('NativeModule child_process'), 'node:child_process stays unloaded');
 
     const text = zomg(['diff', 'status', 'box']);
     const lines = text.stdout.split('\n');

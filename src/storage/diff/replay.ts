@@ -23,7 +23,7 @@
  * and decides. What the replay must never do is miss a path; anything it cannot make
  * sense of throws SendStreamError so the caller falls back to the full walk.
  */
-import { SendStreamError, type SendCommand } from '../sendstream.js';
+import { SendStreamError, type SendCommand, type StreamPath } from '../sendstream.js';
 
 /** A path that may differ between the trees, with what the stream says about it. */
 export interface Candidate {
@@ -114,9 +114,14 @@ const MAX_RANGES = 256;
  */
 export type InPlaceContentHook = (path: Buffer, ranges: readonly number[] | null) => void;
 
+/**
+ * Paths and names are the stream's latin1 strings (StreamPath): a character per byte, so
+ * they are compared, split and used as map keys as strings, and become the candidates'
+ * Buffers only at the end.
+ */
 class Node {
   parent: Node | null;
-  /** The name in its parent, as a latin1 string (the parent's map key; no Buffer per node). */
+  /** The name in its parent (the parent's map key). */
   name: string;
   /** Explicit entries below this node; null marks a name that was removed or renamed away. */
   children: Map<string, Node | null> | undefined;
@@ -147,7 +152,8 @@ class Node {
   touched = false;
 
   constructor(
-    readonly origin: Buffer | null,
+    /** Where this entry was in the old tree (null for a new node). */
+    readonly origin: StreamPath | null,
     parent: Node | null,
     name: string,
     readonly inode: InodeState,
@@ -157,16 +163,12 @@ class Node {
   }
 }
 
-const SLASH = 0x2f;
-const key = (name: Buffer): string => name.toString('latin1');
 /** The ranges of an inode with no data command yet: shared, replaced on the first push. */
 const NO_RANGES: number[] = [];
 Object.freeze(NO_RANGES);
 const freshInode = (created: boolean): InodeState => ({ content: false, attrs: false, xattrs: false, created, ranges: NO_RANGES });
 
-function joinRel(dir: Buffer, name: Buffer): Buffer {
-  return dir.length === 0 ? name : Buffer.concat([dir, Buffer.of(SLASH), name]);
-}
+const joinRel = (dir: StreamPath, name: string): StreamPath => (dir.length === 0 ? name : `${dir}/${name}`);
 
 /** currentKey's answer for a node below a new directory that is listed (`dropsBelow`). */
 const BELOW_NEW_DIR = Symbol('below a new directory');
@@ -174,21 +176,12 @@ const BELOW_NEW_DIR = Symbol('below a new directory');
 const ORPHAN = /^o\d+-\d+-\d+$/;
 const isOrphanName = (name: string): boolean => name.length < 64 && ORPHAN.test(name);
 
-function splitRel(path: Buffer): Buffer[] {
-  const parts: Buffer[] = [];
-  let start = 0;
-  for (let i = 0; i <= path.length; i++) {
-    if (i === path.length || path[i] === SLASH) {
-      if (i > start) parts.push(path.subarray(start, i));
-      start = i + 1;
-    }
-  }
-  return parts;
-}
+/** The names of a relative path, without empty ones ("a//b/" is a, b). */
+const splitRel = (path: StreamPath): string[] => path.split('/').filter((part) => part.length > 0);
 
 /** Feed `apply` every command of one incremental stream, then call `finish`. */
 export class SendReplay {
-  private readonly root = new Node(Buffer.alloc(0), null, '', freshInode(false));
+  private readonly root = new Node('', null, '', freshInode(false));
   private readonly touched = new Set<Node>();
   /** Old entries a rename may have replaced, as (directory from the old tree, name) pairs. */
   private readonly replacedIn: Node[] = [];
@@ -196,16 +189,16 @@ export class SendReplay {
   private started = false;
   private ended = false;
   /** The inode whose data commands are arriving (send emits one inode's data in a row). */
-  private dataOf: { path: Buffer; node: Node } | null = null;
+  private dataOf: { path: StreamPath; node: Node } | null = null;
   /**
    * The path last looked up or given an entry, and its node, until the namespace changes:
    * a new inode's rename into place is followed by its chown, chmod and extents, all on
    * the path it was just given.
    */
-  private lastPath: Buffer | null = null;
+  private lastPath: StreamPath | null = null;
   private lastNode: Node | null = null;
   /** The directory part of the last path resolved by `parentOf`, and its node, until the namespace changes above it. */
-  private lastDir: Buffer | null = null;
+  private lastDir: StreamPath | null = null;
   private lastDirNode: Node | null = null;
 
   /** New directories that let go of new entries (see `dropsBelow`). */
@@ -225,7 +218,7 @@ export class SendReplay {
 
   apply(command: SendCommand): void {
     if (this.ended) throw new SendStreamError(`${command.cmd} after the end command`);
-    if (this.dataOf && !(isDataCommand(command) && command.path.equals(this.dataOf.path))) this.dataDone();
+    if (this.dataOf && !(isDataCommand(command) && command.path === this.dataOf.path)) this.dataDone();
     if (!this.started) {
       if (command.cmd === 'snapshot') {
         this.started = true;
@@ -319,21 +312,20 @@ export class SendReplay {
   }
 
   private dataDone(): void {
-    const { path, node } = this.dataOf as { path: Buffer; node: Node };
+    const { path, node } = this.dataOf as { path: StreamPath; node: Node };
     this.dataOf = null;
-    if (node.origin !== null && node.parent !== null && path.equals(node.origin)) this.onInPlaceContent?.(path, node.inode.ranges);
+    if (node.origin !== null && node.parent !== null && path === node.origin) this.onInPlaceContent?.(Buffer.from(path, 'latin1'), node.inode.ranges);
   }
 
-  /** The candidates, deduplicated by path (flags merged); in no particular order. */
+  /** The candidates, deduplicated by path (flags merged), in the byte order of their paths. */
   finish(): Candidate[] {
     if (!this.started) throw new SendStreamError('the stream has no snapshot command');
     if (this.dataOf) this.dataDone();
-    const out = new Map<string, Candidate>();
-    /** `k` is `path`'s latin1 key; `path` may be null, then it is made from `k` when needed. */
-    const entry = (k: string, path: Buffer | null): Candidate => {
+    const out = new Map<StreamPath, Candidate>();
+    const entry = (k: StreamPath): Candidate => {
       let c = out.get(k);
       if (!c) {
-        c = { path: path ?? Buffer.from(k, 'latin1'), maybeAdded: false, maybeDeleted: false, content: false, attrs: false, xattrs: false, newInode: false, listNew: false, emptiedDir: false, ranges: NO_RANGES, sure: true };
+        c = { path: Buffer.from(k, 'latin1'), maybeAdded: false, maybeDeleted: false, content: false, attrs: false, xattrs: false, newInode: false, listNew: false, emptiedDir: false, ranges: NO_RANGES, sure: true };
         out.set(k, c);
       }
       return c;
@@ -361,27 +353,28 @@ export class SendReplay {
       const now = this.currentKey(node);
       if (now === BELOW_NEW_DIR) {
         // Its new name is listed with the new directory above it; only its old one counts.
-        if (node.origin !== null) add(entry(key(node.origin), node.origin), node, false, true);
+        if (node.origin !== null) add(entry(node.origin), node, false, true);
         continue;
       }
-      const was = node.origin === null ? null : key(node.origin);
+      const was = node.origin;
       const stayed = now !== null && now === was;
-      if (was !== null) add(entry(was, node.origin), node, false, !stayed);
+      if (was !== null) add(entry(was), node, false, !stayed);
       if (now !== null && !stayed) {
-        const c = entry(now, null);
+        const c = entry(now);
         add(c, node, true, false);
         if (node.dropsBelow) c.listNew = true;
       }
     }
     // Old entries that a rename may have replaced: gone, if they were there.
     for (let i = 0; i < this.replacedIn.length; i++) {
-      const dir = (this.replacedIn[i] as Node).origin as Buffer;
-      const name = this.replacedName[i] as string;
-      const c = entry(dir.length === 0 ? name : `${key(dir)}/${name}`, null);
+      const dir = (this.replacedIn[i] as Node).origin as StreamPath;
+      const c = entry(joinRel(dir, this.replacedName[i] as string));
       c.maybeDeleted = true;
       c.sure = false;
     }
-    const candidates = [...out.values()];
+    // In path order, which verification needs: latin1 strings compare as their bytes do,
+    // and a string comparison costs less than a Buffer.compare on every step of the sort.
+    const candidates = [...out.entries()].sort((x, y) => (x[0] < y[0] ? -1 : x[0] > y[0] ? 1 : 0)).map((e) => e[1]);
     // An add and a removal at one path is a replaced entry: the trees must compare it.
     for (const c of candidates) if (c.sure && c.maybeAdded === c.maybeDeleted) c.sure = false;
     return candidates;
@@ -412,54 +405,52 @@ export class SendReplay {
     this.touched.add(node);
   }
 
-  private inodeOf(path: Buffer): InodeState {
+  private inodeOf(path: StreamPath): InodeState {
     const node = this.lookup(path);
     this.mark(node);
     return node.inode;
   }
 
-  private child(dir: Node, name: Buffer): Node {
-    const k = key(name);
-    const known = dir.children?.get(k);
+  private child(dir: Node, name: string): Node {
+    const known = dir.children?.get(name);
     if (known !== undefined) {
-      if (known === null) throw new SendStreamError(`the stream uses ${name.toString('latin1')} after removing it`);
+      if (known === null) throw new SendStreamError(`the stream uses ${name} after removing it`);
       return known;
     }
     if (dir.dropsBelow) {
       // Something the stream created here and let go (see `attach`): it is new, and all
       // that matters of it is where it goes.
-      const node = new Node(null, dir, k, freshInode(true));
+      const node = new Node(null, dir, name, freshInode(true));
       node.dropped = true;
       return node;
     }
-    if (dir.origin === null) throw new SendStreamError(`the stream uses an unknown entry ${name.toString('latin1')} of a new directory`);
-    // The name is kept as its key string: a slice would keep the stream's chunk alive.
-    const node = new Node(joinRel(dir.origin, name), dir, k, freshInode(false));
+    if (dir.origin === null) throw new SendStreamError(`the stream uses an unknown entry ${name} of a new directory`);
+    const node = new Node(joinRel(dir.origin, name), dir, name, freshInode(false));
     node.oldParent = dir;
-    (dir.children ??= new Map()).set(k, node);
+    (dir.children ??= new Map()).set(name, node);
     return node;
   }
 
-  private lookup(path: Buffer): Node {
-    if (this.lastPath !== null && path.equals(this.lastPath)) return this.lastNode as Node;
+  private lookup(path: StreamPath): Node {
+    if (path === this.lastPath) return this.lastNode as Node;
     const node = path.length === 0 ? this.root : this.child(...this.parentOf(path));
     this.remember(path, node);
     return node;
   }
 
-  private remember(path: Buffer, node: Node): void {
+  private remember(path: StreamPath, node: Node): void {
     this.lastPath = path;
     this.lastNode = node;
   }
 
   /** The directory that holds `path` (a node) and the last name in it. */
-  private parentOf(path: Buffer): [Node, Buffer] {
-    const slash = path.lastIndexOf(SLASH);
-    const name = path.subarray(slash + 1);
+  private parentOf(path: StreamPath): [Node, string] {
+    const slash = path.lastIndexOf('/');
+    const name = path.slice(slash + 1);
     if (slash > 0 && name.length > 0) {
       // Commands come in runs in one directory: the last one resolved is kept.
-      const dir = path.subarray(0, slash);
-      if (this.lastDir !== null && dir.equals(this.lastDir)) return [this.lastDirNode as Node, name];
+      const dir = path.slice(0, slash);
+      if (dir === this.lastDir) return [this.lastDirNode as Node, name];
       let node = this.root;
       for (const part of splitRel(dir)) node = this.child(node, part);
       this.lastDir = dir;
@@ -482,10 +473,10 @@ export class SendReplay {
     if (node === this.lastDirNode || node.children !== undefined) this.lastDir = null;
   }
 
-  private create(path: Buffer, inode: InodeState, dir = false): void {
+  private create(path: StreamPath, inode: InodeState, dir = false): void {
     this.lastPath = null;
     const [parent, name] = this.parentOf(path);
-    const node = new Node(null, parent, key(name), inode);
+    const node = new Node(null, parent, name, inode);
     node.newDir = dir;
     this.mark(node);
     // create(2) and link(2) fail on an existing name, so nothing of the old tree is replaced.
@@ -494,8 +485,7 @@ export class SendReplay {
   }
 
   /** Puts `node` at `parent/name`; whatever was there (known or only in the old tree) is gone. */
-  private attach(parent: Node, name: Buffer, node: Node, mayReplaceOld = true): void {
-    const k = key(name);
+  private attach(parent: Node, k: string, node: Node, mayReplaceOld = true): void {
     const existing = parent.children?.get(k);
     if (existing) {
       this.moving(existing);

@@ -72,12 +72,10 @@ async function main(): Promise<void> {
   const env: NodeJS.ProcessEnv = { ...process.env, ZOMG_HOME: stateDir, ZOMG_POOL_PATH: pool.mnt, ZOMG_PROJECT: 'bench', ZOMG_NO_SIZE_WORKER: '1' };
   for (const k of ['ZOMG_URL', 'ZOMG_API_URL', 'ZOMG_PROFILE']) delete env[k];
   let keep = false;
-  // Started as a user starts it: the file itself, whose shebang passes Node its options
-  // (scripts/bundle.sh); `plain` is `node zomg.cjs`, without them, for comparison.
+  // Started as a user starts it: the file itself, through its shebang.
   env.PATH = `${dirname(process.execPath)}:${env.PATH ?? ''}`;
   const zomgWith = (extra: NodeJS.ProcessEnv, ...args: string[]): string => {
-    const plain = extra.BENCH_PLAIN === '1';
-    const r = spawnSync(plain ? process.execPath : MAIN, plain ? [MAIN, ...args] : args, { env: { ...env, ...extra }, encoding: 'utf8', timeout: 900_000, maxBuffer: 256 * 1024 * 1024 });
+    const r = spawnSync(MAIN, args, { env: { ...env, ...extra }, encoding: 'utf8', timeout: 900_000, maxBuffer: 256 * 1024 * 1024 });
     if (r.status !== 0) throw new Error(`zomg ${args.join(' ')} failed: ${r.stderr}`);
     return r.stdout;
   };
@@ -125,15 +123,13 @@ async function main(): Promise<void> {
       oursJson: () => zomg('diff', 'status', 'pkg', '--json'),
       // The same with btrfs-progs in place of zomg's own ioctls (the addon's gain).
       oursProgs: () => zomgWith({ ZOMG_BTRFS_PROGS: '1' }, 'diff', 'status', 'pkg'),
-      oursPlain: () => zomgWith({ BENCH_PLAIN: '1' }, 'diff', 'status', 'pkg'),
       rsync: () => execFileSync('rsync', ['-rlpgoDXcn', '--delete', '--out-format=%n', `${v0}/`, `${root}/`], { maxBuffer: 256 * 1024 * 1024 }),
     });
-    const { floor, nodeStart, ours, oursJson, oursProgs, oursPlain, rsync } = t;
+    const { floor, nodeStart, ours, oursJson, oursProgs, rsync } = t;
     const anchor = floor.median + nodeStart.median;
     console.log(`zomg diff status (whole process, local)                 ${fmt(ours)}`);
     console.log(`zomg diff status --json                                 ${fmt(oursJson)}`);
     console.log(`zomg diff status, ZOMG_BTRFS_PROGS=1 (btrfs processes)  ${fmt(oursProgs)}`);
-    console.log(`node zomg.cjs diff status (no shebang options)          ${fmt(oursPlain)}`);
     console.log(`floor: ro snapshot + send --no-data + delete            ${fmt(floor)}`);
     console.log(`  node -e 0                                             ${fmt(nodeStart)}`);
     console.log(`rsync -rlpgoDXcn --delete (warm), same two trees        ${fmt(rsync)}`);
@@ -165,7 +161,6 @@ async function main(): Promise<void> {
     for (let i = 0; i < 10; i++) writeFileSync(join(root, 'etc', `bench-small-${i}`), `${i}\n`);
     const small = interleaved({
       ours: () => void zomg('diff', 'status', 'pkg'),
-      plain: () => void zomgWith({ BENCH_PLAIN: '1' }, 'diff', 'status', 'pkg'),
       floor: () => {
         execFileSync('btrfs', ['subvolume', 'snapshot', '-r', root, tmp], { stdio: 'ignore' });
         execFileSync('btrfs', ['send', '-q', '--no-data', '-p', v1, '-f', '/dev/null', tmp]);
@@ -175,7 +170,6 @@ async function main(): Promise<void> {
     });
     console.log(`\n== 10 files written since v1`);
     console.log(`zomg diff status (whole process, local)                 ${fmt(small.ours)}`);
-    console.log(`node zomg.cjs diff status (no shebang options)          ${fmt(small.plain)}`);
     console.log(`floor: ro snapshot + send --no-data + delete            ${fmt(small.floor)}`);
     console.log(`  node -e 0                                             ${fmt(small.node)}`);
     console.log(`ratio: zomg / (floor + node) ${(small.ours.median / (small.floor.median + small.node.median)).toFixed(2)}×`);

@@ -33,9 +33,9 @@ const bundle = join(here, 'zomg-main.cjs');
 
 /**
  * What names this start's caches besides the bundle: V8 rejects a cache made under other
- * flags, so a start with options on Node's command line (the `bin`'s shebang passes one, a
- * `node zomg.cjs` has none, a profiler adds its own) keeps caches of its own (FNV-1a of
- * the options), where sharing one would have each kind of start reject and rewrite it.
+ * flags, so a start with options on Node's command line (`node --cpu-prof zomg.cjs`, a
+ * heap limit) keeps caches of its own (FNV-1a of the options), where sharing one would
+ * have each kind of start reject and rewrite the other's.
  */
 function flagsTag(execArgv: readonly string[]): string {
   if (execArgv.length === 0) return '';

@@ -15,6 +15,8 @@
  * 10 files written since that snapshot, whole process against its floor + `node -e 0` (a small
  * diff, where start-up is most of the time). Needs root; the pool is removed at the end
  * (BENCH_KEEP=1: built, then kept for profiling by hand, and its environment printed).
+ * BENCH_BASELINE=<another build's dist/bundle/cli/zomg.cjs> times that build beside this one
+ * in the same rounds: the only fair comparison on a machine whose speed drifts.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -31,6 +33,8 @@ const CACHE = '/var/tmp/zomg-bench';
 const ARCHIVE = join(CACHE, 'debian-bookworm-minbase.tar.zst');
 const APT_CACHE = join(CACHE, 'apt-python3');
 const RUNS = Number(process.env.BENCH_RUNS ?? 7);
+/** Another build's `zomg.cjs` (say, of an earlier commit), timed in the same rounds on the same trees. */
+const BASELINE = process.env.BENCH_BASELINE;
 const INSTALL = 'DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends python3';
 
 type Timing = { median: number; min: number; max: number };
@@ -41,7 +45,8 @@ type Timing = { median: number; min: number; max: number };
  * snapshots of earlier rounds, the page cache), where timing one after the other let
  * whichever ran last pay for the others' leftovers.
  */
-function interleaved<K extends string>(fns: Record<K, () => void>, runs = RUNS): Record<K, Timing> {
+function interleaved<K extends string>(contenders: { [P in K]?: () => void }, runs = RUNS): Record<K, Timing> {
+  const fns = Object.fromEntries(Object.entries(contenders).filter(([, fn]) => fn !== undefined)) as Record<K, () => void>;
   const names = Object.keys(fns) as K[];
   for (const n of names) fns[n]();
   const ms = Object.fromEntries(names.map((n) => [n, [] as number[]])) as Record<K, number[]>;
@@ -75,7 +80,7 @@ async function main(): Promise<void> {
   // Started as a user starts it: the file itself, through its shebang.
   env.PATH = `${dirname(process.execPath)}:${env.PATH ?? ''}`;
   const zomgWith = (extra: NodeJS.ProcessEnv, ...args: string[]): string => {
-    const r = spawnSync(MAIN, args, { env: { ...env, ...extra }, encoding: 'utf8', timeout: 900_000, maxBuffer: 256 * 1024 * 1024 });
+    const r = spawnSync(extra.BENCH_MAIN ?? MAIN, args, { env: { ...env, ...extra }, encoding: 'utf8', timeout: 900_000, maxBuffer: 256 * 1024 * 1024 });
     if (r.status !== 0) throw new Error(`zomg ${args.join(' ')} failed: ${r.stderr}`);
     return r.stdout;
   };
@@ -123,13 +128,16 @@ async function main(): Promise<void> {
       oursJson: () => zomg('diff', 'status', 'pkg', '--json'),
       // The same with btrfs-progs in place of zomg's own ioctls (the addon's gain).
       oursProgs: () => zomgWith({ ZOMG_BTRFS_PROGS: '1' }, 'diff', 'status', 'pkg'),
+      ...(BASELINE ? { baseline: () => zomgWith({ BENCH_MAIN: BASELINE }, 'diff', 'status', 'pkg') } : {}),
       rsync: () => execFileSync('rsync', ['-rlpgoDXcn', '--delete', '--out-format=%n', `${v0}/`, `${root}/`], { maxBuffer: 256 * 1024 * 1024 }),
     });
     const { floor, nodeStart, ours, oursJson, oursProgs, rsync } = t;
+    const baseline = t.baseline as Timing | undefined;
     const anchor = floor.median + nodeStart.median;
     console.log(`zomg diff status (whole process, local)                 ${fmt(ours)}`);
     console.log(`zomg diff status --json                                 ${fmt(oursJson)}`);
     console.log(`zomg diff status, ZOMG_BTRFS_PROGS=1 (btrfs processes)  ${fmt(oursProgs)}`);
+    if (baseline) console.log(`the same, BENCH_BASELINE's build                        ${fmt(baseline)}`);
     console.log(`floor: ro snapshot + send --no-data + delete            ${fmt(floor)}`);
     console.log(`  node -e 0                                             ${fmt(nodeStart)}`);
     console.log(`rsync -rlpgoDXcn --delete (warm), same two trees        ${fmt(rsync)}`);
@@ -161,6 +169,7 @@ async function main(): Promise<void> {
     for (let i = 0; i < 10; i++) writeFileSync(join(root, 'etc', `bench-small-${i}`), `${i}\n`);
     const small = interleaved({
       ours: () => void zomg('diff', 'status', 'pkg'),
+      ...(BASELINE ? { baseline: () => void zomgWith({ BENCH_MAIN: BASELINE }, 'diff', 'status', 'pkg') } : {}),
       floor: () => {
         execFileSync('btrfs', ['subvolume', 'snapshot', '-r', root, tmp], { stdio: 'ignore' });
         execFileSync('btrfs', ['send', '-q', '--no-data', '-p', v1, '-f', '/dev/null', tmp]);
@@ -170,6 +179,8 @@ async function main(): Promise<void> {
     });
     console.log(`\n== 10 files written since v1`);
     console.log(`zomg diff status (whole process, local)                 ${fmt(small.ours)}`);
+    const smallBaseline = small.baseline as Timing | undefined;
+    if (smallBaseline) console.log(`the same, BENCH_BASELINE's build                        ${fmt(smallBaseline)}`);
     console.log(`floor: ro snapshot + send --no-data + delete            ${fmt(small.floor)}`);
     console.log(`  node -e 0                                             ${fmt(small.node)}`);
     console.log(`ratio: zomg / (floor + node) ${(small.ours.median / (small.floor.median + small.node.median)).toFixed(2)}×`);

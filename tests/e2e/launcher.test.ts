@@ -6,7 +6,9 @@
  * bundle in a directory of its own beside dist/bundle/cli (so packages still resolve).
  */
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { copyFileSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -159,7 +161,7 @@ describe('zomg launcher: the code cache', () => {
       rmSync(stateDir, { recursive: true, force: true });
     });
 
-    it('keeps a cache covering the engine once a command has opened it', () => {
+    it('keeps a cache covering the engine once a command has opened it', async () => {
       const z = install();
       try {
         assert.equal(z.zomg(['--version'], env).code, 0);
@@ -185,6 +187,18 @@ describe('zomg launcher: the code cache', () => {
         assert.deepEqual(z.zomg(['exec', 'one', '--', 'true'], env), { code: 0, stdout: '', stderr: '' });
         assert.equal(written(), before, 'commands seen before leave the cache as it is');
         assert.deepEqual(z.caches(), [commands, cache]);
+        // A server leaves the cache as it found it (its code would weigh on every other start).
+        const server = spawn(process.execPath, [join(z.dir, 'zomg.cjs'), 'serve', '--listen', '127.0.0.1:0', '--no-auth'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+        let said = '';
+        server.stdout.on('data', (d: Buffer) => (said += d.toString()));
+        server.stderr.on('data', (d: Buffer) => (said += d.toString()));
+        const deadline = Date.now() + 60_000;
+        while (!/listening|http:\/\//i.test(said) && server.exitCode === null && Date.now() < deadline) await sleep(50);
+        assert.match(said, /listening|http:\/\//i, `the server started: ${said}`);
+        server.kill('SIGTERM');
+        await once(server, 'exit');
+        assert.equal(written(), before, 'serve did not rewrite the cache');
+        assert.equal(seen(), 'list\nbase\ncreate\nexec\n');
         assert.equal(z.zomg(['delete', 'one'], env).code, 0);
       } finally {
         z.cleanup();

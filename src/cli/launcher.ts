@@ -111,11 +111,10 @@ if (cached === undefined) {
   cached = readIfThere(cacheFor('light'));
 }
 // The bundle is ASCII (scripts/bundle.sh checks): read as latin1, which costs a copy, where
-// Node's UTF-8 decoding of the 1 MB file took ~10 ms of every start.
+// Node's UTF-8 decoding of the 1 MB file took ~10 ms of every start. It is already inside the
+// wrapper Node's CommonJS loader puts around a file (bundle.sh).
 const source = readFileSync(bundle).toString('latin1');
-// The same wrapper Node's CommonJS loader puts around a file (a #! line made a comment).
-const body = source.startsWith('#!') ? `//${source.slice(2)}` : source;
-const script = new Script(`(function (exports, require, module, __filename, __dirname) {${body}\n})`, {
+const script = new Script(source, {
   filename: bundle,
   ...(cached !== undefined ? { cachedData: cached } : {}),
 });
@@ -136,6 +135,8 @@ process.once('exit', () => {
   // The light cache is never read once the engine's exists.
   if (engineOpened && cached !== undefined && kind === 'light') tolerant(() => rmSync(cacheFor('light'), { force: true }));
 });
+// The bundle itself cannot run as a program: what starts the CLI again (the size worker) starts this.
+(globalThis as Record<symbol, unknown>)[Symbol.for('zomg.launcher')] = fileURLToPath(import.meta.url);
 const mod = new Module(bundle);
 mod.filename = bundle;
 const run = script.runInThisContext() as (exports: unknown, require: NodeJS.Require, module: Module, filename: string, dirname: string) => void;

@@ -19,7 +19,8 @@ import { registry } from './registry.js';
 import { json } from './render.js';
 import { type GlobalFlags, resolveProject, resolveTarget } from './settings.js';
 
-const MAIN = fileURLToPath(import.meta.url);
+/** What starts the CLI again: the launcher when it runs the bundle (cli/launcher.ts), else this file. */
+const MAIN = ((globalThis as Record<symbol, unknown>)[Symbol.for('zomg.launcher')] as string | undefined) ?? fileURLToPath(import.meta.url);
 const VERSION = '0.1.0';
 
 function makeContext(flags: GlobalFlags, progress: (p: Progress) => void, opened: ZomgService[], spec: CommandSpec): RunContext {

@@ -199,6 +199,15 @@ describe('zomg launcher: the code cache', () => {
         await once(server, 'exit');
         assert.equal(written(), before, 'serve did not rewrite the cache');
         assert.equal(seen(), 'list\nbase\ncreate\nexec\n');
+        // The bundle is no program of its own: the detached worker that measures a new
+        // snapshot's size is started through the launcher, and does measure it.
+        const measuring = { ...env };
+        delete measuring.ZOMG_NO_SIZE_WORKER;
+        assert.equal(z.zomg(['snapshot', 'create', 'one'], measuring).code, 0);
+        const sized = async (): Promise<unknown> => (JSON.parse(z.zomg(['snapshot', 'list', 'one', '--json'], env).stdout) as Array<{ size_bytes: unknown }>)[0]?.size_bytes;
+        const until = Date.now() + 60_000;
+        while ((await sized()) === null && Date.now() < until) await sleep(200);
+        assert.equal(typeof (await sized()), 'number', 'the worker measured the snapshot');
         assert.equal(z.zomg(['delete', 'one'], env).code, 0);
       } finally {
         z.cleanup();

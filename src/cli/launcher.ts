@@ -49,10 +49,11 @@ const cacheFor = (kind: 'engine' | 'light'): string => join(here, `${stem}.${kin
 const commandsFile = join(here, `${stem}.engine.commands`);
 const command = process.argv.slice(2).find((a) => !a.startsWith('-')) ?? '';
 /**
- * Commands that run for long and start rarely: they never write a cache (`zomg serve` added
- * ~200 KB to it, ~1 ms of V8's reading it back on every start of every other command).
+ * Commands nobody waits for to start: the server, which runs for long (its code added ~200 KB
+ * to the cache, ~1 ms of V8's reading it back on every start of every other command), and the
+ * detached worker that measures sizes. They never write a cache.
  */
-const LONG_LIVED = new Set(['serve']);
+const UNAWAITED = new Set(['serve', '__compute-sizes']);
 
 function readIfThere(path: string): Buffer | undefined {
   try {
@@ -123,9 +124,9 @@ process.once('exit', () => {
   const engineOpened = (globalThis as Record<symbol, unknown>)[ENGINE_OPENED] === true;
   // A rejected cache goes (or every start would try it first and fail again).
   if (stale && cached !== undefined) tolerant(() => rmSync(cacheFor(kind), { force: true }));
-  // A server's code (its routes, the API's schemas) would weigh on every other start, where
-  // its own start is paid once: it leaves the cache as it found it.
-  if (LONG_LIVED.has(command)) return;
+  // Their code (a server's routes, the API's schemas) would weigh on every other start: they
+  // leave the cache as they found it.
+  if (UNAWAITED.has(command)) return;
   // Commands the engine cache holds the code of (only when it is the one this run loaded).
   const seen = !stale && kind === 'engine' ? (readIfThere(commandsFile)?.toString('utf8').split('\n').filter(Boolean) ?? []) : [];
   const newCommand = engineOpened && command !== '' && !seen.includes(command);

@@ -208,6 +208,7 @@ describe('zomg launcher: the code cache', () => {
         const until = Date.now() + 60_000;
         while ((await sized()) === null && Date.now() < until) await sleep(200);
         assert.equal(typeof (await sized()), 'number', 'the worker measured the snapshot');
+        assert.ok(!seen().includes('__compute-sizes'), 'the worker left the cache as it found it');
         assert.equal(z.zomg(['delete', 'one'], env).code, 0);
       } finally {
         z.cleanup();

@@ -13,12 +13,15 @@ node scripts/bundle-main.mjs "$out/zomg-main.cjs"
 # Inside the function wrapper Node's CommonJS loader would put around it (its #! line made a
 # comment, so line numbers stay), for the launcher to compile as it is: wrapping it at each
 # start made V8 copy the 880 KB text once more, and cost a young-generation GC of every start.
+# The launcher gets that function back; run by Node itself (`node zomg-main.cjs`), the file
+# calls it, so it still runs as a program.
 node -e '
 const fs = require("node:fs");
 const file = process.argv[1];
 const text = fs.readFileSync(file, "latin1");
 if (!text.startsWith("#!")) throw new Error(file + " does not start with its #! line");
-fs.writeFileSync(file, "(function (exports, require, module, __filename, __dirname) {//" + text.slice(2) + "\n})", "latin1");
+const run = "(typeof require === \"function\" && typeof module === \"object\" && require.main === module ? (f) => f.call(module.exports, module.exports, require, module, __filename, __dirname) : (f) => f)";
+fs.writeFileSync(file, run + "((function (exports, require, module, __filename, __dirname) {//" + text.slice(2) + "\n}))", "latin1");
 ' "$out/zomg-main.cjs"
 hash=$(sha256sum "$out/zomg-main.cjs" | cut -c1-16)
 "$esbuild" src/cli/launcher.ts --bundle --format=cjs --platform=node --target=node20 \

@@ -50,6 +50,11 @@ export interface CommandSpec {
    */
   reconcile?: 'always' | 'if-needed' | 'never';
   /**
+   * False for a command nobody waits for to start (the server, a background worker): its code
+   * stays out of the launcher's code cache, which every other start reads (cli/launcher.ts).
+   */
+  codeCache?: boolean;
+  /**
    * The last argument is a command line (exec): everything from the first word after the
    * other arguments is passed through untouched, its options included.
    */

@@ -33,27 +33,31 @@ const bundle = join(here, 'zomg-main.cjs');
 
 /**
  * What names this start's caches besides the bundle: V8 rejects a cache made under other
- * flags, so a start with options on Node's command line (`node --cpu-prof zomg.cjs`, a
- * heap limit) keeps caches of its own (FNV-1a of the options), where sharing one would
- * have each kind of start reject and rewrite the other's.
+ * flags, so a start with Node options (on its command line, `node --cpu-prof zomg.cjs`, or
+ * in NODE_OPTIONS, a heap limit) keeps caches of its own (FNV-1a of the options), where
+ * sharing one would have each kind of start reject and rewrite the other's. (V8's own
+ * `cachedDataVersionTag()` would say exactly which options matter, but loading `node:v8`
+ * costs ~3 ms of every start.)
  */
-function flagsTag(execArgv: readonly string[]): string {
-  if (execArgv.length === 0) return '';
+function optionsTag(execArgv: readonly string[], nodeOptions: string): string {
+  const options = [...execArgv, nodeOptions.trim()].filter(Boolean).join('\0');
+  if (options === '') return '';
   let h = 0x811c9dc5;
-  for (const ch of execArgv.join('\0')) h = Math.imul(h ^ (ch.codePointAt(0) ?? 0), 0x01000193) >>> 0;
+  for (const ch of options) h = Math.imul(h ^ (ch.codePointAt(0) ?? 0), 0x01000193) >>> 0;
   return `.${h.toString(16).padStart(8, '0')}`;
 }
-const stem = `zomg-main.${ZOMG_BUNDLE_HASH}${flagsTag(process.execArgv)}`;
+const tag = optionsTag(process.execArgv, process.env.NODE_OPTIONS ?? '');
+const stem = `zomg-main.${ZOMG_BUNDLE_HASH}${tag}`;
 const cacheFor = (kind: 'engine' | 'light'): string => join(here, `${stem}.${kind}.v8cache`);
 /** The commands (first words) whose code the engine cache holds, one per line. */
 const commandsFile = join(here, `${stem}.engine.commands`);
 const command = process.argv.slice(2).find((a) => !a.startsWith('-')) ?? '';
 /**
- * Commands nobody waits for to start: the server, which runs for long (its code added ~200 KB
- * to the cache, ~1 ms of V8's reading it back on every start of every other command), and the
- * detached worker that measures sizes. They never write a cache.
+ * What a command nobody waits for to start sets (cli/main.ts; the server, which runs for long,
+ * and the detached worker that measures sizes): it writes no cache. The server's code added
+ * ~200 KB to it, ~1 ms of V8's reading it back on every start of every other command.
  */
-const UNAWAITED = new Set(['serve', '__compute-sizes']);
+const NO_CODE_CACHE = Symbol.for('zomg.noCodeCache');
 
 function readIfThere(path: string): Buffer | undefined {
   try {
@@ -88,11 +92,15 @@ function alive(pid: number): boolean {
 
 function writeCache(path: string, data: Buffer | string): void {
   const tmp = `${path}.${process.pid}.tmp`;
-  // A start killed between its write and its rename left a temporary file: its writer is gone.
   tolerant(() => {
     for (const name of readdirSync(here)) {
+      // A start killed between its write and its rename left a temporary file: its writer is gone.
       const m = /^zomg-main\..*\.(\d+)\.tmp$/.exec(name);
       if (m && !alive(Number(m[1]))) rmSync(join(here, name), { force: true });
+      // One set of caches with options is kept beside the plain one: options that change from
+      // start to start (a profile's directory) leave no trail of them.
+      const other = /^zomg-main\.[0-9a-f]{16}\.([0-9a-f]{8})\.(engine|light)\.(v8cache|commands)$/.exec(name);
+      if (other && tag !== '' && `.${other[1]}` !== tag) rmSync(join(here, name), { force: true });
     }
   });
   tolerant(() => {
@@ -124,9 +132,8 @@ process.once('exit', () => {
   const engineOpened = (globalThis as Record<symbol, unknown>)[ENGINE_OPENED] === true;
   // A rejected cache goes (or every start would try it first and fail again).
   if (stale && cached !== undefined) tolerant(() => rmSync(cacheFor(kind), { force: true }));
-  // Their code (a server's routes, the API's schemas) would weigh on every other start: they
-  // leave the cache as they found it.
-  if (UNAWAITED.has(command)) return;
+  // Its code (a server's routes, the API's schemas) would weigh on every other start.
+  if ((globalThis as Record<symbol, unknown>)[NO_CODE_CACHE] === true) return;
   // Commands the engine cache holds the code of (only when it is the one this run loaded).
   const seen = !stale && kind === 'engine' ? (readIfThere(commandsFile)?.toString('utf8').split('\n').filter(Boolean) ?? []) : [];
   const newCommand = engineOpened && command !== '' && !seen.includes(command);

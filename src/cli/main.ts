@@ -122,6 +122,8 @@ function addCommand(program: Command, spec: CommandSpec, state: CliState): void 
     outputError: (text, write) => usageError(state, text, `run \`zomg ${spec.path.join(' ')} --help\` for its usage`, write),
   });
   cmd.action(async (...params: unknown[]) => {
+    // The launcher (cli/launcher.ts) then leaves its code cache as it found it.
+    if (spec.codeCache === false) (globalThis as Record<symbol, unknown>)[Symbol.for('zomg.noCodeCache')] = true;
     const command = params.at(-1) as Command;
     const own = command.opts<Record<string, unknown>>();
     // Global options may come before the command words (the program's) or after (the command's).

@@ -91,7 +91,25 @@ describe('zomg launcher: the code cache', () => {
       assert.deepEqual(z.direct(['--version']), version);
       assert.equal(z.caches().length, 2);
       assert.deepEqual([written(tagged as string), written(plain)], before, 'neither start rejected (and rewrote) the other\'s cache');
-      assert.equal(z.caches().length, 2);
+      // Options in NODE_OPTIONS count too; and one set of caches with options is kept: the
+      // latest (options that change from start to start leave no trail).
+      assert.deepEqual(z.zomg(['--version'], { ...process.env, NODE_OPTIONS: '--max-old-space-size=998' }), version);
+      const [newTagged, ...rest] = z.caches().filter((f) => f !== plain);
+      assert.match(newTagged ?? '', /^zomg-main\.[0-9a-f]{16}\.[0-9a-f]{8}\.light\.v8cache$/);
+      assert.notEqual(newTagged, tagged);
+      assert.deepEqual(rest, []);
+      assert.equal(written(plain), before[1]);
+    } finally {
+      z.cleanup();
+    }
+  });
+
+  it('leaves the bundle a program of its own: run by Node, it runs the CLI', () => {
+    const z = install();
+    try {
+      const r = spawnSync(process.execPath, [join(z.dir, 'zomg-main.cjs'), '--version'], { encoding: 'utf8', timeout: 120_000 });
+      assert.deepEqual({ code: r.status, stdout: r.stdout, stderr: r.stderr }, { code: 0, stdout: '0.1.0\n', stderr: '' });
+      assert.deepEqual(z.caches(), []);
     } finally {
       z.cleanup();
     }
@@ -188,7 +206,8 @@ describe('zomg launcher: the code cache', () => {
         assert.equal(written(), before, 'commands seen before leave the cache as it is');
         assert.deepEqual(z.caches(), [commands, cache]);
         // A server leaves the cache as it found it (its code would weigh on every other start).
-        const server = spawn(process.execPath, [join(z.dir, 'zomg.cjs'), 'serve', '--listen', '127.0.0.1:0', '--no-auth'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+        // (A global option before the command word, whose value the launcher cannot tell from one.)
+        const server = spawn(process.execPath, [join(z.dir, 'zomg.cjs'), '--state-dir', stateDir, 'serve', '--listen', '127.0.0.1:0', '--no-auth'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
         let said = '';
         server.stdout.on('data', (d: Buffer) => (said += d.toString()));
         server.stderr.on('data', (d: Buffer) => (said += d.toString()));

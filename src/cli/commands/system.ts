@@ -8,6 +8,7 @@ export const systemCommands: CommandSpec[] = [
     path: ['serve'],
     summary: 'run the HTTP API over the local engine',
     reconcile: 'always',
+    codeCache: false,
     options: [
       { flags: '--listen <host:port>', description: `listen address (default ${DEFAULT_LISTEN})` },
       { flags: '--no-auth', description: 'no bearer token (loopback addresses only)' },
@@ -67,6 +68,7 @@ export const systemCommands: CommandSpec[] = [
     summary: 'compute pending sizes (background job)',
     hidden: true,
     reconcile: 'never',
+    codeCache: false,
     async run(ctx) {
       // Background work: it yields the CPU to what users are waiting for.
       const { setPriority } = await import('node:os');

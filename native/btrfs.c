@@ -18,6 +18,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -629,6 +630,218 @@ static napi_value send_no_data(napi_env env, napi_callback_info info) {
   return handle;
 }
 
+/* --- treeSearch, inoLookup, treeId: what the tree comparison reads (synchronous) ----- */
+
+/* A u64 argument: a BigInt, or a Number (-1 is UINT64_MAX). */
+static int u64_arg(napi_env env, napi_value value, uint64_t *out) {
+  napi_valuetype t;
+  if (napi_typeof(env, value, &t) != napi_ok) return 0;
+  if (t == napi_bigint) {
+    bool lossless;
+    return napi_get_value_bigint_uint64(env, value, out, &lossless) == napi_ok && lossless;
+  }
+  if (t != napi_number) return 0;
+  double d;
+  if (napi_get_value_double(env, value, &d) != napi_ok) return 0;
+  if (d == -1) *out = UINT64_MAX;
+  else if (d >= 0 && d <= 9007199254740991.0 && d == (double)(uint64_t)d) *out = (uint64_t)d;
+  else return 0;
+  return 1;
+}
+
+static int fd_arg(napi_env env, napi_value value, int *out) {
+  int32_t fd;
+  if (napi_get_value_int32(env, value, &fd) != napi_ok || fd < 0) return 0;
+  *out = fd;
+  return 1;
+}
+
+static napi_value errno_value(napi_env env, int err) {
+  napi_value v;
+  CHECK(napi_create_int32(env, err, &v));
+  return v;
+}
+
+/* Past the key (objectid, type, offset): 0 when it was the last key there is. */
+static int next_key(struct btrfs_ioctl_search_key *k, uint64_t objectid, uint32_t type, uint64_t offset) {
+  k->min_objectid = objectid;
+  k->min_type = type;
+  k->min_offset = offset;
+  if (k->min_offset < UINT64_MAX) {
+    k->min_offset++;
+  } else if (k->min_type < 255) {
+    k->min_type++;
+    k->min_offset = 0;
+  } else if (k->min_objectid < UINT64_MAX) {
+    k->min_objectid++;
+    k->min_type = 0;
+    k->min_offset = 0;
+  } else {
+    return 0;
+  }
+  return 1;
+}
+
+#define SEARCH_BUF (256 * 1024)
+
+/* treeSearch(fd, treeId, minObjectid, minType, minOffset, maxObjectid, maxType, maxOffset,
+ * minTransid, limitBytes, types): every item of the tree in the key range that is in a leaf
+ * written at minTransid or later (and, with `types`, a Buffer of 32 bytes, whose type's bit
+ * is set there), as the kernel's search headers (transid, objectid, offset, type, len) each
+ * followed by its item, in key order; or errno (a Number), E2BIG when they would take more
+ * than limitBytes. */
+static napi_value tree_search(napi_env env, napi_callback_info info) {
+  size_t argc = 11;
+  napi_value argv[11];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int fd;
+  uint64_t v[9];
+  const uint8_t *types = NULL;
+  if (argc < 10 || !fd_arg(env, argv[0], &fd)) {
+    napi_throw_type_error(env, "ZOMG_NATIVE", "treeSearch(fd, treeId, min key, max key, minTransid, limitBytes)");
+    return NULL;
+  }
+  for (int i = 0; i < 9; i++) {
+    if (!u64_arg(env, argv[i + 1], &v[i])) {
+      napi_throw_type_error(env, "ZOMG_NATIVE", "treeSearch: a key part is not a u64");
+      return NULL;
+    }
+  }
+  if (v[2] > 255 || v[5] > 255) {
+    napi_throw_type_error(env, "ZOMG_NATIVE", "treeSearch: a key type is above 255");
+    return NULL;
+  }
+  if (argc > 10) {
+    napi_valuetype t;
+    CHECK(napi_typeof(env, argv[10], &t));
+    if (t != napi_undefined && t != napi_null) {
+      bool is_buffer = false;
+      size_t len = 0;
+      void *data = NULL;
+      CHECK(napi_is_buffer(env, argv[10], &is_buffer));
+      if (is_buffer) CHECK(napi_get_buffer_info(env, argv[10], &data, &len));
+      if (!is_buffer || len != 32) {
+        napi_throw_type_error(env, "ZOMG_NATIVE", "treeSearch: types is a Buffer of 32 bytes");
+        return NULL;
+      }
+      types = data;
+    }
+  }
+  struct btrfs_ioctl_search_args_v2 *args = malloc(sizeof *args + SEARCH_BUF);
+  if (args == NULL) return errno_value(env, ENOMEM);
+  memset(args, 0, sizeof *args);
+  struct btrfs_ioctl_search_key *k = &args->key;
+  k->tree_id = v[0];
+  k->min_objectid = v[1];
+  k->min_type = (uint32_t)v[2];
+  k->min_offset = v[3];
+  k->max_objectid = v[4];
+  k->max_type = (uint32_t)v[5];
+  k->max_offset = v[6];
+  k->min_transid = v[7];
+  k->max_transid = UINT64_MAX;
+  uint64_t limit = v[8];
+  char *out = NULL;
+  size_t used = 0, cap = 0;
+  int err = 0;
+  for (;;) {
+    k->nr_items = UINT32_MAX;
+    args->buf_size = SEARCH_BUF;
+    if (ioctl(fd, BTRFS_IOC_TREE_SEARCH_V2, args) < 0) {
+      err = errno;
+      break;
+    }
+    if (k->nr_items == 0) break;
+    const char *p = (const char *)args->buf;
+    struct btrfs_ioctl_search_header h;
+    size_t at = 0;
+    for (uint32_t i = 0; i < k->nr_items; i++) {
+      memcpy(&h, p + at, sizeof h);
+      size_t item = sizeof h + h.len;
+      if (types == NULL || (h.type < 256 && (types[h.type >> 3] >> (h.type & 7)) & 1)) {
+        if (used + item > limit) {
+          err = E2BIG;
+          break;
+        }
+        if (used + item > cap) {
+          size_t want = cap == 0 ? SEARCH_BUF : cap * 2;
+          while (want < used + item) want *= 2;
+          char *grown = realloc(out, want);
+          if (grown == NULL) {
+            err = ENOMEM;
+            break;
+          }
+          out = grown;
+          cap = want;
+        }
+        memcpy(out + used, p + at, item);
+        used += item;
+      }
+      at += item;
+    }
+    if (err != 0) break;
+    if (!next_key(k, h.objectid, h.type, h.offset)) break;
+    if (k->min_objectid > k->max_objectid ||
+        (k->min_objectid == k->max_objectid &&
+         (k->min_type > k->max_type || (k->min_type == k->max_type && k->min_offset > k->max_offset))))
+      break;
+  }
+  free(args);
+  if (err != 0) {
+    free(out);
+    return errno_value(env, err);
+  }
+  napi_value buf;
+  void *data;
+  napi_status st = napi_create_buffer_copy(env, used, used == 0 ? "" : out, &data, &buf);
+  free(out);
+  CHECK(st);
+  return buf;
+}
+
+/* inoLookup(fd, treeId, objectid): the path of a directory inode from the root of its
+ * subvolume, with a trailing slash ("" for the root), as a Buffer; or errno. */
+static napi_value ino_lookup(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int fd;
+  uint64_t tree, objectid;
+  if (argc < 3 || !fd_arg(env, argv[0], &fd) || !u64_arg(env, argv[1], &tree) || !u64_arg(env, argv[2], &objectid)) {
+    napi_throw_type_error(env, "ZOMG_NATIVE", "inoLookup(fd, treeId, objectid)");
+    return NULL;
+  }
+  struct btrfs_ioctl_ino_lookup_args args;
+  memset(&args, 0, sizeof args);
+  args.treeid = tree;
+  args.objectid = objectid;
+  if (ioctl(fd, BTRFS_IOC_INO_LOOKUP, &args) < 0) return errno_value(env, errno);
+  napi_value buf;
+  void *data;
+  size_t len = strnlen(args.name, sizeof args.name);
+  CHECK(napi_create_buffer_copy(env, len, len == 0 ? "" : args.name, &data, &buf));
+  return buf;
+}
+
+/* treeId(fd): the id of the subvolume that holds the open directory (a Number); or -errno. */
+static napi_value tree_id(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int fd;
+  if (argc < 1 || !fd_arg(env, argv[0], &fd)) {
+    napi_throw_type_error(env, "ZOMG_NATIVE", "treeId(fd)");
+    return NULL;
+  }
+  struct btrfs_ioctl_ino_lookup_args args;
+  memset(&args, 0, sizeof args);
+  args.objectid = SUBVOLUME_ROOT_INO;
+  if (ioctl(fd, BTRFS_IOC_INO_LOOKUP, &args) < 0) return errno_value(env, -errno);
+  napi_value v;
+  CHECK(napi_create_double(env, (double)args.treeid, &v));
+  return v;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_value fn, num;
   CHECK(napi_create_function(env, "snapshot", NAPI_AUTO_LENGTH, snapshot, NULL, &fn));
@@ -645,6 +858,12 @@ static napi_value init(napi_env env, napi_value exports) {
   CHECK(napi_set_named_property(env, exports, "EBADCRC", num));
   CHECK(napi_create_function(env, "checkSendStream", NAPI_AUTO_LENGTH, check_send_stream, NULL, &fn));
   CHECK(napi_set_named_property(env, exports, "checkSendStream", fn));
+  CHECK(napi_create_function(env, "treeSearch", NAPI_AUTO_LENGTH, tree_search, NULL, &fn));
+  CHECK(napi_set_named_property(env, exports, "treeSearch", fn));
+  CHECK(napi_create_function(env, "inoLookup", NAPI_AUTO_LENGTH, ino_lookup, NULL, &fn));
+  CHECK(napi_set_named_property(env, exports, "inoLookup", fn));
+  CHECK(napi_create_function(env, "treeId", NAPI_AUTO_LENGTH, tree_id, NULL, &fn));
+  CHECK(napi_set_named_property(env, exports, "treeId", fn));
   return exports;
 }
 

@@ -121,8 +121,8 @@ export interface DiffStatus {
   against: string;
   /** The snapshot compared to, or null for the live root. */
   to: string | null;
-  /** 'send': the btrfs change stream; 'walk': the full-walk fallback. */
-  method: 'send' | 'walk';
+  /** 'tree': the trees' own items; 'send': the btrfs change stream; 'walk': the full-walk fallback. */
+  method: 'tree' | 'send' | 'walk';
   changes: DiffEntryJson[];
 }
 
@@ -187,7 +187,7 @@ export interface VolumeDiffStatus {
   against: string;
   /** The snapshot compared to, or null for the live volume. */
   to: string | null;
-  method: 'send' | 'walk';
+  method: 'tree' | 'send' | 'walk';
   changes: DiffEntryJson[];
 }
 

@@ -1,12 +1,12 @@
 /** The tree diff between two read-only subvolumes of the pool (diff status, and sizes from changes). */
 import type { DiffEntry } from '../core/diff.js';
 import type { DiffSink } from '../core/service.js';
-import { openDiff } from '../storage/diff/index.js';
+import { openDiff, type DiffMethod } from '../storage/diff/index.js';
 import type { SubvolumeId } from '../storage/layout.js';
 import type { EngineContext } from './context.js';
 
 /** The tree diff between two read-only subvolumes of the pool, collected. */
-export async function diffSubvolumes(ctx: EngineContext, oldId: SubvolumeId, newId: SubvolumeId, signal?: AbortSignal): Promise<{ entries: DiffEntry[]; method: 'send' | 'walk' }> {
+export async function diffSubvolumes(ctx: EngineContext, oldId: SubvolumeId, newId: SubvolumeId, signal?: AbortSignal): Promise<{ entries: DiffEntry[]; method: DiffMethod }> {
   const { method, entries } = await openSubvolumeDiff(ctx, oldId, newId, signal);
   const out: DiffEntry[] = [];
   for await (const e of entries) out.push(e);
@@ -19,6 +19,7 @@ function openSubvolumeDiff(ctx: EngineContext, oldId: SubvolumeId, newId: Subvol
   return openDiff({
     oldRoot: ctx.pool.hostPath(oldId),
     newRoot: ctx.pool.hostPath(newId),
+    ...(driver.treeReader ? { treeReader: driver.treeReader } : {}),
     ...(driver.capabilities.sendStream ? { sendStream: () => ctx.pool.sendNoData(oldId, newId, signal ? { signal } : {}) } : {}),
     ...(driver.inodePaths ? { inodePaths: driver.inodePaths.bind(driver) } : {}),
     ...(signal ? { signal } : {}),
@@ -31,7 +32,7 @@ export interface DeliverDiff<H> {
   /** The other side: a snapshot, or a live subvolume captured by a temporary read-only snapshot. */
   to: { snapshot: SubvolumeId } | { live: SubvolumeId; label: string };
   /** The sink's head, once the method is known. */
-  head: (method: 'send' | 'walk') => H;
+  head: (method: DiffMethod) => H;
   /** Entries left out (a box's mount points). */
   excluded?: (path: Buffer) => boolean;
   signal?: AbortSignal;

@@ -16,6 +16,7 @@ import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { getSystemErrorName } from 'node:util';
 import { Readable } from 'node:stream';
+import type { TreeKey, TreeReader } from './diff/tree.js';
 import { CHECKSUMS_CHECKED } from './sendstream.js';
 
 interface SendHandle {
@@ -32,6 +33,12 @@ interface Addon {
   EBADCRC: number;
   /** The reader's checksum check over a stream in memory, fed `piece` bytes at a time: 0, or EBADCRC. */
   checkSendStream(stream: Buffer, piece: number): number;
+  /** The items in a key range (search headers and items), or errno. */
+  treeSearch?(fd: number, tree: number, minObjectid: number | bigint, minType: number, minOffset: number | bigint, maxObjectid: number | bigint, maxType: number, maxOffset: number | bigint, minTransid: number, limitBytes: number, types?: Buffer): Buffer | number;
+  /** A directory's path in its subvolume, or errno. */
+  inoLookup?(fd: number, tree: number, objectid: number): Buffer | number;
+  /** The subvolume id of a directory, or -errno. */
+  treeId?(fd: number): number;
 }
 
 /** What a failed ioctl reports: errno's name, or zomg's for the checks btrfs-progs also makes. */
@@ -65,6 +72,8 @@ export interface BtrfsIoctl {
    * as reads would: whether every complete command matches its crc32c.
    */
   checksumsMatch(stream: Buffer, piece?: number): boolean;
+  /** The tree searches of the diff's tree comparison (storage/diff/tree.ts); undefined with an older addon. */
+  treeReader: TreeReader | undefined;
 }
 
 let loaded: BtrfsIoctl | null | undefined;
@@ -168,6 +177,37 @@ function wrap(addon: Addon): BtrfsIoctl {
     },
     checksumsMatch(stream, piece = Math.max(stream.length, 1)) {
       return addon.checkSendStream(stream, piece) === 0;
+    },
+    treeReader: treeReader(addon, failure),
+  };
+}
+
+/** The 256-bit mask of item types the addon's tree search keeps. */
+function typeMask(types: readonly number[]): Buffer {
+  const mask = Buffer.alloc(32);
+  for (const t of types) mask[t >> 3] = (mask[t >> 3] as number) | (1 << (t & 7));
+  return mask;
+}
+
+function treeReader(addon: Addon, failure: (errno: number, what: string) => IoctlError): TreeReader | undefined {
+  const { treeSearch, inoLookup, treeId } = addon;
+  if (treeSearch === undefined || inoLookup === undefined || treeId === undefined) return undefined;
+  const u64 = (v: number | bigint): number | bigint => (typeof v === 'bigint' && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v);
+  return {
+    treeId(fd) {
+      const id = treeId(fd);
+      if (id < 0) throw failure(-id, 'read the id of a subvolume');
+      return id;
+    },
+    search(fd, tree, min: TreeKey, max: TreeKey, minTransid, limitBytes, types) {
+      const r = treeSearch(fd, tree, u64(min[0]), min[1], u64(min[2]), u64(max[0]), max[1], u64(max[2]), minTransid, Math.min(limitBytes, Number.MAX_SAFE_INTEGER), types && typeMask(types));
+      if (typeof r === 'number') throw failure(r, 'search a subvolume tree');
+      return r;
+    },
+    inoLookup(fd, tree, objectid) {
+      const r = inoLookup(fd, tree, objectid);
+      if (typeof r === 'number') throw failure(r, 'look up a directory by inode');
+      return r;
     },
   };
 }

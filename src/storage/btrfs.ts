@@ -23,6 +23,7 @@ import { withReverter } from '../system/reverter.js';
 import { CommandError, isNoSpace, run, runText } from '../system/run.js';
 import { btrfsIoctl, IoctlError } from './btrfs-ioctl.js';
 import type { DriverCapabilities, SnapshotOptions, StorageDriver } from './driver.js';
+import type { TreeReader } from './diff/tree.js';
 
 /** statfs f_type of a btrfs filesystem. */
 export const BTRFS_SUPER_MAGIC = 0x9123683e;
@@ -96,6 +97,11 @@ const LIST_LINE = /^ID \d+ gen \d+ top level \d+ path (.*)$/;
 export class BtrfsDriver implements StorageDriver {
   readonly name = 'btrfs';
   readonly capabilities: DriverCapabilities = { instantSnapshots: true, readOnly: true, sendStream: true };
+
+  /** The addon's tree searches (none when btrfs-progs stands in for it). */
+  get treeReader(): TreeReader | undefined {
+    return btrfsIoctl()?.treeReader;
+  }
 
   async createSubvolume(path: string): Promise<void> {
     await btrfs('create a subvolume', ['subvolume', 'create', path]);

@@ -4,6 +4,7 @@
  * Paths are absolute host paths inside the pool; they never reach the API.
  */
 import type { Readable } from 'node:stream';
+import type { TreeReader } from './diff/tree.js';
 
 export interface DriverCapabilities {
   /** Snapshots are copy-on-write clones whose cost does not depend on the tree size. */
@@ -79,4 +80,10 @@ export interface StorageDriver {
    * `root`, when the driver can resolve inode numbers to names without a walk.
    */
   inodePaths?(root: string, ino: number, options: { signal?: AbortSignal }): Promise<Buffer[]>;
+
+  /**
+   * The tree searches with which a diff compares two read-only subvolumes' own items,
+   * before it tries the send (storage/diff/tree.ts), when the driver can make them.
+   */
+  readonly treeReader?: TreeReader;
 }

@@ -38,6 +38,7 @@ import { readXattrs } from '../../src/storage/diff/verify.js';
 import { parseSendStream, type SendCommand } from '../../src/storage/sendstream.js';
 import { isRoot, makeTestPool, type TestPool } from '../helpers/pool.js';
 import { BtrfsDriver } from '../../src/storage/btrfs.js';
+import { btrfsIoctl } from '../../src/storage/btrfs-ioctl.js';
 
 const driver = new BtrfsDriver();
 
@@ -86,8 +87,16 @@ function freshName(prefix: string): string {
 
 const LIST_ALL = { keepNew: 0, dropEmptied: 1 };
 
-/** Diffs old → new both ways, asserts they agree, returns the rendered text. */
+const treeReader = btrfsIoctl()?.treeReader;
+
+/**
+ * Diffs old → new every way (the trees' own items, the send, the walk), asserts they
+ * agree, returns the rendered text.
+ */
 async function diffBoth(oldSnap: string, newSnap: string, expectMethod: 'send' | 'walk' = 'send'): Promise<string> {
+  assert.ok(treeReader, 'the addon is built (npm run build)');
+  const tree = await diffTrees({ oldRoot: oldSnap, newRoot: newSnap, treeReader, onFallback: (e) => console.log('tree fallback:', e) });
+  assert.equal(tree.method, 'tree');
   const fast = await diffTrees({ oldRoot: oldSnap, newRoot: newSnap, sendStream: sendStream(oldSnap, newSnap), inodePaths, onFallback: (e) => console.log('fallback:', e) });
   const slow = await walkDiff(oldSnap, newSnap);
   if (process.env.DIFF_DEBUG === '1') {
@@ -97,6 +106,8 @@ async function diffBoth(oldSnap: string, newSnap: string, expectMethod: 'send' |
     console.error('SLOW', renderDiffText(slow));
   }
   assert.equal(fast.method, expectMethod);
+  assert.equal(renderDiffText(tree.entries), renderDiffText(slow), 'tree comparison and walk disagree');
+  assert.deepEqual(tree.entries, slow);
   assert.equal(renderDiffText(fast.entries), renderDiffText(slow), 'send path and walk disagree');
   assert.deepEqual(fast.entries, slow);
   // Again with new and removed trees listed whenever they can be (the limits a million

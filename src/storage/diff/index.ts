@@ -2,6 +2,11 @@
  * The tree diff: what changed between an old tree (a read-only snapshot) and a new tree
  * (a temporary read-only snapshot of the live root), by the rules of SPEC §6.
  *
+ * Fastest path, when the new tree descends from the old one (tree.ts): read the items of
+ * the tree blocks written since the old tree was made, and compare the inodes they name
+ * with the old tree's; the candidate paths are verified as the send's are. Anything it
+ * cannot do (unrelated trees, an older addon, too much to read) falls back to the send.
+ *
  * Fast path (snapper's method, research/anchors.md §3, §9): parse the data-less send
  * stream from old to new, replay it into candidate paths, verify each against both
  * trees. Its cost grows with the changes, not the tree. Any failure of the stream (the
@@ -14,10 +19,15 @@ import type { DiffEntry } from '../../core/diff.js';
 import { SendStreamParser, checksumsChecked } from '../sendstream.js';
 import { SendReplay, type Candidate, type ReplayLimits } from './replay.js';
 import { EarlyChecks, verifySorted } from './sorted.js';
+import { treeCandidates, type TreeCompareOptions, type TreeReader } from './tree.js';
 import { NeedsWalkError, Tree, type InodePathResolver } from './verify.js';
 import { walkDiff } from './walk.js';
 
 export type { InodePathResolver } from './verify.js';
+export type { TreeReader } from './tree.js';
+
+/** How a diff found its candidates: the trees' own items, the send stream, or a walk of both trees. */
+export type DiffMethod = 'tree' | 'send' | 'walk';
 export { walkDiff } from './walk.js';
 
 export interface DiffTreesOptions {
@@ -25,6 +35,10 @@ export interface DiffTreesOptions {
   oldRoot: string;
   /** The new tree: a read-only snapshot (a temporary one of a live root). */
   newRoot: string;
+  /** The tree searches of the tree comparison (tried before the send; tree.ts). */
+  treeReader?: TreeReader;
+  /** Options of the tree comparison (tests set a small budget). */
+  treeOptions?: TreeCompareOptions;
   /**
    * Starts `btrfs send --no-data -p oldRoot newRoot` (or equivalent) and returns its
    * stdout. The stream must error if the sender fails. Without it, the walk is used.
@@ -45,11 +59,11 @@ export interface DiffTreesOptions {
 export interface DiffTreesResult {
   /** Sorted bytewise by path. */
   entries: DiffEntry[];
-  method: 'send' | 'walk';
+  method: DiffMethod;
 }
 
 export interface DiffTreesStream {
-  method: 'send' | 'walk';
+  method: DiffMethod;
   /**
    * The entries, sorted bytewise by path, decided one by one as they are read. Iterate it
    * once, to the end or until an error (an error of the trees, or the abort).
@@ -73,6 +87,28 @@ export async function diffTrees(opts: DiffTreesOptions): Promise<DiffTreesResult
 export async function openDiff(opts: DiffTreesOptions): Promise<DiffTreesStream> {
   const { signal } = opts;
   signal?.throwIfAborted();
+  if (opts.treeReader) {
+    let found: ReturnType<typeof treeCandidates> | undefined;
+    try {
+      found = treeCandidates(opts.oldRoot, opts.newRoot, opts.treeReader, opts.treeOptions);
+    } catch (err) {
+      // Whatever stopped it (unrelated trees, the budget, an ioctl refused), the send can
+      // still do it, and fails the same way if the trees themselves are at fault.
+      opts.onFallback?.(err);
+    }
+    if (found) {
+      const entries = await verifySorted(found.candidates, new Tree(opts.oldRoot), new Tree(opts.newRoot), {
+        inodePaths: found.inodePaths,
+        ...(signal ? { signal } : {}),
+      }).catch((err: unknown) => {
+        if (signal?.aborted) throw signal.reason;
+        if (!(err instanceof NeedsWalkError)) throw err;
+        opts.onFallback?.(err);
+        return undefined;
+      });
+      if (entries) return { entries, method: 'tree' };
+    }
+  }
   if (opts.sendStream) {
     try {
       const oldTree = new Tree(opts.oldRoot);

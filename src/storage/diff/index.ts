@@ -24,7 +24,6 @@ import { NeedsWalkError, Tree, type InodePathResolver } from './verify.js';
 import { walkDiff } from './walk.js';
 
 export type { InodePathResolver } from './verify.js';
-export type { TreeReader } from './tree.js';
 
 /** How a diff found its candidates: the trees' own items, the send stream, or a walk of both trees. */
 export type DiffMethod = 'tree' | 'send' | 'walk';

@@ -53,7 +53,7 @@ export interface TreeReader {
 }
 
 /** The trees cannot be compared this way (the caller uses the send). */
-export class TreeCompareUnfit extends Error {
+class TreeCompareUnfit extends Error {
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = 'TreeCompareUnfit';
@@ -106,7 +106,6 @@ const u64 = (b: Buffer, at: number): number => b.readUInt32LE(at) + b.readUInt32
 /** What a subvolume's root item says of its history. */
 interface RootInfo {
   id: number;
-  generation: number;
   readOnly: boolean;
   uuid: string;
   parentUuid: string;
@@ -219,7 +218,6 @@ function rootInfo(reader: TreeReader, fd: number, id: number): RootInfo | undefi
     if (d.length < 311) return;
     info = {
       id,
-      generation: u64(d, 160),
       readOnly: (d.readUInt32LE(208) & 1) !== 0,
       uuid: d.toString('hex', 247, 263),
       parentUuid: d.toString('hex', 263, 279),
@@ -245,13 +243,15 @@ function byUuid(reader: TreeReader, fd: number, uuid: string): RootInfo | undefi
 
 /**
  * The transaction up to which every block of `next` is a block of `prev`, or a reason why
- * there is none. `prev` must be a read-only snapshot never changed after its creation; then
- * `next` must descend from it: a later snapshot of the subvolume `prev` was taken from, a
- * snapshot of `prev` itself, or a snapshot of such, at any depth.
+ * there is none. `prev` must be a read-only snapshot whose items never changed after its
+ * creation (its root item's ctransid here; its blocks, by the caller); then `next` must
+ * descend from it: a later snapshot of the subvolume `prev` was taken from, a snapshot of
+ * `prev` itself, or a snapshot of such, at any depth. (`prev`'s generation does not say: a
+ * snapshot taken of `prev` rewrites its root block, and so raises it.)
  */
 function lineage(reader: TreeReader, fd: number, prev: RootInfo, next: RootInfo): number | string {
   if (!prev.readOnly || !next.readOnly) return 'a side is not read-only';
-  if (prev.ctransid > prev.otransid || prev.generation > prev.otransid) return 'the old tree changed after its creation';
+  if (prev.ctransid > prev.otransid) return 'the old tree changed after its creation';
   if (prev.id === next.id) return 'the same subvolume on both sides';
   let cur: RootInfo | undefined = next;
   for (let i = 0; i < MAX_LINEAGE && cur !== undefined; i++) {
@@ -397,6 +397,12 @@ export function treeCandidates(oldRoot: string, newRoot: string, reader: TreeRea
     if (prev === undefined || next === undefined) throw new TreeCompareUnfit('a root item could not be read');
     const since = lineage(reader, newSide.fd, prev, next);
     if (typeof since === 'string') throw new TreeCompareUnfit(since);
+    // Nothing of the old tree was written after its creation. (A snapshot taken of it
+    // copies its root block, which holds no items unless the whole tree is that one leaf:
+    // then this refuses a tree small enough for the send.)
+    if (reader.search(oldSide.fd, 0, [0, 0, 0], [U64_MAX, 255, U64_MAX], since + 1, 1 << 20).length > 0) {
+      throw new TreeCompareUnfit('the old tree has blocks written after its creation');
+    }
 
     // The blocks written since the old tree was made (its own transaction included, which
     // costs a few needless comparisons and guards the edge).

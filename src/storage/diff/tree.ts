@@ -118,8 +118,8 @@ const ZERO_UUID = '00000000000000000000000000000000';
 interface Items {
   /** The inode item, or undefined. */
   inode: Buffer | undefined;
-  /** Names: the directory each is in, and the name. */
-  refs: Array<{ parent: number; name: Buffer }>;
+  /** Names: the directory each is in, and the name (latin1: a character per byte). */
+  refs: Array<{ parent: number; name: string }>;
   /** xattr name (latin1) → value (latin1). */
   xattrs: Map<string, string>;
   /** File offset → the extent item from its ram_bytes on (its generation left out). */
@@ -138,7 +138,7 @@ const emptyItems = (): Items => ({ inode: undefined, refs: [], xattrs: new Map()
 class Side {
   readonly fd: number;
   readonly id: number;
-  private readonly dirPaths = new Map<number, Buffer>();
+  private readonly dirPaths = new Map<number, string>();
 
   constructor(
     readonly root: string,
@@ -157,20 +157,22 @@ class Side {
     closeSync(this.fd);
   }
 
-  /** The path of directory `dir` from the root, with a trailing slash ("" for the root). */
-  dirPath(dir: number): Buffer {
+  /**
+   * The path of directory `dir` from the root, with a trailing slash ("" for the root), as
+   * a latin1 string: paths are built, compared and kept as strings, Buffers only at the end.
+   */
+  dirPath(dir: number): string {
     let p = this.dirPaths.get(dir);
     if (p === undefined) {
-      p = dir === FIRST_FREE ? Buffer.alloc(0) : this.reader.inoLookup(this.fd, 0, dir);
+      p = dir === FIRST_FREE ? '' : this.reader.inoLookup(this.fd, 0, dir).toString('latin1');
       this.dirPaths.set(dir, p);
     }
     return p;
   }
 
-  /** The path of `name` in directory `dir`. */
-  pathOf(dir: number, name: Buffer): Buffer {
-    const d = this.dirPath(dir);
-    return d.length === 0 ? name : Buffer.concat([d, name]);
+  /** The path of `name` (latin1) in directory `dir`. */
+  pathOf(dir: number, name: string): string {
+    return this.dirPath(dir) + name;
   }
 }
 
@@ -309,7 +311,7 @@ function parseItem(it: Items, type: number, offset: number, buf: Buffer, at: num
       // (index u64, name_len u16, name) repeated, all in directory `offset`.
       for (let at = 0; at + 10 <= d.length; ) {
         const n = d.readUInt16LE(at + 8);
-        it.refs.push({ parent: offset, name: d.subarray(at + 10, at + 10 + n) });
+        it.refs.push({ parent: offset, name: d.toString('latin1', at + 10, at + 10 + n) });
         at += 10 + n;
       }
       return;
@@ -317,7 +319,7 @@ function parseItem(it: Items, type: number, offset: number, buf: Buffer, at: num
       // (parent u64, index u64, name_len u16, name) repeated.
       for (let at = 0; at + 18 <= d.length; ) {
         const n = d.readUInt16LE(at + 16);
-        it.refs.push({ parent: u64(d, at), name: d.subarray(at + 18, at + 18 + n) });
+        it.refs.push({ parent: u64(d, at), name: d.toString('latin1', at + 18, at + 18 + n) });
         at += 18 + n;
       }
       return;
@@ -336,13 +338,11 @@ function parseItem(it: Items, type: number, offset: number, buf: Buffer, at: num
   }
 }
 
-/** An entry (a DIR_INDEX item's btrfs_dir_item): its name, and the object it names. */
-function entryAt(buf: Buffer, at: number): { name: Buffer; child: number; rootItem: boolean } {
-  const nameLen = buf.readUInt16LE(at + 27);
-  return { name: buf.subarray(at + 30, at + 30 + nameLen), child: u64(buf, at), rootItem: buf[at + 8] === ROOT_ITEM };
-}
+/** The name (latin1) of an entry (a DIR_INDEX item's btrfs_dir_item at `at`). */
+const entryName = (buf: Buffer, at: number): string => buf.toString('latin1', at + 30, at + 30 + buf.readUInt16LE(at + 27));
 
 const NO_ENTRIES: number[] = [];
+const EMPTY = Buffer.alloc(0);
 const isDir = (inode: Buffer): boolean => (inode.readUInt32LE(52) & S_IFMT) === S_IFDIR;
 const generationOf = (inode: Buffer): number => u64(inode, 0);
 const sizeOf = (inode: Buffer): number => u64(inode, 16);
@@ -411,106 +411,109 @@ export function treeCandidates(oldRoot: string, newRoot: string, reader: TreeRea
     // A budget that grows with what changed: 64 times the inode items of the blocks written.
     if (options.budgetBytes === undefined) budget.left = Math.max(budget.left, 64 * inodes.length);
     const changed: number[] = [];
+    /** The new tree's inode items of the inodes that changed. */
+    const newInodes = new Map<number, Buffer>();
     const dv = new DataView(inodes.buffer, inodes.byteOffset, inodes.length);
-    eachItem(inodes, (objectid, type, _offset, at) => {
-      if (type === INODE_ITEM && dv.getUint32(at + 8, true) + dv.getUint32(at + 12, true) * 0x100000000 >= since) changed.push(objectid);
+    eachItem(inodes, (objectid, type, _offset, at, len) => {
+      if (type !== INODE_ITEM || dv.getUint32(at + 8, true) + dv.getUint32(at + 12, true) * 0x100000000 < since) return;
+      changed.push(objectid);
+      newInodes.set(objectid, inodes.subarray(at, at + len));
     });
     // Items come in key order, so the objectids are sorted already.
     const oldItems = new Map<number, Items>();
-    const newItems = new Map<number, Items>();
     readObjects(reader, budget, oldSide, changed, oldItems, COMPARED);
-    // Of an inode that is new, only its inode item and its entries count (all of them are
-    // additions); an inode of the old tree is read whole.
-    readObjects(reader, budget, newSide, changed, newItems, [INODE_ITEM, DIR_INDEX]);
-    const kept = changed.filter((o) => {
-      const a = oldItems.get(o)?.inode;
-      const b = newItems.get(o)?.inode;
+    /** Whether `objectid` names the same inode in both trees (and not a new one with that number). */
+    const inBoth = (objectid: number): boolean => {
+      const a = oldItems.get(objectid)?.inode;
+      const b = newInodes.get(objectid);
       return a !== undefined && b !== undefined && generationOf(a) === generationOf(b);
-    });
-    readObjects(reader, budget, newSide, kept, newItems, COMPARED);
+    };
+    // Of a new inode, only its inode item counts, and a new directory's entries (all of them
+    // are additions); an inode of the old tree is read whole.
+    const newItems = new Map<number, Items>();
+    readObjects(reader, budget, newSide, changed.filter((o) => isDir(newInodes.get(o) as Buffer) || inBoth(o)), newItems, COMPARED);
 
+    /** Candidates by path (latin1). */
     const out = new Map<string, Candidate>();
-    const candidate = (path: Buffer): Candidate => {
-      const k = path.toString('latin1');
+    const candidate = (k: string): Candidate => {
       let c = out.get(k);
       if (c === undefined) {
-        c = { path, maybeAdded: false, maybeDeleted: false, content: false, attrs: false, xattrs: false, newInode: false, listNew: false, emptiedDir: false, ranges: [], sure: false };
+        c = { path: EMPTY, maybeAdded: false, maybeDeleted: false, content: false, attrs: false, xattrs: false, newInode: false, listNew: false, emptiedDir: false, ranges: [], sure: false };
         out.set(k, c);
       }
       return c;
     };
-    /** Whether `objectid` names an inode of the new tree that the old tree does not have. */
-    const isNew = (objectid: number): boolean => {
-      const b = newItems.get(objectid)?.inode;
-      if (b === undefined) return false;
-      const a = oldItems.get(objectid)?.inode;
-      return a === undefined || generationOf(a) !== generationOf(b);
-    };
     const none = emptyItems();
-    const namesOf = new Map<number, Buffer[]>();
+    const namesOf = new Map<number, string[]>();
     for (const objectid of changed) {
+      const bInode = newInodes.get(objectid) as Buffer;
       const b = newItems.get(objectid) ?? none;
-      if (b.inode === undefined) continue;
       const a0 = oldItems.get(objectid) ?? none;
-      const same = a0.inode !== undefined && generationOf(a0.inode) === generationOf(b.inode);
-      const a = same ? a0 : none;
+      const same = inBoth(objectid);
       // Entries: what left the old directory, what came into the new one. Both lists are in
       // the order of their index, which btrfs gives each new entry from a counter: an entry
       // in both trees has the same index and the same bytes.
       const ea = a0.inode !== undefined && isDir(a0.inode) ? a0.entries : NO_ENTRIES;
-      const eb = isDir(b.inode) ? b.entries : NO_ENTRIES;
-      const bufA = a0.dirBuf as Buffer;
-      const bufB = b.dirBuf as Buffer;
-      const removed = (i: number): void => {
-        candidate(oldSide.pathOf(objectid, entryAt(bufA, ea[i + 1] as number).name)).maybeDeleted = true;
-      };
-      const added = (j: number): void => {
-        const e = entryAt(bufB, eb[j + 1] as number);
-        const c = candidate(newSide.pathOf(objectid, e.name));
-        c.maybeAdded = true;
-        if (!e.rootItem && isNew(e.child)) c.newInode = true;
-      };
-      if (!same) {
-        // No old inode here (or another one, with this number): all it held left, all this holds came.
-        for (let i = 0; i < ea.length; i += 3) removed(i);
-        for (let j = 0; j < eb.length; j += 3) added(j);
-      } else {
-        for (let i = 0, j = 0; i < ea.length || j < eb.length; ) {
-          const ia = i < ea.length ? (ea[i] as number) : Infinity;
-          const ib = j < eb.length ? (eb[j] as number) : Infinity;
-          if (ia === ib) {
-            const atA = ea[i + 1] as number;
-            const atB = eb[j + 1] as number;
-            const lenA = ea[i + 2] as number;
-            if (lenA !== eb[j + 2] || bufA.compare(bufB, atB, atB + lenA, atA, atA + lenA) !== 0) {
+      const eb = isDir(bInode) ? b.entries : NO_ENTRIES;
+      if (ea.length > 0 || eb.length > 0) {
+        const bufA = a0.dirBuf as Buffer;
+        const bufB = b.dirBuf as Buffer;
+        const oldDir = ea.length > 0 ? oldSide.dirPath(objectid) : '';
+        const newDir = eb.length > 0 ? newSide.dirPath(objectid) : '';
+        const removed = (i: number): void => {
+          candidate(oldDir + entryName(bufA, ea[i + 1] as number)).maybeDeleted = true;
+        };
+        const added = (j: number): void => {
+          const at = eb[j + 1] as number;
+          const c = candidate(newDir + entryName(bufB, at));
+          c.maybeAdded = true;
+          // A new inode (not a nested subvolume's root): an entry of the new tree only.
+          if (bufB[at + 8] !== ROOT_ITEM) {
+            const child = u64(bufB, at);
+            if (newInodes.has(child) && !inBoth(child)) c.newInode = true;
+          }
+        };
+        if (!same) {
+          // No old inode here (or another one, with this number): all it held left, all this holds came.
+          for (let i = 0; i < ea.length; i += 3) removed(i);
+          for (let j = 0; j < eb.length; j += 3) added(j);
+        } else {
+          for (let i = 0, j = 0; i < ea.length || j < eb.length; ) {
+            const ia = i < ea.length ? (ea[i] as number) : Infinity;
+            const ib = j < eb.length ? (eb[j] as number) : Infinity;
+            if (ia === ib) {
+              const atA = ea[i + 1] as number;
+              const atB = eb[j + 1] as number;
+              const lenA = ea[i + 2] as number;
+              if (lenA !== eb[j + 2] || bufA.compare(bufB, atB, atB + lenA, atA, atA + lenA) !== 0) {
+                removed(i);
+                added(j);
+              }
+              i += 3;
+              j += 3;
+            } else if (ia < ib) {
               removed(i);
+              i += 3;
+            } else {
               added(j);
+              j += 3;
             }
-            i += 3;
-            j += 3;
-          } else if (ia < ib) {
-            removed(i);
-            i += 3;
-          } else {
-            added(j);
-            j += 3;
           }
         }
       }
-      if (!same || a.inode === undefined) continue;
+      const aInode = a0.inode;
+      if (!same || aInode === undefined) continue;
       // The inode's own changes, at each name it has in both trees.
-      const attrs = attrsDiffer(a.inode, b.inode);
-      const xattrs = mapsDiffer(a.xattrs, b.xattrs);
-      const content = !isDir(b.inode) && (sizeOf(a.inode) !== sizeOf(b.inode) || a.extents.size !== b.extents.size || [...b.extents].some(([o, x]) => !a.extents.get(o)?.equals(x)));
+      const attrs = attrsDiffer(aInode, bInode);
+      const xattrs = mapsDiffer(a0.xattrs, b.xattrs);
+      const content = !isDir(bInode) && (sizeOf(aInode) !== sizeOf(bInode) || a0.extents.size !== b.extents.size || [...b.extents].some(([o, x]) => !a0.extents.get(o)?.equals(x)));
       if (!attrs && !xattrs && !content) continue;
-      const ranges = content ? changedRanges(a.extents, b.extents) : [];
-      const oldNames = new Set<string>();
-      if (objectid === FIRST_FREE) oldNames.add('');
-      for (const r of a.refs) oldNames.add(oldSide.pathOf(r.parent, r.name).toString('latin1'));
-      const newNames: Buffer[] = objectid === FIRST_FREE ? [Buffer.alloc(0)] : b.refs.map((r) => newSide.pathOf(r.parent, r.name));
+      const ranges = content ? changedRanges(a0.extents, b.extents) : [];
+      const oldNames = new Set<string>(objectid === FIRST_FREE ? [''] : a0.refs.map((r) => oldSide.pathOf(r.parent, r.name)));
+      const newNames = objectid === FIRST_FREE ? [''] : b.refs.map((r) => newSide.pathOf(r.parent, r.name));
       namesOf.set(objectid, newNames);
       for (const path of newNames) {
-        if (!oldNames.has(path.toString('latin1'))) continue;
+        if (!oldNames.has(path)) continue;
         const c = candidate(path);
         c.attrs ||= attrs;
         c.xattrs ||= xattrs;
@@ -520,12 +523,18 @@ export function treeCandidates(oldRoot: string, newRoot: string, reader: TreeRea
         }
       }
     }
-    const candidates = [...out.values()].sort((x, y) => Buffer.compare(x.path, y.path));
+    // In path order: latin1 strings compare as their bytes do.
+    const keys = [...out.keys()].sort();
+    const candidates = keys.map((k) => {
+      const c = out.get(k) as Candidate;
+      c.path = Buffer.from(k, 'latin1');
+      return c;
+    });
     // Verification asks for the other names of a changed file with several links; they are
     // all candidates already, from the file's own items.
     const inodePaths: InodePathResolver = (_root, ino) => {
       const names = namesOf.get(ino);
-      return names ? Promise.resolve(names) : Promise.reject(new Error(`inode ${ino} is not one the tree comparison read`));
+      return names ? Promise.resolve(names.map((n) => Buffer.from(n, 'latin1'))) : Promise.reject(new Error(`inode ${ino} is not one the tree comparison read`));
     };
     return { candidates, inodePaths };
   } finally {

@@ -1,7 +1,8 @@
 /**
  * The diff at a million entries: a 1000 dirs × 1000 files subvolume, with 10 and with
- * 100,000 changes (zomg's path: ro snapshot of the live tree + send + parse + verify +
- * delete, against the floor: ro snapshot + `btrfs send --no-data` + delete), and the
+ * 100,000 changes (zomg's path: ro snapshot of the live tree + the trees' own items, or the
+ * send when they cannot say + verify + delete, against the floor: ro snapshot +
+ * `btrfs send --no-data` + delete), and the
  * whole tree as one diff of a million added paths, and the other way round as a million
  * removed ones, each streamed as `diff status --json` writes it, in a child process whose
  * peak RSS is reported.
@@ -19,7 +20,9 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { DiffStatusWriter } from '../src/cli/diff-output.js';
 import { BtrfsDriver } from '../src/storage/btrfs.js';
+import { btrfsIoctl } from '../src/storage/btrfs-ioctl.js';
 import { openDiff } from '../src/storage/diff/index.js';
+import type { TreeReader } from '../src/storage/diff/tree.js';
 import { isRoot } from '../tests/helpers/pool.js';
 import { median } from './lib.js';
 
@@ -37,8 +40,9 @@ const fileOf = (root: string, d: number, f: number): string => `${dirOf(root, d)
 
 /** One diff through the streaming API into `diff status --json`'s writer; returns the count. */
 async function streamDiff(oldRoot: string, newRoot: string, out: NodeJS.WritableStream): Promise<number> {
-  const { method, entries } = await openDiff({ oldRoot, newRoot, sendStream: () => driver.sendNoData(oldRoot, newRoot) });
-  if (method !== 'send') throw new Error('the fast path fell back to the walk');
+  const { method, entries } = await openDiff({ oldRoot, newRoot, ...treeSearch(), sendStream: () => driver.sendNoData(oldRoot, newRoot) });
+  if (method === 'walk') throw new Error('the fast path fell back to the walk');
+  console.error(`  (the ${method} path)`);
   const writer = new DiffStatusWriter(true, out);
   await writer.head({ box: 'bench', project: 'bench', against: 'v0', to: null, method });
   let n = 0;
@@ -49,6 +53,13 @@ async function streamDiff(oldRoot: string, newRoot: string, out: NodeJS.Writable
   }
   await writer.end();
   return n;
+}
+
+/** The tree comparison, as zomg uses it (the send when the trees cannot say). */
+function treeSearch(): { treeReader: TreeReader } {
+  const treeReader = btrfsIoctl()?.treeReader;
+  if (!treeReader) throw new Error('the addon is not built (npm run build)');
+  return { treeReader };
 }
 
 const row = (k: string, v: number): void => console.log(`  ${k.padEnd(56)} ${v.toFixed(1).padStart(9)} ms`);
@@ -123,13 +134,15 @@ async function main(): Promise<void> {
     if (existsSync(live)) btrfs('subvolume', 'delete', live);
     btrfs('subvolume', 'snapshot', full, live);
     let n = 0;
+    const methods = new Set<string>();
     const tmp = (): string => `${MNT}/.tmp-${process.pid}-${n++}`;
     const fast = async (): Promise<number> => {
       const t = tmp();
       btrfs('subvolume', 'snapshot', '-r', live, t);
       try {
         let count = 0;
-        const { entries: it } = await openDiff({ oldRoot: full, newRoot: t, sendStream: () => driver.sendNoData(full, t) });
+        const { entries: it, method } = await openDiff({ oldRoot: full, newRoot: t, ...treeSearch(), sendStream: () => driver.sendNoData(full, t) });
+        methods.add(method);
         for await (const e of it) if (e) count++;
         return count;
       } finally {
@@ -158,7 +171,7 @@ async function main(): Promise<void> {
     console.log(`\n== ${entries} entries, 10 changes (${c10} entries)`);
     const f10 = await time(RUNS, fast);
     const fl10 = await time(RUNS, floor);
-    row('zomg (ro snapshot + send + parse + verify + delete)', f10);
+    row(`zomg (ro snapshot + ${[...methods].join('/')} path + verify + delete)`, f10);
     row('floor (ro snapshot + send --no-data + delete)', fl10);
     console.log(`  ratio zomg / floor ${(f10 / fl10).toFixed(2)}×`);
 
@@ -166,12 +179,13 @@ async function main(): Promise<void> {
     const per = Math.ceil(100_000 / DIRS);
     for (let d = 0; d < DIRS; d++) for (let f = 100; f < 100 + per; f++) writeFileSync(fileOf(live, d, f), `FILE ${d}/${f}\n`);
     execFileSync('sync');
+    methods.clear();
     const c100k = await fast();
     console.log(`\n== ${entries} entries, ${per * DIRS} more changes (${c100k} entries)`);
     const runs = Math.max(2, Math.floor(RUNS / 2));
     const f100k = await time(runs, fast);
     const fl100k = await time(runs, floor);
-    row('zomg (ro snapshot + send + parse + verify + delete)', f100k);
+    row(`zomg (ro snapshot + ${[...methods].join('/')} path + verify + delete)`, f100k);
     row('floor (ro snapshot + send --no-data + delete)', fl100k);
     console.log(`  ratio zomg / floor ${(f100k / fl100k).toFixed(2)}×`);
 

@@ -1,6 +1,7 @@
 /**
- * Diff benchmark: the send-stream fast path against the full walk, the raw `btrfs send`
- * floor and (when installed) snapper, on a 1000 dirs × 100 files subvolume.
+ * Diff benchmark: zomg's diff (the trees' own items, storage/diff/tree.ts) and its send-stream
+ * path against the full walk, the raw `btrfs send` floor and (when installed) snapper, on a
+ * 1000 dirs × 100 files subvolume.
  *
  *   npx tsc -p tsconfig.json && node dist/bench/diff.js
  *   BENCH_DIRS=200 BENCH_RUNS=5 node dist/bench/diff.js     # smaller / fewer runs
@@ -10,7 +11,9 @@
 import { execFileSync } from 'node:child_process';
 import { appendFileSync, chmodSync, copyFileSync, existsSync, lstatSync, mkdirSync, readdirSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import type { Readable } from 'node:stream';
+import { btrfsIoctl } from '../src/storage/btrfs-ioctl.js';
 import { diffTrees, walkDiff, type InodePathResolver } from '../src/storage/diff/index.js';
+import type { TreeReader } from '../src/storage/diff/tree.js';
 import { run } from '../src/system/run.js';
 import { isRoot, makeTestPool, type TestPool } from '../tests/helpers/pool.js';
 import { BtrfsDriver } from '../src/storage/btrfs.js';
@@ -133,18 +136,25 @@ async function main(): Promise<void> {
     await btrfs('subvolume', 'snapshot', '-r', live, after10);
 
     let tmpN = 0;
-    /** What `zomg diff status` does: temp ro snapshot of the live root, diff, delete it. */
-    const fastPath = async (old: string): Promise<number> => {
+    const treeReader = btrfsIoctl()?.treeReader;
+    if (!treeReader) throw new Error('the addon is not built (npm run build)');
+    /**
+     * What `zomg diff status` does: temp ro snapshot of the live root, diff (the trees' own
+     * items; the send when they cannot say), delete it. `sendOnly`: the send path alone.
+     */
+    const diffPath = (sendOnly: boolean) => async (old: string): Promise<number> => {
       const tmp = `${mnt}/.diff-tmp-${tmpN++}`;
       await btrfs('subvolume', 'snapshot', '-r', live, tmp);
       try {
-        const r = await diffTrees({ oldRoot: old, newRoot: tmp, sendStream: sendStream(old, tmp), inodePaths });
-        if (r.method !== 'send') throw new Error('the fast path fell back to the walk');
+        const r = await diffTrees({ oldRoot: old, newRoot: tmp, ...(sendOnly ? {} : { treeReader }), sendStream: sendStream(old, tmp), inodePaths });
+        if (r.method !== (sendOnly ? 'send' : 'tree')) throw new Error(`the diff took the ${r.method} path`);
         return r.entries.length;
       } finally {
         await btrfs('subvolume', 'delete', tmp);
       }
     };
+    const fastPath = diffPath(false);
+    const sendPath = diffPath(true);
     /** The floor: the same CLI steps with nothing done in user space. */
     const floor = async (old: string): Promise<void> => {
       const tmp = `${mnt}/.diff-tmp-${tmpN++}`;
@@ -160,16 +170,18 @@ async function main(): Promise<void> {
     const walkEntries = (await walkDiff(base, after10)).length;
     console.log(`\n== 10 changes (${fastEntries} entries from the fast path, ${walkEntries} from the walk)`);
     const [fast10, floor10, pair10] = await timePair(RUNS, () => fastPath(base), () => floor(base));
+    const [sendPath10] = await timePair(RUNS, () => sendPath(base), () => floor(base));
     const send10 = await time(RUNS, () => btrfs('send', '-q', '--no-data', '-p', base, '-f', '/dev/null', after10));
     const snapDel = await time(RUNS, async () => {
       const tmp = `${mnt}/.diff-tmp-${tmpN++}`;
       await btrfs('subvolume', 'snapshot', '-r', live, tmp);
       await btrfs('subvolume', 'delete', tmp);
     });
-    const verifyOnly = await time(RUNS, () => diffTrees({ oldRoot: base, newRoot: after10, sendStream: sendStream(base, after10) }));
+    const verifyOnly = await time(RUNS, () => diffTrees({ oldRoot: base, newRoot: after10, treeReader, sendStream: sendStream(base, after10) }));
     const walk10 = await time(WALK_RUNS, () => walkDiff(base, after10));
-    console.log(`fast path (ro snapshot + send + parse + verify + delete) ${fmt(fast10)}`);
-    console.log(`  send + parse + verify of two ro snapshots             ${fmt(verifyOnly)}`);
+    console.log(`zomg (ro snapshot + tree search + verify + delete)     ${fmt(fast10)}`);
+    console.log(`  tree search + verify of two ro snapshots             ${fmt(verifyOnly)}`);
+    console.log(`  the send path instead (send + parse + verify)        ${fmt(sendPath10)}`);
     console.log(`floor (CLI: ro snapshot + send --no-data + delete)     ${fmt(floor10)}`);
     console.log(`  raw send --no-data of two ro snapshots               ${fmt(send10)}`);
     console.log(`  ro snapshot + delete                                 ${fmt(snapDel)}`);
@@ -184,20 +196,22 @@ async function main(): Promise<void> {
     const n10k = await fastPath(base);
     console.log(`\n== ${many * FILES} more changes (${n10k} entries)`);
     const [fast10k, floor10k, pair10k] = await timePair(Math.max(3, Math.floor(RUNS / 3)), () => fastPath(base), () => floor(base));
+    const [sendPath10k] = await timePair(Math.max(3, Math.floor(RUNS / 3)), () => sendPath(base), () => floor(base));
     const walk10k = await time(WALK_RUNS, () => walkDiff(base, after10k));
-    console.log(`fast path  ${fmt(fast10k)}`);
+    console.log(`zomg       ${fmt(fast10k)}`);
+    console.log(`send path  ${fmt(sendPath10k)}`);
     console.log(`floor      ${fmt(floor10k)}`);
     console.log(`full walk  ${fmt(walk10k)}`);
     console.log(`ratios: fast/floor ${(fast10k.median / floor10k.median).toFixed(2)}× (median of the interleaved pairs ${pair10k.toFixed(2)}×), walk/fast ${(walk10k.median / fast10k.median).toFixed(1)}×`);
 
-    await snapperBench(mnt, live, fastPath);
+    await snapperBench(mnt, live, fastPath, treeReader);
   } finally {
     pool?.cleanup();
   }
 }
 
 /** snapper status between two of its snapshots of `live`, with its config under --root=mnt. */
-async function snapperBench(mnt: string, live: string, fastPath: (old: string) => Promise<number>): Promise<void> {
+async function snapperBench(mnt: string, live: string, fastPath: (old: string) => Promise<number>, treeReader: TreeReader): Promise<void> {
   console.log('\n== snapper');
   const which = spawnOk('snapper', ['--version']);
   if (!which) {
@@ -239,12 +253,12 @@ async function snapperBench(mnt: string, live: string, fastPath: (old: string) =
     lstatSync(one);
     const ours = await time(RUNS, () => fastPath(one));
     const two = `${live}/.snapshots/2/snapshot`;
-    const oursRo = await time(RUNS, () => diffTrees({ oldRoot: one, newRoot: two, sendStream: sendStream(one, two), inodePaths }));
+    const oursRo = await time(RUNS, () => diffTrees({ oldRoot: one, newRoot: two, treeReader, sendStream: sendStream(one, two), inodePaths }));
     console.log(`snapper status 1..2 (two ro snapshots: send ioctl; cache removed) ${fmt(ro)}`);
     console.log(`snapper status 1..2 (cached filelist)                            ${fmt(cached)}`);
     console.log(`snapper status 1..0 (against the live subvolume: full walk)      ${fmt(liveStatus)}`);
     console.log(`zomg fast path, snapshot 1 vs the live subvolume                 ${fmt(ours)}`);
-    console.log(`zomg send + parse + verify, snapshot 1 vs snapshot 2              ${fmt(oursRo)}`);
+    console.log(`zomg tree search + verify, snapshot 1 vs snapshot 2              ${fmt(oursRo)}`);
     console.log(`ratios: snapper 1..0 / zomg live ${(liveStatus.median / ours.median).toFixed(0)}×, zomg 1..2 / snapper 1..2 ${(oursRo.median / ro.median).toFixed(2)}×`);
   } catch (err) {
     console.log(`snapper did not work here: ${err instanceof Error ? err.message : String(err)}`);

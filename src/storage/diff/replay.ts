@@ -24,6 +24,7 @@
  * sense of throws SendStreamError so the caller falls back to the full walk.
  */
 import { SendStreamError, type SendCommand, type StreamPath } from '../sendstream.js';
+import type { Meta } from './sorted.js';
 
 /** A path that may differ between the trees, with what the stream says about it. */
 export interface Candidate {
@@ -74,6 +75,12 @@ export interface Candidate {
    * unlinked entry is no directory, and an rmdir'ed one was emptied by the stream.
    */
   sure: boolean;
+  /**
+   * Both sides' lstat of this path, when whoever made the candidate read them already (the
+   * tree comparison has both inode items of an inode that stayed at its path): verification
+   * then looks at neither tree for them.
+   */
+  known?: { a: Meta; b: Meta };
 }
 
 interface InodeState {

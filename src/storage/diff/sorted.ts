@@ -73,7 +73,7 @@ const S_IFBLK = 0o060000;
  * candidates hold theirs from the lookup until their turn, and a Stats (with its four
  * Dates) that lives that long costs more in garbage collection than the lstat itself.
  */
-interface Meta {
+export interface Meta {
   mode: number;
   uid: number;
   gid: number;
@@ -218,7 +218,7 @@ export async function verifySorted(
   const looked = new Map<Candidate, Looked>();
   const lookedUp = (c: Candidate): Looked => {
     let l = looked.get(c);
-    if (l === undefined) looked.set(c, (l = lookUp(c.path, oldTree, newTree, early)));
+    if (l === undefined) looked.set(c, (l = c.known ?? lookUp(c.path, oldTree, newTree, early)));
     return l;
   };
   /** Further names of hard-linked inodes, merged into the candidates at the end. */
@@ -246,6 +246,8 @@ export async function verifySorted(
     for (const [k, p] of found) {
       if (p.equals(c.path)) continue;
       const more: Candidate = { ...c, path: p, maybeAdded: false, maybeDeleted: false, sure: false };
+      // What is known of the first name's two sides is not known of this one.
+      delete more.known;
       const known = extra.get(k);
       extra.set(k, known ? merged(known, more) : more);
       if (mayHaveOtherNames(more)) await resolve(more);
@@ -424,7 +426,7 @@ async function* emitSorted(
         return undefined;
       }
       l = { a, b: meta(newTree.entry(c.path)) };
-    } else l = lookUp(c.path, oldTree, newTree, early);
+    } else l = c.known ?? lookUp(c.path, oldTree, newTree, early);
     const { a, b } = l;
     const rel = c.path;
     if (a === null && b === null) return undefined;

@@ -32,6 +32,7 @@
  */
 import { closeSync, constants as fsc, openSync } from 'node:fs';
 import type { Candidate } from './replay.js';
+import type { Meta } from './sorted.js';
 import type { InodePathResolver } from './verify.js';
 
 /** A key of a btrfs tree: objectid, type, offset (u64 parts as Number, or BigInt past 2^53). */
@@ -121,9 +122,9 @@ interface Items {
   /** Names: the directory each is in, and the name (latin1: a character per byte). */
   refs: Array<{ parent: number; name: string }>;
   /** xattr name (latin1) → value (latin1). */
-  xattrs: Map<string, string>;
+  xattrs: Map<string, string> | undefined;
   /** File offset → the extent item from its ram_bytes on (its generation left out). */
-  extents: Map<number, Buffer>;
+  extents: Map<number, Buffer> | undefined;
   /**
    * A directory's entries (DIR_INDEX items), in the order of their index: the index and
    * where the item is in `dirBuf`, three numbers each. Decoded only where the trees differ.
@@ -132,7 +133,9 @@ interface Items {
   dirBuf: Buffer | undefined;
 }
 
-const emptyItems = (): Items => ({ inode: undefined, refs: [], xattrs: new Map(), extents: new Map(), entries: [], dirBuf: undefined });
+const emptyItems = (): Items => ({ inode: undefined, refs: [], xattrs: undefined, extents: undefined, entries: [], dirBuf: undefined });
+const NO_XATTRS = new Map<string, string>();
+const NO_EXTENTS = new Map<number, Buffer>();
 
 /** One side of the comparison: an open tree and what was read of it. */
 class Side {
@@ -328,12 +331,12 @@ function parseItem(it: Items, type: number, offset: number, buf: Buffer, at: num
       for (let at = 0; at + 30 <= d.length; ) {
         const dataLen = d.readUInt16LE(at + 25);
         const nameLen = d.readUInt16LE(at + 27);
-        it.xattrs.set(d.toString('latin1', at + 30, at + 30 + nameLen), d.toString('latin1', at + 30 + nameLen, at + 30 + nameLen + dataLen));
+        (it.xattrs ??= new Map()).set(d.toString('latin1', at + 30, at + 30 + nameLen), d.toString('latin1', at + 30 + nameLen, at + 30 + nameLen + dataLen));
         at += 30 + nameLen + dataLen;
       }
       return;
     case EXTENT_DATA:
-      it.extents.set(offset, d.subarray(8));
+      (it.extents ??= new Map()).set(offset, d.subarray(8));
       return;
   }
 }
@@ -346,12 +349,34 @@ const EMPTY = Buffer.alloc(0);
 const isDir = (inode: Buffer): boolean => (inode.readUInt32LE(52) & S_IFMT) === S_IFDIR;
 const generationOf = (inode: Buffer): number => u64(inode, 0);
 const sizeOf = (inode: Buffer): number => u64(inode, 16);
+/**
+ * What lstat says of an inode, from its inode item. (The device number is btrfs' own
+ * encoding, not stat's: it is only ever compared with another inode item's.)
+ */
+const metaOf = (objectid: number, inode: Buffer): Meta => ({
+  mode: inode.readUInt32LE(52),
+  uid: inode.readUInt32LE(44),
+  gid: inode.readUInt32LE(48),
+  rdev: u64(inode, 56),
+  size: u64(inode, 16),
+  nlink: inode.readUInt32LE(40),
+  ino: objectid,
+});
 /** uid, gid, mode (44–56) and rdev (56–64) of two inode items differ. */
 const attrsDiffer = (a: Buffer, b: Buffer): boolean => a.compare(b, 44, 64, 44, 64) !== 0;
 
 function mapsDiffer(a: Map<string, string>, b: Map<string, string>): boolean {
   if (a.size !== b.size) return true;
   for (const [k, v] of a) if (b.get(k) !== v) return true;
+  return false;
+}
+
+function extentsDiffer(a: Map<number, Buffer>, b: Map<number, Buffer>): boolean {
+  if (a.size !== b.size) return true;
+  for (const [offset, item] of b) {
+    const other = a.get(offset);
+    if (other === undefined || !other.equals(item)) return true;
+  }
   return false;
 }
 
@@ -445,6 +470,7 @@ export function treeCandidates(oldRoot: string, newRoot: string, reader: TreeRea
     };
     const none = emptyItems();
     const namesOf = new Map<number, string[]>();
+    const stayed = new Map<Candidate, { a: Meta; b: Meta }>();
     for (const objectid of changed) {
       const bInode = newInodes.get(objectid) as Buffer;
       const b = newItems.get(objectid) ?? none;
@@ -505,15 +531,17 @@ export function treeCandidates(oldRoot: string, newRoot: string, reader: TreeRea
       if (!same || aInode === undefined) continue;
       // The inode's own changes, at each name it has in both trees.
       const attrs = attrsDiffer(aInode, bInode);
-      const xattrs = mapsDiffer(a0.xattrs, b.xattrs);
-      const content = !isDir(bInode) && (sizeOf(aInode) !== sizeOf(bInode) || a0.extents.size !== b.extents.size || [...b.extents].some(([o, x]) => !a0.extents.get(o)?.equals(x)));
+      const xattrs = mapsDiffer(a0.xattrs ?? NO_XATTRS, b.xattrs ?? NO_XATTRS);
+      const extentsA = a0.extents ?? NO_EXTENTS;
+      const extentsB = b.extents ?? NO_EXTENTS;
+      const content = !isDir(bInode) && (sizeOf(aInode) !== sizeOf(bInode) || extentsDiffer(extentsA, extentsB));
       if (!attrs && !xattrs && !content) continue;
-      const ranges = content ? changedRanges(a0.extents, b.extents) : [];
-      const oldNames = new Set<string>(objectid === FIRST_FREE ? [''] : a0.refs.map((r) => oldSide.pathOf(r.parent, r.name)));
+      const ranges = content ? changedRanges(extentsA, extentsB) : [];
       const newNames = objectid === FIRST_FREE ? [''] : b.refs.map((r) => newSide.pathOf(r.parent, r.name));
       namesOf.set(objectid, newNames);
+      const known = { a: metaOf(objectid, aInode), b: metaOf(objectid, bInode) };
       for (const path of newNames) {
-        if (!oldNames.has(path)) continue;
+        if (!(objectid === FIRST_FREE || a0.refs.some((r) => oldSide.pathOf(r.parent, r.name) === path))) continue;
         const c = candidate(path);
         c.attrs ||= attrs;
         c.xattrs ||= xattrs;
@@ -521,8 +549,12 @@ export function treeCandidates(oldRoot: string, newRoot: string, reader: TreeRea
           c.content = true;
           c.ranges = ranges;
         }
+        stayed.set(c, known);
       }
     }
+    // A path where the same inode stayed, and nothing else happened: both sides are known
+    // from the inode items, and verification need not lstat them.
+    for (const [c, known] of stayed) if (!c.maybeAdded && !c.maybeDeleted) c.known = known;
     // In path order: latin1 strings compare as their bytes do.
     const keys = [...out.keys()].sort();
     const candidates = keys.map((k) => {

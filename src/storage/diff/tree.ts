@@ -116,26 +116,20 @@ interface RootInfo {
 
 const ZERO_UUID = '00000000000000000000000000000000';
 
+/**
+ * Every item of one inode in one tree, as the search gave them: nothing is decoded until a
+ * comparison needs it (an inode whose items are byte for byte the same costs no parsing).
+ */
 interface Items {
+  /** The search result that holds the items. */
+  buf: Buffer;
   /** The inode item, or undefined. */
   inode: Buffer | undefined;
-  /** Names: the directory each is in, and the name (latin1: a character per byte). */
-  refs: Array<{ parent: number; name: string }>;
-  /** xattr name (latin1) → value (latin1). */
-  xattrs: Map<string, string> | undefined;
-  /** File offset → the extent item from its ram_bytes on (its generation left out). */
-  extents: Map<number, Buffer> | undefined;
-  /**
-   * A directory's entries (DIR_INDEX items), in the order of their index: the index and
-   * where the item is in `dirBuf`, three numbers each. Decoded only where the trees differ.
-   */
-  entries: number[];
-  dirBuf: Buffer | undefined;
+  /** The other items, in key order: type, key offset, where in `buf`, length (four numbers each). */
+  items: number[];
 }
 
-const emptyItems = (): Items => ({ inode: undefined, refs: [], xattrs: undefined, extents: undefined, entries: [], dirBuf: undefined });
-const NO_XATTRS = new Map<string, string>();
-const NO_EXTENTS = new Map<number, Buffer>();
+const NO_ITEMS: Items = { buf: Buffer.alloc(0), inode: undefined, items: [] };
 
 /** One side of the comparison: an open tree and what was read of it. */
 class Side {
@@ -286,59 +280,78 @@ function readObjects(reader: TreeReader, budget: Budget, side: Side, objects: re
     eachItem(buf, (objectid, type, offset, at, len) => {
       if (objectid !== current) {
         current = objectid;
-        it = wanted.has(objectid) ? emptyItems() : undefined;
+        it = wanted.has(objectid) ? { buf, inode: undefined, items: [] } : undefined;
         if (it !== undefined) into.set(objectid, it);
       }
-      if (it !== undefined) parseItem(it, type, offset, buf, at, len);
+      if (it === undefined) return;
+      if (type === INODE_ITEM) it.inode = buf.subarray(at, at + len);
+      else it.items.push(type, offset, at, len);
     });
   }
 }
 
-/** Adds the item at `buf[at, at + len)` to `it`. */
-function parseItem(it: Items, type: number, offset: number, buf: Buffer, at: number, len: number): void {
-  switch (type) {
-    case INODE_ITEM:
-      it.inode = buf.subarray(at, at + len);
-      return;
-    case DIR_INDEX:
-      if (it.dirBuf !== buf) {
-        it.dirBuf = buf;
-        it.entries = [];
-      }
-      it.entries.push(offset, at, len);
-      return;
-  }
-  const d = buf.subarray(at, at + len);
-  switch (type) {
-    case INODE_REF:
+/** The items of one type: key offset, where, length (three numbers each), in key order. */
+function ofType(it: Items, type: number): number[] {
+  const out: number[] = [];
+  const items = it.items;
+  for (let k = 0; k < items.length; k += 4) if (items[k] === type) out.push(items[k + 1] as number, items[k + 2] as number, items[k + 3] as number);
+  return out;
+}
+
+/** The names of an inode (INODE_REF, INODE_EXTREF): the directory each is in, and the name (latin1). */
+function refsOf(it: Items): Array<{ parent: number; name: string }> {
+  const refs: Array<{ parent: number; name: string }> = [];
+  const { buf, items } = it;
+  for (let k = 0; k < items.length; k += 4) {
+    const type = items[k];
+    const offset = items[k + 1] as number;
+    const start = items[k + 2] as number;
+    const end = start + (items[k + 3] as number);
+    if (type === INODE_REF) {
       // (index u64, name_len u16, name) repeated, all in directory `offset`.
-      for (let at = 0; at + 10 <= d.length; ) {
-        const n = d.readUInt16LE(at + 8);
-        it.refs.push({ parent: offset, name: d.toString('latin1', at + 10, at + 10 + n) });
+      for (let at = start; at + 10 <= end; ) {
+        const n = buf.readUInt16LE(at + 8);
+        refs.push({ parent: offset, name: buf.toString('latin1', at + 10, at + 10 + n) });
         at += 10 + n;
       }
-      return;
-    case INODE_EXTREF:
+    } else if (type === INODE_EXTREF) {
       // (parent u64, index u64, name_len u16, name) repeated.
-      for (let at = 0; at + 18 <= d.length; ) {
-        const n = d.readUInt16LE(at + 16);
-        it.refs.push({ parent: u64(d, at), name: d.toString('latin1', at + 18, at + 18 + n) });
+      for (let at = start; at + 18 <= end; ) {
+        const n = buf.readUInt16LE(at + 16);
+        refs.push({ parent: u64(buf, at), name: buf.toString('latin1', at + 18, at + 18 + n) });
         at += 18 + n;
       }
-      return;
-    case XATTR_ITEM:
-      // btrfs_dir_item: location (17), transid (8), data_len u16, name_len u16, type u8, name, data; repeated on a hash collision.
-      for (let at = 0; at + 30 <= d.length; ) {
-        const dataLen = d.readUInt16LE(at + 25);
-        const nameLen = d.readUInt16LE(at + 27);
-        (it.xattrs ??= new Map()).set(d.toString('latin1', at + 30, at + 30 + nameLen), d.toString('latin1', at + 30 + nameLen, at + 30 + nameLen + dataLen));
-        at += 30 + nameLen + dataLen;
-      }
-      return;
-    case EXTENT_DATA:
-      (it.extents ??= new Map()).set(offset, d.subarray(8));
-      return;
+    }
   }
+  return refs;
+}
+
+/** The xattrs of an inode: name → value (latin1). btrfs_dir_items: location (17), transid (8), data_len u16, name_len u16, type u8, name, data; several in one item on a hash collision. */
+function xattrsOf(it: Items): Map<string, string> {
+  const out = new Map<string, string>();
+  const x = ofType(it, XATTR_ITEM);
+  for (let k = 0; k < x.length; k += 3) {
+    const end = (x[k + 1] as number) + (x[k + 2] as number);
+    for (let at = x[k + 1] as number; at + 30 <= end; ) {
+      const dataLen = it.buf.readUInt16LE(at + 25);
+      const nameLen = it.buf.readUInt16LE(at + 27);
+      out.set(it.buf.toString('latin1', at + 30, at + 30 + nameLen), it.buf.toString('latin1', at + 30 + nameLen, at + 30 + nameLen + dataLen));
+      at += 30 + nameLen + dataLen;
+    }
+  }
+  return out;
+}
+
+/** Whether two inodes' items of one type differ at all, byte for byte (their keys and bytes). */
+function rawDiffer(a: Items, b: Items, type: number): boolean {
+  const x = ofType(a, type);
+  const y = ofType(b, type);
+  if (x.length !== y.length) return true;
+  for (let k = 0; k < x.length; k += 3) {
+    const len = x[k + 2] as number;
+    if (x[k] !== y[k] || len !== y[k + 2] || a.buf.compare(b.buf, y[k + 1] as number, (y[k + 1] as number) + len, x[k + 1] as number, (x[k + 1] as number) + len) !== 0) return true;
+  }
+  return false;
 }
 
 /** The name (latin1) of an entry (a DIR_INDEX item's btrfs_dir_item at `at`). */
@@ -371,35 +384,47 @@ function mapsDiffer(a: Map<string, string>, b: Map<string, string>): boolean {
   return false;
 }
 
-function extentsDiffer(a: Map<number, Buffer>, b: Map<number, Buffer>): boolean {
-  if (a.size !== b.size) return true;
-  for (const [offset, item] of b) {
-    const other = a.get(offset);
-    if (other === undefined || !other.equals(item)) return true;
-  }
-  return false;
-}
-
-/** The byte ranges of a file whose extents differ between the trees ([offset, length, …]), or null for all. */
-function changedRanges(a: Map<number, Buffer>, b: Map<number, Buffer>): number[] | null {
+/**
+ * The byte ranges of a file whose extents differ between the trees ([offset, length, …];
+ * none when they are all the same), or null for "anywhere" (too many). An extent item is
+ * compared from its ram_bytes on: its generation says when it was written, not what it holds.
+ */
+function changedRanges(a: Items, b: Items): number[] | null {
+  const x = ofType(a, EXTENT_DATA);
+  const y = ofType(b, EXTENT_DATA);
   const ranges: number[] = [];
-  const push = (offset: number, item: Buffer): void => {
-    // From ram_bytes on (the generation is left out): ram_bytes u64, compression, encryption,
-    // other_encoding u16, type u8 (0 inline), then an inline extent's bytes or the
-    // disk_bytenr, disk_num_bytes, offset and num_bytes of a regular or preallocated one.
-    const inline = item[12] === 0;
-    const length = inline || item.length < 45 ? u64(item, 0) : u64(item, 37);
-    ranges.push(offset, length);
+  const push = (buf: Buffer, offset: number, at: number, len: number): void => {
+    // ram_bytes u64, compression, encryption, other_encoding u16, type u8 (0 inline), then an
+    // inline extent's bytes or the disk_bytenr, disk_num_bytes, offset and num_bytes of a
+    // regular or preallocated one.
+    const inline = buf[at + 20] === 0;
+    ranges.push(offset, inline || len < 53 ? u64(buf, at + 8) : u64(buf, at + 45));
   };
-  for (const [offset, item] of a) {
-    const other = b.get(offset);
-    if (other === undefined || !other.equals(item)) push(offset, item);
+  let i = 0;
+  let j = 0;
+  while (i < x.length || j < y.length) {
+    const oa = i < x.length ? (x[i] as number) : Infinity;
+    const ob = j < y.length ? (y[j] as number) : Infinity;
+    if (oa === ob) {
+      const atA = x[i + 1] as number;
+      const atB = y[j + 1] as number;
+      const len = x[i + 2] as number;
+      if (len !== y[j + 2] || a.buf.compare(b.buf, atB + 8, atB + len, atA + 8, atA + len) !== 0) {
+        push(a.buf, oa, atA, len);
+        push(b.buf, ob, atB, y[j + 2] as number);
+      }
+      i += 3;
+      j += 3;
+    } else if (oa < ob) {
+      push(a.buf, oa, x[i + 1] as number, x[i + 2] as number);
+      i += 3;
+    } else {
+      push(b.buf, ob, y[j + 1] as number, y[j + 2] as number);
+      j += 3;
+    }
+    if (ranges.length > MAX_RANGES * 2) return null;
   }
-  for (const [offset, item] of b) {
-    const other = a.get(offset);
-    if (other === undefined || !other.equals(item)) push(offset, item);
-  }
-  return ranges.length > MAX_RANGES * 2 ? null : ranges;
+  return ranges;
 }
 
 /**
@@ -468,22 +493,21 @@ export function treeCandidates(oldRoot: string, newRoot: string, reader: TreeRea
       }
       return c;
     };
-    const none = emptyItems();
     const namesOf = new Map<number, string[]>();
     const stayed = new Map<Candidate, { a: Meta; b: Meta }>();
     for (const objectid of changed) {
       const bInode = newInodes.get(objectid) as Buffer;
-      const b = newItems.get(objectid) ?? none;
-      const a0 = oldItems.get(objectid) ?? none;
+      const b = newItems.get(objectid) ?? NO_ITEMS;
+      const a0 = oldItems.get(objectid) ?? NO_ITEMS;
       const same = inBoth(objectid);
       // Entries: what left the old directory, what came into the new one. Both lists are in
       // the order of their index, which btrfs gives each new entry from a counter: an entry
       // in both trees has the same index and the same bytes.
-      const ea = a0.inode !== undefined && isDir(a0.inode) ? a0.entries : NO_ENTRIES;
-      const eb = isDir(bInode) ? b.entries : NO_ENTRIES;
+      const ea = a0.inode !== undefined && isDir(a0.inode) ? ofType(a0, DIR_INDEX) : NO_ENTRIES;
+      const eb = isDir(bInode) ? ofType(b, DIR_INDEX) : NO_ENTRIES;
       if (ea.length > 0 || eb.length > 0) {
-        const bufA = a0.dirBuf as Buffer;
-        const bufB = b.dirBuf as Buffer;
+        const bufA = a0.buf;
+        const bufB = b.buf;
         const oldDir = ea.length > 0 ? oldSide.dirPath(objectid) : '';
         const newDir = eb.length > 0 ? newSide.dirPath(objectid) : '';
         const removed = (i: number): void => {
@@ -531,17 +555,17 @@ export function treeCandidates(oldRoot: string, newRoot: string, reader: TreeRea
       if (!same || aInode === undefined) continue;
       // The inode's own changes, at each name it has in both trees.
       const attrs = attrsDiffer(aInode, bInode);
-      const xattrs = mapsDiffer(a0.xattrs ?? NO_XATTRS, b.xattrs ?? NO_XATTRS);
-      const extentsA = a0.extents ?? NO_EXTENTS;
-      const extentsB = b.extents ?? NO_EXTENTS;
-      const content = !isDir(bInode) && (sizeOf(aInode) !== sizeOf(bInode) || extentsDiffer(extentsA, extentsB));
+      // xattrs by name and value (a dir_item also holds the transaction that wrote it).
+      const xattrs = rawDiffer(a0, b, XATTR_ITEM) && mapsDiffer(xattrsOf(a0), xattrsOf(b));
+      const ranges = isDir(bInode) ? [] : changedRanges(a0, b);
+      const content = !isDir(bInode) && (sizeOf(aInode) !== sizeOf(bInode) || ranges === null || ranges.length > 0);
       if (!attrs && !xattrs && !content) continue;
-      const ranges = content ? changedRanges(extentsA, extentsB) : [];
-      const newNames = objectid === FIRST_FREE ? [''] : b.refs.map((r) => newSide.pathOf(r.parent, r.name));
+      const oldRefs = refsOf(a0);
+      const newNames = objectid === FIRST_FREE ? [''] : refsOf(b).map((r) => newSide.pathOf(r.parent, r.name));
       namesOf.set(objectid, newNames);
       const known = { a: metaOf(objectid, aInode), b: metaOf(objectid, bInode) };
       for (const path of newNames) {
-        if (!(objectid === FIRST_FREE || a0.refs.some((r) => oldSide.pathOf(r.parent, r.name) === path))) continue;
+        if (!(objectid === FIRST_FREE || oldRefs.some((r) => oldSide.pathOf(r.parent, r.name) === path))) continue;
         const c = candidate(path);
         c.attrs ||= attrs;
         c.xattrs ||= xattrs;

@@ -95,7 +95,8 @@ const treeReader = btrfsIoctl()?.treeReader;
  */
 async function diffBoth(oldSnap: string, newSnap: string, expectMethod: 'send' | 'walk' = 'send'): Promise<string> {
   assert.ok(treeReader, 'the addon is built (npm run build)');
-  const tree = await diffTrees({ oldRoot: oldSnap, newRoot: newSnap, treeReader, onFallback: (e) => console.log('tree fallback:', e) });
+  // Large directories' entries compared too (by default the send takes those).
+  const tree = await diffTrees({ oldRoot: oldSnap, newRoot: newSnap, treeReader, treeOptions: { readLargeDirectories: true }, onFallback: (e) => console.log('tree fallback:', e) });
   assert.equal(tree.method, 'tree');
   const fast = await diffTrees({ oldRoot: oldSnap, newRoot: newSnap, sendStream: sendStream(oldSnap, newSnap), inodePaths, onFallback: (e) => console.log('fallback:', e) });
   const slow = await walkDiff(oldSnap, newSnap);
@@ -908,7 +909,7 @@ test('the tree comparison follows snapshots of snapshots and refuses trees it ca
     return to;
   };
   /** The diff with the tree comparison only (else the walk), checked against the walk. */
-  const viaTree = async (oldRoot: string, newRoot: string, expect: 'tree' | 'walk', treeOptions?: { budgetBytes: number }): Promise<unknown[]> => {
+  const viaTree = async (oldRoot: string, newRoot: string, expect: 'tree' | 'walk', treeOptions?: { budgetBytes?: number; readLargeDirectories?: boolean }): Promise<unknown[]> => {
     const reasons: unknown[] = [];
     const got = await diffTrees({ oldRoot, newRoot, treeReader, ...(treeOptions ? { treeOptions } : {}), onFallback: (e) => reasons.push(e) });
     assert.equal(got.method, expect, `method, after ${reasons.map(String).join('; ')}`);
@@ -956,6 +957,16 @@ test('the tree comparison follows snapshots of snapshots and refuses trees it ca
 
     // Past its budget, the comparison gives the diff up.
     assert.match(String((await viaTree(old, next, 'walk', { budgetBytes: 4096 }))[0]), /budget/);
+
+    // A large directory that changed little is left to the send, unless asked.
+    const big = snap(box, `${box}.big`);
+    for (let i = 0; i < 3000; i++) writeFileSync(`${box}/d0/many-${i}`, '');
+    const bigOld = snap(box, `${box}.big-old`);
+    writeFileSync(`${box}/d0/one-more`, '1\n');
+    const bigNew = snap(box, `${box}.big-new`);
+    assert.match(String((await viaTree(bigOld, bigNew, 'walk'))[0]), /large directories/);
+    await viaTree(bigOld, bigNew, 'tree', { budgetBytes: 1 << 30, readLargeDirectories: true });
+    await viaTree(big, bigNew, 'tree');
   } finally {
     for (const p of made.reverse()) if (lstatSync(p, { throwIfNoEntry: false })) btrfs('subvolume', 'delete', p);
   }

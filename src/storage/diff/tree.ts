@@ -540,6 +540,8 @@ export function treeCandidates(oldRoot: string, newRoot: string, reader: TreeRea
     };
     const namesOf = new Map<number, string[]>();
     const stayed = new Map<Candidate, { a: Meta; b: Meta }>();
+    /** New inodes added to a directory: where (its new path), whether that directory is at the same path in the old tree, whether the inode is a directory. */
+    const newEntries = new Map<Candidate, { parent: string; parentStays: boolean; dir: boolean }>();
     for (const objectid of changed) {
       const bInode = newInodes.get(objectid) as Buffer;
       const b = newItems.get(objectid) ?? NO_ITEMS;
@@ -565,7 +567,10 @@ export function treeCandidates(oldRoot: string, newRoot: string, reader: TreeRea
           // A new inode (not a nested subvolume's root): an entry of the new tree only.
           if (bufB[at + 8] !== ROOT_ITEM) {
             const child = u64(bufB, at);
-            if (newInodes.has(child) && !inBoth(child)) c.newInode = true;
+            if (newInodes.has(child) && !inBoth(child)) {
+              c.newInode = true;
+              newEntries.set(c, { parent: newDir.slice(0, -1), parentStays: same && oldSide.dirPath(objectid) === newDir, dir: isDir(newInodes.get(child) as Buffer) });
+            }
           }
         };
         if (!same) {
@@ -626,6 +631,18 @@ export function treeCandidates(oldRoot: string, newRoot: string, reader: TreeRea
     for (const [c, known] of stayed) if (!c.maybeAdded && !c.maybeDeleted) c.known = known;
     // In path order: latin1 strings compare as their bytes do.
     const keys = [...out.keys()].sort();
+    // A new inode added where the old tree had nothing is decided without a look at either
+    // tree (Candidate.sure): in a directory at the same path in both trees, whose entries
+    // were compared (a name it held in the old tree is a removal at this path too), or in a
+    // new directory that is itself such an addition (its parents come first in path order).
+    const absent = new Set<string>();
+    for (const k of keys) {
+      const c = out.get(k) as Candidate;
+      const e = newEntries.get(c);
+      if (e === undefined || c.maybeDeleted || !(e.parentStays || absent.has(e.parent))) continue;
+      c.sure = true;
+      if (e.dir) absent.add(k);
+    }
     const candidates = keys.map((k) => {
       const c = out.get(k) as Candidate;
       c.path = Buffer.from(k, 'latin1');

@@ -81,6 +81,12 @@ export interface Candidate {
    * then looks at neither tree for them.
    */
   known?: { a: Meta; b: Meta };
+  /**
+   * Where another entry took this path (`maybeAdded` and `maybeDeleted`): whether the xattrs
+   * (names and values) of the old and the new entry differ, when whoever made the candidate
+   * read them (the tree comparison, from their items). No getfattr is run for it then.
+   */
+  replacedXattrs?: 'same' | 'differ';
 }
 
 interface InodeState {

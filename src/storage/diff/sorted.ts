@@ -248,6 +248,7 @@ export async function verifySorted(
       const more: Candidate = { ...c, path: p, maybeAdded: false, maybeDeleted: false, sure: false };
       // What is known of the first name's two sides is not known of this one.
       delete more.known;
+      delete more.replacedXattrs;
       const known = extra.get(k);
       extra.set(k, known ? merged(known, more) : more);
       if (mayHaveOtherNames(more)) await resolve(more);
@@ -481,8 +482,10 @@ async function* emitSorted(
     } else if (typeOf(a) === S_IFREG && (identity || c.content)) {
       if (a.size !== b.size || differs === true) return produce(rel, 'modified');
     }
-    if (identity) pendingXattrs(rel);
-    else if (c.xattrs) produce(rel, 'modified');
+    if (identity) {
+      if (c.replacedXattrs === undefined) pendingXattrs(rel);
+      else if (c.replacedXattrs === 'differ') produce(rel, 'modified');
+    } else if (c.xattrs) produce(rel, 'modified');
   };
 
   /**

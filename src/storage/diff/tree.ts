@@ -542,6 +542,8 @@ export function treeCandidates(oldRoot: string, newRoot: string, reader: TreeRea
     const stayed = new Map<Candidate, { a: Meta; b: Meta }>();
     /** New inodes added to a directory: where (its new path), whether that directory is at the same path in the old tree, whether the inode is a directory. */
     const newEntries = new Map<Candidate, { parent: string; parentStays: boolean; dir: boolean }>();
+    /** The inodes a path named in each tree, where an entry left or came. */
+    const replaced = new Map<Candidate, { old: number | undefined; new: number | undefined }>();
     for (const objectid of changed) {
       const bInode = newInodes.get(objectid) as Buffer;
       const b = newItems.get(objectid) ?? NO_ITEMS;
@@ -558,12 +560,16 @@ export function treeCandidates(oldRoot: string, newRoot: string, reader: TreeRea
         const oldDir = ea.length > 0 ? oldSide.dirPath(objectid) : '';
         const newDir = eb.length > 0 ? newSide.dirPath(objectid) : '';
         const removed = (i: number): void => {
-          candidate(oldDir + entryName(bufA, ea[i + 1] as number)).maybeDeleted = true;
+          const at = ea[i + 1] as number;
+          const c = candidate(oldDir + entryName(bufA, at));
+          c.maybeDeleted = true;
+          if (bufA[at + 8] === INODE_ITEM) replaced.set(c, { old: u64(bufA, at), new: replaced.get(c)?.new });
         };
         const added = (j: number): void => {
           const at = eb[j + 1] as number;
           const c = candidate(newDir + entryName(bufB, at));
           c.maybeAdded = true;
+          if (bufB[at + 8] === INODE_ITEM) replaced.set(c, { old: replaced.get(c)?.old, new: u64(bufB, at) });
           // A new inode (not a nested subvolume's root): an entry of the new tree only.
           if (bufB[at + 8] !== ROOT_ITEM) {
             const child = u64(bufB, at);
@@ -629,6 +635,18 @@ export function treeCandidates(oldRoot: string, newRoot: string, reader: TreeRea
     // A path where the same inode stayed, and nothing else happened: both sides are known
     // from the inode items, and verification need not lstat them.
     for (const [c, known] of stayed) if (!c.maybeAdded && !c.maybeDeleted) c.known = known;
+    // Where one inode took another's path, verification compares everything; the xattrs of
+    // both are read here, from their items, where it would run getfattr on the two paths.
+    const swaps = [...replaced].filter(([c, r]) => c.maybeAdded && c.maybeDeleted && r.old !== undefined && r.new !== undefined);
+    if (swaps.length > 0) {
+      const oldX = new Map<number, Items>();
+      const newX = new Map<number, Items>();
+      readObjects(reader, budget, oldSide, [...new Set(swaps.map(([, r]) => r.old as number))].sort((x, y) => x - y), oldX, [XATTR_ITEM]);
+      readObjects(reader, budget, newSide, [...new Set(swaps.map(([, r]) => r.new as number))].sort((x, y) => x - y), newX, [XATTR_ITEM]);
+      for (const [c, r] of swaps) {
+        c.replacedXattrs = mapsDiffer(xattrsOf(oldX.get(r.old as number) ?? NO_ITEMS), xattrsOf(newX.get(r.new as number) ?? NO_ITEMS)) ? 'differ' : 'same';
+      }
+    }
     // In path order: latin1 strings compare as their bytes do.
     const keys = [...out.keys()].sort();
     // A new inode added where the old tree had nothing is decided without a look at either

@@ -955,6 +955,9 @@ test('the tree comparison follows snapshots of snapshots and refuses trees it ca
     const later = snap(box, `${box}.later`);
     assert.match(String((await viaTree(changedOld, later, 'walk'))[0]), /changed after its creation|written after its creation/);
 
+    // Directories below the roots: not subvolume roots, so left to the others.
+    assert.match(String((await viaTree(`${old}/d1`, `${next}/d1`, 'walk'))[0]), /not the root of a subvolume/);
+
     // Past its budget, the comparison gives the diff up.
     assert.match(String((await viaTree(old, next, 'walk', { budgetBytes: 4096 }))[0]), /budget/);
 

@@ -30,7 +30,7 @@
  * to read would exceed a budget (a directory of a million entries that gained one), this
  * throws TreeCompareUnfit and the caller uses the send.
  */
-import { closeSync, constants as fsc, openSync } from 'node:fs';
+import { closeSync, constants as fsc, fstatSync, openSync } from 'node:fs';
 import type { Candidate } from './replay.js';
 import type { Meta } from './sorted.js';
 import type { InodePathResolver } from './verify.js';
@@ -164,6 +164,9 @@ class Side {
   ) {
     this.fd = openSync(root, fsc.O_RDONLY | fsc.O_DIRECTORY);
     try {
+      // The root directory of a subvolume: of any other directory, the subvolume's items
+      // would be compared whole, with paths from the subvolume's root.
+      if (fstatSync(this.fd).ino !== FIRST_FREE) throw new TreeCompareUnfit(`${root} is not the root of a subvolume`);
       this.id = reader.treeId(this.fd);
     } catch (err) {
       closeSync(this.fd);
@@ -466,6 +469,9 @@ export function treeCandidates(oldRoot: string, newRoot: string, reader: TreeRea
     const prev = rootInfo(reader, oldSide.fd, oldSide.id);
     const next = rootInfo(reader, newSide.fd, newSide.id);
     if (prev === undefined || next === undefined) throw new TreeCompareUnfit('a root item could not be read');
+    // One filesystem: the old tree's root item, read through the new tree, is the old tree's
+    // (a copy of the image elsewhere has the same uuids, but transactions of its own).
+    if (rootInfo(reader, newSide.fd, prev.id)?.uuid !== prev.uuid) throw new TreeCompareUnfit('the trees are on different filesystems');
     const since = lineage(reader, newSide.fd, prev, next);
     if (typeof since === 'string') throw new TreeCompareUnfit(since);
     // Nothing of the old tree was written after its creation. (A snapshot taken of it
@@ -616,12 +622,12 @@ export function treeCandidates(oldRoot: string, newRoot: string, reader: TreeRea
       const ranges = isDir(bInode) ? [] : changedRanges(a0, b);
       const content = !isDir(bInode) && (sizeOf(aInode) !== sizeOf(bInode) || ranges === null || ranges.length > 0);
       if (!attrs && !xattrs && !content) continue;
-      const oldRefs = refsOf(a0);
+      const oldNames = new Set(refsOf(a0).map((r) => oldSide.pathOf(r.parent, r.name)));
       const newNames = objectid === FIRST_FREE ? [''] : refsOf(b).map((r) => newSide.pathOf(r.parent, r.name));
       namesOf.set(objectid, newNames);
       const known = { a: metaOf(objectid, aInode), b: metaOf(objectid, bInode) };
       for (const path of newNames) {
-        if (!(objectid === FIRST_FREE || oldRefs.some((r) => oldSide.pathOf(r.parent, r.name) === path))) continue;
+        if (!(objectid === FIRST_FREE || oldNames.has(path))) continue;
         const c = candidate(path);
         c.attrs ||= attrs;
         c.xattrs ||= xattrs;

@@ -378,6 +378,30 @@ function rawDiffer(a: Items, b: Items, type: number): boolean {
   return false;
 }
 
+/**
+ * Walks two lists of items (key offset, where, length: three numbers each) sorted by key: `both`
+ * gets the positions of a key in both lists, `onlyA` and `onlyB` those of a key in one.
+ */
+function mergeByKey(x: readonly number[], y: readonly number[], both: (i: number, j: number) => void, onlyA: (i: number) => void, onlyB: (j: number) => void): void {
+  let i = 0;
+  let j = 0;
+  while (i < x.length || j < y.length) {
+    const kx = i < x.length ? (x[i] as number) : Infinity;
+    const ky = j < y.length ? (y[j] as number) : Infinity;
+    if (kx === ky) {
+      both(i, j);
+      i += 3;
+      j += 3;
+    } else if (kx < ky) {
+      onlyA(i);
+      i += 3;
+    } else {
+      onlyB(j);
+      j += 3;
+    }
+  }
+}
+
 /** The name (latin1) of an entry (a DIR_INDEX item's btrfs_dir_item at `at`). */
 const entryName = (buf: Buffer, at: number): string => buf.toString('latin1', at + 30, at + 30 + buf.readUInt16LE(at + 27));
 
@@ -424,30 +448,16 @@ function changedRanges(a: Items, b: Items): number[] | null {
     const inline = buf[at + 20] === 0;
     ranges.push(offset, inline || len < 53 ? u64(buf, at + 8) : u64(buf, at + 45));
   };
-  let i = 0;
-  let j = 0;
-  while (i < x.length || j < y.length) {
-    const oa = i < x.length ? (x[i] as number) : Infinity;
-    const ob = j < y.length ? (y[j] as number) : Infinity;
-    if (oa === ob) {
-      const atA = x[i + 1] as number;
-      const atB = y[j + 1] as number;
-      const len = x[i + 2] as number;
-      if (len !== y[j + 2] || a.buf.compare(b.buf, atB + 8, atB + len, atA + 8, atA + len) !== 0) {
-        push(a.buf, oa, atA, len);
-        push(b.buf, ob, atB, y[j + 2] as number);
-      }
-      i += 3;
-      j += 3;
-    } else if (oa < ob) {
-      push(a.buf, oa, x[i + 1] as number, x[i + 2] as number);
-      i += 3;
-    } else {
-      push(b.buf, ob, y[j + 1] as number, y[j + 2] as number);
-      j += 3;
+  mergeByKey(x, y, (i, j) => {
+    const atA = x[i + 1] as number;
+    const atB = y[j + 1] as number;
+    const len = x[i + 2] as number;
+    if (len !== y[j + 2] || a.buf.compare(b.buf, atB + 8, atB + len, atA + 8, atA + len) !== 0) {
+      push(a.buf, x[i] as number, atA, len);
+      push(b.buf, y[j] as number, atB, y[j + 2] as number);
     }
-    if (ranges.length > MAX_RANGES * 2) return null;
-  }
+  }, (i) => push(a.buf, x[i] as number, x[i + 1] as number, x[i + 2] as number), (j) => push(b.buf, y[j] as number, y[j + 1] as number, y[j + 2] as number));
+  if (ranges.length > MAX_RANGES * 2) return null;
   return ranges;
 }
 
@@ -590,27 +600,15 @@ export function treeCandidates(oldRoot: string, newRoot: string, reader: TreeRea
           for (let i = 0; i < ea.length; i += 3) removed(i);
           for (let j = 0; j < eb.length; j += 3) added(j);
         } else {
-          for (let i = 0, j = 0; i < ea.length || j < eb.length; ) {
-            const ia = i < ea.length ? (ea[i] as number) : Infinity;
-            const ib = j < eb.length ? (eb[j] as number) : Infinity;
-            if (ia === ib) {
-              const atA = ea[i + 1] as number;
-              const atB = eb[j + 1] as number;
-              const lenA = ea[i + 2] as number;
-              if (lenA !== eb[j + 2] || bufA.compare(bufB, atB, atB + lenA, atA, atA + lenA) !== 0) {
-                removed(i);
-                added(j);
-              }
-              i += 3;
-              j += 3;
-            } else if (ia < ib) {
+          mergeByKey(ea, eb, (i, j) => {
+            const atA = ea[i + 1] as number;
+            const atB = eb[j + 1] as number;
+            const lenA = ea[i + 2] as number;
+            if (lenA !== eb[j + 2] || bufA.compare(bufB, atB, atB + lenA, atA, atA + lenA) !== 0) {
               removed(i);
-              i += 3;
-            } else {
               added(j);
-              j += 3;
             }
-          }
+          }, removed, added);
         }
       }
       const aInode = a0.inode;

@@ -26,9 +26,10 @@
  * is found as a removal there.
  *
  * The result is a superset of the changed paths, as the send replay's is (replay.ts), and
- * verification (sorted.ts) decides each. When the trees are not so related, or the items
- * to read would exceed a budget (a directory of a million entries that gained one), this
- * throws TreeCompareUnfit and the caller uses the send.
+ * verification (sorted.ts) decides each. When the trees are not so related, when the items
+ * to read would exceed a budget (tens of thousands of changed inodes), or when directories
+ * that changed little hold many entries (the send then reads less than their entries do),
+ * this throws TreeCompareUnfit and the caller uses the send.
  */
 import { closeSync, constants as fsc, fstatSync, openSync } from 'node:fs';
 import type { Candidate } from './replay.js';

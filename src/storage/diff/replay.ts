@@ -72,7 +72,8 @@ export interface Candidate {
    * replaced an old entry by a rename into an old directory, and that makes the path a
    * maybe-deleted candidate too (create and link fail on an existing name, so the stream
    * removes the old entry first, and that removal is a candidate of the same path); an
-   * unlinked entry is no directory, and an rmdir'ed one was emptied by the stream.
+   * unlinked entry is no directory, and an rmdir'ed one was emptied by the stream. (The tree
+   * comparison, tree.ts, marks a new inode added where the old tree had nothing the same way.)
    */
   sure: boolean;
   /**

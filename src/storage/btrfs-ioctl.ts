@@ -4,7 +4,9 @@
  * They are what `btrfs subvolume snapshot`, `btrfs subvolume delete` and `btrfs send`
  * (behind `dd`) do, without starting those programs: on the diff of a package install,
  * where a snapshot, a send and a delete run for every `zomg diff status`, that is three or
- * four processes fewer (bench/README.md, "Diff, fifth round").
+ * four processes fewer (bench/README.md, "Diff, fifth round"). The tree searches of the
+ * diff's tree comparison (`treeReader`: TREE_SEARCH_V2, INO_LOOKUP) have no program to stand
+ * in for them: without the addon a diff takes the send.
  *
  * `btrfsIoctl()` is undefined when the addon was not built, cannot load (another Node ABI)
  * or ZOMG_BTRFS_PROGS=1 is set; the driver then runs btrfs-progs as before. Failures are

@@ -10,7 +10,7 @@ import { Readable } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { diffEntryToJson } from '../core/diff.js';
 import type { DiffSink } from '../core/service.js';
-import { NDJSON } from '../core/wire.js';
+import { NDJSON } from '../core/wire-constants.js';
 import { toErrorBody } from './errors.js';
 
 /** True when the client asked for NDJSON. */

@@ -12,7 +12,7 @@ import { type TSchema, Type, TypeGuard } from '@sinclair/typebox';
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import { UnauthorizedError } from '../core/errors.js';
 import type { ZomgService } from '../core/service.js';
-import { PAGE_MAX_RESULTS } from '../core/wire.js';
+import { PAGE_MAX_RESULTS } from '../core/wire-constants.js';
 import { quote } from '../core/input.js';
 import { errorHandler, toErrorBody } from './errors.js';
 import { checkHostAndOrigin } from './origin.js';

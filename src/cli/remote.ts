@@ -31,8 +31,12 @@ import type {
 } from '../core/service.js';
 import { aliasOfVersion } from '../core/versions.js';
 import type { BaseDetails, BaseSummary, BaseVersion, Box, Snapshot, DiffStatus, FileDiff, InstallOutcome } from '../core/types.js';
-import { type BaseList, type BoxList, type CheckpointList, type CreateBoxBody, NDJSON, PAGE_MAX_RESULTS } from '../core/wire.js';
+import { NDJSON, PAGE_MAX_RESULTS } from '../core/wire-constants.js';
 import type {
+  BaseList,
+  BoxList,
+  CheckpointList,
+  CreateBoxBody,
   CreateBackupBody,
   CreateVolumeBody,
   CreateVolumeSnapshotBody,

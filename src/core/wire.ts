@@ -8,6 +8,7 @@
  */
 import { type Static, type TSchema, Type } from '@sinclair/typebox';
 import { ERROR_CODES } from './error-codes.js';
+import { PAGE_MAX_RESULTS } from './wire-constants.js';
 import type { ErrorCode } from './error-codes.js';
 import type { BoxProcess } from './console-protocol.js';
 import type { DiffEntryJson } from './diff.js';
@@ -29,9 +30,6 @@ import type {
   VolumeDiffStatus,
   VolumeSnapshot,
 } from './types.js';
-
-/** The media type of the streamed answers (a build's events, a large diff): newline-delimited JSON. */
-export const NDJSON = 'application/x-ndjson';
 
 const Nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()]);
 const StringMap = (description: string) => Type.Record(Type.String(), Type.String(), { description });
@@ -416,7 +414,6 @@ export const RestoreBackupBodySchema = Type.Object(
 export type RestoreBackupBody = Static<typeof RestoreBackupBodySchema>;
 
 /** Paging: how many to return, and where to go on from. */
-export const PAGE_MAX_RESULTS = 1000;
 export const PageQuery = {
   max_results: Type.Optional(Type.Integer({ minimum: 1, maximum: PAGE_MAX_RESULTS, description: `page size (default and most: ${PAGE_MAX_RESULTS})` })),
   page_token: Type.Optional(Type.String({ maxLength: 1024, description: 'the next_page_token of the previous page' })),

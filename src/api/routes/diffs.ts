@@ -2,7 +2,8 @@
 import { Type } from '@sinclair/typebox';
 import type { ZomgService } from '../../core/service.js';
 import { ndjsonDescription, sendDiffNdjson, wantsNdjson } from '../diff-stream.js';
-import { DiffStatusSchema, FileDiffSchema, NDJSON } from '../../core/wire.js';
+import { DiffStatusSchema, FileDiffSchema } from '../../core/wire.js';
+import { NDJSON } from '../../core/wire-constants.js';
 import { BoxParams, responses } from '../schemas.js';
 import type { TypedApp } from '../typed.js';
 import { boxRef } from './params.js';

@@ -18,8 +18,8 @@ import {
   VolumeSchema,
   VolumeSnapshotListSchema,
   VolumeSnapshotSchema,
-  NDJSON,
 } from '../../core/wire.js';
+import { NDJSON } from '../../core/wire-constants.js';
 import { ndjsonDescription, sendDiffNdjson, wantsNdjson } from '../diff-stream.js';
 import { BoxParams, DataMountParams, NoContent, ProjectOrAllParams, ProjectParams, VolumeParams, VolumeSnapshotParams, responses } from '../schemas.js';
 import type { TypedApp } from '../typed.js';

@@ -159,7 +159,7 @@ export class BtrfsDriver implements StorageDriver {
   }
 
   async deleteSubvolume(path: string, options: { waitForSpace?: boolean; noneNested?: boolean } = {}): Promise<void> {
-    if (!(await pathExists(path))) return;
+    if (!pathExists(path)) return;
     // The id, to wait for exactly this subvolume's cleanup (`subvolume sync` without ids would
     // wait for the next transaction commit).
     const id = options.waitForSpace ? (await btrfs('read a subvolume id', ['inspect-internal', 'rootid', path])).trim() : undefined;

@@ -22,8 +22,8 @@
  * The reconciler reads the layout back with the `list*` methods.
  */
 import { nonceHex, randomHex } from '../system/builtins.js';
-import { readdirSync, rmdirSync, statSync } from 'node:fs';
-import { mkdir, rename } from 'node:fs/promises';
+import { mkdirSync, readdirSync, rmdirSync, statSync } from 'node:fs';
+import { rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { PoolFullError } from '../core/errors.js';
@@ -74,14 +74,14 @@ function part(value: string): string {
  * Makes the directory that holds a subvolume (one level under its layer). A full pool can
  * refuse even that: ENOSPC (which a recursive mkdir may report as ENOENT) is the pool full.
  */
-async function ensureDir(dir: string): Promise<void> {
+function ensureDir(dir: string): void {
   try {
-    await mkdir(dir, { mode: 0o700 });
+    mkdirSync(dir, { mode: 0o700 });
   } catch (err) {
     if (isErrno(err, 'EEXIST')) return;
     if (isErrno(err, 'ENOSPC')) throw new PoolFullError(undefined, { cause: err });
     if (isErrno(err, 'ENOENT')) {
-      await mkdir(dir, { recursive: true, mode: 0o700 });
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
       return;
     }
     throw err;
@@ -169,7 +169,7 @@ export class Pool {
 
   /** Creates an empty subvolume at `id` (its parent directories are made). */
   async create(id: SubvolumeId): Promise<void> {
-    await ensureDir(this.parentDir(id));
+    ensureDir(this.parentDir(id));
     await this.driver.createSubvolume(this.hostPath(id));
   }
 
@@ -179,13 +179,13 @@ export class Pool {
    * cannot change directory afterwards.
    */
   async snapshot(source: SubvolumeId, dest: SubvolumeId, options: { readOnly: boolean; withoutNested?: boolean }): Promise<{ nested: number }> {
-    await ensureDir(this.parentDir(dest));
+    ensureDir(this.parentDir(dest));
     return this.driver.snapshot(this.hostPath(source), this.hostPath(dest), options);
   }
 
   /** Moves a finished staging subvolume to `dest` (a rename) and optionally makes it read-only. */
   async place(staged: StagingId, dest: SubvolumeId, options: { readOnly: boolean }): Promise<void> {
-    await ensureDir(this.parentDir(dest));
+    ensureDir(this.parentDir(dest));
     await rename(this.hostPath(staged), this.hostPath(dest));
     if (options.readOnly) await this.driver.setReadOnly(this.hostPath(dest), true);
   }

@@ -7,14 +7,15 @@
  * `<stateDir>/pool.img` that is created on first use and mounted again after a reboot. The
  * one file that runs mount, umount, losetup, mkfs.btrfs and truncate.
  */
-import { chmod, mkdir, readFile, realpath, rename, rm, statfs } from 'node:fs/promises';
+import { chmodSync, mkdirSync, readFileSync, realpathSync, statfsSync } from 'node:fs';
+import { chmod, realpath, rename, rm } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ConflictError, type ErrorCode, InvalidArgumentError, ToolError, UnsupportedError, ZomgError } from '../core/errors.js';
 import { isErrno, pathExists } from '../system/fs.js';
 import { LockManager } from '../system/lock.js';
 import { CommandError, run, runText } from '../system/run.js';
-import { type MountEntry, mountAt, mountHolding } from '../system/mountinfo.js';
+import { mountAt, mountHolding } from '../system/mountinfo.js';
 import { BTRFS_SUPER_MAGIC } from './btrfs.js';
 import { LAYERS } from './layout.js';
 
@@ -52,18 +53,18 @@ export async function openPool(opts: OpenPoolOptions): Promise<OpenedPool> {
   let pool: OpenedPool;
   if (opts.poolPath !== undefined) {
     const root = resolve(opts.poolPath);
-    await requireBtrfs(root);
+    requireBtrfs(root);
     pool = { root, mounted: 'existing' };
-    const warning = await unsafeMountWarning(root);
+    const warning = unsafeMountWarning(root);
     if (warning !== undefined) pool.warnings = [warning];
   } else {
-    await mkdir(opts.stateDir, { recursive: true });
-    const stateDir = await realpath(opts.stateDir);
+    mkdirSync(opts.stateDir, { recursive: true });
+    const stateDir = realpathSync(opts.stateDir);
     const size = opts.imageSizeBytes ?? DEFAULT_IMAGE_SIZE_BYTES;
     // Serialized across processes, so two first uses never format or mount twice.
     pool = await lockPool(stateDir, () => openEmbedded(stateDir, size));
   }
-  await ensureLayers(pool.root);
+  ensureLayers(pool.root);
   return pool;
 }
 
@@ -80,7 +81,7 @@ export async function closePool(stateDir: string): Promise<ClosePoolResult> {
     const root = join(dir, 'pool');
     const image = join(dir, 'pool.img');
     const mount = mountAt(root);
-    if (mount && !(await backedBy(mount.source, image))) {
+    if (mount && !backedBy(mount.source, image)) {
       return { status: 'external', message: 'The pool is a btrfs mount zomg did not create: left mounted' };
     }
     if (mount) await unmount(root);
@@ -102,26 +103,26 @@ async function openEmbedded(stateDir: string, sizeBytes: number): Promise<Opened
   const mount = mountAt(root);
   if (mount) {
     if (mount.fstype !== 'btrfs') throw notBtrfs();
-    const ours = await backedBy(mount.source, image);
+    const ours = backedBy(mount.source, image);
     // A pool mounted by an older zomg (or by hand) without nosuid,nodev: a setuid binary
     // made in a box would be setuid for every host user; without noatime, reads in boxes
     // unshare the snapshots' metadata (see below). Our own image is fixed in place.
     if (ours && !['nosuid', 'nodev', 'noatime'].every((o) => mount.options.includes(o))) {
       await tool('ZOMG_POOL_MOUNT_FAILED', 'could not remount the pool noatime,nosuid,nodev', 'mount', ['-o', 'remount,noatime,nosuid,nodev', root]);
     }
-    const warning = ours ? undefined : await unsafeMountWarning(root);
+    const warning = ours ? undefined : unsafeMountWarning(root);
     return { root, mounted: ours ? 'loop' : 'existing', ...(warning !== undefined ? { warnings: [warning] } : {}) };
   }
-  const haveImage = await pathExists(image);
-  if (!haveImage && (await statfs(stateDir)).type === BTRFS_SUPER_MAGIC) {
-    await mkdir(root, { recursive: true });
-    const warning = await unsafeMountWarning(root);
+  const haveImage = pathExists(image);
+  if (!haveImage && statfsSync(stateDir).type === BTRFS_SUPER_MAGIC) {
+    mkdirSync(root, { recursive: true });
+    const warning = unsafeMountWarning(root);
     return { root, mounted: 'existing', ...(warning !== undefined ? { warnings: [warning] } : {}) };
   }
   if (!haveImage) await createImage(image, sizeBytes);
   // A loop device left attached (e.g. by a crash) would make mount reuse or refuse it.
   await detachLoops(image);
-  await mkdir(root, { recursive: true });
+  mkdirSync(root, { recursive: true });
   // noatime: atime updates would turn every read inside a box into metadata copy-on-write:
   // the first read of each file after a snapshot unshares its tree leaf from the
   // snapshot's, and every later `btrfs send` (the diff) compares those leaves and emits
@@ -143,12 +144,17 @@ async function createImage(image: string, sizeBytes: number): Promise<void> {
   await rename(tmp, image);
 }
 
-async function ensureLayers(root: string): Promise<void> {
+/**
+ * Every start of every command opens the pool: what it checks there (the filesystem, the
+ * mount options, the layer directories) is a few system calls, made synchronously. Through
+ * Node's thread pool, each cost a round trip of its own (the 16 of the layers ~2 ms).
+ */
+function ensureLayers(root: string): void {
   // 0700: the layers hold other boxes' roots, snapshots and volumes, which no host user
   // but root may read (a box's files keep the modes the box gave them) or traverse.
   for (const layer of LAYERS) {
-    await mkdir(join(root, layer), { recursive: true, mode: 0o700 });
-    await chmod(join(root, layer), 0o700);
+    mkdirSync(join(root, layer), { recursive: true, mode: 0o700 });
+    chmodSync(join(root, layer), 0o700);
   }
 }
 
@@ -156,18 +162,18 @@ async function ensureLayers(root: string): Promise<void> {
  * A warning when the filesystem holding `path` (a configured pool) is mounted without
  * `nosuid` or `nodev`: zomg does not remount a filesystem it did not mount.
  */
-async function unsafeMountWarning(path: string): Promise<string | undefined> {
-  const mount = await mountContaining(path);
+function unsafeMountWarning(path: string): string | undefined {
+  const mount = mountHolding(realpathSync(path));
   if (mount === undefined) return undefined;
   const missing = ['nosuid', 'nodev'].filter((o) => !mount.options.includes(o));
   if (missing.length === 0) return undefined;
   return `the configured pool's filesystem is mounted without ${missing.join(',')}: setuid binaries or device nodes made inside a box act as such for every host user (remount it with -o remount,nosuid,nodev)`;
 }
 
-async function requireBtrfs(path: string): Promise<void> {
+function requireBtrfs(path: string): void {
   let type: number;
   try {
-    type = (await statfs(path)).type;
+    type = statfsSync(path).type;
   } catch (err) {
     if (isErrno(err, 'ENOENT')) {
       throw new InvalidArgumentError('the configured pool directory does not exist', { code: 'ZOMG_POOL_NOT_FOUND', cause: err });
@@ -193,16 +199,11 @@ async function tool(code: ErrorCode, message: string, command: string, args: str
   }
 }
 
-/** The mount that holds `path` (the topmost one on the longest matching mount point). */
-async function mountContaining(path: string): Promise<MountEntry | undefined> {
-  return mountHolding(await realpath(path));
-}
-
 /** True when the block device `source` is a loop device backed by `image`. */
-async function backedBy(source: string, image: string): Promise<boolean> {
+function backedBy(source: string, image: string): boolean {
   if (!/^\/dev\/loop\d+$/.test(source)) return false;
   try {
-    const file = (await readFile(`/sys/block/${basename(source)}/loop/backing_file`, 'utf8')).trim();
+    const file = readFileSync(`/sys/block/${basename(source)}/loop/backing_file`, 'utf8').trim();
     return file === image || file === `${image} (deleted)`;
   } catch (err) {
     if (isErrno(err, 'ENOENT')) return false;
@@ -226,7 +227,7 @@ async function unmount(root: string): Promise<void> {
 }
 
 async function loopsOf(image: string): Promise<string[]> {
-  if (!(await pathExists(image))) return [];
+  if (!pathExists(image)) return [];
   const out = await tool('ZOMG_POOL_LOOP_FAILED', 'could not list loop devices', 'losetup', ['-j', image]);
   // "/dev/loop3: [65024]:2149489 (/path/pool.img)"
   return out

@@ -1,22 +1,26 @@
 /**
  * The `zomg` executable (`bin`, built into dist/bundle/cli/zomg.cjs by scripts/bundle.sh):
  * runs the CLI bundle beside it through V8's code cache, so a start neither parses the
- * 1 MB bundle nor compiles the functions a command runs (measured in bench/cli-start.ts).
+ * bundle nor compiles the functions a command runs (measured in bench/cli-start.ts).
  *
- * The cache is V8's serialized code for the bundle, in a file named by the bundle's
- * content hash (fixed at build time): a rebuilt bundle never meets a stale cache. V8
- * itself rejects a cache made by another Node version or other V8 flags, and then a fresh
- * one is written. A cache is written, through a temporary file and a rename, when there is
- * none, when V8 rejected it, when the existing one was made by a command that never
- * opened the engine (so it lacks the code most commands run), and when a command that
- * opened the engine is not yet among those the cache has seen (its `.commands` file): V8
- * compiles a function when it is first called, so a cache written after `zomg list` lacks
- * the diff's code, and a diff started from it compiled that code again on every run
- * (about 60 ms of a 550 ms `zomg diff status`). A cache rewritten at the end of a run keeps
- * what it was loaded with and adds what the run compiled. A directory the cache cannot be
- * written to (a read-only install) just means starts without it: nothing fails.
+ * A cache is V8's serialized code for the bundle, in a file named by the bundle's content
+ * hash (fixed at build time): a rebuilt bundle never meets a stale cache. V8 itself rejects
+ * a cache made by another Node version or other V8 flags, and then a fresh one is written.
+ *
+ * There is one cache per first command word that opens the engine (`cmd-diff`, for `diff
+ * status` and `diff file`), and a `light` one for what opens none (help, a remote command).
+ * V8 reads a whole cache back at every start: one cache shared by every command grew with
+ * each command run (592 KB after create, snapshot, exec and diff), ~2 ms of a small diff
+ * against the diff's own 417 KB. A cache is written, through a temporary file and a rename,
+ * when there is none, when V8 rejected it, and when a command of its word is not yet among
+ * those it has seen (its `.commands` file): V8 compiles a function when it is first called,
+ * so a cache written after `diff file` lacks the code of `diff status`, and a diff started
+ * from it would compile that code again on every run (about 60 ms of a 550 ms `zomg diff
+ * status`). A cache rewritten at the end of a run keeps what it was loaded with and adds
+ * what the run compiled. A directory the cache cannot be written to (a read-only install)
+ * just means starts without it: nothing fails.
  */
-import { readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { Module, createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -25,7 +29,10 @@ import { Script } from 'node:vm';
 /** The first 16 hex digits of the bundle's sha256 (defined at build time). */
 declare const ZOMG_BUNDLE_HASH: string;
 
-/** What the CLI sets once it has opened an engine (cli/main.ts), so the cache it leaves covers that code. */
+/**
+ * What the CLI sets once a command has opened an engine (cli/main.ts): the command's words
+ * ('diff status'), so the cache it leaves for that word covers that code.
+ */
 const ENGINE_OPENED = Symbol.for('zomg.engineOpened');
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -48,10 +55,11 @@ function optionsTag(execArgv: readonly string[], nodeOptions: string): string {
 }
 const tag = optionsTag(process.execArgv, process.env.NODE_OPTIONS ?? '');
 const stem = `zomg-main.${ZOMG_BUNDLE_HASH}${tag}`;
-const cacheFor = (kind: 'engine' | 'light'): string => join(here, `${stem}.${kind}.v8cache`);
-/** The commands (first words) whose code the engine cache holds, one per line. */
-const commandsFile = join(here, `${stem}.engine.commands`);
-const command = process.argv.slice(2).find((a) => !a.startsWith('-')) ?? '';
+/** `kind`: `light`, or `cmd-<first word>`. */
+const cacheFor = (kind: string): string => join(here, `${stem}.${kind}.v8cache`);
+/** The commands (their words) whose code a command word's cache holds, one per line. */
+const commandsFor = (kind: string): string => join(here, `${stem}.${kind}.commands`);
+const CACHE_NAME = /^zomg-main\.[0-9a-f]{16}\.([0-9a-f]{8})\.(cmd-[a-z0-9-]+|light)\.(v8cache|commands)$/;
 /**
  * What a command nobody waits for to start sets (cli/main.ts; the server, which runs for long,
  * and the detached worker that measures sizes): it writes no cache. The server's code added
@@ -99,7 +107,7 @@ function writeCache(path: string, data: Buffer | string): void {
       if (m && !alive(Number(m[1]))) rmSync(join(here, name), { force: true });
       // One set of caches with options is kept beside the plain one: options that change from
       // start to start (a profile's directory) leave no trail of them.
-      const other = /^zomg-main\.[0-9a-f]{16}\.([0-9a-f]{8})\.(engine|light)\.(v8cache|commands)$/.exec(name);
+      const other = CACHE_NAME.exec(name);
       if (other && tag !== '' && `.${other[1]}` !== tag) rmSync(join(here, name), { force: true });
     }
   });
@@ -113,12 +121,23 @@ function writeCache(path: string, data: Buffer | string): void {
   });
 }
 
-let kind: 'engine' | 'light' = 'engine';
-let cached = readIfThere(cacheFor('engine'));
-if (cached === undefined) {
-  kind = 'light';
-  cached = readIfThere(cacheFor('light'));
+/**
+ * The cache to start from: that of the first of the leading words that has one (a global
+ * option's value can come before the command word: `-p web diff status`), else the light
+ * one. Only the CLI's own word for what ran (ENGINE_OPENED) names a cache to write, so these
+ * guesses never make a file.
+ */
+let kind = 'light';
+let cached: Buffer | undefined;
+for (const word of process.argv.slice(2).filter((a) => !a.startsWith('-')).slice(0, 3)) {
+  if (!/^[a-z][a-z0-9-]*$/.test(word)) continue;
+  cached = readIfThere(cacheFor(`cmd-${word}`));
+  if (cached !== undefined) {
+    kind = `cmd-${word}`;
+    break;
+  }
 }
+cached ??= readIfThere(cacheFor('light'));
 // The bundle is ASCII (scripts/bundle.sh checks): read as latin1, which costs a copy, where
 // Node's UTF-8 decoding of the 1 MB file took ~10 ms of every start. It is already inside the
 // wrapper Node's CommonJS loader puts around a file (bundle.sh).
@@ -129,19 +148,24 @@ const script = new Script(source, {
 });
 const stale = cached === undefined || script.cachedDataRejected === true;
 process.once('exit', () => {
-  const engineOpened = (globalThis as Record<symbol, unknown>)[ENGINE_OPENED] === true;
+  const opened = (globalThis as Record<symbol, unknown>)[ENGINE_OPENED];
   // A rejected cache goes (or every start would try it first and fail again).
   if (stale && cached !== undefined) tolerant(() => rmSync(cacheFor(kind), { force: true }));
   // Its code (a server's routes, the API's schemas) would weigh on every other start.
   if ((globalThis as Record<symbol, unknown>)[NO_CODE_CACHE] === true) return;
-  // Commands the engine cache holds the code of (only when it is the one this run loaded).
-  const seen = !stale && kind === 'engine' ? (readIfThere(commandsFile)?.toString('utf8').split('\n').filter(Boolean) ?? []) : [];
-  const newCommand = engineOpened && command !== '' && !seen.includes(command);
-  if (!stale && !(kind === 'light' && engineOpened) && !newCommand) return;
-  writeCache(cacheFor(engineOpened ? 'engine' : 'light'), script.createCachedData());
-  if (engineOpened) writeCache(commandsFile, [...seen, command].filter(Boolean).join('\n') + '\n');
-  // The light cache is never read once the engine's exists.
-  if (engineOpened && cached !== undefined && kind === 'light') tolerant(() => rmSync(cacheFor('light'), { force: true }));
+  if (typeof opened !== 'string') {
+    if (stale && kind === 'light') writeCache(cacheFor('light'), script.createCachedData());
+    return;
+  }
+  const own = `cmd-${opened.split(' ')[0] ?? ''}`;
+  if (!/^cmd-[a-z][a-z0-9-]*$/.test(own)) return;
+  // The commands its cache holds the code of. Started from another cache (or its own,
+  // refused), this run's code is all a rewrite would hold.
+  const loadedOwn = kind === own && !stale;
+  const seen = readIfThere(commandsFor(own))?.toString('utf8').split('\n').filter(Boolean) ?? [];
+  if (seen.includes(opened) && (loadedOwn || existsSync(cacheFor(own)))) return;
+  writeCache(cacheFor(own), script.createCachedData());
+  writeCache(commandsFor(own), [...(loadedOwn ? seen : []), opened].join('\n') + '\n');
 });
 // The bundle itself cannot run as a program: what starts the CLI again (the size worker) starts this.
 (globalThis as Record<symbol, unknown>)[Symbol.for('zomg.launcher')] = fileURLToPath(import.meta.url);

@@ -62,8 +62,8 @@ function makeContext(flags: GlobalFlags, progress: (p: Progress) => void, opened
           });
         }
         opened.push(service);
-        // The launcher keeps a code cache covering the engine's code once a command has run it (cli/launcher.ts).
-        if (target.mode === 'local') (globalThis as Record<symbol, unknown>)[Symbol.for('zomg.engineOpened')] = true;
+        // The launcher keeps a code cache for this command's first word, covering the engine's code it ran (cli/launcher.ts).
+        if (target.mode === 'local') (globalThis as Record<symbol, unknown>)[Symbol.for('zomg.engineOpened')] = spec.path.join(' ');
         return service;
       })();
       return client;

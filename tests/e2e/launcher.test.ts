@@ -1,7 +1,7 @@
 /**
  * The `zomg` launcher (src/cli/launcher.ts) as a user meets it: the same output with and
  * without a code cache, a cache written beside the bundle on first use (and one covering
- * the engine once a command opened it), a corrupt cache replaced, and a read-only install
+ * the engine per command word once a command opened it), a corrupt cache replaced, and a read-only install
  * that works without writing anything. Each test runs a copy of the built launcher and
  * bundle in a directory of its own beside dist/bundle/cli (so packages still resolve).
  */
@@ -179,32 +179,41 @@ describe('zomg launcher: the code cache', () => {
       rmSync(stateDir, { recursive: true, force: true });
     });
 
-    it('keeps a cache covering the engine once a command has opened it', async () => {
+    it('keeps a cache per command word once a command has opened the engine', async () => {
       const z = install();
       try {
         assert.equal(z.zomg(['--version'], env).code, 0);
-        assert.match(z.caches().join(' '), /\.light\.v8cache$/);
+        const [light] = z.caches();
+        assert.match(light ?? '', /^zomg-main\.[0-9a-f]{16}\.light\.v8cache$/);
         const none = z.zomg(['list'], env);
         assert.deepEqual(none, { code: 0, stdout: 'No boxes\n', stderr: '' });
-        const [commands, cache, ...others] = z.caches();
-        assert.match(cache ?? '', /\.engine\.v8cache$/, 'the light cache made way for the engine one');
-        assert.match(commands ?? '', /^zomg-main\.[0-9a-f]{16}\.engine\.commands$/);
-        assert.deepEqual(others, []);
-        const seen = (): string => readFileSync(join(z.dir, commands as string), 'utf8');
-        const written = (): number => statSync(join(z.dir, cache as string)).mtimeMs;
-        assert.equal(seen(), 'list\n');
-        // Each new command adds the code it compiled to the cache; a command seen before does not write.
+        const stem = (light as string).replace(/light\.v8cache$/, '');
+        const cacheOf = (word: string): string => join(z.dir, `${stem}cmd-${word}.v8cache`);
+        const seen = (word: string): string => readFileSync(join(z.dir, `${stem}cmd-${word}.commands`), 'utf8');
+        const written = (word: string): number => statSync(cacheOf(word)).mtimeMs;
+        assert.deepEqual(z.caches(), [`${stem}cmd-list.commands`, `${stem}cmd-list.v8cache`, light], 'the light cache stays for commands that open no engine');
+        assert.equal(seen('list'), 'list\n');
+        // Each command word that opens the engine gets a cache of its own, holding only the code it ran.
         const imported = z.zomg(['base', 'import', 'bb', '--file', busyboxRootfsTar()], env);
         assert.equal(imported.code, 0, imported.stderr);
         assert.equal(z.zomg(['create', 'one', '--base', 'bb'], env).code, 0);
         const ran = z.zomg(['exec', 'one', '--', 'sh', '-c', 'echo hello; exit 3'], env);
         assert.deepEqual(ran, { code: 3, stdout: 'hello\n', stderr: '' });
-        assert.equal(seen(), 'list\nbase\ncreate\nexec\n');
-        const before = written();
+        assert.equal(seen('base'), 'base import\n');
+        assert.equal(seen('create'), 'create\n');
+        assert.equal(seen('exec'), 'exec\n');
+        assert.ok(statSync(cacheOf('exec')).size > 0);
+        // A new command of a word adds its code to that word's cache.
+        assert.equal(z.zomg(['base', 'list'], env).code, 0);
+        assert.equal(seen('base'), 'base import\nbase list\n');
+        const before = Object.fromEntries(['list', 'base', 'create', 'exec'].map((w) => [w, written(w)]));
+        const files = z.caches();
         assert.deepEqual(z.zomg(['list', '-q'], env), { code: 0, stdout: 'one\n', stderr: '' });
         assert.deepEqual(z.zomg(['exec', 'one', '--', 'true'], env), { code: 0, stdout: '', stderr: '' });
-        assert.equal(written(), before, 'commands seen before leave the cache as it is');
-        assert.deepEqual(z.caches(), [commands, cache]);
+        // A global option's value before the command word (a project here) names no cache, and leaves them as they are.
+        assert.deepEqual(z.zomg(['-p', 'launcher', 'exec', 'one', '--', 'true'], env), { code: 0, stdout: '', stderr: '' });
+        assert.deepEqual(Object.fromEntries(['list', 'base', 'create', 'exec'].map((w) => [w, written(w)])), before, 'commands seen before leave their caches as they are');
+        assert.deepEqual(z.caches(), files, 'no cache is named after a guess (a project, a box)');
         // A server leaves the cache as it found it (its code would weigh on every other start).
         // (A global option before the command word, whose value the launcher cannot tell from one.)
         const server = spawn(process.execPath, [join(z.dir, 'zomg.cjs'), '--state-dir', stateDir, 'serve', '--listen', '127.0.0.1:0', '--no-auth'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -216,8 +225,8 @@ describe('zomg launcher: the code cache', () => {
         assert.match(said, /listening|http:\/\//i, `the server started: ${said}`);
         server.kill('SIGTERM');
         await once(server, 'exit');
-        assert.equal(written(), before, 'serve did not rewrite the cache');
-        assert.equal(seen(), 'list\nbase\ncreate\nexec\n');
+        assert.deepEqual(z.caches(), files, 'serve wrote no cache');
+        assert.equal(written('list'), before.list);
         // The bundle is no program of its own: the detached worker that measures a new
         // snapshot's size is started through the launcher, and does measure it.
         const measuring = { ...env };
@@ -227,7 +236,8 @@ describe('zomg launcher: the code cache', () => {
         const until = Date.now() + 60_000;
         while ((await sized()) === null && Date.now() < until) await sleep(200);
         assert.equal(typeof (await sized()), 'number', 'the worker measured the snapshot');
-        assert.ok(!seen().includes('__compute-sizes'), 'the worker left the cache as it found it');
+        assert.ok(!z.caches().some((f) => f.includes('compute-sizes')), 'the worker wrote no cache');
+        assert.equal(seen('snapshot'), 'snapshot create\nsnapshot list\n');
         assert.equal(z.zomg(['delete', 'one'], env).code, 0);
       } finally {
         z.cleanup();

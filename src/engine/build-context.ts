@@ -6,10 +6,9 @@
  * `uploadedDockerfile`). A Dockerfile from outside the context travels inside the upload
  * under a reserved name (docker's client does the same), which the server takes out again.
  */
-import { readFile, stat } from 'node:fs/promises';
 import { isAbsolute, join, posix, relative, resolve } from 'node:path';
 import { InvalidArgumentError } from '../core/errors.js';
-import { randomHex } from '../system/builtins.js';
+import { fsPromises, randomHex } from '../system/builtins.js';
 import { isErrno } from '../system/fs.js';
 
 /** A build context on this machine. */
@@ -34,7 +33,7 @@ export const noDockerfile = (shown: string): InvalidArgumentError =>
 /** The Dockerfile's text; a missing one (or a directory) is `ZOMG_NO_DOCKERFILE`. */
 export async function readDockerfile(path: string, shown: string): Promise<string> {
   try {
-    return await readFile(path, 'utf8');
+    return await fsPromises().readFile(path, 'utf8');
   } catch (err) {
     if (isErrno(err, 'ENOENT', 'ENOTDIR', 'EISDIR')) throw noDockerfile(shown);
     throw err;
@@ -43,7 +42,7 @@ export async function readDockerfile(path: string, shown: string): Promise<strin
 
 async function requireContext(path: string, shown: string): Promise<void> {
   try {
-    if ((await stat(path)).isDirectory()) return;
+    if ((await fsPromises().stat(path)).isDirectory()) return;
   } catch (err) {
     if (!isErrno(err, 'ENOENT', 'ENOTDIR')) throw err;
   }

@@ -15,9 +15,8 @@
  * a concurrent build in the same store would lose. A marker file per running build lets the
  * next engine start remove what a build killed mid-way left in the store.
  */
-import { nodeCrypto, randomHex } from '../system/builtins.js';
+import { fsPromises, nodeCrypto, randomHex } from '../system/builtins.js';
 import { mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
-import { mkdtemp, rm, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -168,16 +167,16 @@ async function buildUploaded(ctx: EngineContext, name: string, upload: Readable,
     let dockerfile = resolved.hostPath;
     const script = await readDockerfile(dockerfile, rel);
     if (isDetachedDockerfile(rel)) {
-      aside = await mkdtemp(join(tmpdir(), 'zomg-dockerfile-'));
+      aside = await fsPromises().mkdtemp(join(tmpdir(), 'zomg-dockerfile-'));
       dockerfile = join(aside, 'Dockerfile');
-      await writeFile(dockerfile, script);
-      await unlink(join(context, rel)); // the name itself (a top-level entry), never a link's target
+      await fsPromises().writeFile(dockerfile, script);
+      await fsPromises().unlink(join(context, rel)); // the name itself (a top-level entry), never a link's target
     }
     const version = await buildLocated(ctx, name, { context, dockerfile, shown: rel, script }, options);
     failed = false;
     return version;
   } finally {
-    if (aside !== undefined) await rm(aside, { recursive: true, force: true });
+    if (aside !== undefined) await fsPromises().rm(aside, { recursive: true, force: true });
     try {
       await ctx.pool.delete(contextId, { waitForSpace: failed });
     } catch {

@@ -6,8 +6,8 @@
  * them, read from the send stream the diff already parses; a full walk is needed only for
  * a subvolume with no sized predecessor (a base import, install or build).
  */
-import { lstat } from 'node:fs/promises';
 import type { SubvolumeId } from '../storage/layout.js';
+import { fsPromises } from '../system/builtins.js';
 import { isErrno } from '../system/fs.js';
 import { baseId, snapshotId } from './access.js';
 import type { EngineContext } from './context.js';
@@ -144,7 +144,7 @@ async function sizeFromChanges(ctx: EngineContext, predecessor: { id: SubvolumeI
 /** What a path contributes to the size: st_size of a file or symlink, 0 otherwise; `linked` for a file with several links. */
 async function counted(path: Buffer): Promise<number | 'linked'> {
   try {
-    const st = await lstat(path);
+    const st = await fsPromises().lstat(path);
     if (!st.isFile() && !st.isSymbolicLink()) return 0;
     if (st.isFile() && st.nlink > 1) return 'linked';
     return st.size;

@@ -12,8 +12,8 @@
  *   paths relative to the filesystem's top level (also when a non-top subvolume is the
  *   mount); /proc/self/mountinfo maps those paths to host paths.
  */
-import { lstat, readdir, realpath, rmdir, statfs } from 'node:fs/promises';
 import { basename, dirname, join, relative, sep } from 'node:path';
+import { fsPromises } from '../system/builtins.js';
 import { PassThrough, Writable } from 'node:stream';
 import type { Readable } from 'node:stream';
 import { PoolFullError, ToolError, ZomgError } from '../core/errors.js';
@@ -143,7 +143,7 @@ export class BtrfsDriver implements StorageDriver {
       for (const sub of nested) {
         const target = join(dest, relative(source, sub));
         try {
-          await rmdir(target); // the empty directory btrfs leaves in place of a nested subvolume
+          await fsPromises().rmdir(target); // the empty directory btrfs leaves in place of a nested subvolume
         } catch (err) {
           // No placeholder: the subvolume (or its parent) appeared after its parent's
           // snapshot was taken, so it is not part of this point in time.
@@ -198,7 +198,7 @@ export class BtrfsDriver implements StorageDriver {
   /** The libbtrfsutil test: a directory on btrfs whose inode is a subvolume root. Missing → false. */
   async isSubvolume(path: string): Promise<boolean> {
     try {
-      const [st, fs] = await Promise.all([lstat(path), statfs(path)]);
+      const [st, fs] = await Promise.all([fsPromises().lstat(path), fsPromises().statfs(path)]);
       return st.isDirectory() && st.ino === SUBVOLUME_ROOT_INO && fs.type === BTRFS_SUPER_MAGIC;
     } catch (err) {
       if (isErrno(err, 'ENOENT', 'ENOTDIR')) return false;
@@ -212,7 +212,7 @@ export class BtrfsDriver implements StorageDriver {
    * as given, parents before children.
    */
   async listNested(path: string): Promise<string[]> {
-    const top = await realpath(path);
+    const top = await fsPromises().realpath(path);
     const mount = mountHolding(top);
     if (mount?.fstype !== 'btrfs') throw new Error(`${path} is not on btrfs`);
     const mountRoot = mount.root.replace(/^\/+/, '');
@@ -253,11 +253,11 @@ export class BtrfsDriver implements StorageDriver {
     const seen = new Set<string>();
     let total = 0;
     const walk = async (dir: string): Promise<void> => {
-      const entries = await readdir(dir, { withFileTypes: true });
+      const entries = await fsPromises().readdir(dir, { withFileTypes: true });
       const files = entries.filter((e) => e.isFile() || e.isSymbolicLink());
       await Promise.all(
         files.map(async (e) => {
-          const st = await lstat(join(dir, e.name));
+          const st = await fsPromises().lstat(join(dir, e.name));
           if (st.nlink > 1) {
             const key = `${st.dev}:${st.ino}`;
             if (seen.has(key)) return;

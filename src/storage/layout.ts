@@ -21,9 +21,8 @@
  * renames the target aside (`<target>@restore-<pid>-<hex>`) and the staged one into place.
  * The reconciler reads the layout back with the `list*` methods.
  */
-import { nonceHex, randomHex } from '../system/builtins.js';
+import { fsPromises, nonceHex, randomHex } from '../system/builtins.js';
 import { mkdirSync, readdirSync, rmdirSync, statSync } from 'node:fs';
-import { rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { PoolFullError } from '../core/errors.js';
@@ -186,7 +185,7 @@ export class Pool {
   /** Moves a finished staging subvolume to `dest` (a rename) and optionally makes it read-only. */
   async place(staged: StagingId, dest: SubvolumeId, options: { readOnly: boolean }): Promise<void> {
     ensureDir(this.parentDir(dest));
-    await rename(this.hostPath(staged), this.hostPath(dest));
+    await fsPromises().rename(this.hostPath(staged), this.hostPath(dest));
     if (options.readOnly) await this.driver.setReadOnly(this.hostPath(dest), true);
   }
 
@@ -201,20 +200,20 @@ export class Pool {
     const path = this.hostPath(target);
     const asideName = `${part(path.slice(path.lastIndexOf('/') + 1))}${ASIDE_MARK}${process.pid}-${randomHex(3)}`;
     const aside = join(this.parentDir(target), asideName);
-    await rename(path, aside);
+    await fsPromises().rename(path, aside);
     try {
       await steps.fault?.('restore:aside');
-      await rename(this.hostPath(staged), path);
+      await fsPromises().rename(this.hostPath(staged), path);
       try {
         await steps.fault?.('restore:placed');
         await steps.commit();
         await steps.fault?.('restore:committed');
       } catch (err) {
-        await rename(path, this.hostPath(staged));
+        await fsPromises().rename(path, this.hostPath(staged));
         throw err;
       }
     } catch (err) {
-      await rename(aside, path);
+      await fsPromises().rename(aside, path);
       throw err;
     }
     return asideName;
@@ -227,7 +226,7 @@ export class Pool {
 
   /** Puts an aside copy back in place of its (missing) target: undoes a swap cut short before its commit. */
   async restoreAside(entry: AsideEntry): Promise<void> {
-    await rename(join(this.parentDir(entry.target), entry.name), this.hostPath(entry.target));
+    await fsPromises().rename(join(this.parentDir(entry.target), entry.name), this.hostPath(entry.target));
   }
 
   /**

@@ -8,10 +8,10 @@
  * one file that runs mount, umount, losetup, mkfs.btrfs and truncate.
  */
 import { chmodSync, mkdirSync, readFileSync, realpathSync, statfsSync } from 'node:fs';
-import { chmod, realpath, rename, rm } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ConflictError, type ErrorCode, InvalidArgumentError, ToolError, UnsupportedError, ZomgError } from '../core/errors.js';
+import { fsPromises } from '../system/builtins.js';
 import { isErrno, pathExists } from '../system/fs.js';
 import { LockManager } from '../system/lock.js';
 import { CommandError, run, runText } from '../system/run.js';
@@ -72,7 +72,7 @@ export async function openPool(opts: OpenPoolOptions): Promise<OpenedPool> {
 export async function closePool(stateDir: string): Promise<ClosePoolResult> {
   let dir: string;
   try {
-    dir = await realpath(stateDir);
+    dir = await fsPromises().realpath(stateDir);
   } catch (err) {
     if (isErrno(err, 'ENOENT')) return NOT_MOUNTED;
     throw err;
@@ -136,12 +136,12 @@ async function openEmbedded(stateDir: string, sizeBytes: number): Promise<Opened
 async function createImage(image: string, sizeBytes: number): Promise<void> {
   // Format under a temporary name, so a crash never leaves a half-made pool.img behind.
   const tmp = `${image}.tmp`;
-  await rm(tmp, { force: true });
+  await fsPromises().rm(tmp, { force: true });
   await tool('ZOMG_POOL_CREATE_FAILED', 'could not create the pool image', 'truncate', ['-s', String(sizeBytes), tmp]);
-  await chmod(tmp, 0o600);
+  await fsPromises().chmod(tmp, 0o600);
   const mixed = sizeBytes < MIXED_BELOW_BYTES ? ['--mixed'] : [];
   await tool('ZOMG_POOL_CREATE_FAILED', 'could not format the pool image', 'mkfs.btrfs', ['-q', ...mixed, tmp]);
-  await rename(tmp, image);
+  await fsPromises().rename(tmp, image);
 }
 
 /**

@@ -1,11 +1,12 @@
 /**
- * Node built-ins that cost milliseconds to load (crypto, child_process, zlib, net, dgram),
- * loaded on first use: every CLI start paid for them, also the commands that never use
- * them (`zomg list` spawns nothing, hashes nothing). Measured in bench/cli-start.ts.
+ * Node built-ins that cost milliseconds to load (crypto, child_process, zlib, net, dgram,
+ * fs/promises), loaded on first use: every CLI start paid for them, also the commands that
+ * never use them (`zomg list` spawns nothing, hashes nothing). Measured in bench/cli-start.ts.
  */
 import type * as ChildProcess from 'node:child_process';
 import type * as Crypto from 'node:crypto';
 import type * as Dgram from 'node:dgram';
+import type * as FsPromises from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import type * as Net from 'node:net';
 import type * as Zlib from 'node:zlib';
@@ -17,6 +18,12 @@ export const childProcess = (): typeof ChildProcess => load('node:child_process'
 export const nodeZlib = (): typeof Zlib => load('node:zlib') as typeof Zlib;
 export const nodeNet = (): typeof Net => load('node:net') as typeof Net;
 export const nodeDgram = (): typeof Dgram => load('node:dgram') as typeof Dgram;
+/**
+ * node:fs/promises loads readline and the fs watchers with it (8 modules, ~1.5 ms): the
+ * storage layer's rare calls (renames, a nested subvolume's directory) go through this,
+ * and a diff makes none.
+ */
+export const fsPromises = (): typeof FsPromises => load('node:fs/promises') as typeof FsPromises;
 
 /** `bytes` random bytes as hex (node:crypto, loaded on first use). */
 export const randomHex = (bytes: number): string => nodeCrypto().randomBytes(bytes).toString('hex');

@@ -6,6 +6,7 @@
  */
 import { diffEntryToJson, renderDiffLine, type DiffEntry } from '../core/diff.js';
 import type { DiffSink, DiffStatusHead } from '../core/service.js';
+import { stdout, type TextOut } from './stdio.js';
 
 const FLUSH_BYTES = 64 * 1024;
 
@@ -16,7 +17,7 @@ export class DiffStatusWriter<H extends object = DiffStatusHead> implements Diff
 
   constructor(
     private readonly asJson: boolean,
-    private readonly out: NodeJS.WritableStream = process.stdout,
+    private readonly out: TextOut = stdout,
   ) {}
 
   /** The head, once the diff said what it compares. */

@@ -14,14 +14,17 @@ import type { CommandSpec, Output, RunContext } from './command.js';
 import { exitCodeOf } from './exit-codes.js';
 import { fallbackHint } from './hints.js';
 import { GLOBAL_OPTIONS, commandWords, parseFlags, splitPassThrough } from './globals.js';
-import { progressMode, progressRenderer } from './progress.js';
+import { progressOnFirstReport } from './progress.js';
 import { registry } from './registry.js';
 import { json } from './render.js';
+import { isOutputClosed, stderr, stdout } from './stdio.js';
 import { type GlobalFlags, resolveProject, resolveTarget } from './settings.js';
 
 /** What starts the CLI again: the launcher when it runs the bundle (cli/launcher.ts), else this file. */
 const MAIN = ((globalThis as Record<symbol, unknown>)[Symbol.for('zomg.launcher')] as string | undefined) ?? fileURLToPath(import.meta.url);
 const VERSION = '0.1.0';
+/** 128 + SIGPIPE: what a shell reports for a program whose output's reader went away. */
+const EXIT_OUTPUT_CLOSED = 141;
 
 function makeContext(flags: GlobalFlags, progress: (p: Progress) => void, opened: ZomgService[], spec: CommandSpec): RunContext {
   let client: Promise<ZomgService> | undefined;
@@ -147,7 +150,7 @@ function addCommand(program: Command, spec: CommandSpec, state: CliState): void 
       }
     }
     state.flags = flags;
-    const progress = progressRenderer(progressMode(flags.json === true));
+    const progress = progressOnFirstReport(flags.json === true);
     const opened: ZomgService[] = [];
     let completed = false;
     try {
@@ -181,8 +184,8 @@ export async function main(argv: string[]): Promise<number> {
     .enablePositionalOptions()
     .exitOverride()
     .configureOutput({
-      writeErr: (s) => process.stderr.write(s),
-      writeOut: (s) => process.stdout.write(s),
+      writeErr: (s) => stderr.write(s),
+      writeOut: (s) => stdout.write(s),
       outputError: (text, write) => usageError(state, text, 'run `zomg --help` to see the commands and global options', write),
     });
   for (const g of GLOBAL_OPTIONS) program.addOption(new Option(g.flags, g.description));
@@ -198,13 +201,16 @@ export async function main(argv: string[]): Promise<number> {
     await program.parseAsync(only?.passThrough ? splitPassThrough(argv, only) : argv, { from: 'user' });
     const result = state.result;
     const asJson = state.flags?.json === true;
-    if (result && result.stderr && !asJson) process.stderr.write(`${result.stderr}\n`);
-    if (result && (!result.silent || (asJson && result.data !== undefined && result.data !== null))) process.stdout.write(`${asJson ? json(result.data) : result.text}\n`);
+    if (result && result.stderr && !asJson) stderr.write(`${result.stderr}\n`);
+    if (result && (!result.silent || (asJson && result.data !== undefined && result.data !== null))) stdout.write(`${asJson ? json(result.data) : result.text}\n`);
     return result?.exitCode ?? 0;
   } catch (err) {
+    // The reader of the output went away (`zomg diff status web | head`): nothing to say, and
+    // the status a program killed by SIGPIPE gets in a shell.
+    if (isOutputClosed(err)) return EXIT_OUTPUT_CLOSED;
     if (err instanceof CommanderError) {
       if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return 0;
-      if (state.usage) process.stdout.write(`${json({ error: { code: 'ZOMG_USAGE', ...state.usage } })}\n`);
+      if (state.usage) stdout.write(`${json({ error: { code: 'ZOMG_USAGE', ...state.usage } })}\n`);
       return 2;
     }
     return reportError(err, state.flags?.json === true || (state.flags === undefined && argv.some((a) => a === '--json' || a === '-j')), specs.length === 1 ? specs[0]?.path : undefined);
@@ -214,15 +220,15 @@ export async function main(argv: string[]): Promise<number> {
 function reportError(err: unknown, asJson: boolean, command: string[] | undefined): number {
   if (isZomgError(err)) {
     const hint = err.hint ?? fallbackHint(err.kind, command);
-    if (asJson) process.stdout.write(`${json({ error: { code: err.code, message: err.message, hint } })}\n`);
-    else process.stderr.write(`error: ${err.message}\nhint: ${hint}\n`);
+    if (asJson) stdout.write(`${json({ error: { code: err.code, message: err.message, hint } })}\n`);
+    else stderr.write(`error: ${err.message}\nhint: ${hint}\n`);
     return exitCodeOf(err);
   }
   const message = err instanceof Error ? err.message : String(err);
   const hint = fallbackHint('internal', command);
-  if (asJson) process.stdout.write(`${json({ error: { code: 'ZOMG_INTERNAL', message, hint } })}\n`);
-  else process.stderr.write(`error: internal error: ${message}\nhint: ${hint}\n`);
-  if (process.env.ZOMG_DEBUG) process.stderr.write(`${err instanceof Error ? err.stack : ''}\n`);
+  if (asJson) stdout.write(`${json({ error: { code: 'ZOMG_INTERNAL', message, hint } })}\n`);
+  else stderr.write(`error: internal error: ${message}\nhint: ${hint}\n`);
+  if (process.env.ZOMG_DEBUG) stderr.write(`${err instanceof Error ? err.stack : ''}\n`);
   return 1;
 }
 
@@ -231,6 +237,11 @@ main(process.argv.slice(2)).then(
     process.exitCode = code;
   },
   (err: unknown) => {
+    // An error report that met a closed output itself.
+    if (isOutputClosed(err)) {
+      process.exitCode = EXIT_OUTPUT_CLOSED;
+      return;
+    }
     process.stderr.write(`error: ${String(err)}\n`);
     process.exitCode = 1;
   },

@@ -16,7 +16,7 @@ export interface ProgressRenderer {
   done(completed?: boolean): void;
 }
 
-export type ProgressMode = 'tty' | 'plain' | 'off';
+type ProgressMode = 'tty' | 'plain' | 'off';
 
 const FRAMES = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
 
@@ -25,12 +25,25 @@ const elapsed = (ms: number): string => {
   return s < 60 ? `${s}s` : `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
 };
 
-export function progressMode(json: boolean, stream: NodeJS.WriteStream = process.stderr): ProgressMode {
+function progressMode(json: boolean, stream: NodeJS.WriteStream = process.stderr): ProgressMode {
   if (json) return 'off';
   return stream.isTTY === true && process.env.TERM !== 'dumb' ? 'tty' : 'plain';
 }
 
-export function progressRenderer(mode: ProgressMode, out: NodeJS.WriteStream = process.stderr): ProgressRenderer {
+/**
+ * The renderer of a command's progress, chosen at its first report: whether stderr is a
+ * terminal is known only from process.stderr, which for a pipe loads net (~3 ms of a start),
+ * and most commands report no progress.
+ */
+export function progressOnFirstReport(json: boolean): ProgressRenderer {
+  let renderer: ProgressRenderer | undefined;
+  return {
+    fn: (p) => (renderer ??= progressRenderer(progressMode(json))).fn(p),
+    done: (completed) => renderer?.done(completed),
+  };
+}
+
+function progressRenderer(mode: ProgressMode, out: NodeJS.WriteStream = process.stderr): ProgressRenderer {
   if (mode === 'off') return { fn: () => undefined, done: () => undefined };
   if (mode === 'plain') return plainRenderer(out);
   return ttyRenderer(out);

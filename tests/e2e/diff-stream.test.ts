@@ -2,7 +2,8 @@
  * `zomg diff status` and `zomg data diff` streamed: the CLI prints while the diff is
  * verified, in local and remote mode, byte for byte what the whole result renders to; the
  * API answers NDJSON to clients that ask for it and the usual JSON to the others; a client
- * that leaves mid-stream ends the diff (no temporary snapshot left, the server unharmed).
+ * that leaves mid-stream ends the diff (no temporary snapshot left, the server unharmed), and
+ * so does a CLI whose reader left (`| head`); a non-blocking pipe gets the whole output.
  */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
@@ -189,6 +190,56 @@ describe('zomg diff status, streamed (local, remote, NDJSON)', { skip: !isRoot()
     assert.equal(again.code, 0, again.stderr);
     assert.equal(again.stdout.split('\n').length, 40_001 + 1);
     assert.equal(remote(['snapshot', 'create', 'big']).code, 0, 'the box is not left locked');
+  });
+
+  it('a reader that stops reading (`| head -1`) ends the CLI quietly with status 141, in both modes', () => {
+    const staging = join(pool.mnt, 'staging');
+    for (const [mode, extra] of [
+      ['local', ''],
+      ['remote', `ZOMG_URL=${server?.url ?? ''} `],
+    ] as const) {
+      for (const json of ['', ' --json']) {
+        // 40,000 changes against the first snapshot: far more than a pipe holds.
+        const script = `${extra}${JSON.stringify(process.execPath)} ${JSON.stringify(MAIN)} diff status big --against v0${json} | head -1; echo "status \${PIPESTATUS[0]}"`;
+        const r = spawnSync('bash', ['-c', script], { env, encoding: 'utf8', timeout: 120_000 });
+        const [first, status] = r.stdout.split('\n');
+        assert.match(first ?? '', json ? /^\{$/ : /^\+ \/many$/, `${mode}${json}`);
+        assert.equal(status, 'status 141', `${mode}${json}: the status of a program whose reader left`);
+        assert.equal(r.stderr, '', `${mode}${json}: no error, no stack trace`);
+        assert.deepEqual(readdirSync(staging).filter((n) => /^\d+-diff-/.test(n)), [], `${mode}${json}: no temporary snapshot left`);
+      }
+    }
+    assert.ok(server?.alive(), 'the server is still running');
+    assert.equal(zomg(['snapshot', 'create', 'big']).code, 0, 'the box is not left locked');
+  });
+
+  it('a non-blocking pipe that fills up (shared with a slow reader) still gets every byte, in order', () => {
+    const whole = zomg(['diff', 'status', 'big', '--against', 'v0']);
+    assert.equal(whole.code, 0, whole.stderr);
+    // The CLI writes with write(2); here its stdout is a pipe another process made
+    // non-blocking and reads only after a while, so writes meet EAGAIN and go on through Node's stream.
+    const reader = [
+      'import os, subprocess, sys, time',
+      'r, w = os.pipe()',
+      'os.set_blocking(w, False)',
+      'p = subprocess.Popen(sys.argv[1:], stdout=w, stderr=subprocess.PIPE)',
+      'os.close(w)',
+      'time.sleep(1)',
+      'chunks = []',
+      'while True:',
+      '    chunk = os.read(r, 4096)',
+      '    if not chunk: break',
+      '    chunks.append(chunk)',
+      'err = p.stderr.read()',
+      'sys.stdout.buffer.write(b"".join(chunks))',
+      'sys.stderr.buffer.write(err)',
+      'sys.exit(p.wait())',
+    ].join('\n');
+    const r = spawnSync('python3', ['-c', reader, process.execPath, MAIN, 'diff', 'status', 'big', '--against', 'v0'], { env, encoding: 'utf8', timeout: 120_000, maxBuffer: 64 * 1024 * 1024 });
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stdout.length, whole.stdout.length);
+    assert.ok(r.stdout === whole.stdout, 'the same bytes as through a blocking pipe');
+    assert.equal(r.stderr, whole.stderr);
   });
 });
 

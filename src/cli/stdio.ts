@@ -1,0 +1,82 @@
+/**
+ * The CLI's own output on file descriptors 1 and 2, written with write(2) rather than
+ * through process.stdout and process.stderr: for a pipe or a socket Node makes those
+ * net.Sockets, and loading net for them cost ~3 ms of every start whose output is piped (a
+ * script's, a test's). Writes are whole and in order:
+ * - a write that would block (EAGAIN: a non-blocking descriptor, shared with another
+ *   process) hands what is left, and every later write, to the Node stream, which waits;
+ * - a descriptor Node's own stream handles otherwise (closed, say) goes to that stream too;
+ * - a reader that went away (EPIPE: `zomg diff status web | head`) throws
+ *   OutputClosedError, which ends the command quietly (cli/main.ts), where Node's stream
+ *   died of an unhandled error event with its stack trace.
+ */
+import { writeSync } from 'node:fs';
+import { isErrno } from '../system/fs.js';
+
+/** The reader of the CLI's output is gone: nothing more can be said there. */
+class OutputClosedError extends Error {
+  constructor(options?: ErrorOptions) {
+    super('the output was closed by its reader', options);
+    this.name = 'OutputClosedError';
+  }
+}
+
+/** True for OutputClosedError, also as the cause of another error (a diff's sink failed with it). */
+export function isOutputClosed(err: unknown): boolean {
+  for (let e = err, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth++) if (e instanceof OutputClosedError) return true;
+  return false;
+}
+
+/** What DiffStatusWriter and the CLI write to: fds 1 and 2, or any Node stream. */
+export interface TextOut {
+  /** False when the text waits in a buffer: then wait for 'drain'. */
+  write(text: string): boolean;
+  once(event: 'drain', listener: () => void): unknown;
+}
+
+class FdOut implements TextOut {
+  private stream: NodeJS.WriteStream | undefined;
+
+  constructor(
+    private readonly fd: 1 | 2,
+    private readonly nodeStream: () => NodeJS.WriteStream,
+  ) {}
+
+  write(text: string): boolean {
+    if (this.stream) return this.stream.write(text);
+    let rest: Buffer;
+    try {
+      const n = writeSync(this.fd, text);
+      if (n === Buffer.byteLength(text)) return true;
+      // A short write (a pipe with less room than the text): go on from that byte.
+      rest = Buffer.from(text, 'utf8').subarray(n);
+    } catch (err) {
+      return this.handOver(err, text);
+    }
+    while (rest.length > 0) {
+      try {
+        rest = rest.subarray(writeSync(this.fd, rest));
+      } catch (err) {
+        return this.handOver(err, rest);
+      }
+    }
+    return true;
+  }
+
+  once(event: 'drain', listener: () => void): this {
+    // Nothing waits in a buffer until the Node stream took over.
+    if (this.stream) this.stream.once(event, listener);
+    else queueMicrotask(listener);
+    return this;
+  }
+
+  /** After a failed write: a closed reader ends the command, anything else goes to Node's stream. */
+  private handOver(err: unknown, rest: string | Buffer): boolean {
+    if (isErrno(err, 'EPIPE')) throw new OutputClosedError({ cause: err });
+    this.stream = this.nodeStream();
+    return this.stream.write(rest);
+  }
+}
+
+export const stdout: TextOut = new FdOut(1, () => process.stdout);
+export const stderr: TextOut = new FdOut(2, () => process.stderr);

@@ -26,7 +26,13 @@ const SLASH = Buffer.of(0x2f);
 const key = (rel: Buffer): string => rel.toString('latin1');
 
 export function joinRel(dir: Buffer, name: Buffer): Buffer {
-  return dir.length === 0 ? name : Buffer.concat([dir, SLASH, name]);
+  if (dir.length === 0) return name;
+  // Not Buffer.concat: its generic loop was a tenth of a 2,000-path diff's own time.
+  const out = Buffer.allocUnsafe(dir.length + 1 + name.length);
+  out.set(dir, 0);
+  out[dir.length] = 0x2f;
+  out.set(name, dir.length + 1);
+  return out;
 }
 
 function parentRel(rel: Buffer): Buffer {
@@ -35,7 +41,12 @@ function parentRel(rel: Buffer): Buffer {
 }
 
 /** A relative path as a DiffEntry path: absolute inside the root. */
-export const entryPath = (rel: Buffer): Buffer => Buffer.concat([SLASH, rel]);
+export function entryPath(rel: Buffer): Buffer {
+  const out = Buffer.allocUnsafe(rel.length + 1);
+  out[0] = 0x2f;
+  out.set(rel, 1);
+  return out;
+}
 
 /** Yields to the event loop every so often and honours the abort signal. */
 export class Pacer {
@@ -83,7 +94,7 @@ export class Tree {
   }
 
   abs(rel: Buffer): Buffer {
-    return rel.length === 0 ? this.root : Buffer.concat([this.root, SLASH, rel]);
+    return rel.length === 0 ? this.root : joinRel(this.root, rel);
   }
 
   /** lstat of `rel` in this tree, or null when it is absent or excluded (see the module comment). */

@@ -121,21 +121,26 @@ function writeCache(path: string, data: Buffer | string): void {
   });
 }
 
+/** A word that can be a command's first (they are short): anything else names no cache. */
+const COMMAND_WORD = /^[a-z][a-z0-9-]{0,31}$/;
+
 /**
- * The cache to start from: that of the first of the leading words that has one (a global
- * option's value can come before the command word: `-p web diff status`), else the light
- * one. Only the CLI's own word for what ran (ENGINE_OPENED) names a cache to write, so these
- * guesses never make a file.
+ * The cache to start from: that of the first of the leading words that has one (global
+ * options' values can come before the command word: `--token t -p web diff status`), else the
+ * light one. Only the CLI's own word for what ran (ENGINE_OPENED) names a cache to write, so
+ * these guesses never make a file; one that cannot be read (any error) is no cache.
  */
 let kind = 'light';
 let cached: Buffer | undefined;
-for (const word of process.argv.slice(2).filter((a) => !a.startsWith('-')).slice(0, 3)) {
-  if (!/^[a-z][a-z0-9-]*$/.test(word)) continue;
-  cached = readIfThere(cacheFor(`cmd-${word}`));
-  if (cached !== undefined) {
-    kind = `cmd-${word}`;
-    break;
+for (const word of process.argv.slice(2).filter((a) => !a.startsWith('-')).slice(0, 6)) {
+  if (!COMMAND_WORD.test(word)) continue;
+  try {
+    cached = readFileSync(cacheFor(`cmd-${word}`));
+  } catch {
+    continue;
   }
+  kind = `cmd-${word}`;
+  break;
 }
 cached ??= readIfThere(cacheFor('light'));
 // The bundle is ASCII (scripts/bundle.sh checks): read as latin1, which costs a copy, where
@@ -157,15 +162,18 @@ process.once('exit', () => {
     if (stale && kind === 'light') writeCache(cacheFor('light'), script.createCachedData());
     return;
   }
-  const own = `cmd-${opened.split(' ')[0] ?? ''}`;
-  if (!/^cmd-[a-z][a-z0-9-]*$/.test(own)) return;
-  // The commands its cache holds the code of. Started from another cache (or its own,
-  // refused), this run's code is all a rewrite would hold.
-  const loadedOwn = kind === own && !stale;
-  const seen = readIfThere(commandsFor(own))?.toString('utf8').split('\n').filter(Boolean) ?? [];
-  if (seen.includes(opened) && (loadedOwn || existsSync(cacheFor(own)))) return;
+  const word = opened.split(' ')[0] ?? '';
+  if (!COMMAND_WORD.test(word)) return;
+  const own = `cmd-${word}`;
+  // Started from another cache (the words before the command guessed wrong: `-p list diff
+  // status`), this run's code is all a rewrite would hold: it writes only where its word has
+  // no cache yet, or one was refused. Rewriting a word's cache from such runs made two of its
+  // commands take turns, each rewriting it on every run.
+  if (kind !== own && existsSync(cacheFor(own))) return;
+  const seen = kind === own && !stale ? (readIfThere(commandsFor(own))?.toString('utf8').split('\n').filter(Boolean) ?? []) : [];
+  if (seen.includes(opened)) return;
   writeCache(cacheFor(own), script.createCachedData());
-  writeCache(commandsFor(own), [...(loadedOwn ? seen : []), opened].join('\n') + '\n');
+  writeCache(commandsFor(own), [...seen, opened].join('\n') + '\n');
 });
 // The bundle itself cannot run as a program: what starts the CLI again (the size worker) starts this.
 (globalThis as Record<symbol, unknown>)[Symbol.for('zomg.launcher')] = fileURLToPath(import.meta.url);

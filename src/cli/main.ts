@@ -17,7 +17,7 @@ import { GLOBAL_OPTIONS, commandWords, parseFlags, splitPassThrough } from './gl
 import { progressOnFirstReport } from './progress.js';
 import { registry } from './registry.js';
 import { json } from './render.js';
-import { isOutputClosed, stderr, stdout } from './stdio.js';
+import { isOutputClosed, outputClosed, stderr, stdout } from './stdio.js';
 import { type GlobalFlags, resolveProject, resolveTarget } from './settings.js';
 
 /** What starts the CLI again: the launcher when it runs the bundle (cli/launcher.ts), else this file. */
@@ -203,11 +203,11 @@ export async function main(argv: string[]): Promise<number> {
     const asJson = state.flags?.json === true;
     if (result && result.stderr && !asJson) stderr.write(`${result.stderr}\n`);
     if (result && (!result.silent || (asJson && result.data !== undefined && result.data !== null))) stdout.write(`${asJson ? json(result.data) : result.text}\n`);
-    return result?.exitCode ?? 0;
+    return outputClosed() ? EXIT_OUTPUT_CLOSED : (result?.exitCode ?? 0);
   } catch (err) {
     // The reader of the output went away (`zomg diff status web | head`): nothing to say, and
     // the status a program killed by SIGPIPE gets in a shell.
-    if (isOutputClosed(err)) return EXIT_OUTPUT_CLOSED;
+    if (isOutputClosed(err) || outputClosed()) return EXIT_OUTPUT_CLOSED;
     if (err instanceof CommanderError) {
       if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return 0;
       if (state.usage) stdout.write(`${json({ error: { code: 'ZOMG_USAGE', ...state.usage } })}\n`);
@@ -232,6 +232,10 @@ function reportError(err: unknown, asJson: boolean, command: string[] | undefine
   return 1;
 }
 
+// Output handed to Node's stream can fail after the command returned (its reader left meanwhile).
+process.once('exit', () => {
+  if (outputClosed()) process.exitCode = EXIT_OUTPUT_CLOSED;
+});
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;

@@ -8,7 +8,8 @@
  * - a descriptor Node's own stream handles otherwise (closed, say) goes to that stream too;
  * - a reader that went away (EPIPE: `zomg diff status web | head`) throws
  *   OutputClosedError, which ends the command quietly (cli/main.ts), where Node's stream
- *   died of an unhandled error event with its stack trace.
+ *   died of an unhandled error event with its stack trace. After a hand-over, the stream's
+ *   error is caught: a waiter for 'drain' is released, and the next write throws.
  */
 import { writeSync } from 'node:fs';
 import { isErrno } from '../system/fs.js';
@@ -27,6 +28,9 @@ export function isOutputClosed(err: unknown): boolean {
   return false;
 }
 
+/** True once the reader of the CLI's stdout or stderr went away (cli/main.ts: the exit status). */
+export const outputClosed = (): boolean => stdout.closed || stderr.closed;
+
 /** What DiffStatusWriter and the CLI write to: fds 1 and 2, or any Node stream. */
 export interface TextOut {
   /** False when the text waits in a buffer: then wait for 'drain'. */
@@ -36,6 +40,9 @@ export interface TextOut {
 
 class FdOut implements TextOut {
   private stream: NodeJS.WriteStream | undefined;
+  /** The stream's error after a hand-over (its reader left, mostly). */
+  private failed: Error | undefined;
+  closed = false;
 
   constructor(
     private readonly fd: 1 | 2,
@@ -43,6 +50,7 @@ class FdOut implements TextOut {
   ) {}
 
   write(text: string): boolean {
+    if (this.failed) throw new OutputClosedError({ cause: this.failed });
     if (this.stream) return this.stream.write(text);
     let rest: Buffer;
     try {
@@ -64,19 +72,39 @@ class FdOut implements TextOut {
   }
 
   once(event: 'drain', listener: () => void): this {
+    const stream = this.stream;
     // Nothing waits in a buffer until the Node stream took over.
-    if (this.stream) this.stream.once(event, listener);
-    else queueMicrotask(listener);
+    if (stream === undefined || this.failed) {
+      queueMicrotask(listener);
+      return this;
+    }
+    // A stream that failed never drains: its close releases the waiter, whose next write throws.
+    const done = (): void => {
+      stream.off('drain', done);
+      stream.off('close', done);
+      listener();
+    };
+    stream.on('drain', done);
+    stream.on('close', done);
     return this;
   }
 
   /** After a failed write: a closed reader ends the command, anything else goes to Node's stream. */
   private handOver(err: unknown, rest: string | Buffer): boolean {
-    if (isErrno(err, 'EPIPE')) throw new OutputClosedError({ cause: err });
-    this.stream = this.nodeStream();
-    return this.stream.write(rest);
+    if (isErrno(err, 'EPIPE')) {
+      this.closed = true;
+      throw new OutputClosedError({ cause: err });
+    }
+    const stream = this.nodeStream();
+    this.stream = stream;
+    // Unhandled, an error of the stream (EPIPE once its reader left) ended the process with a stack trace.
+    stream.on('error', (e: Error) => {
+      this.failed = e;
+      this.closed = true;
+    });
+    return stream.write(rest);
   }
 }
 
-export const stdout: TextOut = new FdOut(1, () => process.stdout);
-export const stderr: TextOut = new FdOut(2, () => process.stderr);
+export const stdout = new FdOut(1, () => process.stdout);
+export const stderr = new FdOut(2, () => process.stderr);

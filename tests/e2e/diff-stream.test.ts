@@ -240,6 +240,26 @@ describe('zomg diff status, streamed (local, remote, NDJSON)', { skip: !isRoot()
     assert.equal(r.stdout.length, whole.stdout.length);
     assert.ok(r.stdout === whole.stdout, 'the same bytes as through a blocking pipe');
     assert.equal(r.stderr, whole.stderr);
+
+    // The same pipe, whose reader leaves after a first read: the output, handed to Node's
+    // stream by then, fails there; the CLI still ends quietly, and its temporary snapshot goes.
+    const leaver = [
+      'import os, subprocess, sys, time',
+      'r, w = os.pipe()',
+      'os.set_blocking(w, False)',
+      'p = subprocess.Popen(sys.argv[1:], stdout=w, stderr=subprocess.PIPE)',
+      'os.close(w)',
+      'time.sleep(1)',
+      'os.read(r, 4096)',
+      'os.close(r)',
+      'err = p.stderr.read()',
+      'sys.stderr.buffer.write(err)',
+      'sys.exit(p.wait())',
+    ].join('\n');
+    const left = spawnSync('python3', ['-c', leaver, process.execPath, MAIN, 'diff', 'status', 'big', '--against', 'v0'], { env, encoding: 'utf8', timeout: 120_000 });
+    assert.equal(left.stderr, '', 'no error, no stack trace');
+    assert.equal(left.status, 141);
+    assert.deepEqual(readdirSync(join(pool.mnt, 'staging')).filter((n) => /^\d+-diff-/.test(n)), [], 'no temporary snapshot left');
   });
 });
 

@@ -214,6 +214,22 @@ describe('zomg launcher: the code cache', () => {
         assert.deepEqual(z.zomg(['-p', 'launcher', 'exec', 'one', '--', 'true'], env), { code: 0, stdout: '', stderr: '' });
         assert.deepEqual(Object.fromEntries(['list', 'base', 'create', 'exec'].map((w) => [w, written(w)])), before, 'commands seen before leave their caches as they are');
         assert.deepEqual(z.caches(), files, 'no cache is named after a guess (a project, a box)');
+        // A project named like another command word: its cache is what the start guesses. Runs
+        // that started from another word's cache leave their own word's cache as it is (two
+        // commands of a word used to take turns rewriting it).
+        const baseSeen = seen('base');
+        for (let i = 0; i < 2; i++) {
+          assert.equal(z.zomg(['-p', 'list', 'base', 'list'], env).code, 0);
+          assert.notEqual(z.zomg(['-p', 'list', 'base', 'delete', 'nothing-here'], env).code, 0);
+        }
+        assert.equal(written('base'), before.base);
+        assert.equal(seen('base'), baseSeen);
+        // A word too long to be a command's names no cache, and is the CLI's to refuse.
+        const long = z.zomg(['--json', '-p', 'a'.repeat(220), 'list'], env);
+        assert.equal(long.code, 1, long.stderr);
+        assert.equal((JSON.parse(long.stdout) as { error: { code: string } }).error.code, 'ZOMG_INVALID_NAME');
+        assert.equal(z.zomg(['a'.repeat(220)], env).code, 2);
+        assert.deepEqual(z.caches(), files);
         // A server leaves the cache as it found it (its code would weigh on every other start).
         // (A global option before the command word, whose value the launcher cannot tell from one.)
         const server = spawn(process.execPath, [join(z.dir, 'zomg.cjs'), '--state-dir', stateDir, 'serve', '--listen', '127.0.0.1:0', '--no-auth'], { env, stdio: ['ignore', 'pipe', 'pipe'] });

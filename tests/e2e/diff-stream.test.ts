@@ -37,6 +37,27 @@ function fillLongNames(dir: string, count: number): void {
   for (let i = 0; i < count; i++) writeFileSync(join(dir, `${stem}-${String(i).padStart(6, '0')}`), '');
 }
 
+/**
+ * A python3 program that runs its arguments with stdout on a pipe it made non-blocking (the
+ * descriptor is shared: the program's writes meet EAGAIN when the pipe is full), reads nothing
+ * for a second, then reads it all and passes it on, or (`leave`) reads one block and closes it.
+ */
+function slowReader(leave: boolean): string {
+  return [
+    'import os, subprocess, sys, time',
+    'r, w = os.pipe()',
+    'os.set_blocking(w, False)',
+    'p = subprocess.Popen(sys.argv[1:], stdout=w, stderr=subprocess.PIPE)',
+    'os.close(w)',
+    'time.sleep(1)',
+    ...(leave
+      ? ['os.read(r, 4096)', 'os.close(r)']
+      : ['chunks = []', 'while True:', '    chunk = os.read(r, 4096)', '    if not chunk: break', '    chunks.append(chunk)', 'sys.stdout.buffer.write(b"".join(chunks))']),
+    'sys.stderr.buffer.write(p.stderr.read())',
+    'sys.exit(p.wait())',
+  ].join('\n');
+}
+
 /** GET `url` as NDJSON: checks the answer is that, and returns its lines parsed. */
 async function ndjsonLines(url: string, headers: Record<string, string>): Promise<unknown[]> {
   const res = await fetch(url, { headers: { ...headers, accept: 'application/x-ndjson' } });
@@ -218,24 +239,8 @@ describe('zomg diff status, streamed (local, remote, NDJSON)', { skip: !isRoot()
     assert.equal(whole.code, 0, whole.stderr);
     // The CLI writes with write(2); here its stdout is a pipe another process made
     // non-blocking and reads only after a while, so writes meet EAGAIN and go on through Node's stream.
-    const reader = [
-      'import os, subprocess, sys, time',
-      'r, w = os.pipe()',
-      'os.set_blocking(w, False)',
-      'p = subprocess.Popen(sys.argv[1:], stdout=w, stderr=subprocess.PIPE)',
-      'os.close(w)',
-      'time.sleep(1)',
-      'chunks = []',
-      'while True:',
-      '    chunk = os.read(r, 4096)',
-      '    if not chunk: break',
-      '    chunks.append(chunk)',
-      'err = p.stderr.read()',
-      'sys.stdout.buffer.write(b"".join(chunks))',
-      'sys.stderr.buffer.write(err)',
-      'sys.exit(p.wait())',
-    ].join('\n');
-    const r = spawnSync('python3', ['-c', reader, process.execPath, MAIN, 'diff', 'status', 'big', '--against', 'v0'], { env, encoding: 'utf8', timeout: 120_000, maxBuffer: 64 * 1024 * 1024 });
+    const diff = [process.execPath, MAIN, 'diff', 'status', 'big', '--against', 'v0'];
+    const r = spawnSync('python3', ['-c', slowReader(false), ...diff], { env, encoding: 'utf8', timeout: 120_000, maxBuffer: 64 * 1024 * 1024 });
     assert.equal(r.status, 0, r.stderr);
     assert.equal(r.stdout.length, whole.stdout.length);
     assert.ok(r.stdout === whole.stdout, 'the same bytes as through a blocking pipe');
@@ -243,20 +248,7 @@ describe('zomg diff status, streamed (local, remote, NDJSON)', { skip: !isRoot()
 
     // The same pipe, whose reader leaves after a first read: the output, handed to Node's
     // stream by then, fails there; the CLI still ends quietly, and its temporary snapshot goes.
-    const leaver = [
-      'import os, subprocess, sys, time',
-      'r, w = os.pipe()',
-      'os.set_blocking(w, False)',
-      'p = subprocess.Popen(sys.argv[1:], stdout=w, stderr=subprocess.PIPE)',
-      'os.close(w)',
-      'time.sleep(1)',
-      'os.read(r, 4096)',
-      'os.close(r)',
-      'err = p.stderr.read()',
-      'sys.stderr.buffer.write(err)',
-      'sys.exit(p.wait())',
-    ].join('\n');
-    const left = spawnSync('python3', ['-c', leaver, process.execPath, MAIN, 'diff', 'status', 'big', '--against', 'v0'], { env, encoding: 'utf8', timeout: 120_000 });
+    const left = spawnSync('python3', ['-c', slowReader(true), ...diff], { env, encoding: 'utf8', timeout: 120_000 });
     assert.equal(left.stderr, '', 'no error, no stack trace');
     assert.equal(left.status, 141);
     assert.deepEqual(readdirSync(join(pool.mnt, 'staging')).filter((n) => /^\d+-diff-/.test(n)), [], 'no temporary snapshot left');

@@ -56,6 +56,8 @@ function makeContext(flags: GlobalFlags, progress: (p: Progress) => void, opened
             ...(process.env.ZOMG_POOL_PATH ? { poolPath: process.env.ZOMG_POOL_PATH } : {}),
             // What boxes get as ZOMG_API_URL: the server's address (`zomg serve` sets it), else the default one.
             ...(process.env.ZOMG_BOX_API_URL ? { apiUrl: process.env.ZOMG_BOX_API_URL } : {}),
+            // In order with the rest of the CLI's output (cli/stdio.ts).
+            onWarning: (message) => stderr.write(`warning: ${message}\n`),
             // A CLI process exits right after its command: sizes are measured by a detached worker.
             onSizesPending: () => {
               if (spawned || process.env.ZOMG_NO_SIZE_WORKER === '1') return;

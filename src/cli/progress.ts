@@ -9,6 +9,7 @@ import type * as CliProgress from 'cli-progress';
 import type { SingleBar } from 'cli-progress';
 import type { Progress } from '../core/types.js';
 import { humanBytes } from './render.js';
+import { stderr } from './stdio.js';
 
 export interface ProgressRenderer {
   fn(p: Progress): void;
@@ -25,7 +26,7 @@ const elapsed = (ms: number): string => {
   return s < 60 ? `${s}s` : `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
 };
 
-function progressMode(json: boolean, stream: NodeJS.WriteStream = process.stderr): ProgressMode {
+function progressMode(json: boolean, stream: NodeJS.WriteStream): ProgressMode {
   if (json) return 'off';
   return stream.isTTY === true && process.env.TERM !== 'dumb' ? 'tty' : 'plain';
 }
@@ -38,12 +39,12 @@ function progressMode(json: boolean, stream: NodeJS.WriteStream = process.stderr
 export function progressOnFirstReport(json: boolean): ProgressRenderer {
   let renderer: ProgressRenderer | undefined;
   return {
-    fn: (p) => (renderer ??= progressRenderer(progressMode(json))).fn(p),
+    fn: (p) => (renderer ??= progressRenderer(progressMode(json, stderr.stream()), stderr.stream())).fn(p),
     done: (completed) => renderer?.done(completed),
   };
 }
 
-function progressRenderer(mode: ProgressMode, out: NodeJS.WriteStream = process.stderr): ProgressRenderer {
+function progressRenderer(mode: ProgressMode, out: NodeJS.WriteStream): ProgressRenderer {
   if (mode === 'off') return { fn: () => undefined, done: () => undefined };
   if (mode === 'plain') return plainRenderer(out);
   return ttyRenderer(out);

@@ -10,6 +10,8 @@
  *   OutputClosedError, which ends the command quietly (cli/main.ts), where Node's stream
  *   died of an unhandled error event with its stack trace. After a hand-over, the stream's
  *   error is caught: a waiter for 'drain' is released, and the next write throws.
+ * What streams through Node's stream (exec's output, a terminal, progress) takes it with
+ * `stream()`, and the descriptor's later writes follow it there; its errors stay theirs.
  */
 import { writeSync } from 'node:fs';
 import { isErrno } from '../system/fs.js';
@@ -39,7 +41,7 @@ export interface TextOut {
 }
 
 class FdOut implements TextOut {
-  private stream: NodeJS.WriteStream | undefined;
+  private node: NodeJS.WriteStream | undefined;
   /** The stream's error after a hand-over (its reader left, mostly). */
   private failed: Error | undefined;
   closed = false;
@@ -51,7 +53,7 @@ class FdOut implements TextOut {
 
   write(text: string): boolean {
     if (this.failed) throw new OutputClosedError({ cause: this.failed });
-    if (this.stream) return this.stream.write(text);
+    if (this.node) return this.node.write(text);
     let rest: Buffer;
     try {
       const n = writeSync(this.fd, text);
@@ -72,7 +74,7 @@ class FdOut implements TextOut {
   }
 
   once(event: 'drain', listener: () => void): this {
-    const stream = this.stream;
+    const stream = this.node;
     // Nothing waits in a buffer until the Node stream took over.
     if (stream === undefined || this.failed) {
       queueMicrotask(listener);
@@ -95,14 +97,27 @@ class FdOut implements TextOut {
       this.closed = true;
       throw new OutputClosedError({ cause: err });
     }
-    const stream = this.nodeStream();
-    this.stream = stream;
-    // Unhandled, an error of the stream (EPIPE once its reader left) ended the process with a stack trace.
-    stream.on('error', (e: Error) => {
-      this.failed = e;
-      this.closed = true;
-    });
+    const stream = this.stream();
+    // The writes handed over are this module's, so their failure is too: unhandled, the error
+    // of the stream (EPIPE once its reader left) ended the process with a stack trace. (What
+    // streams through it on its own, exec's output, handles its stream's errors as before.)
+    if (this.failed === undefined && stream.listenerCount('error') === 0) {
+      stream.on('error', (e: Error) => {
+        this.failed = e;
+        this.closed = true;
+      });
+    }
     return stream.write(rest);
+  }
+
+  /**
+   * Node's stream for this descriptor, for what streams through it (exec's output, a copy, a
+   * terminal, progress): from then on every write goes through it, so none overtakes what it
+   * still holds.
+   */
+  stream(): NodeJS.WriteStream {
+    this.node ??= this.nodeStream();
+    return this.node;
   }
 }
 

@@ -1,6 +1,7 @@
 /** zomg base build | save */
 import type { BuilderName } from '../../core/types.js';
 import type { CommandSpec } from '../command.js';
+import { stderr } from '../stdio.js';
 
 export const buildCommands: CommandSpec[] = [
   {
@@ -14,13 +15,13 @@ export const buildCommands: CommandSpec[] = [
     async run(ctx, [name, context], opts) {
       // The build's own output is the point of a build: it streams to stderr even when
       // stderr is not a terminal (stdout keeps the result, or the JSON).
-      const onTerminal = process.stderr.isTTY === true && !ctx.flags.json;
+      const onTerminal = stderr.stream().isTTY === true && !ctx.flags.json;
       const version = await (await ctx.client()).buildBase(name as string, {
         ...(context !== undefined ? { context } : {}),
         ...(opts.file !== undefined ? { dockerfile: opts.file as string } : {}),
         ...(opts.builder !== undefined ? { builder: opts.builder as BuilderName } : {}),
         onProgress: (p) => {
-          if (p.line !== undefined && !onTerminal) process.stderr.write(`${p.line}\n`);
+          if (p.line !== undefined && !onTerminal) stderr.write(`${p.line}\n`);
           else ctx.progress(p);
         },
       });

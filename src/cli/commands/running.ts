@@ -4,6 +4,7 @@ import { parseEnvAssignment } from '../../core/names.js';
 import type { ExecRequest, ZomgService } from '../../core/service.js';
 import { Writable } from 'node:stream';
 import type { CommandSpec, RunContext } from '../command.js';
+import { stderr, stdout } from '../stdio.js';
 import { attachTerminal, notATty } from './terminals.js';
 
 /** Collects what a command writes (exec --json: the output is part of the result). */
@@ -41,8 +42,8 @@ async function execIn(ctx: RunContext, client: ZomgService, boxArg: string, req:
   try {
     const { exit_code } = await client.exec(ref, req, {
       ...(stdin ? { stdin } : {}),
-      stdout: buffered?.stdout.stream ?? process.stdout,
-      stderr: buffered?.stderr.stream ?? process.stderr,
+      stdout: buffered?.stdout.stream ?? stdout.stream(),
+      stderr: buffered?.stderr.stream ?? stderr.stream(),
       signal: stop.signal,
     });
     const code = stop.signal.aborted ? 130 : exit_code;

@@ -1,6 +1,7 @@
 /** zomg serve | pool close | project current | __compute-sizes */
 import { DEFAULT_LISTEN } from '../../core/net.js';
 import type { CommandSpec } from '../command.js';
+import { stderr } from '../stdio.js';
 import { stateDirOf } from '../settings.js';
 
 export const systemCommands: CommandSpec[] = [
@@ -30,7 +31,7 @@ export const systemCommands: CommandSpec[] = [
         noAuth: opts.auth === false,
         allowPrivileged: opts.allowPrivileged === true,
         logRequests: opts.quiet !== true,
-        log: (line) => process.stderr.write(`${line}\n`),
+        log: (line) => stderr.write(`${line}\n`),
       });
       await new Promise<void>((resolve) => {
         const stop = (): void => resolve();

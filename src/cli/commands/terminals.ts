@@ -10,6 +10,7 @@ import { isErrno } from '../../system/fs.js';
 import { CommandError, run } from '../../system/run.js';
 import { CP_TAR_KEEP, peekFirstType, sedReplacement } from '../../system/tarstream.js';
 import type { CommandSpec } from '../command.js';
+import { stderr, stdout } from '../stdio.js';
 import { table } from '../render.js';
 
 export function notATty(): InvalidArgumentError {
@@ -20,7 +21,7 @@ export function notATty(): InvalidArgumentError {
 }
 
 function windowSize(): { cols: number; rows: number } {
-  const out = process.stdout;
+  const out = stdout.stream();
   if (out.isTTY && out.columns > 0 && out.rows > 0) return { cols: out.columns, rows: out.rows };
   return { ...TERMINAL_DEFAULT };
 }
@@ -46,7 +47,7 @@ export async function attachTerminal(client: ZomgService, ref: BoxRef, request: 
   // The user's terminal going away, or a kill, hangs up the session in the box.
   const onHangUp = (): void => session.close();
   const onExit = (): void => restore();
-  session.onData((chunk) => process.stdout.write(chunk));
+  session.onData((chunk) => stdout.stream().write(chunk));
   process.on('SIGWINCH', onResize);
   process.on('SIGTERM', onHangUp);
   process.on('SIGHUP', onHangUp);
@@ -106,7 +107,7 @@ function tarError(err: unknown, what: string): unknown {
 /** Box → local: into an existing directory, or under the name `dest` (its parent must exist). */
 async function copyOut(client: ZomgService, ref: BoxRef, src: string, dest: string): Promise<void> {
   if (dest === '-') {
-    await client.copyFromBox(ref, src, process.stdout);
+    await client.copyFromBox(ref, src, stdout.stream());
     return;
   }
   const target = resolve(dest);
@@ -241,7 +242,7 @@ export const terminalCommands: CommandSpec[] = [
       const client = await ctx.client();
       const ref = ctx.box(box as string);
       if (args.length > 0) {
-        const { exit_code } = await client.exec(ref, { command: ['ps', ...args] }, { stdout: process.stdout, stderr: process.stderr });
+        const { exit_code } = await client.exec(ref, { command: ['ps', ...args] }, { stdout: stdout.stream(), stderr: stderr.stream() });
         return { data: null, text: '', silent: true, exitCode: exit_code };
       }
       const procs = await client.listProcesses(ref);
@@ -269,7 +270,7 @@ export const terminalCommands: CommandSpec[] = [
       }
       const client = await ctx.client();
       const ref = ctx.box(box as string);
-      await untilInterrupted((signal) => client.readLogs(ref, pid, process.stdout, { ...(lines !== undefined ? { lines } : {}), ...(opts.follow === true ? { follow: true } : {}), signal }));
+      await untilInterrupted((signal) => client.readLogs(ref, pid, stdout.stream(), { ...(lines !== undefined ? { lines } : {}), ...(opts.follow === true ? { follow: true } : {}), signal }));
       return { data: null, text: '', silent: true };
     },
   },

@@ -162,7 +162,7 @@ describe('zomg diff status, streamed (local, remote, NDJSON)', { skip: !isRoot()
     const progs = zomg(['diff', 'status', 'box', '--json'], { ZOMG_BTRFS_PROGS: '1' }).stdout;
     assert.equal(progs, local.stdout.replace('"method": "tree"', '"method": "send"'), 'the same through btrfs-progs');
     // A diff needs nothing secret and starts no program: node:crypto and node:child_process
-    // (milliseconds of every start each) are never loaded.
+    // (milliseconds of every start each) are never loaded, nor node:net and node:fs/promises.
     const preload = join(stateDir, 'modules.cjs');
     const loadedList = join(stateDir, 'modules.txt');
     writeFileSync(preload, `process.on('exit', () => require('node:fs').writeFileSync(${JSON.stringify(loadedList)}, process.moduleLoadList.join('\\n')));`);
@@ -170,6 +170,10 @@ describe('zomg diff status, streamed (local, remote, NDJSON)', { skip: !isRoot()
     const loaded = readFileSync(loadedList, 'utf8').split('\n');
     assert.ok(!loaded.includes('NativeModule crypto'), 'node:crypto stays unloaded');
     assert.ok(!loaded.includes('NativeModule child_process'), 'node:child_process stays unloaded');
+    // Its output goes out with write(2) (cli/stdio.ts): stdout and stderr are pipes here, for
+    // which Node's own streams would load net; and storage takes fs/promises on first use only.
+    assert.ok(!loaded.includes('NativeModule net'), 'node:net stays unloaded');
+    assert.ok(!loaded.includes('NativeModule fs/promises'), 'node:fs/promises stays unloaded');
 
     const text = zomg(['diff', 'status', 'box']);
     const lines = text.stdout.split('\n');

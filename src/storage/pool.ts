@@ -147,7 +147,8 @@ async function createImage(image: string, sizeBytes: number): Promise<void> {
 /**
  * Every start of every command opens the pool: what it checks there (the filesystem, the
  * mount options, the layer directories) is a few system calls, made synchronously. Through
- * Node's thread pool, each cost a round trip of its own (the 16 of the layers ~2 ms).
+ * Node's thread pool, each cost a round trip of its own: opening the pool took 3.0 ms, now
+ * 1.3–1.6 (stage marks, bench/README.md "Diff, eighth round").
  */
 function ensureLayers(root: string): void {
   // 0700: the layers hold other boxes' roots, snapshots and volumes, which no host user

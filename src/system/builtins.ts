@@ -23,7 +23,9 @@ export const nodeDgram = (): typeof Dgram => load('node:dgram') as typeof Dgram;
  * storage layer's rare calls (renames, a nested subvolume's directory) go through this,
  * and a diff makes none.
  */
-export const fsPromises = (): typeof FsPromises => load('node:fs/promises') as typeof FsPromises;
+let fsp: typeof FsPromises | undefined;
+// Kept once loaded: a tree's size is a walk that calls it for each file.
+export const fsPromises = (): typeof FsPromises => (fsp ??= load('node:fs/promises') as typeof FsPromises);
 
 /** `bytes` random bytes as hex (node:crypto, loaded on first use). */
 export const randomHex = (bytes: number): string => nodeCrypto().randomBytes(bytes).toString('hex');

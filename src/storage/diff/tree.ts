@@ -100,6 +100,8 @@ const FIRST_FREE = 256;
 const LAST_FREE = 0xffffffffffffff00n;
 const U64_MAX = 0xffffffffffffffffn;
 const HEADER = 32;
+/** The size of an inode item (struct btrfs_inode_item). */
+const INODE_SIZE = 160;
 const S_IFMT = 0o170000;
 const S_IFDIR = 0o040000;
 /** Objectids within this distance are read in one search. */
@@ -146,13 +148,20 @@ const ZERO_UUID = '00000000000000000000000000000000';
 interface Items {
   /** The search result that holds the items. */
   buf: Buffer;
-  /** The inode item, or undefined. */
-  inode: Buffer | undefined;
-  /** The other items, in key order: type, key offset, where in `buf`, length (four numbers each). */
-  items: number[];
+  /** Where in `buf` the inode item is, or -1. */
+  inode: number;
+  /**
+   * The other items by kind, in key order: key offset, where in `buf`, length (three numbers
+   * each). `refs` holds INODE_REF and INODE_EXTREF items, with the type first (four numbers).
+   */
+  refs: number[];
+  xattrs: number[];
+  entries: number[];
+  extents: number[];
 }
 
-const NO_ITEMS: Items = { buf: Buffer.alloc(0), inode: undefined, items: [] };
+const newItems = (buf: Buffer): Items => ({ buf, inode: -1, refs: [], xattrs: [], entries: [], extents: [] });
+const NO_ITEMS: Items = newItems(Buffer.alloc(0));
 
 /** One side of the comparison: an open tree and what was read of it. */
 class Side {
@@ -218,7 +227,9 @@ class Budget {
 
 /**
  * Calls `fn(objectid, type, offset, at, len)` for each item of a search result: its bytes
- * are `buf[at, at + len)` (no Buffer made for items nobody looks at).
+ * are `buf[at, at + len)` (no Buffer made for items nobody looks at). For the few items of
+ * the lineage checks; the loops over thousands of items read the headers themselves (a
+ * call per item is a measurable part of a cold start).
  */
 function eachItem(buf: Buffer, fn: (objectid: number, type: number, offset: number, at: number, len: number) => void): void {
   // DataView's reads are builtins: fast from the first call, which a start-up spends here.
@@ -231,6 +242,12 @@ function eachItem(buf: Buffer, fn: (objectid: number, type: number, offset: numb
     at += HEADER + len;
   }
 }
+
+/** A search result's header fields: objectid (past 2^53: -1, btrfs' special ones), type, key offset, item length. */
+const headerObjectid = (dv: DataView, at: number): number => {
+  const hi = dv.getUint32(at + 12, true);
+  return hi < 0x200000 ? dv.getUint32(at + 8, true) + hi * 0x100000000 : -1;
+};
 
 /** The root item of subvolume `id` (read from the root tree). */
 function rootInfo(reader: TreeReader, fd: number, id: number): RootInfo | undefined {
@@ -298,36 +315,41 @@ function readObjects(reader: TreeReader, budget: Budget, side: Side, objects: re
     let last = first;
     let j = i + 1;
     while (j < objects.length && (objects[j] as number) - last <= RUN_GAP) last = objects[j++] as number;
-    const wanted = new Set(objects.slice(i, j));
-    i = j;
     const buf = budget.search(reader, side.fd, 0, [first, 0, 0], [last, 255, U64_MAX], 0, types);
+    const dv = new DataView(buf.buffer, buf.byteOffset, buf.length);
+    // Both the items and objects[i, j) are in objectid order: `k` walks the wanted ones.
+    let k = i;
     let current = -1;
     let it: Items | undefined;
-    eachItem(buf, (objectid, type, offset, at, len) => {
+    for (let at = 0; at + HEADER <= buf.length; ) {
+      const objectid = headerObjectid(dv, at);
+      const len = dv.getUint32(at + 28, true);
       if (objectid !== current) {
         current = objectid;
-        it = wanted.has(objectid) ? { buf, inode: undefined, items: [] } : undefined;
+        while (k < j && (objects[k] as number) < objectid) k++;
+        it = k < j && objects[k] === objectid ? newItems(buf) : undefined;
         if (it !== undefined) into.set(objectid, it);
       }
-      if (it === undefined) return;
-      if (type === INODE_ITEM) it.inode = buf.subarray(at, at + len);
-      else it.items.push(type, offset, at, len);
-    });
+      if (it !== undefined) {
+        const type = dv.getUint32(at + 24, true);
+        const offset = dv.getUint32(at + 16, true) + dv.getUint32(at + 20, true) * 0x100000000;
+        const data = at + HEADER;
+        if (type === INODE_ITEM) it.inode = len >= INODE_SIZE ? data : -1;
+        else if (type === DIR_INDEX) it.entries.push(offset, data, len);
+        else if (type === EXTENT_DATA) it.extents.push(offset, data, len);
+        else if (type === XATTR_ITEM) it.xattrs.push(offset, data, len);
+        else if (type === INODE_REF || type === INODE_EXTREF) it.refs.push(type, offset, data, len);
+      }
+      at += HEADER + len;
+    }
+    i = j;
   }
-}
-
-/** The items of one type: key offset, where, length (three numbers each), in key order. */
-function ofType(it: Items, type: number): number[] {
-  const out: number[] = [];
-  const items = it.items;
-  for (let k = 0; k < items.length; k += 4) if (items[k] === type) out.push(items[k + 1] as number, items[k + 2] as number, items[k + 3] as number);
-  return out;
 }
 
 /** The names of an inode (INODE_REF, INODE_EXTREF): the directory each is in, and the name (latin1). */
 function refsOf(it: Items): Array<{ parent: number; name: string }> {
   const refs: Array<{ parent: number; name: string }> = [];
-  const { buf, items } = it;
+  const { buf, refs: items } = it;
   for (let k = 0; k < items.length; k += 4) {
     const type = items[k];
     const offset = items[k + 1] as number;
@@ -355,7 +377,7 @@ function refsOf(it: Items): Array<{ parent: number; name: string }> {
 /** The xattrs of an inode: name → value (latin1). btrfs_dir_items: location (17), transid (8), data_len u16, name_len u16, type u8, name, data; several in one item on a hash collision. */
 function xattrsOf(it: Items): Map<string, string> {
   const out = new Map<string, string>();
-  const x = ofType(it, XATTR_ITEM);
+  const x = it.xattrs;
   for (let k = 0; k < x.length; k += 3) {
     const end = (x[k + 1] as number) + (x[k + 2] as number);
     for (let at = x[k + 1] as number; at + 30 <= end; ) {
@@ -368,10 +390,8 @@ function xattrsOf(it: Items): Map<string, string> {
   return out;
 }
 
-/** Whether two inodes' items of one type differ at all, byte for byte (their keys and bytes). */
-function rawDiffer(a: Items, b: Items, type: number): boolean {
-  const x = ofType(a, type);
-  const y = ofType(b, type);
+/** Whether two inodes' items of one kind differ at all, byte for byte (their keys and bytes). */
+function rawDiffer(a: Items, b: Items, x: readonly number[], y: readonly number[]): boolean {
   if (x.length !== y.length) return true;
   for (let k = 0; k < x.length; k += 3) {
     const len = x[k + 2] as number;
@@ -408,25 +428,70 @@ function mergeByKey(x: readonly number[], y: readonly number[], both: (i: number
 const entryName = (buf: Buffer, at: number): string => buf.toString('latin1', at + 30, at + 30 + buf.readUInt16LE(at + 27));
 
 const NO_ENTRIES: number[] = [];
-const EMPTY = Buffer.alloc(0);
-const isDir = (inode: Buffer): boolean => (inode.readUInt32LE(52) & S_IFMT) === S_IFDIR;
-const generationOf = (inode: Buffer): number => u64(inode, 0);
-const sizeOf = (inode: Buffer): number => u64(inode, 16);
+/** Of an inode item at `at` in `buf`: whether it is a directory's. */
+const isDir = (buf: Buffer, at: number): boolean => (buf.readUInt32LE(at + 52) & S_IFMT) === S_IFDIR;
 /**
  * What lstat says of an inode, from its inode item. (The device number is btrfs' own
  * encoding, not stat's: it is only ever compared with another inode item's.)
  */
-const metaOf = (objectid: number, inode: Buffer): Meta => ({
-  mode: inode.readUInt32LE(52),
-  uid: inode.readUInt32LE(44),
-  gid: inode.readUInt32LE(48),
-  rdev: u64(inode, 56),
-  size: u64(inode, 16),
-  nlink: inode.readUInt32LE(40),
+const metaOf = (objectid: number, buf: Buffer, at: number): Meta => ({
+  mode: buf.readUInt32LE(at + 52),
+  uid: buf.readUInt32LE(at + 44),
+  gid: buf.readUInt32LE(at + 48),
+  rdev: u64(buf, at + 56),
+  size: u64(buf, at + 16),
+  nlink: buf.readUInt32LE(at + 40),
   ino: objectid,
 });
-/** uid, gid, mode (44–56) and rdev (56–64) of two inode items differ. */
-const attrsDiffer = (a: Buffer, b: Buffer): boolean => a.compare(b, 44, 64, 44, 64) !== 0;
+
+/**
+ * What the comparison found at one path, until it is a Candidate: the entries that left and
+ * came there, and what changed of an inode that stayed.
+ */
+class Found {
+  maybeAdded = false;
+  maybeDeleted = false;
+  content = false;
+  attrs = false;
+  xattrs = false;
+  ranges: number[] | null = [];
+  /** A new inode was added here (an entry of the new tree only). */
+  newInode = false;
+  /** Where: the path of its directory in the new tree, with a trailing '/' (for the root, ""). */
+  parent = '';
+  /** Whether that directory is at the same path in the old tree (its entries were compared). */
+  parentStays = false;
+  /** Whether the new inode is a directory. */
+  dir = false;
+  /** The inode the old tree's entry here named, or -1. */
+  oldIno = -1;
+  /** The inode the new tree's entry here names, or -1. */
+  newIno = -1;
+  /** Both inode items of an inode that stayed at this path. */
+  stayed: { a: Meta; b: Meta } | undefined = undefined;
+  replacedXattrs: 'same' | 'differ' | undefined = undefined;
+
+  candidate(path: string, sure: boolean): Candidate {
+    const c: Candidate = {
+      path: Buffer.from(path, 'latin1'),
+      maybeAdded: this.maybeAdded,
+      maybeDeleted: this.maybeDeleted,
+      content: this.content,
+      attrs: this.attrs,
+      xattrs: this.xattrs,
+      newInode: this.newInode,
+      listNew: false,
+      emptiedDir: false,
+      ranges: this.ranges,
+      sure,
+    };
+    // A path where the same inode stayed, and nothing else happened: both sides are known
+    // from the inode items, and verification need not lstat them.
+    if (this.stayed !== undefined && !this.maybeAdded && !this.maybeDeleted) c.known = this.stayed;
+    if (this.replacedXattrs !== undefined) c.replacedXattrs = this.replacedXattrs;
+    return c;
+  }
+}
 
 function mapsDiffer(a: Map<string, string>, b: Map<string, string>): boolean {
   if (a.size !== b.size) return true;
@@ -440,8 +505,8 @@ function mapsDiffer(a: Map<string, string>, b: Map<string, string>): boolean {
  * compared from its ram_bytes on: its generation says when it was written, not what it holds.
  */
 function changedRanges(a: Items, b: Items): number[] | null {
-  const x = ofType(a, EXTENT_DATA);
-  const y = ofType(b, EXTENT_DATA);
+  const x = a.extents;
+  const y = b.extents;
   const ranges: number[] = [];
   const push = (buf: Buffer, offset: number, at: number, len: number): void => {
     // ram_bytes u64, compression, encryption, other_encoding u16, type u8 (0 inline), then an
@@ -503,16 +568,20 @@ export function treeCandidates(oldRoot: string, newRoot: string, reader: TreeRea
     let changed: number[] = [];
     /** Inodes last written in the old tree's own transaction: most were written before it was taken. */
     const sameTransaction: number[] = [];
-    /** The new tree's inode items of the inodes that changed. */
-    const newInodes = new Map<number, Buffer>();
+    /** Where in `inodes` the new tree's inode item of each inode that changed is. */
+    const newInodes = new Map<number, number>();
     const dv = new DataView(inodes.buffer, inodes.byteOffset, inodes.length);
-    eachItem(inodes, (objectid, type, _offset, at, len) => {
-      if (type !== INODE_ITEM) return;
-      const transid = dv.getUint32(at + 8, true) + dv.getUint32(at + 12, true) * 0x100000000;
-      if (transid < since) return;
+    for (let at = 0; at + HEADER <= inodes.length; ) {
+      const objectid = headerObjectid(dv, at);
+      const len = dv.getUint32(at + 28, true);
+      const data = at + HEADER;
+      at = data + len;
+      if (objectid < 0 || dv.getUint32(data - 8, true) !== INODE_ITEM || len < INODE_SIZE) continue;
+      const transid = dv.getUint32(data + 8, true) + dv.getUint32(data + 12, true) * 0x100000000;
+      if (transid < since) continue;
       (transid === since ? sameTransaction : changed).push(objectid);
-      newInodes.set(objectid, inodes.subarray(at, at + len));
-    });
+      newInodes.set(objectid, data);
+    }
     if (sameTransaction.length > 0) {
       // An inode written in the transaction that made the old tree, before it was taken, is the
       // same item in both trees, and btrfs writes an inode's item whenever it writes anything
@@ -522,14 +591,15 @@ export function treeCandidates(oldRoot: string, newRoot: string, reader: TreeRea
       readObjects(reader, budget, oldSide, sameTransaction, oldInodes, [INODE_ITEM]);
       const differ: number[] = [];
       for (const o of sameTransaction) {
-        const a = oldInodes.get(o)?.inode;
-        if (a === undefined || !a.equals(newInodes.get(o) as Buffer)) differ.push(o);
+        const a = oldInodes.get(o);
+        const atB = newInodes.get(o) as number;
+        if (a === undefined || a.inode < 0 || a.buf.compare(inodes, atB, atB + INODE_SIZE, a.inode, a.inode + INODE_SIZE) !== 0) differ.push(o);
         else newInodes.delete(o);
       }
       changed = [...changed, ...differ].sort((x, y) => x - y);
     }
     let dirBytes = 0;
-    for (const b of newInodes.values()) if (isDir(b)) dirBytes += sizeOf(b);
+    for (const at of newInodes.values()) if (isDir(inodes, at)) dirBytes += u64(inodes, at + 16);
     if (!options.readLargeDirectories && dirBytes > DIR_BYTES_FLOOR && dirBytes > DIR_BYTES_PER_CHANGE * changed.length) {
       throw new TreeCompareUnfit(`large directories changed (${dirBytes} bytes of names for ${changed.length} changed inodes): the send reads less`);
     }
@@ -538,63 +608,65 @@ export function treeCandidates(oldRoot: string, newRoot: string, reader: TreeRea
     readObjects(reader, budget, oldSide, changed, oldItems, COMPARED);
     /** Whether `objectid` names the same inode in both trees (and not a new one with that number). */
     const inBoth = (objectid: number): boolean => {
-      const a = oldItems.get(objectid)?.inode;
+      const a = oldItems.get(objectid);
       const b = newInodes.get(objectid);
-      return a !== undefined && b !== undefined && generationOf(a) === generationOf(b);
+      return a !== undefined && a.inode >= 0 && b !== undefined && u64(a.buf, a.inode) === u64(inodes, b);
     };
     // Of a new inode, only its inode item counts, and a new directory's entries (all of them
     // are additions); an inode of the old tree is read whole.
-    const newItems = new Map<number, Items>();
-    readObjects(reader, budget, newSide, changed.filter((o) => isDir(newInodes.get(o) as Buffer) || inBoth(o)), newItems, COMPARED);
+    const toRead: number[] = [];
+    for (const o of changed) if (isDir(inodes, newInodes.get(o) as number) || inBoth(o)) toRead.push(o);
+    const newItemsOf = new Map<number, Items>();
+    readObjects(reader, budget, newSide, toRead, newItemsOf, COMPARED);
 
-    /** Candidates by path (latin1). */
-    const out = new Map<string, Candidate>();
-    const candidate = (k: string): Candidate => {
-      let c = out.get(k);
-      if (c === undefined) {
-        c = { path: EMPTY, maybeAdded: false, maybeDeleted: false, content: false, attrs: false, xattrs: false, newInode: false, listNew: false, emptiedDir: false, ranges: [], sure: false };
-        out.set(k, c);
+    /** What was found at each path (latin1), in the order met. */
+    const out = new Map<string, Found>();
+    const found = (k: string): Found => {
+      let f = out.get(k);
+      if (f === undefined) {
+        f = new Found();
+        out.set(k, f);
       }
-      return c;
+      return f;
     };
     const namesOf = new Map<number, string[]>();
-    const stayed = new Map<Candidate, { a: Meta; b: Meta }>();
-    /** New inodes added to a directory: where (its new path), whether that directory is at the same path in the old tree, whether the inode is a directory. */
-    const newEntries = new Map<Candidate, { parent: string; parentStays: boolean; dir: boolean }>();
-    /** The inodes a path named in each tree, where an entry left or came. */
-    const replaced = new Map<Candidate, { old: number | undefined; new: number | undefined }>();
     for (const objectid of changed) {
-      const bInode = newInodes.get(objectid) as Buffer;
-      const b = newItems.get(objectid) ?? NO_ITEMS;
+      const atB = newInodes.get(objectid) as number;
+      const b = newItemsOf.get(objectid) ?? NO_ITEMS;
       const a0 = oldItems.get(objectid) ?? NO_ITEMS;
       const same = inBoth(objectid);
       // Entries: what left the old directory, what came into the new one. Both lists are in
       // the order of their index, which btrfs gives each new entry from a counter: an entry
       // in both trees has the same index and the same bytes.
-      const ea = a0.inode !== undefined && isDir(a0.inode) ? ofType(a0, DIR_INDEX) : NO_ENTRIES;
-      const eb = isDir(bInode) ? ofType(b, DIR_INDEX) : NO_ENTRIES;
+      const ea = a0.inode >= 0 && isDir(a0.buf, a0.inode) ? a0.entries : NO_ENTRIES;
+      const eb = isDir(inodes, atB) ? b.entries : NO_ENTRIES;
       if (ea.length > 0 || eb.length > 0) {
         const bufA = a0.buf;
         const bufB = b.buf;
         const oldDir = ea.length > 0 ? oldSide.dirPath(objectid) : '';
         const newDir = eb.length > 0 ? newSide.dirPath(objectid) : '';
+        const parentStays = eb.length > 0 && same && oldSide.dirPath(objectid) === newDir;
         const removed = (i: number): void => {
           const at = ea[i + 1] as number;
-          const c = candidate(oldDir + entryName(bufA, at));
-          c.maybeDeleted = true;
-          if (bufA[at + 8] === INODE_ITEM) replaced.set(c, { old: u64(bufA, at), new: replaced.get(c)?.new });
+          const f = found(oldDir + entryName(bufA, at));
+          f.maybeDeleted = true;
+          if (bufA[at + 8] === INODE_ITEM) f.oldIno = u64(bufA, at);
         };
         const added = (j: number): void => {
           const at = eb[j + 1] as number;
-          const c = candidate(newDir + entryName(bufB, at));
-          c.maybeAdded = true;
-          if (bufB[at + 8] === INODE_ITEM) replaced.set(c, { old: replaced.get(c)?.old, new: u64(bufB, at) });
+          const f = found(newDir + entryName(bufB, at));
+          f.maybeAdded = true;
+          const kind = bufB[at + 8];
+          if (kind === INODE_ITEM) f.newIno = u64(bufB, at);
           // A new inode (not a nested subvolume's root): an entry of the new tree only.
-          if (bufB[at + 8] !== ROOT_ITEM) {
+          if (kind !== ROOT_ITEM) {
             const child = u64(bufB, at);
-            if (newInodes.has(child) && !inBoth(child)) {
-              c.newInode = true;
-              newEntries.set(c, { parent: newDir.slice(0, -1), parentStays: same && oldSide.dirPath(objectid) === newDir, dir: isDir(newInodes.get(child) as Buffer) });
+            const atChild = newInodes.get(child);
+            if (atChild !== undefined && !inBoth(child)) {
+              f.newInode = true;
+              f.parent = newDir;
+              f.parentStays = parentStays;
+              f.dir = isDir(inodes, atChild);
             }
           }
         };
@@ -605,54 +677,51 @@ export function treeCandidates(oldRoot: string, newRoot: string, reader: TreeRea
         } else {
           mergeByKey(ea, eb, (i, j) => {
             const atA = ea[i + 1] as number;
-            const atB = eb[j + 1] as number;
+            const atE = eb[j + 1] as number;
             const lenA = ea[i + 2] as number;
-            if (lenA !== eb[j + 2] || bufA.compare(bufB, atB, atB + lenA, atA, atA + lenA) !== 0) {
+            if (lenA !== eb[j + 2] || bufA.compare(bufB, atE, atE + lenA, atA, atA + lenA) !== 0) {
               removed(i);
               added(j);
             }
           }, removed, added);
         }
       }
-      const aInode = a0.inode;
-      if (!same || aInode === undefined) continue;
+      const atA = a0.inode;
+      if (!same || atA < 0) continue;
       // The inode's own changes, at each name it has in both trees.
-      const attrs = attrsDiffer(aInode, bInode);
+      const attrs = a0.buf.compare(inodes, atB + 44, atB + 64, atA + 44, atA + 64) !== 0;
       // xattrs by name and value (a dir_item also holds the transaction that wrote it).
-      const xattrs = rawDiffer(a0, b, XATTR_ITEM) && mapsDiffer(xattrsOf(a0), xattrsOf(b));
-      const ranges = isDir(bInode) ? [] : changedRanges(a0, b);
-      const content = !isDir(bInode) && (sizeOf(aInode) !== sizeOf(bInode) || ranges === null || ranges.length > 0);
+      const xattrs = rawDiffer(a0, b, a0.xattrs, b.xattrs) && mapsDiffer(xattrsOf(a0), xattrsOf(b));
+      const dir = isDir(inodes, atB);
+      const ranges = dir ? [] : changedRanges(a0, b);
+      const content = !dir && (u64(a0.buf, atA + 16) !== u64(inodes, atB + 16) || ranges === null || ranges.length > 0);
       if (!attrs && !xattrs && !content) continue;
       const oldNames = new Set(refsOf(a0).map((r) => oldSide.pathOf(r.parent, r.name)));
       const newNames = objectid === FIRST_FREE ? [''] : refsOf(b).map((r) => newSide.pathOf(r.parent, r.name));
       namesOf.set(objectid, newNames);
-      const known = { a: metaOf(objectid, aInode), b: metaOf(objectid, bInode) };
+      const known = { a: metaOf(objectid, a0.buf, atA), b: metaOf(objectid, inodes, atB) };
       for (const path of newNames) {
         if (!(objectid === FIRST_FREE || oldNames.has(path))) continue;
-        const c = candidate(path);
-        c.attrs ||= attrs;
-        c.xattrs ||= xattrs;
+        const f = found(path);
+        f.attrs ||= attrs;
+        f.xattrs ||= xattrs;
         if (content) {
-          c.content = true;
-          c.ranges = ranges;
+          f.content = true;
+          f.ranges = ranges;
         }
-        stayed.set(c, known);
+        f.stayed = known;
       }
     }
-    // A path where the same inode stayed, and nothing else happened: both sides are known
-    // from the inode items, and verification need not lstat them.
-    for (const [c, known] of stayed) if (!c.maybeAdded && !c.maybeDeleted) c.known = known;
     // Where one inode took another's path, verification compares everything; the xattrs of
     // both are read here, from their items, where it would run getfattr on the two paths.
-    const swaps = [...replaced].filter(([c, r]) => c.maybeAdded && c.maybeDeleted && r.old !== undefined && r.new !== undefined);
+    const swaps: Found[] = [];
+    for (const f of out.values()) if (f.maybeAdded && f.maybeDeleted && f.oldIno >= 0 && f.newIno >= 0) swaps.push(f);
     if (swaps.length > 0) {
       const oldX = new Map<number, Items>();
       const newX = new Map<number, Items>();
-      readObjects(reader, budget, oldSide, [...new Set(swaps.map(([, r]) => r.old as number))].sort((x, y) => x - y), oldX, [XATTR_ITEM]);
-      readObjects(reader, budget, newSide, [...new Set(swaps.map(([, r]) => r.new as number))].sort((x, y) => x - y), newX, [XATTR_ITEM]);
-      for (const [c, r] of swaps) {
-        c.replacedXattrs = mapsDiffer(xattrsOf(oldX.get(r.old as number) ?? NO_ITEMS), xattrsOf(newX.get(r.new as number) ?? NO_ITEMS)) ? 'differ' : 'same';
-      }
+      readObjects(reader, budget, oldSide, [...new Set(swaps.map((f) => f.oldIno))].sort((x, y) => x - y), oldX, [XATTR_ITEM]);
+      readObjects(reader, budget, newSide, [...new Set(swaps.map((f) => f.newIno))].sort((x, y) => x - y), newX, [XATTR_ITEM]);
+      for (const f of swaps) f.replacedXattrs = mapsDiffer(xattrsOf(oldX.get(f.oldIno) ?? NO_ITEMS), xattrsOf(newX.get(f.newIno) ?? NO_ITEMS)) ? 'differ' : 'same';
     }
     // In path order: latin1 strings compare as their bytes do.
     const keys = [...out.keys()].sort();
@@ -660,18 +729,13 @@ export function treeCandidates(oldRoot: string, newRoot: string, reader: TreeRea
     // tree (Candidate.sure): in a directory at the same path in both trees, whose entries
     // were compared (a name it held in the old tree is a removal at this path too), or in a
     // new directory that is itself such an addition (its parents come first in path order).
+    /** Such new directories, with a trailing '/'. */
     const absent = new Set<string>();
-    for (const k of keys) {
-      const c = out.get(k) as Candidate;
-      const e = newEntries.get(c);
-      if (e === undefined || c.maybeDeleted || !(e.parentStays || absent.has(e.parent))) continue;
-      c.sure = true;
-      if (e.dir) absent.add(k);
-    }
     const candidates = keys.map((k) => {
-      const c = out.get(k) as Candidate;
-      c.path = Buffer.from(k, 'latin1');
-      return c;
+      const f = out.get(k) as Found;
+      const sure = f.newInode && !f.maybeDeleted && (f.parentStays || absent.has(f.parent));
+      if (sure && f.dir) absent.add(`${k}/`);
+      return f.candidate(k, sure);
     });
     // Verification asks for the other names of a changed file with several links; they are
     // all candidates already, from the file's own items.

@@ -59,5 +59,11 @@ export interface CommandSpec {
    * other arguments is passed through untouched, its options included.
    */
   passThrough?: boolean;
+  /**
+   * A short burst of many small functions once the engine is open (a diff prints thousands
+   * of paths in a fraction of a second): V8's optimizing compiler waits longer before it
+   * compiles one of them (cli/launcher.ts `deferOptimization`).
+   */
+  burst?: boolean;
   run(ctx: RunContext, args: string[], opts: Record<string, unknown>): Promise<Output | undefined>;
 }

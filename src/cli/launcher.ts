@@ -152,29 +152,65 @@ const script = new Script(source, {
   ...(cached !== undefined ? { cachedData: cached } : {}),
 });
 const stale = cached === undefined || script.cachedDataRejected === true;
-process.once('exit', () => {
-  const opened = (globalThis as Record<symbol, unknown>)[ENGINE_OPENED];
-  // A rejected cache goes (or every start would try it first and fail again).
-  if (stale && cached !== undefined) tolerant(() => rmSync(cacheFor(kind), { force: true }));
+/**
+ * What this run leaves as a code cache at its exit: the cache file and the commands it then
+ * covers, or undefined for none. `opened` is what the CLI set as ENGINE_OPENED.
+ */
+function cacheToWrite(opened: unknown): { own: string; commands: string[] } | undefined {
   // Its code (a server's routes, the API's schemas) would weigh on every other start.
-  if ((globalThis as Record<symbol, unknown>)[NO_CODE_CACHE] === true) return;
-  if (typeof opened !== 'string') {
-    if (stale && kind === 'light') writeCache(cacheFor('light'), script.createCachedData());
-    return;
-  }
+  if ((globalThis as Record<symbol, unknown>)[NO_CODE_CACHE] === true) return undefined;
+  if (typeof opened !== 'string') return stale && kind === 'light' ? { own: 'light', commands: [] } : undefined;
   const word = opened.split(' ')[0] ?? '';
-  if (!COMMAND_WORD.test(word)) return;
+  if (!COMMAND_WORD.test(word)) return undefined;
   const own = `cmd-${word}`;
   // Started from another cache (the words before the command guessed wrong: `-p list diff
   // status`), this run's code is all a rewrite would hold: it writes only where its word has
   // no cache yet, or one was refused. Rewriting a word's cache from such runs made two of its
   // commands take turns, each rewriting it on every run.
-  if (kind !== own && existsSync(cacheFor(own))) return;
+  if (kind !== own && existsSync(cacheFor(own))) return undefined;
   const seen = kind === own && !stale ? (readIfThere(commandsFor(own))?.toString('utf8').split('\n').filter(Boolean) ?? []) : [];
-  if (seen.includes(opened)) return;
-  writeCache(cacheFor(own), script.createCachedData());
-  writeCache(commandsFor(own), [...seen, opened].join('\n') + '\n');
+  if (seen.includes(opened)) return undefined;
+  return { own, commands: [...seen, opened] };
+}
+
+/**
+ * node:v8, once `deferOptimization` (below) changed a V8 flag. V8 then marks a code cache with
+ * other flags, which a start with its defaults would refuse: such a run writes none.
+ */
+let deferred: { setFlagsFromString(flags: string): void } | undefined;
+
+process.once('exit', () => {
+  // A rejected cache goes (or every start would try it first and fail again).
+  if (stale && cached !== undefined) tolerant(() => rmSync(cacheFor(kind), { force: true }));
+  if (deferred !== undefined) return;
+  const write = cacheToWrite((globalThis as Record<symbol, unknown>)[ENGINE_OPENED]);
+  if (write === undefined) return;
+  writeCache(cacheFor(write.own), script.createCachedData());
+  if (write.own !== 'light') writeCache(commandsFor(write.own), write.commands.join('\n') + '\n');
 });
+
+/**
+ * What the CLI calls, once it knows its command, for one that is a short burst of many small
+ * functions (a diff: thousands of paths checked and printed in ~0.2 s). V8 compiles a function
+ * that ran a while again with TurboFan, on background threads; in a process that ends this
+ * soon that work is mostly wasted, and it still costs: those threads take the cores the diff
+ * and the kernel run on, and the process waits at its exit for the compilations under way.
+ * TurboFan then waits for a function to run 4 times as long as V8's default before it
+ * compiles it (its interrupt budget, 66 KB of bytecode in Node 20): a `--to` of the package
+ * install took 214–224 → 179–190 ms, and a diff of 10,000 new files (~0.37 s, long enough for
+ * TurboFan to pay) the same ±10 ms (bench/README.md, "Diff, ninth round"). Changing a V8 flag
+ * changes the flags V8 marks a code cache with, which a start with V8's defaults refuses: a
+ * run that is to write its cache (its first, or one after a rebuild) keeps the default.
+ */
+const INTERRUPT_BUDGET = 4 * 66 * 1024;
+(globalThis as Record<symbol, unknown>)[Symbol.for('zomg.deferOptimization')] = (): void => {
+  if (deferred !== undefined || cacheToWrite((globalThis as Record<symbol, unknown>)[ENGINE_OPENED]) !== undefined) return;
+  // Loaded here, not at the top: ~3 ms of a start when node:stream is not loaded yet.
+  const v8 = createRequire(bundle)('node:v8') as { setFlagsFromString(flags: string): void };
+  deferred = v8;
+  v8.setFlagsFromString(`--interrupt-budget=${INTERRUPT_BUDGET}`);
+};
+
 // The bundle itself cannot run as a program: what starts the CLI again (the size worker) starts this.
 (globalThis as Record<symbol, unknown>)[Symbol.for('zomg.launcher')] = fileURLToPath(import.meta.url);
 const mod = new Module(bundle);

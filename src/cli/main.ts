@@ -69,6 +69,8 @@ function makeContext(flags: GlobalFlags, progress: (p: Progress) => void, opened
         opened.push(service);
         // The launcher keeps a code cache for this command's first word, covering the engine's code it ran (cli/launcher.ts).
         if (target.mode === 'local') (globalThis as Record<symbol, unknown>)[Symbol.for('zomg.engineOpened')] = spec.path.join(' ');
+        // Run by the launcher (not by `node zomg-main.cjs`, nor in tests): the hook is there.
+        if (spec.burst) ((globalThis as Record<symbol, unknown>)[Symbol.for('zomg.deferOptimization')] as (() => void) | undefined)?.();
         return service;
       })();
       return client;

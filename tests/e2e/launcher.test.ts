@@ -254,6 +254,25 @@ describe('zomg launcher: the code cache', () => {
         assert.equal(typeof (await sized()), 'number', 'the worker measured the snapshot');
         assert.ok(!z.caches().some((f) => f.includes('compute-sizes')), 'the worker wrote no cache');
         assert.equal(seen('snapshot'), 'snapshot create\nsnapshot list\n');
+        // A diff raises TurboFan's threshold (a V8 flag, which V8's tag of the flags shows),
+        // except in the run that writes its word's cache: V8 would refuse a cache marked with
+        // other flags at the next start, and every diff would rewrite it.
+        const probe = join(z.dir, 'flags-probe.cjs');
+        writeFileSync(probe, `const v8 = require('node:v8'); const tag = v8.cachedDataVersionTag(); process.on('exit', () => require('node:fs').appendFileSync(${JSON.stringify(join(z.dir, 'flags.log'))}, (v8.cachedDataVersionTag() === tag ? 'same' : 'changed') + '\\n'));`);
+        const probed = { ...env, NODE_OPTIONS: `--require ${probe}` };
+        const flags = (): string[] => readFileSync(join(z.dir, 'flags.log'), 'utf8').trim().split('\n');
+        const diffs: Result[] = [];
+        for (let i = 0; i < 3; i++) diffs.push(z.zomg(['diff', 'status', 'one'], probed));
+        for (const d of diffs) assert.deepEqual(d, diffs[0]);
+        assert.equal(diffs[0]?.code, 0);
+        const diffCache = z.caches().find((f) => f.endsWith('.cmd-diff.v8cache') && f.includes('.cmd-') && f.split('.').length === 5);
+        assert.ok(diffCache, `a diff cache under the probe's options: ${z.caches().join(' ')}`);
+        const diffWritten = statSync(join(z.dir, diffCache)).mtimeMs;
+        assert.deepEqual(flags(), ['same', 'changed', 'changed'], 'the first diff wrote the cache with V8\'s flags as they were; the next ones raised the threshold');
+        assert.equal(z.zomg(['diff', 'status', 'one'], probed).code, 0);
+        assert.equal(z.zomg(['list'], probed).code, 0);
+        assert.deepEqual(flags().slice(3), ['changed', 'same'], 'a command that is no burst keeps V8\'s flags');
+        assert.equal(statSync(join(z.dir, diffCache)).mtimeMs, diffWritten, 'the diff cache V8 accepted is not rewritten');
         assert.equal(z.zomg(['delete', 'one'], env).code, 0);
       } finally {
         z.cleanup();

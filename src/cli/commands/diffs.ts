@@ -17,6 +17,7 @@ export function renderFileDiff(d: FileDiff): string {
 export const diffCommands: CommandSpec[] = [
   {
     path: ['diff', 'status'],
+    burst: true,
     summary: 'what changed in the box root since a snapshot (+ added, ~ modified, - deleted)',
     args: ['<box>'],
     project: true,

@@ -171,6 +171,7 @@ export const volumeCommands: CommandSpec[] = [
   },
   {
     path: ['data', 'diff'],
+    burst: true,
     summary: 'what changed in a volume since a snapshot (+ added, ~ modified, - deleted); `data diff file` for one file',
     args: ['<volume>'],
     project: true,

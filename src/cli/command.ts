@@ -20,6 +20,13 @@ export interface RunContext {
   /** Parses a box ref (`name`, `project:name`, `project.name`, `.`). */
   box(value: string): BoxRef;
   progress: ProgressFn;
+  /**
+   * Says that what is left of the command is a short burst of many small functions (a diff
+   * of a few thousand paths, found by the trees' items, prints them in a fraction of a
+   * second): with a local engine, V8's optimizing compiler then waits longer before it
+   * compiles one of them (cli/launcher.ts `deferOptimization`).
+   */
+  burst(): void;
 }
 
 /** What a command returns: the data (printed as JSON with --json) and its human rendering. */
@@ -59,11 +66,5 @@ export interface CommandSpec {
    * other arguments is passed through untouched, its options included.
    */
   passThrough?: boolean;
-  /**
-   * A short burst of many small functions once the engine is open (a diff prints thousands
-   * of paths in a fraction of a second): V8's optimizing compiler waits longer before it
-   * compiles one of them (cli/launcher.ts `deferOptimization`).
-   */
-  burst?: boolean;
   run(ctx: RunContext, args: string[], opts: Record<string, unknown>): Promise<Output | undefined>;
 }

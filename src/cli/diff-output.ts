@@ -6,9 +6,21 @@
  */
 import { diffEntryToJson, renderDiffLine, type DiffEntry } from '../core/diff.js';
 import type { DiffSink, DiffStatusHead } from '../core/service.js';
+import type { RunContext } from './command.js';
 import { stdout, type TextOut } from './stdio.js';
 
 const FLUSH_BYTES = 64 * 1024;
+
+/**
+ * The diff commands' look at the head: a diff found by the trees' own items (`tree`) is a
+ * short burst (RunContext.burst). One through the send or a walk can run long, and start
+ * programs (getfattr), whose Node built-ins would then load without their cached code.
+ */
+export const burstOfTree =
+  (ctx: Pick<RunContext, 'burst'>) =>
+  (head: { method: string }): void => {
+    if (head.method === 'tree') ctx.burst();
+  };
 
 /** `H`: the head of what is compared (a box's DiffStatusHead, a volume's VolumeDiffStatusHead); in JSON its fields come first, then `changes`. */
 export class DiffStatusWriter<H extends object = DiffStatusHead> implements DiffSink<H> {
@@ -18,6 +30,8 @@ export class DiffStatusWriter<H extends object = DiffStatusHead> implements Diff
   constructor(
     private readonly asJson: boolean,
     private readonly out: TextOut = stdout,
+    /** Told the head first (the diff commands: whether the rest is a short burst, RunContext.burst). */
+    private readonly onHead?: (head: H) => void,
   ) {}
 
   /** The head, once the diff said what it compares. */
@@ -25,6 +39,7 @@ export class DiffStatusWriter<H extends object = DiffStatusHead> implements Diff
 
   head(head: H): Promise<void> {
     this.headSeen = head;
+    this.onHead?.(head);
     if (this.asJson) {
       // json(status) with the changes still to come: its text up to the array's '['.
       const text = JSON.stringify({ ...head, changes: [0] }, null, 2);

@@ -190,25 +190,33 @@ process.once('exit', () => {
 });
 
 /**
- * What the CLI calls, once it knows its command, for one that is a short burst of many small
- * functions (a diff: thousands of paths checked and printed in ~0.2 s). V8 compiles a function
- * that ran a while again with TurboFan, on background threads; in a process that ends this
- * soon that work is mostly wasted, and it still costs: those threads take the cores the diff
- * and the kernel run on, and the process waits at its exit for the compilations under way.
- * TurboFan then waits for a function to run 4 times as long as V8's default before it
- * compiles it (its interrupt budget, 66 KB of bytecode in Node 20): a `--to` of the package
- * install took 214–224 → 179–190 ms, and a diff of 10,000 new files (~0.37 s, long enough for
- * TurboFan to pay) the same ±10 ms (bench/README.md, "Diff, ninth round"). Changing a V8 flag
+ * What the CLI calls (RunContext.burst) when the rest of a command with a local engine is a
+ * short burst of many small functions: a diff found by the trees' items checks and prints
+ * thousands of paths in ~0.1 s. V8 compiles a function that ran a while again with TurboFan,
+ * on background threads; in a process that ends this soon that work is mostly wasted, and it
+ * still costs: those threads take the cores the diff and the kernel run on, and the process
+ * waits at its exit for the compilations under way. TurboFan then waits for a function to run
+ * 4 times as long as V8's default before it compiles it (its interrupt budget, 66 KB of
+ * bytecode in Node 20). Measured in bench/README.md, "Diff, ninth round". Changing a V8 flag
  * changes the flags V8 marks a code cache with, which a start with V8's defaults refuses: a
  * run that is to write its cache (its first, or one after a rebuild) keeps the default.
  */
 const INTERRUPT_BUDGET = 4 * 66 * 1024;
 (globalThis as Record<symbol, unknown>)[Symbol.for('zomg.deferOptimization')] = (): void => {
-  if (deferred !== undefined || cacheToWrite((globalThis as Record<symbol, unknown>)[ENGINE_OPENED]) !== undefined) return;
-  // Loaded here, not at the top: ~3 ms of a start when node:stream is not loaded yet.
-  const v8 = createRequire(bundle)('node:v8') as { setFlagsFromString(flags: string): void };
-  deferred = v8;
-  v8.setFlagsFromString(`--interrupt-budget=${INTERRUPT_BUDGET}`);
+  const opened = (globalThis as Record<symbol, unknown>)[ENGINE_OPENED];
+  // Only with a local engine open: its built-ins are loaded by now, where V8 would take none
+  // of Node's cached code for one loaded after the change (a remote client's fetch: +40 ms).
+  if (deferred !== undefined || typeof opened !== 'string') return;
+  // Speed only: nothing here may fail the command (a `.commands` file that cannot be read).
+  try {
+    if (cacheToWrite(opened) !== undefined) return;
+    // Loaded here, not at the top: ~3 ms of a start when node:stream is not loaded yet.
+    const v8 = createRequire(bundle)('node:v8') as { setFlagsFromString(flags: string): void };
+    deferred = v8;
+    v8.setFlagsFromString(`--interrupt-budget=${INTERRUPT_BUDGET}`);
+  } catch {
+    // The defaults, then.
+  }
 };
 
 // The bundle itself cannot run as a program: what starts the CLI again (the size worker) starts this.

@@ -38,6 +38,13 @@ function makeContext(flags: GlobalFlags, progress: (p: Progress) => void, opened
       return parsed.ref;
     },
     progress,
+    burst() {
+      // A remote diff loads the HTTP client's built-ins while its changes arrive, and V8 takes
+      // none of Node's cached code for built-ins after a flag changed: only a local engine.
+      if (ctx.target().mode !== 'local') return;
+      // Run by the launcher (not by `node zomg-main.cjs`, nor in tests): the hook is there.
+      ((globalThis as Record<symbol, unknown>)[Symbol.for('zomg.deferOptimization')] as (() => void) | undefined)?.();
+    },
     client() {
       client ??= (async () => {
         const target = ctx.target();
@@ -69,8 +76,6 @@ function makeContext(flags: GlobalFlags, progress: (p: Progress) => void, opened
         opened.push(service);
         // The launcher keeps a code cache for this command's first word, covering the engine's code it ran (cli/launcher.ts).
         if (target.mode === 'local') (globalThis as Record<symbol, unknown>)[Symbol.for('zomg.engineOpened')] = spec.path.join(' ');
-        // Run by the launcher (not by `node zomg-main.cjs`, nor in tests): the hook is there.
-        if (spec.burst) ((globalThis as Record<symbol, unknown>)[Symbol.for('zomg.deferOptimization')] as (() => void) | undefined)?.();
         return service;
       })();
       return client;

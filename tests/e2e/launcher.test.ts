@@ -273,6 +273,23 @@ describe('zomg launcher: the code cache', () => {
         assert.equal(z.zomg(['list'], probed).code, 0);
         assert.deepEqual(flags().slice(3), ['changed', 'same'], 'a command that is no burst keeps V8\'s flags');
         assert.equal(statSync(join(z.dir, diffCache)).mtimeMs, diffWritten, 'the diff cache V8 accepted is not rewritten');
+        // Nor through a server: the remote client loads built-ins as the changes arrive, which
+        // would lose Node's cached code for them after a flag change.
+        const remote = spawn(process.execPath, [join(z.dir, 'zomg.cjs'), '--state-dir', stateDir, 'serve', '--listen', '127.0.0.1:0', '--no-auth'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+        try {
+          let heard = '';
+          remote.stdout.on('data', (d: Buffer) => (heard += d.toString()));
+          remote.stderr.on('data', (d: Buffer) => (heard += d.toString()));
+          const until = Date.now() + 60_000;
+          while (!/http:\/\/127\.0\.0\.1:\d+/.test(heard) && remote.exitCode === null && Date.now() < until) await sleep(50);
+          const url = /http:\/\/127\.0\.0\.1:\d+/.exec(heard)?.[0];
+          assert.ok(url, `the server said where it listens: ${heard}`);
+          for (let i = 0; i < 2; i++) assert.deepEqual(z.zomg(['--url', url, 'diff', 'status', 'one'], probed), diffs[0]);
+          assert.deepEqual(flags().slice(5), ['same', 'same'], 'a remote diff keeps V8\'s flags');
+        } finally {
+          remote.kill('SIGTERM');
+          await once(remote, 'exit');
+        }
         assert.equal(z.zomg(['delete', 'one'], env).code, 0);
       } finally {
         z.cleanup();

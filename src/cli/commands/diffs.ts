@@ -1,7 +1,9 @@
 /** zomg diff status | file */
+import type { DiffStatusHead } from '../../core/service.js';
 import type { FileDiff } from '../../core/types.js';
 import type { CommandSpec } from '../command.js';
-import { DiffStatusWriter } from '../diff-output.js';
+import { DiffStatusWriter, burstOfTree } from '../diff-output.js';
+import { stdout } from '../stdio.js';
 
 export function renderFileDiff(d: FileDiff): string {
   const side = (s: FileDiff['current']): string => (s ? `${s.type} ${s.mode} ${s.uid}:${s.gid} ${s.size_bytes} bytes${s.target !== undefined ? ` -> ${s.target}` : ''}` : 'absent');
@@ -17,7 +19,6 @@ export function renderFileDiff(d: FileDiff): string {
 export const diffCommands: CommandSpec[] = [
   {
     path: ['diff', 'status'],
-    burst: true,
     summary: 'what changed in the box root since a snapshot (+ added, ~ modified, - deleted)',
     args: ['<box>'],
     project: true,
@@ -27,7 +28,7 @@ export const diffCommands: CommandSpec[] = [
     ],
     async run(ctx, [box], opts) {
       // Printed as it is verified (same text and JSON as a whole result would print).
-      const out = new DiffStatusWriter(ctx.flags.json === true);
+      const out = new DiffStatusWriter<DiffStatusHead>(ctx.flags.json === true, stdout, burstOfTree(ctx));
       await (await ctx.client()).diffStatusStream(ctx.box(box as string), out, {
         ...(opts.against !== undefined ? { against: opts.against as string } : {}),
         ...(opts.to !== undefined ? { to: opts.to as string } : {}),

@@ -4,8 +4,9 @@ import type { VolumeDiffStatusHead } from '../../core/service.js';
 import type { Volume, VolumeBackup } from '../../core/types.js';
 import { type VolumeRef, parseDataMountSpec, parseVolumeRef } from '../../core/volumes.js';
 import type { CommandSpec, RunContext } from '../command.js';
-import { DiffStatusWriter } from '../diff-output.js';
+import { DiffStatusWriter, burstOfTree } from '../diff-output.js';
 import { humanBytes, table } from '../render.js';
+import { stdout } from '../stdio.js';
 import { renderFileDiff } from './diffs.js';
 
 const vref = (ctx: RunContext, value: string): VolumeRef => parseVolumeRef(value, ctx.project());
@@ -171,7 +172,6 @@ export const volumeCommands: CommandSpec[] = [
   },
   {
     path: ['data', 'diff'],
-    burst: true,
     summary: 'what changed in a volume since a snapshot (+ added, ~ modified, - deleted); `data diff file` for one file',
     args: ['<volume>'],
     project: true,
@@ -181,7 +181,7 @@ export const volumeCommands: CommandSpec[] = [
     ],
     async run(ctx, [volume], opts) {
       // Printed as it is verified (same text and JSON as a whole result would print).
-      const out = new DiffStatusWriter<VolumeDiffStatusHead>(ctx.flags.json === true);
+      const out = new DiffStatusWriter<VolumeDiffStatusHead>(ctx.flags.json === true, stdout, burstOfTree(ctx));
       await (await ctx.client()).volumeDiffStatusStream(vref(ctx, volume as string), out, {
         ...(opts.against !== undefined ? { against: opts.against as string } : {}),
         ...(opts.to !== undefined ? { to: opts.to as string } : {}),

@@ -305,6 +305,40 @@ describe('zomg serve under hostile input', { skip: !isRoot() && 'needs root for 
     assert.deepEqual(small.body, { exit_code: 0, stdout: 'hi\n', stderr: '', stdout_truncated: false, stderr_truncated: false });
   });
 
+  it('answers every body over the limit with its 413, and cuts an upload that goes on and on', async () => {
+    // Refused before it is read, the rest of the upload is read and dropped before the answer
+    // goes: closed with it unread, the connection was reset, and the client, still sending,
+    // lost the answer (EPIPE in ~1 of 100 such requests over loopback).
+    const big = { raw: JSON.stringify({ name: 'x'.repeat(2 * 1024 * 1024) }) };
+    for (let i = 0; i < 300; i++) expect4xx(`a 2 MiB body, try ${i}`, await hit('POST', '/v1/projects/demo/boxes', big), 'ZOMG_TOO_LARGE');
+    // Past 64 MiB (or 5 s) of a refused upload, the connection is cut: no answer, and no hang.
+    const started = Date.now();
+    const outcome = await new Promise<string>((resolve) => {
+      const { hostname, port } = new URL(server?.url ?? '');
+      const req = httpRequest({ hostname, port, method: 'POST', path: '/v1/projects/demo/boxes', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', 'content-length': String(200 * 1024 * 1024) } });
+      req.on('response', (res) => {
+        res.resume();
+        resolve(`answered ${res.statusCode ?? 0}`);
+      });
+      req.on('error', (err: NodeJS.ErrnoException) => resolve(`cut: ${err.code ?? err.message}`));
+      const chunk = Buffer.alloc(1024 * 1024, 0x61);
+      let sent = 0;
+      const pump = (): void => {
+        while (sent < 200) {
+          sent++;
+          if (!req.write(chunk)) {
+            req.once('drain', pump);
+            return;
+          }
+        }
+        req.end();
+      };
+      pump();
+    });
+    assert.match(outcome, /^cut: (ECONNRESET|EPIPE)$/);
+    assert.ok(Date.now() - started < 30_000, 'cut within the bounds');
+  });
+
   it('is still alive and serving after all of it, with zero 500s', async () => {
     assert.deepEqual(failures, []);
     assert.ok(server?.alive(), `zomg serve died: ${server?.stderr()}`);

@@ -16,7 +16,7 @@
  * diff, where start-up is most of the time). Needs root; the pool is removed at the end
  * (BENCH_KEEP=1: built, then kept for profiling by hand, and its environment printed).
  * BENCH_BASELINE=<another build's dist/bundle/cli/zomg.cjs> times that build beside this one
- * in the same rounds: the only fair comparison on a machine whose speed drifts.
+ * in the same rounds: the only fair comparison on a noisy machine.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';

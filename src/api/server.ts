@@ -10,7 +10,7 @@ import { type TypeBoxTypeProvider, TypeBoxValidatorCompiler } from '@fastify/typ
 import websocket from '@fastify/websocket';
 import { type TSchema, Type, TypeGuard } from '@sinclair/typebox';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import { UnauthorizedError } from '../core/errors.js';
+import { TooLargeError, UnauthorizedError } from '../core/errors.js';
 import type { ZomgService } from '../core/service.js';
 import { PAGE_MAX_RESULTS } from '../core/wire-constants.js';
 import { quote } from '../core/input.js';
@@ -71,40 +71,49 @@ function tokenMatches(header: string | undefined, token: string): boolean {
   return want.length > 0 && given.length === want.length && timingSafeEqual(given, want);
 }
 
-/** What a refused upload may still send, and for how long, before its connection is cut. */
+/** What a refused upload may still send, and for how long, after its answer. */
 const LINGER_BYTES = 64 * 1024 * 1024;
 const LINGER_MS = 5_000;
+/** Connections whose answer refused a body they are still sending: no request of theirs is served. */
+const lingering = new WeakSet<object>();
 
 /**
  * A body refused before it was read (over the size limit: 413 ZOMG_TOO_LARGE) is answered with
  * `Connection: close`, and Node then closes the socket with the rest of the upload unread. The
- * kernel answers that with a reset, which also drops the answer the client had not read yet:
+ * kernel answers that with a reset, which can also drop the answer the client has not read yet:
  * the client, still sending, saw EPIPE or ECONNRESET instead of the error (~1 request in 100 of
- * 2 MiB over loopback). As nginx's lingering close does, the rest is read and dropped before
- * the answer goes, up to LINGER_BYTES and LINGER_MS (past them the connection is cut).
+ * 2 MiB over loopback). As nginx's lingering close does, the answer goes at once, then only the
+ * sending side of the connection is closed, and the rest of the upload is read and dropped: up
+ * to its end, LINGER_BYTES or LINGER_MS, when the connection is cut. A request sent after it on
+ * that connection (pipelined) is not served: the answer said the connection closes.
  */
-function drainRefusedBody(raw: FastifyRequest['raw'], reply: FastifyReply): Promise<void> | undefined {
-  if (raw.complete || !/close/i.test(String(reply.getHeader('connection') ?? ''))) return undefined;
-  return new Promise((resolve) => {
-    let read = 0;
-    const done = (): void => {
-      clearTimeout(timer);
-      resolve();
-    };
-    const cut = (): void => {
-      raw.socket.destroy();
-      done();
-    };
-    const timer = setTimeout(cut, LINGER_MS);
-    raw.on('data', (chunk: Buffer) => {
-      read += chunk.length;
-      if (read > LINGER_BYTES) cut();
-    });
-    raw.once('end', done);
-    raw.once('close', done);
-    raw.once('error', done);
-    raw.resume();
+function lingerOnRefusedBody(raw: FastifyRequest['raw'], reply: FastifyReply): void {
+  if (raw.complete || !/close/i.test(String(reply.getHeader('connection') ?? ''))) return;
+  const socket = raw.socket;
+  lingering.add(socket);
+  let read = 0;
+  // Not before the answer is written (the body can end first).
+  const cut = (): void => {
+    clearTimeout(timer);
+    if (reply.raw.writableFinished) socket.destroy();
+    else reply.raw.once('finish', () => socket.destroy());
+  };
+  const timer = setTimeout(cut, LINGER_MS);
+  timer.unref();
+  socket.once('close', () => clearTimeout(timer));
+  // Read by this listener, the body is not one Node drops (and its listeners with it) at the
+  // answer's end.
+  raw.on('data', (chunk: Buffer) => {
+    read += chunk.length;
+    if (read > LINGER_BYTES) cut();
   });
+  raw.once('end', cut);
+  raw.resume();
+  // What Node calls once a `Connection: close` answer is written: only the answer's FIN, the
+  // socket stays open for reading.
+  socket.destroySoon = function endOnly(this: typeof socket): void {
+    this.end();
+  };
 }
 
 export async function buildServer(options: ServerOptions): Promise<FastifyInstance> {
@@ -173,6 +182,12 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
   await app.register(websocket, { options: { maxPayload: WS_MAX_PAYLOAD_BYTES } });
   const token = options.token;
   const allowed = options.allowedHosts;
+  // A request pipelined behind a refused body (lingerOnRefusedBody) is dropped with its connection.
+  app.addHook('onRequest', async (request) => {
+    if (!lingering.has(request.raw.socket)) return;
+    request.raw.socket.destroy();
+    throw new TooLargeError('ZOMG_TOO_LARGE', 'a request sent after a refused body, on the connection that refusal closes');
+  });
   if (token === null && allowed !== undefined) {
     app.addHook('onRequest', async (request) => checkHostAndOrigin(request, allowed()));
   }
@@ -188,7 +203,7 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
     });
   }
   app.addHook('onSend', async (request, reply, payload) => {
-    await drainRefusedBody(request.raw, reply);
+    lingerOnRefusedBody(request.raw, reply);
     return payload;
   });
   // Tarball uploads arrive as a raw stream; handlers read it themselves.

@@ -206,8 +206,9 @@ const INTERRUPT_BUDGET = 4 * 66 * 1024;
   const opened = (globalThis as Record<symbol, unknown>)[ENGINE_OPENED];
   // Only with a local engine open: its built-ins are loaded by now, where V8 would take none
   // of Node's cached code for one loaded after the change (a remote client's fetch: +40 ms).
-  // Nor over a budget of the user's own (NODE_OPTIONS, `node --interrupt-budget=… zomg.cjs`).
-  if (deferred !== undefined || typeof opened !== 'string' || /--interrupt[-_]budget/.test(`${process.execArgv.join(' ')} ${process.env.NODE_OPTIONS ?? ''}`)) return;
+  // Nor over a budget of the user's own (`node --interrupt-budget=… zomg.cjs`; Node refuses
+  // V8 flags in NODE_OPTIONS).
+  if (deferred !== undefined || typeof opened !== 'string' || process.execArgv.some((a) => /^--interrupt[-_]budget(=|$)/.test(a))) return;
   // Speed only: nothing here may fail the command (a `.commands` file that cannot be read).
   try {
     if (cacheToWrite(opened) !== undefined) return;

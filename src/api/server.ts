@@ -88,8 +88,9 @@ const lingering = new WeakSet<object>();
  * that connection (pipelined) is not served: the answer said the connection closes.
  */
 function lingerOnRefusedBody(raw: FastifyRequest['raw'], reply: FastifyReply): void {
-  if (raw.complete || !/close/i.test(String(reply.getHeader('connection') ?? ''))) return;
-  const socket = raw.socket;
+  const socket = raw.socket as FastifyRequest['raw']['socket'] | undefined;
+  // (A request injected in-process, as tests do, has no socket of its own.)
+  if (raw.complete || typeof socket?.destroy !== 'function' || !/close/i.test(String(reply.getHeader('connection') ?? ''))) return;
   lingering.add(socket);
   let read = 0;
   // Not before the answer is written (the body can end first).

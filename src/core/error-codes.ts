@@ -78,6 +78,7 @@ export const ERROR_CATALOGUE = {
   ZOMG_BOX_NOT_RUNNING: { kind: 'conflict', meaning: 'The box stopped while the operation ran.' },
   ZOMG_BUSY: { kind: 'conflict', meaning: 'Another operation holds the lock on the box or base storage.' },
   ZOMG_POOL_BUSY: { kind: 'conflict', meaning: 'The pool cannot be closed while it is in use.' },
+  ZOMG_POOL_OWNED: { kind: 'conflict', meaning: 'The configured pool belongs to another state directory (its `.zomg-owner` file names that one), or holds boxes, bases or volumes this state directory does not know: opening it here would delete them as crash leftovers.' },
   // 413
   ZOMG_TOO_LARGE: { kind: 'too_large', meaning: 'The request body is larger than the server accepts.' },
   ZOMG_FILE_TOO_LARGE: { kind: 'too_large', meaning: 'A file to diff is larger than 1 MB.' },

@@ -12,7 +12,7 @@ import { VolumesRepo } from '../db/volumes-repo.js';
 import { LockManager } from '../system/lock.js';
 import { BtrfsDriver } from '../storage/btrfs.js';
 import { Pool } from '../storage/layout.js';
-import { openPool } from '../storage/pool.js';
+import { claimPool, openPool } from '../storage/pool.js';
 import { BwrapRuntime } from '../runtime/bwrap.js';
 import type { BoxRuntime } from '../runtime/runtime.js';
 
@@ -79,6 +79,13 @@ export interface EngineContext {
 
 const defaultBasesDir = (): string => fileURLToPath(new URL('../../../bases/', import.meta.url));
 
+/** Whether the database has a row for an entry of a pool's layer (storage/pool.ts claimPool). */
+const KNOWN = {
+  roots: 'SELECT 1 FROM boxes WHERE id = ?',
+  bases: 'SELECT 1 FROM base_versions WHERE name = ?',
+  volumes: 'SELECT 1 FROM volumes WHERE id = ?',
+} as const;
+
 export async function openContext(options: EngineOptions): Promise<EngineContext> {
   const stateDir = options.stateDir;
   // 0700: the state directory holds the database, the token and every box's run state;
@@ -93,6 +100,12 @@ export async function openContext(options: EngineOptions): Promise<EngineContext
   const pool = new Pool(opened.root, new BtrfsDriver());
   for (const warning of opened.warnings ?? []) (options.onWarning ?? defaultWarn)(warning);
   const db = openDatabase(join(stateDir, 'zomg.db'));
+  try {
+    claimPool(opened.root, stateDir, (layer, name) => db.prepare(KNOWN[layer as keyof typeof KNOWN]).get(name) !== undefined);
+  } catch (err) {
+    db.close();
+    throw err;
+  }
   return {
     options,
     stateDir,

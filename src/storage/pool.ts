@@ -7,11 +7,11 @@
  * `<stateDir>/pool.img` that is created on first use and mounted again after a reboot. The
  * one file that runs mount, umount, losetup, mkfs.btrfs and truncate.
  */
-import { chmodSync, mkdirSync, readFileSync, realpathSync, statfsSync } from 'node:fs';
+import { chmodSync, linkSync, mkdirSync, readFileSync, readdirSync, realpathSync, renameSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ConflictError, type ErrorCode, InvalidArgumentError, ToolError, UnsupportedError, ZomgError } from '../core/errors.js';
-import { fsPromises } from '../system/builtins.js';
+import { fsPromises, nonceHex } from '../system/builtins.js';
 import { isErrno, pathExists } from '../system/fs.js';
 import { LockManager } from '../system/lock.js';
 import { CommandError, run, runText } from '../system/run.js';
@@ -66,6 +66,77 @@ export async function openPool(opts: OpenPoolOptions): Promise<OpenedPool> {
   }
   ensureLayers(pool.root);
   return pool;
+}
+
+/** The file in a pool's root that names the state directory it belongs to (its `state-id`). */
+const OWNER_FILE = '.zomg-owner';
+/** A state directory's id, made on its first use: what its pools' OWNER_FILE holds. */
+const STATE_ID_FILE = 'state-id';
+
+/**
+ * Makes sure the pool belongs to this state directory, before anything repairs it. The
+ * reconciler deletes a subvolume that has no row in the state's database (a crash's leftover):
+ * a second state directory opened on the same pool (ZOMG_POOL_PATH, or a state directory made
+ * anew beside its old pool) would delete every box of the first. So a pool names its state
+ * directory's id in OWNER_FILE:
+ * - named: it must be this state directory's (else ZOMG_POOL_OWNED);
+ * - unnamed (a new pool, or one from before owner files): this state directory claims it when
+ *   the pool holds nothing yet, or when its database knows something the pool holds (it has
+ *   been using this pool); else it refuses a pool that holds boxes, bases or volumes.
+ * `knows(layer, name)`: whether the database has a row for that entry of a layer.
+ */
+export function claimPool(root: string, stateDir: string, knows: (layer: string, name: string) => boolean): void {
+  const marker = join(root, OWNER_FILE);
+  const owner = readTrimmed(marker);
+  const id = stateId(stateDir);
+  if (owner === id) return;
+  if (owner !== undefined) {
+    throw new ConflictError('ZOMG_POOL_OWNED', `the pool at ${root} belongs to another zomg state directory (id ${owner}; this one's is ${id})`, {
+      hint: `use the state directory it belongs to (ZOMG_HOME), or another pool; removing ${marker} hands it to a state directory whose database knows some of its boxes (those it does not know are then deleted)`,
+    });
+  }
+  const held = CLAIMED_LAYERS.flatMap((layer) => readdirSync(join(root, layer)).map((name) => [layer, name] as const));
+  if (held.length > 0 && !held.some(([layer, name]) => knows(layer, name))) {
+    throw new ConflictError('ZOMG_POOL_OWNED', `the pool at ${root} holds boxes, bases or volumes this state directory does not know`, {
+      hint: 'use the state directory that made them (ZOMG_HOME), or another pool',
+    });
+  }
+  const tmp = `${marker}.${process.pid}.tmp`;
+  writeFileSync(tmp, `${id}\n`, { mode: 0o600 });
+  renameSync(tmp, marker);
+}
+
+/** The layers whose entries are named by the database's rows (box ids, base versions, volume ids). */
+const CLAIMED_LAYERS = ['roots', 'bases', 'volumes'] as const;
+
+/** This state directory's id, made (once, whoever comes first) on its first use. */
+function stateId(stateDir: string): string {
+  const file = join(stateDir, STATE_ID_FILE);
+  const known = readTrimmed(file);
+  if (known !== undefined && known !== '') return known;
+  mkdirSync(stateDir, { recursive: true });
+  // Written whole, then linked into place: two first starts agree on the first link's id.
+  const tmp = `${file}.${process.pid}.tmp`;
+  writeFileSync(tmp, `${nonceHex(16)}\n`, { mode: 0o600 });
+  try {
+    linkSync(tmp, file);
+  } catch (err) {
+    if (!isErrno(err, 'EEXIST')) throw err;
+  } finally {
+    rmSync(tmp, { force: true });
+  }
+  const id = readTrimmed(file);
+  if (id === undefined || id === '') throw new ToolError('ZOMG_TOOL_FAILED', `${file} is empty`, { hint: `remove ${file}; a new id is made at the next start` });
+  return id;
+}
+
+function readTrimmed(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8').trim();
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) return undefined;
+    throw err;
+  }
 }
 
 /** Unmounts the pool's loop image and detaches its loop device. Idempotent. */

@@ -243,7 +243,7 @@ function eachItem(buf: Buffer, fn: (objectid: number, type: number, offset: numb
   }
 }
 
-/** A search result's header fields: objectid (past 2^53: -1, btrfs' special ones), type, key offset, item length. */
+/** The objectid of the search header at `at`; -1 past 2^53 (btrfs' special ones: orphans, the free space cache). */
 const headerObjectid = (dv: DataView, at: number): number => {
   const hi = dv.getUint32(at + 12, true);
   return hi < 0x200000 ? dv.getUint32(at + 8, true) + hi * 0x100000000 : -1;
@@ -645,7 +645,9 @@ export function treeCandidates(oldRoot: string, newRoot: string, reader: TreeRea
         const bufB = b.buf;
         const oldDir = ea.length > 0 ? oldSide.dirPath(objectid) : '';
         const newDir = eb.length > 0 ? newSide.dirPath(objectid) : '';
-        const parentStays = eb.length > 0 && same && oldSide.dirPath(objectid) === newDir;
+        // Whether this directory is at the same path in the old tree: asked once, when a new inode came.
+        let stays: boolean | undefined;
+        const parentStays = (): boolean => (stays ??= same && oldSide.dirPath(objectid) === newDir);
         const removed = (i: number): void => {
           const at = ea[i + 1] as number;
           const f = found(oldDir + entryName(bufA, at));
@@ -665,7 +667,7 @@ export function treeCandidates(oldRoot: string, newRoot: string, reader: TreeRea
             if (atChild !== undefined && !inBoth(child)) {
               f.newInode = true;
               f.parent = newDir;
-              f.parentStays = parentStays;
+              f.parentStays = parentStays();
               f.dir = isDir(inodes, atChild);
             }
           }

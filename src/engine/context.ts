@@ -79,12 +79,19 @@ export interface EngineContext {
 
 const defaultBasesDir = (): string => fileURLToPath(new URL('../../../bases/', import.meta.url));
 
-/** Whether the database has a row for an entry of a pool's layer (storage/pool.ts claimPool). */
-const KNOWN = {
-  roots: 'SELECT 1 FROM boxes WHERE id = ?',
-  bases: 'SELECT 1 FROM base_versions WHERE name = ?',
-  volumes: 'SELECT 1 FROM volumes WHERE id = ?',
-} as const;
+/**
+ * Whether what a pool without an owner file holds is this state directory's (storage/pool.ts
+ * claimPool): nothing at all, a box or a volume its database knows (their ids are random), or
+ * only bases, all of which it knows (a base version's name is not: `debian` is every state
+ * directory's that imported one). Listed as the reconciler lists them.
+ */
+function poolIsMine(pool: Pool, db: Db): boolean {
+  const known = (sql: string, key: string): boolean => db.prepare(sql).get(key) !== undefined;
+  const roots = pool.listRoots();
+  const volumes = pool.listVolumes();
+  if (roots.some((id) => known('SELECT 1 FROM boxes WHERE id = ?', id)) || volumes.some((id) => known('SELECT 1 FROM volumes WHERE id = ?', id))) return true;
+  return roots.length === 0 && volumes.length === 0 && pool.listBases().every((name) => known('SELECT 1 FROM base_versions WHERE name = ?', name));
+}
 
 export async function openContext(options: EngineOptions): Promise<EngineContext> {
   const stateDir = options.stateDir;
@@ -101,7 +108,7 @@ export async function openContext(options: EngineOptions): Promise<EngineContext
   for (const warning of opened.warnings ?? []) (options.onWarning ?? defaultWarn)(warning);
   const db = openDatabase(join(stateDir, 'zomg.db'));
   try {
-    claimPool(opened.root, stateDir, (layer, name) => db.prepare(KNOWN[layer as keyof typeof KNOWN]).get(name) !== undefined);
+    claimPool(opened.root, stateDir, () => poolIsMine(pool, db));
   } catch (err) {
     db.close();
     throw err;

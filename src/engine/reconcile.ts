@@ -12,6 +12,7 @@
  * same for data volumes, their snapshots and backup parents (engine/volume-reconcile.ts).
  */
 import { transaction } from '../db/database.js';
+import { poolClaimedBy } from '../storage/pool.js';
 import { isAlive } from '../system/procfs.js';
 import { MUTATIONS_LOCK, baseId, snapshotId, rootId, runtimeBox } from './access.js';
 import { pruneStaleBuilds } from './builds.js';
@@ -37,8 +38,11 @@ export function reconcileNeeded(ctx: EngineContext): boolean {
   return ctx.pool.listAsides().some((a) => !isAlive({ pid: a.pid }));
 }
 
-/** Repairs what crashes left (see the module comment); undefined when mutations are in flight. */
+/** Repairs what crashes left (see the module comment); undefined when mutations are in flight, or the pool is no longer this state directory's. */
 export async function reconcile(ctx: EngineContext): Promise<ReconcileReport | undefined> {
+  // The pool was claimed at the engine's open; a server repairs every 30 s, and what it
+  // deletes is only a crash's leftover while the pool is still this state directory's.
+  if (!poolClaimedBy(ctx.pool.root, ctx.stateDir)) return undefined;
   const lock = ctx.locks.tryExclusive(MUTATIONS_LOCK);
   if (lock === undefined) return undefined;
   try {

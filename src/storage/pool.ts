@@ -7,7 +7,7 @@
  * `<stateDir>/pool.img` that is created on first use and mounted again after a reboot. The
  * one file that runs mount, umount, losetup, mkfs.btrfs and truncate.
  */
-import { chmodSync, linkSync, mkdirSync, readFileSync, readdirSync, realpathSync, renameSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
+import { chmodSync, linkSync, mkdirSync, readFileSync, realpathSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ConflictError, type ErrorCode, InvalidArgumentError, ToolError, UnsupportedError, ZomgError } from '../core/errors.js';
@@ -80,34 +80,42 @@ const STATE_ID_FILE = 'state-id';
  * anew beside its old pool) would delete every box of the first. So a pool names its state
  * directory's id in OWNER_FILE:
  * - named: it must be this state directory's (else ZOMG_POOL_OWNED);
- * - unnamed (a new pool, or one from before owner files): this state directory claims it when
- *   the pool holds nothing yet, or when its database knows something the pool holds (it has
- *   been using this pool); else it refuses a pool that holds boxes, bases or volumes.
- * `knows(layer, name)`: whether the database has a row for that entry of a layer.
+ * - unnamed (a new pool, or one from before owner files): `mine()` says whether what it holds
+ *   is this state directory's (the engine asks its database); the first to claim it names it.
  */
-export function claimPool(root: string, stateDir: string, knows: (layer: string, name: string) => boolean): void {
+export function claimPool(root: string, stateDir: string, mine: () => boolean): void {
   const marker = join(root, OWNER_FILE);
-  const owner = readTrimmed(marker);
   const id = stateId(stateDir);
-  if (owner === id) return;
-  if (owner !== undefined) {
-    throw new ConflictError('ZOMG_POOL_OWNED', `the pool at ${root} belongs to another zomg state directory (id ${owner}; this one's is ${id})`, {
-      hint: `use the state directory it belongs to (ZOMG_HOME), or another pool; removing ${marker} hands it to a state directory whose database knows some of its boxes (those it does not know are then deleted)`,
+  let owner = readTrimmed(marker);
+  if (owner === undefined) {
+    if (!mine()) {
+      throw new ConflictError('ZOMG_POOL_OWNED', `the pool at ${root} holds boxes, bases or volumes this state directory does not know`, {
+        hint: 'use the state directory that made them (ZOMG_HOME), or another pool',
+      });
+    }
+    // Linked into place: of two state directories claiming a new pool at once, one wins.
+    const tmp = `${marker}.${process.pid}.tmp`;
+    writeFileSync(tmp, `${id}\n`, { mode: 0o600 });
+    try {
+      linkSync(tmp, marker);
+    } catch (err) {
+      if (!isErrno(err, 'EEXIST')) throw err;
+    } finally {
+      rmSync(tmp, { force: true });
+    }
+    owner = readTrimmed(marker);
+  }
+  if (owner !== id) {
+    throw new ConflictError('ZOMG_POOL_OWNED', `the pool at ${root} belongs to another zomg state directory (id ${owner ?? '?'}; this one's is ${id})`, {
+      hint: `use the state directory it belongs to (ZOMG_HOME), or another pool; if this is that state directory and its ${STATE_ID_FILE} was lost, write the pool's id back into ${join(stateDir, STATE_ID_FILE)}`,
     });
   }
-  const held = CLAIMED_LAYERS.flatMap((layer) => readdirSync(join(root, layer)).map((name) => [layer, name] as const));
-  if (held.length > 0 && !held.some(([layer, name]) => knows(layer, name))) {
-    throw new ConflictError('ZOMG_POOL_OWNED', `the pool at ${root} holds boxes, bases or volumes this state directory does not know`, {
-      hint: 'use the state directory that made them (ZOMG_HOME), or another pool',
-    });
-  }
-  const tmp = `${marker}.${process.pid}.tmp`;
-  writeFileSync(tmp, `${id}\n`, { mode: 0o600 });
-  renameSync(tmp, marker);
 }
 
-/** The layers whose entries are named by the database's rows (box ids, base versions, volume ids). */
-const CLAIMED_LAYERS = ['roots', 'bases', 'volumes'] as const;
+/** Whether the pool still names this state directory (checked again before each repair). */
+export function poolClaimedBy(root: string, stateDir: string): boolean {
+  return readTrimmed(join(root, OWNER_FILE)) === readTrimmed(join(stateDir, STATE_ID_FILE));
+}
 
 /** This state directory's id, made (once, whoever comes first) on its first use. */
 function stateId(stateDir: string): string {
@@ -126,7 +134,7 @@ function stateId(stateDir: string): string {
     rmSync(tmp, { force: true });
   }
   const id = readTrimmed(file);
-  if (id === undefined || id === '') throw new ToolError('ZOMG_TOOL_FAILED', `${file} is empty`, { hint: `remove ${file}; a new id is made at the next start` });
+  if (id === undefined || id === '') throw new ToolError('ZOMG_TOOL_FAILED', `${file} is empty`, { hint: `write the id its pool's ${OWNER_FILE} holds into it (or remove it, for a new state directory)` });
   return id;
 }
 

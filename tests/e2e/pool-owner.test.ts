@@ -80,12 +80,13 @@ describe('a configured pool belongs to one state directory', { skip: !isRoot() &
 
   it('is claimed from before owner files by the state directory that used it, not by another one', () => {
     rmSync(join(pool.mnt, '.zomg-owner'));
-    // A new state directory, and one in use with a pool of its own: neither knows its boxes.
+    // A new state directory, and one in use with a pool of its own, and a base of the same name
+    // (a base version's name proves nothing: `debian` is every state directory's that has one).
     const other = newState();
     const elsewhere = makeTestPool(256);
     try {
       const env = { ...process.env, ZOMG_HOME: other, ZOMG_POOL_PATH: elsewhere.mnt, ZOMG_NO_SIZE_WORKER: '1' };
-      assert.equal(spawnSync(process.execPath, [MAIN, 'base', 'import', 'mine', '--file', busyboxRootfsTar()], { env, encoding: 'utf8', timeout: 120_000 }).status, 0);
+      assert.equal(spawnSync(process.execPath, [MAIN, 'base', 'import', 'bb', '--file', busyboxRootfsTar()], { env, encoding: 'utf8', timeout: 120_000 }).status, 0);
     } finally {
       elsewhere.cleanup();
     }

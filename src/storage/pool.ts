@@ -93,17 +93,8 @@ export function claimPool(root: string, stateDir: string, mine: () => boolean): 
         hint: 'use the state directory that made them (ZOMG_HOME), or another pool',
       });
     }
-    // Linked into place: of two state directories claiming a new pool at once, one wins.
-    const tmp = `${marker}.${process.pid}.tmp`;
-    writeFileSync(tmp, `${id}\n`, { mode: 0o600 });
-    try {
-      linkSync(tmp, marker);
-    } catch (err) {
-      if (!isErrno(err, 'EEXIST')) throw err;
-    } finally {
-      rmSync(tmp, { force: true });
-    }
-    owner = readTrimmed(marker);
+    // Of two state directories claiming a new pool at once, one wins.
+    owner = createOnce(marker, id);
   }
   if (owner !== id) {
     throw new ConflictError('ZOMG_POOL_OWNED', `the pool at ${root} belongs to another zomg state directory (id ${owner ?? '?'}; this one's is ${id})`, {
@@ -123,19 +114,27 @@ function stateId(stateDir: string): string {
   const known = readTrimmed(file);
   if (known !== undefined && known !== '') return known;
   mkdirSync(stateDir, { recursive: true });
-  // Written whole, then linked into place: two first starts agree on the first link's id.
-  const tmp = `${file}.${process.pid}.tmp`;
-  writeFileSync(tmp, `${nonceHex(16)}\n`, { mode: 0o600 });
+  // Two first starts agree on the first one's id.
+  const id = createOnce(file, nonceHex(16));
+  if (id === '') throw new ToolError('ZOMG_TOOL_FAILED', `${file} is empty`, { hint: `write the id its pool's ${OWNER_FILE} holds into it (or remove it, for a new state directory)` });
+  return id;
+}
+
+/**
+ * Writes `text` to `path` unless it exists, whole (written aside, then linked into place, so no
+ * reader sees it half-written and of two writers the first wins), and returns what it holds.
+ */
+function createOnce(path: string, text: string): string {
+  const tmp = `${path}.${process.pid}.tmp`;
+  writeFileSync(tmp, `${text}\n`, { mode: 0o600 });
   try {
-    linkSync(tmp, file);
+    linkSync(tmp, path);
   } catch (err) {
     if (!isErrno(err, 'EEXIST')) throw err;
   } finally {
     rmSync(tmp, { force: true });
   }
-  const id = readTrimmed(file);
-  if (id === undefined || id === '') throw new ToolError('ZOMG_TOOL_FAILED', `${file} is empty`, { hint: `write the id its pool's ${OWNER_FILE} holds into it (or remove it, for a new state directory)` });
-  return id;
+  return readTrimmed(path) ?? '';
 }
 
 function readTrimmed(path: string): string | undefined {

@@ -86,11 +86,13 @@ const defaultBasesDir = (): string => fileURLToPath(new URL('../../../bases/', i
  * directory's that imported one). Listed as the reconciler lists them.
  */
 function poolIsMine(pool: Pool, db: Db): boolean {
-  const known = (sql: string, key: string): boolean => db.prepare(sql).get(key) !== undefined;
+  const boxes = new BoxesRepo(db);
+  const volumes = new VolumesRepo(db);
+  const bases = new BasesRepo(db);
   const roots = pool.listRoots();
-  const volumes = pool.listVolumes();
-  if (roots.some((id) => known('SELECT 1 FROM boxes WHERE id = ?', id)) || volumes.some((id) => known('SELECT 1 FROM volumes WHERE id = ?', id))) return true;
-  return roots.length === 0 && volumes.length === 0 && pool.listBases().every((name) => known('SELECT 1 FROM base_versions WHERE name = ?', name));
+  const vols = pool.listVolumes();
+  if (roots.some((id) => boxes.byId(id) !== undefined) || vols.some((id) => volumes.byId(id) !== undefined)) return true;
+  return roots.length === 0 && vols.length === 0 && pool.listBases().every((name) => bases.versionExists(name));
 }
 
 export async function openContext(options: EngineOptions): Promise<EngineContext> {
